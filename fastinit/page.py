@@ -1,0 +1,150 @@
+"""The page descriptor: x86-64 ``struct page`` as a NumPy record, and the constants around it.
+
+Everything about the descriptor's layout lives here, once: field offsets, the flag bits,
+how node and zone are packed into ``flags``, the buddy markers, and the (simulated) virtual
+addresses that free-list links hold.
+
+Layout, grouped by 8-byte words as in ``include/linux/mm_types.h`` (v5.8, 64 bytes)::
+
+    @0   flags       u64  page flags; node and zone numbers in the top bits
+    @8   lru_next    u64  list_head.next: free-list link when free, else points to itself
+    @16  lru_prev    u64  list_head.prev
+    @24  mapping     u64  address_space pointer (0 here)
+    @32  index       u64  offset within mapping (0 here)
+    @40  private     u64  buddy order while the page heads a free block
+    @48  mapcount    i32  -1 when unmapped; PageBuddy is a page_type bit cleared in it
+    @52  refcount    i32  1 after init ("allocated"), 0 once freed to the buddy allocator
+    @56  memcg_data  u64  memory cgroup pointer (0 here)
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+PAGE_SHIFT = 12
+PAGE_SIZE = 1 << PAGE_SHIFT
+
+# x86-64: 128 MiB sections.
+SECTION_SIZE_BITS = 27
+PAGES_PER_SECTION = 1 << (SECTION_SIZE_BITS - PAGE_SHIFT)
+SECTION_SHIFT = SECTION_SIZE_BITS - PAGE_SHIFT
+
+# Highest buddy order (Linux 5.8's MAX_ORDER 11 is exclusive; 6.8+ calls this MAX_PAGE_ORDER).
+MAX_ORDER = 10
+NR_ORDERS = MAX_ORDER + 1
+MAX_ORDER_NR_PAGES = 1 << MAX_ORDER
+
+# A pageblock is a huge page (2 MiB); it carries the migratetype.
+PAGEBLOCK_ORDER = 9
+PAGEBLOCK_NR_PAGES = 1 << PAGEBLOCK_ORDER
+PAGEBLOCKS_PER_SECTION = PAGES_PER_SECTION // PAGEBLOCK_NR_PAGES
+
+# x86-64 with 5-level paging addresses 52 bits of physical memory.
+MAX_PHYSMEM_BITS = 52
+MAX_PFN = 1 << (MAX_PHYSMEM_BITS - PAGE_SHIFT)
+
+PAGE_DTYPE = np.dtype({
+    "names": ["flags", "lru_next", "lru_prev", "mapping", "index", "private",
+              "mapcount", "refcount", "memcg_data"],
+    "formats": ["<u8", "<u8", "<u8", "<u8", "<u8", "<u8", "<i4", "<i4", "<u8"],
+    "offsets": [0, 8, 16, 24, 32, 40, 48, 52, 56],
+    "itemsize": 64,
+}, align=True)
+
+# Our BUILD_BUG_ON: the kernels and the file format rely on this exact layout.
+assert PAGE_DTYPE.itemsize == 64
+assert PAGE_DTYPE.isalignedstruct
+assert [PAGE_DTYPE.fields[name][1] for name in PAGE_DTYPE.names] == \
+    [0, 8, 16, 24, 32, 40, 48, 52, 56]
+
+# Zone indices (ZONE_MOVABLE exists in Linux but no source here creates one).
+ZONE_DMA, ZONE_DMA32, ZONE_NORMAL = 0, 1, 2
+ZONE_NAMES = ("DMA", "DMA32", "Normal")
+MAX_NR_ZONES = 4
+
+# x86-64 zone limits in pfns: DMA below 16 MiB, DMA32 below 4 GiB.
+MAX_DMA_PFN = (16 << 20) >> PAGE_SHIFT
+MAX_DMA32_PFN = (4 << 30) >> PAGE_SHIFT
+
+# page->flags: with SPARSEMEM_VMEMMAP there are no section bits, so the node sits at the
+# top, then the zone (NODES_SHIFT 10 as in MAXSMP distro configs; 3 zone bits because
+# MAX_NR_ZONES including ZONE_DEVICE is 5).
+NODES_SHIFT = 10
+ZONES_SHIFT = 3
+MAX_NUMNODES = 1 << NODES_SHIFT
+NODES_PGSHIFT = 64 - NODES_SHIFT
+ZONES_PGSHIFT = NODES_PGSHIFT - ZONES_SHIFT
+NODES_MASK = (1 << NODES_SHIFT) - 1
+ZONES_MASK = (1 << ZONES_SHIFT) - 1
+PG_RESERVED = 1 << 12
+
+# PageBuddy is a page_type: types live in _mapcount and are set by clearing a bit of -1
+# (PG_buddy = 0x80), so a free block's head holds 0xffffff7f.
+MAPCOUNT_NONE = -1
+PAGE_BUDDY_MAPCOUNT = -1 & ~0x80
+
+# Migratetypes without CMA, with memory isolation (Linux 5.8 order).
+MIGRATE_UNMOVABLE, MIGRATE_MOVABLE, MIGRATE_RECLAIMABLE, MIGRATE_HIGHATOMIC, MIGRATE_ISOLATE = range(5)
+MIGRATE_TYPES = 5
+MIGRATETYPE_NAMES = ("Unmovable", "Movable", "Reclaimable", "HighAtomic", "Isolate")
+
+# Simulated kernel virtual addresses, so list links look and compare like the kernel's:
+# descriptors live in the vmemmap, free-list heads in the zones (in the direct map).
+VMEMMAP_START = 0xFFFFEA0000000000
+LRU_OFFSET = 8
+FREE_AREA_BASE = 0xFFFF888100000000
+LIST_HEAD_SIZE = 16
+# list_del() poisons the links of a removed entry (x86-64 POISON_POINTER_DELTA).
+LIST_POISON1 = 0xDEAD000000000100
+LIST_POISON2 = 0xDEAD000000000122
+
+
+def page_links(nid: int, zid: int) -> int:
+    """``flags`` value with only the node and zone set, as ``set_page_links()`` leaves it."""
+    return ((nid & NODES_MASK) << NODES_PGSHIFT) | ((zid & ZONES_MASK) << ZONES_PGSHIFT)
+
+
+def flags_node(flags):
+    """Node number stored in ``flags`` (scalar or array)."""
+    return (flags >> NODES_PGSHIFT) & NODES_MASK
+
+
+def flags_zone(flags):
+    """Zone index stored in ``flags`` (scalar or array)."""
+    return (flags >> ZONES_PGSHIFT) & ZONES_MASK
+
+
+def lru_address(pfn):
+    """Address of the ``lru`` list_head of the descriptor of ``pfn`` (scalar or array)."""
+    return VMEMMAP_START + pfn * PAGE_DTYPE.itemsize + LRU_OFFSET
+
+
+def lru_pfn(address):
+    """Inverse of `lru_address`."""
+    return (address - VMEMMAP_START - LRU_OFFSET) // PAGE_DTYPE.itemsize
+
+
+def free_list_address(nid: int, zid: int, order: int, migratetype: int) -> int:
+    """Address of a zone's ``free_area[order].free_list[migratetype]`` list head."""
+    slot = ((nid * MAX_NR_ZONES + zid) * NR_ORDERS + order) * MIGRATE_TYPES + migratetype
+    return FREE_AREA_BASE + slot * LIST_HEAD_SIZE
+
+
+def decode_free_list_address(address: int) -> tuple[int, int, int, int] | None:
+    """``(nid, zid, order, migratetype)`` of a list-head address, or None if it is not one."""
+    offset = address - FREE_AREA_BASE
+    limit = MAX_NUMNODES * MAX_NR_ZONES * NR_ORDERS * MIGRATE_TYPES * LIST_HEAD_SIZE
+    if offset < 0 or offset >= limit or offset % LIST_HEAD_SIZE:
+        return None
+    slot, migratetype = divmod(offset // LIST_HEAD_SIZE, MIGRATE_TYPES)
+    slot, order = divmod(slot, NR_ORDERS)
+    nid, zid = divmod(slot, MAX_NR_ZONES)
+    return nid, zid, order, migratetype
+
+
+def is_lru_address(address) -> bool:
+    """True where ``address`` points at a descriptor's lru field (scalar or array)."""
+    offset = np.asarray(address, dtype=np.uint64) - np.uint64(VMEMMAP_START + LRU_OFFSET)
+    below = np.asarray(address, dtype=np.uint64) < np.uint64(VMEMMAP_START + LRU_OFFSET)
+    return (~below) & (offset % np.uint64(PAGE_DTYPE.itemsize) == 0) & \
+        (offset // np.uint64(PAGE_DTYPE.itemsize) < np.uint64(MAX_PFN))

@@ -1,0 +1,53 @@
+"""The one decorator every fastinit kernel uses, with each compiler option set once.
+
+Kernels are compiled eagerly, at import, for the exact signatures they declare: compiling
+happens on the importing (main) thread before any helper thread can call a kernel (Numba
+serializes compilation under a global lock), and a call with the wrong dtype or layout
+fails at the call instead of silently compiling a slower specialization.
+
+Caching caveat: Numba's cache is keyed on the kernel's own source file. Constants imported
+from ``fastinit.page`` are frozen into the compiled code, and an edit there does not
+invalidate the cache; clear ``kernels/__pycache__`` (or set ``NUMBA_CACHE_DIR``) after
+changing the layout.
+"""
+
+from __future__ import annotations
+
+import numba
+from numba import types
+
+from fastinit.page import PAGE_DTYPE
+
+# Descriptor arrays are always C-contiguous 1-D arrays of the aligned 64-byte record.
+PAGES = numba.from_dtype(PAGE_DTYPE)[::1]
+PFNS = types.int64[::1]
+PFN_RANGES = types.int64[:, ::1]
+COUNTS = types.int64[:, ::1]
+PAGEBLOCK_TYPES = types.uint8[::1]
+
+_OPTIONS = dict(
+    # Compiled code only; object mode would hold the GIL and be 100x slower.
+    nopython=True,
+    # Helper threads run kernels concurrently; kernels touch no Python objects.
+    nogil=True,
+    # Reuse machine code across processes: a warm start costs milliseconds, not seconds.
+    cache=True,
+    # Kernels trust their input (the Python layer validates); NUMBA_BOUNDSCHECK=1 in the
+    # environment still turns checks on for a test run.
+    boundscheck=False,
+    # Integer division by zero is impossible after validation; skip the exception branch.
+    error_model="numpy",
+)
+
+
+def kernel(*signatures):
+    """Compile a kernel eagerly for ``signatures`` with fastinit's options.
+
+    Parameters
+    ----------
+    *signatures : numba signatures
+        The exact types the kernel accepts, e.g. ``types.int64(PAGES, types.int64)``.
+    """
+    def decorate(fn):
+        return numba.jit(list(signatures), **_OPTIONS)(fn)
+    return decorate

@@ -1,0 +1,70 @@
+"""Initialize page descriptors over a pfn range: the ``__init_single_page()`` loop.
+
+Descriptors exist only for present sections (the sparse vmemmap). ``slots`` maps each
+section from ``base_pfn`` on to its slot in ``pages`` (-1 for a section without
+descriptors), so the descriptor of ``pfn`` is at
+``slots[(pfn - base_pfn) >> SECTION_SHIFT] * PAGES_PER_SECTION + pfn % PAGES_PER_SECTION``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import types
+
+from fastinit.kernels._jit import PAGES, PFNS, kernel
+from fastinit.page import (LRU_OFFSET, MAPCOUNT_NONE, PAGES_PER_SECTION, PG_RESERVED,
+                           SECTION_SHIFT, VMEMMAP_START)
+
+_SECTION_MASK = PAGES_PER_SECTION - 1
+
+
+@kernel(types.int64(PAGES, PFNS, types.int64, types.int64, types.int64, types.uint64,
+                    types.boolean))
+def init_pages_range(pages, slots, base_pfn, start_pfn, end_pfn, links, reserved):
+    """Initialize the descriptors of ``[start_pfn, end_pfn)`` as freshly booted pages.
+
+    Each page is zeroed, gets its node and zone links in ``flags`` (plus PG_reserved if
+    ``reserved``), refcount 1, mapcount -1, and an lru list_head pointing at itself.
+
+    Parameters
+    ----------
+    pages : ndarray of PAGE_DTYPE, shape (nr_slots * PAGES_PER_SECTION,)
+        The sparse memmap.
+    slots : ndarray of int64, shape (nr_sections,)
+        Slot of each section from ``base_pfn`` on; every section the range touches must
+        have one.
+    base_pfn : int
+        Section-aligned pfn that ``slots[0]`` describes.
+    start_pfn, end_pfn : int
+        The range, ``base_pfn <= start_pfn <= end_pfn``.
+    links : uint64
+        ``page_links(nid, zid)``.
+    reserved : bool
+        Also set PG_reserved (holes and memblock-reserved memory).
+
+    Returns
+    -------
+    int
+        Pages initialized.
+    """
+    flags = links | np.uint64(PG_RESERVED if reserved else 0)
+    pfn = start_pfn
+    while pfn < end_pfn:
+        section_end = min(end_pfn, (pfn | _SECTION_MASK) + 1)
+        i = slots[(pfn - base_pfn) >> SECTION_SHIFT] * PAGES_PER_SECTION + (pfn & _SECTION_MASK)
+        lru = np.uint64(VMEMMAP_START + LRU_OFFSET) + np.uint64(pfn) * np.uint64(64)
+        for _ in range(section_end - pfn):
+            rec = pages[i]
+            rec["flags"] = flags
+            rec["lru_next"] = lru
+            rec["lru_prev"] = lru
+            rec["mapping"] = 0
+            rec["index"] = 0
+            rec["private"] = 0
+            rec["mapcount"] = MAPCOUNT_NONE
+            rec["refcount"] = 1
+            rec["memcg_data"] = 0
+            i += 1
+            lru += np.uint64(64)
+        pfn = section_end
+    return end_pfn - start_pfn
