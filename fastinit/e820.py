@@ -1,0 +1,149 @@
+"""The x86 e820 memory map as the kernel keeps it: typed byte ranges, sanitized and edited.
+
+The firmware's table may overlap and come unsorted; the kernel's sanitizer
+(``e820__update_table()``) resolves every overlap in favour of the higher type number and
+merges neighbours of the same type. Later ``e820: update`` / ``e820: remove`` edits change
+types or cut ranges out. Usable RAM (and RAM reserved for kernel data) becomes memblock
+memory, trimmed to whole pages.
+"""
+
+from __future__ import annotations
+
+import re
+
+from fastinit.page import PAGE_SHIFT, PAGE_SIZE
+
+E820_RAM = 1
+E820_RESERVED = 2
+E820_ACPI = 3
+E820_NVS = 4
+E820_UNUSABLE = 5
+E820_PMEM = 7
+E820_PRAM = 12
+E820_RESERVED_KERN = 128
+E820_SOFT_RESERVED = 0xEFFFFFFF
+
+# Physical addresses are at most 52 bits on x86-64.
+MAX_ADDRESS = 1 << 52
+
+Entry = tuple[int, int, int]  # (start, end exclusive, type), byte addresses
+
+_TYPE_NUMBER = re.compile(r"type\s+(\d+)", re.IGNORECASE)
+
+
+def parse_type(text: str) -> int:
+    """The e820 type number for a type as the kernel prints it (any version).
+
+    Raises
+    ------
+    ValueError
+        For a name no kernel prints.
+    """
+    name = text.strip().strip("()").strip().lower()
+    number = _TYPE_NUMBER.search(name)
+    if "persistent" in name:
+        return int(number.group(1)) if number else E820_PMEM
+    if number:
+        return int(number.group(1))
+    if "unusable" in name:
+        return E820_UNUSABLE
+    if "soft reserved" in name or "soft-reserved" in name:
+        return E820_SOFT_RESERVED
+    if "usable" in name or name in {"ram", "system ram", "kernel usable ram"}:
+        return E820_RAM
+    if "nvs" in name:
+        return E820_NVS
+    if "acpi" in name:
+        return E820_ACPI
+    if "reserved" in name:
+        return E820_RESERVED
+    raise ValueError(f"unknown e820 type {text.strip()!r}")
+
+
+def is_memory(kind: int) -> bool:
+    """True for types that memblock treats as memory (RAM and kernel-reserved RAM)."""
+    return kind in (E820_RAM, E820_RESERVED_KERN)
+
+
+def sanitize(entries: list[Entry]) -> list[Entry]:
+    """Sort, resolve overlaps (the higher type number wins) and merge like neighbours.
+
+    A sweep over the entries' boundaries, O(n log n) as the kernel's change-point sort.
+
+    Parameters
+    ----------
+    entries : list of (int, int, int)
+        ``(start, end, type)`` byte ranges, end exclusive, in any order.
+
+    Returns
+    -------
+    list of (int, int, int)
+        Disjoint, sorted, with no two touching entries of the same type.
+    """
+    events = sorted((p, is_start, kind) for start, end, kind in entries if start < end
+                    for p, is_start in ((start, 1), (end, 0)))
+    active: dict[int, int] = {}
+    result: list[Entry] = []
+    position, current = None, None
+    for point, is_start, kind in events:
+        if current is not None and point > position:
+            if result and result[-1][1] == position and result[-1][2] == current:
+                result[-1] = (result[-1][0], point, current)
+            else:
+                result.append((position, point, current))
+        if is_start:
+            active[kind] = active.get(kind, 0) + 1
+        else:
+            active[kind] -= 1
+            if not active[kind]:
+                del active[kind]
+        position, current = point, (max(active) if active else None)
+    return result
+
+
+def update(entries: list[Entry], start: int, end: int, old: int, new: int) -> list[Entry]:
+    """``e820__range_update()``: parts of ``old``-type entries in [start, end) become ``new``."""
+    result = []
+    for s, e, kind in entries:
+        if kind != old or e <= start or s >= end:
+            result.append((s, e, kind))
+            continue
+        if s < start:
+            result.append((s, start, kind))
+        result.append((max(s, start), min(e, end), new))
+        if e > end:
+            result.append((end, e, kind))
+    return sanitize(result)
+
+
+def remove(entries: list[Entry], start: int, end: int, old: int | None) -> list[Entry]:
+    """``e820__range_remove()``: cut [start, end) out of entries (of type ``old`` if given)."""
+    result = []
+    for s, e, kind in entries:
+        if (old is not None and kind != old) or e <= start or s >= end:
+            result.append((s, e, kind))
+            continue
+        if s < start:
+            result.append((s, start, kind))
+        if e > end:
+            result.append((end, e, kind))
+    return sanitize(result)
+
+
+def memory_pfn_ranges(entries: list[Entry]) -> list[tuple[int, int]]:
+    """memblock memory as pfn ranges: RAM entries merged, then trimmed to whole pages."""
+    merged: list[list[int]] = []
+    for start, end, kind in sorted(entries):
+        if not is_memory(kind):
+            continue
+        if merged and merged[-1][1] >= start:
+            merged[-1][1] = max(merged[-1][1], end)
+        else:
+            merged.append([start, end])
+    ranges = []
+    for start, end in merged:
+        # The kernel rounds the start up and the end down to whole pages.
+        first, last = -(-start // PAGE_SIZE), end >> PAGE_SHIFT
+        if first < last:
+            ranges.append((first, last))
+    return ranges

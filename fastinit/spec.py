@@ -1,0 +1,118 @@
+"""Machines from a short spec such as ``2x384G,cpus=52``, laid out like a real x86 machine.
+
+Grammar::
+
+    spec   := group ("+" group)* ("," option)*
+    group  := [COUNT "x"] SIZE [":" CPUS]        e.g. 2x384G, 64G:8, 1x0:4 (CPU-only)
+    option := "cpus=" N                           CPUs per node without ":CPUS" (default:
+                                                  the CPUs this process may use)
+            | "pci_hole=" SIZE                    MMIO hole below 4 GiB (default 1G)
+    SIZE   := NUMBER [K|M|G|T] [B|iB]             binary units; a bare number is bytes
+
+Layout: nodes take consecutive slices of the physical address space, each ``SIZE`` long
+(the PCI hole below 4 GiB is skipped, not counted). As on real x86 firmware, page 0 and the
+legacy hole 640K-1M are not RAM, and boot reserves the first 1 MiB and a 32 MiB kernel image
+at 16 MiB.
+"""
+
+from __future__ import annotations
+
+import re
+
+from fastinit.cpus import usable_cpus
+from fastinit.page import MAX_DMA32_PFN, MAX_NUMNODES, MAX_PFN, PAGE_SHIFT
+from fastinit.topology import Node, Topology, intersect, subtract
+
+_UNITS = {"": 0, "K": 10, "M": 20, "G": 30, "T": 40, "P": 50}
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGTP]?)(?:I?B)?\s*$", re.IGNORECASE)
+_GROUP = re.compile(r"^\s*(?:(\d+)\s*[xX*]\s*)?([^:]+?)\s*(?::\s*(\d+))?\s*$")
+
+# Page 0 and 640K-1M are never RAM on x86 (BIOS data, legacy VGA and ROMs).
+_LOW_HOLES = [(0, 1), (0x9F000 >> PAGE_SHIFT, 0x100000 >> PAGE_SHIFT)]
+# Always reserved since Linux 5.13 (the first 1 MiB), and a kernel image at 16 MiB.
+_BOOT_RESERVED = [(0, 0x100000 >> PAGE_SHIFT), (0x1000000 >> PAGE_SHIFT, 0x3000000 >> PAGE_SHIFT)]
+
+
+def parse_size(text: str, what: str) -> int:
+    """Bytes in a size such as ``384G``, ``1.5T``, ``512MiB``; ValueError naming ``what``."""
+    match = _SIZE.match(text)
+    if not match:
+        raise ValueError(f"{what}: cannot read size {text!r}; write a number with an optional "
+                         f"unit K, M, G or T (binary), e.g. 64G")
+    number, unit = match.groups()
+    value = float(number) * (1 << _UNITS[unit.upper()])
+    if value != int(value):
+        raise ValueError(f"{what}: size {text!r} is not a whole number of bytes")
+    return int(value)
+
+
+def parse_spec(spec: str, default_cpus: int | None = None) -> Topology:
+    """Build a `Topology` from a spec string (see the module docstring).
+
+    Parameters
+    ----------
+    spec : str
+        E.g. ``"2x64G,cpus=8"``.
+    default_cpus : int or None
+        CPUs per node when the spec names none; None means `usable_cpus()`.
+
+    Returns
+    -------
+    Topology
+    """
+    if not isinstance(spec, str) or not spec.strip():
+        raise ValueError("empty spec; describe the nodes, e.g. --spec 2x64G,cpus=8")
+    groups_text, *options = spec.split(",")
+    cpus_default = usable_cpus() if default_cpus is None else default_cpus
+    pci_hole = 1 << 30
+    for option in options:
+        key, _, value = option.partition("=")
+        key = key.strip().lower()
+        if key == "cpus" and value.strip().isdigit():
+            cpus_default = int(value)
+        elif key == "pci_hole":
+            pci_hole = parse_size(value, f"spec {spec!r}, option pci_hole")
+            if pci_hole > 3 << 30 or pci_hole % (1 << 20):
+                raise ValueError(f"spec {spec!r}: pci_hole={value} must be a whole number of "
+                                 f"MiB and at most 3G")
+        else:
+            raise ValueError(f"spec {spec!r}: unknown option {option!r}; known options are "
+                             f"cpus=N and pci_hole=SIZE")
+
+    node_sizes: list[tuple[int, int]] = []
+    for group in groups_text.split("+"):
+        match = _GROUP.match(group)
+        if not match:
+            raise ValueError(f"spec {spec!r}: cannot read {group!r}; write COUNTxSIZE[:CPUS], "
+                             f"e.g. 2x64G or 64G:8")
+        count = int(match.group(1) or 1)
+        size = parse_size(match.group(2), f"spec {spec!r}")
+        cpus = cpus_default if match.group(3) is None else int(match.group(3))
+        if count < 1 or len(node_sizes) + count > MAX_NUMNODES:
+            raise ValueError(f"spec {spec!r}: {count} nodes; a machine has 1..{MAX_NUMNODES}")
+        node_sizes += [(size, cpus)] * count
+    return layout(node_sizes, pci_hole, source=f"spec {spec}")
+
+
+def layout(node_sizes: list[tuple[int, int]], pci_hole: int = 1 << 30,
+           source: str = "spec") -> Topology:
+    """Lay out nodes of ``(size_bytes, cpus)`` on an x86-like physical address map."""
+    pci_start = MAX_DMA32_PFN - (pci_hole >> PAGE_SHIFT)
+    holes = _LOW_HOLES + [(pci_start, MAX_DMA32_PFN)]
+    nodes, cursor = [], 0
+    for nid, (size, cpus) in enumerate(node_sizes):
+        pages = size >> PAGE_SHIFT
+        start = cursor
+        # The PCI hole is skipped, not counted: a node crossing it extends past 4 GiB.
+        end = start + pages + (pci_hole >> PAGE_SHIFT if start < pci_start < start + pages else 0)
+        if start >= pci_start and start < MAX_DMA32_PFN:
+            start, end = start + (MAX_DMA32_PFN - pci_start), end + (MAX_DMA32_PFN - pci_start)
+        if end > MAX_PFN:
+            raise ValueError(f"{source}: {sum(s for s, _ in node_sizes) >> 40} TiB in all does "
+                             f"not fit the 4 PiB of 52-bit physical memory")
+        ranges = subtract([(start, end)], holes) if pages else []
+        nodes.append(Node(nid, cpus, tuple(ranges)))
+        cursor = end
+    memory = [r for node in nodes for r in node.ranges]
+    reserved = tuple(r for lo, hi in _BOOT_RESERVED for r in intersect(memory, lo, hi))
+    return Topology(tuple(nodes), reserved=reserved, source=source)

@@ -1,0 +1,60 @@
+"""Spec strings: grammar, x86-like layout, clear errors."""
+
+import pytest
+
+from fastinit.page import PAGE_SHIFT
+from fastinit.spec import parse_size, parse_spec
+
+GIB = (1 << 30) >> PAGE_SHIFT
+
+
+def test_two_nodes_of_64g_with_cpus():
+    topo = parse_spec("2x64G,cpus=8")
+    assert [n.cpus for n in topo.nodes] == [8, 8]
+    # Node 0 loses page 0 and the 640K-1M hole; node 1 is whole.
+    assert topo.nodes[0].present_pages == 64 * GIB - 1 - 97
+    assert topo.nodes[1].present_pages == 64 * GIB
+
+
+def test_pci_hole_below_4g_is_skipped_not_counted():
+    topo = parse_spec("1x8G,cpus=1")
+    ranges = topo.nodes[0].ranges
+    assert (3 * GIB, 4 * GIB) not in ranges
+    assert ranges[-1] == (4 * GIB, 9 * GIB)
+
+
+def test_small_machine_has_no_memory_above_4g():
+    topo = parse_spec("1x2G,cpus=1")
+    assert topo.max_pfn == 2 * GIB
+    assert [z.name for z in topo.zones(0)] == ["DMA", "DMA32"]
+
+
+def test_mixed_groups_and_memory_only_node():
+    topo = parse_spec("2x16G:4+1x8G:0")
+    assert [(n.nid, n.cpus) for n in topo.nodes] == [(0, 4), (1, 4), (2, 0)]
+
+
+def test_boot_reservations_inside_memory():
+    topo = parse_spec("1x4G,cpus=1")
+    assert topo.reserved == ((1, 159), (4096, 12288))
+
+
+@pytest.mark.parametrize("text, value", [("64G", 64 << 30), ("1.5T", 3 << 39),
+                                         ("512MiB", 512 << 20), ("4096", 4096)])
+def test_parse_size_units(text, value):
+    assert parse_size(text, "test") == value
+
+
+@pytest.mark.parametrize("spec, words", [
+    ("", "empty spec"),
+    ("2y64G", "cannot read size"),
+    ("2x64G,threads=4", "unknown option"),
+    ("0x64G", "0 nodes"),
+    ("2000x1G", "2000 nodes"),
+    ("1x5P", "does not fit"),
+    ("1x1.3", "not a whole number"),
+    ("1x8G,pci_hole=5G", "at most 3G"),
+])
+def test_bad_spec_names_the_problem(spec, words):
+    with pytest.raises(ValueError, match=words):
+        parse_spec(spec, default_cpus=1)
