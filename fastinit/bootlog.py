@@ -20,7 +20,7 @@ from pathlib import Path
 
 from fastinit import e820
 from fastinit.page import MAX_NUMNODES, PAGE_SHIFT, PAGE_SIZE
-from fastinit.topology import Node, Topology, intersect
+from fastinit.topology import Node, Topology, intersect, merge_ranges
 
 _HEX = r"(?:0x)?([0-9a-fA-F]+)"
 _MEM = rf"\[mem {_HEX}-{_HEX}\]"
@@ -232,16 +232,6 @@ def _node_memory(log: BootLog, memory: list[tuple[int, int]],
     return nodes
 
 
-def _merge(ranges: list[tuple[int, int]]) -> tuple[tuple[int, int], ...]:
-    merged: list[list[int]] = []
-    for start, end in sorted(ranges):
-        if merged and start <= merged[-1][1]:
-            merged[-1][1] = max(merged[-1][1], end)
-        else:
-            merged.append([start, end])
-    return tuple((s, e) for s, e in merged)
-
-
 def _cpus_per_node(log: BootLog, nids: list[int], notes: list[str]) -> dict[int, int]:
     if log.apic_nodes and not log.numa_off:
         return {nid: len(log.apic_nodes.get(nid, ())) for nid in nids}
@@ -276,9 +266,9 @@ def parse_bootlog(text: str, source: str = "dmesg") -> Topology:
     cpu_nids = set() if log.numa_off else set(log.apic_nodes)
     nids = sorted(set(by_node) | cpu_nids)
     cpus = _cpus_per_node(log, nids, notes)
-    nodes = tuple(Node(nid, cpus[nid], _merge(by_node.get(nid, []))) for nid in nids)
-    reserved = _merge([r for s, e in log.reserved + log.late_reserved
-                       for r in intersect(memory, s, e)])
+    nodes = tuple(Node(nid, cpus[nid], tuple(merge_ranges(by_node.get(nid, [])))) for nid in nids)
+    reserved = tuple(merge_ranges([r for s, e in log.reserved + log.late_reserved
+                                   for r in intersect(memory, s, e)]))
     return Topology(nodes, reserved=reserved, source=source, notes=tuple(notes))
 
 

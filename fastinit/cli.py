@@ -1,9 +1,12 @@
-"""The ``fastinit`` command line."""
+"""The ``fastinit`` command line: topology, boot, verify (and bench, see fastinit.bench)."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+import threading
+import time
 
 import fastinit
 
@@ -11,24 +14,173 @@ DESCRIPTION = """\
 fastinit simulates how Linux initializes struct page for every page of memory at boot
 ("deferred struct page init"), in parallel with a padata-style job engine and Numba
 kernels, for this machine, a machine described by its kernel boot log, or a short spec.
+
+machines:
+  (default)        this machine: /sys, /proc/zoneinfo, /proc/iomem
+  --dmesg FILE     a kernel boot log (dmesg, journalctl -k, syslog); - reads stdin
+  --spec SPEC      e.g. 2x384G,cpus=52 (N nodes of a size, CPUs per node);
+                   1x256G; 2x16G:4+1x8G:0 (a memory-only node); pci_hole=SIZE
+
+exit status: 0 ok, 1 verification failed, 2 bad input, 130 interrupted
 """
+
+ARCH_HELP = "thread cap per node: x86 (Linux 5.8, all CPUs of the node; default), " \
+            "generic (5.8 elsewhere: 1), linux-6.11 (the node's CPUs everywhere)"
+
+
+def _machine_args(parser: argparse.ArgumentParser) -> None:
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--dmesg", metavar="FILE", help="read the machine from a boot log "
+                        "(- for stdin)")
+    source.add_argument("--spec", metavar="SPEC", help="describe the machine, e.g. "
+                        "2x64G,cpus=8")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of text")
+
+
+def _boot_args(parser: argparse.ArgumentParser) -> None:
+    _machine_args(parser)
+    threads = parser.add_mutually_exclusive_group()
+    threads.add_argument("--arch", default="x86", help=ARCH_HELP)
+    threads.add_argument("--threads", type=int, metavar="N",
+                         help="threads per node, instead of the arch profile")
+    parser.add_argument("--memmap-file", metavar="PATH",
+                        help="back the memmap with this file (for memmaps larger than RAM)")
+    parser.add_argument("--force", action="store_true",
+                        help="overwrite an existing --memmap-file")
+    parser.add_argument("--kernel", default="plain", help="deferred-init kernel (plain)")
+    parser.add_argument("--no-progress", action="store_true",
+                        help="no progress bar, even on a terminal")
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fastinit", description=DESCRIPTION,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"fastinit {fastinit.__version__}")
-    parser.add_subparsers(dest="command", metavar="COMMAND")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    topology = commands.add_parser(
+        "topology", help="print the machine as the kernel sees it: zones, node ranges, holes",
+        description="Print zone ranges, early memory node ranges, and per node and zone the "
+                    "spanned, present and unavailable pages. With --dmesg, the figures are "
+                    "checked against the kernel's own lines in the log.")
+    _machine_args(topology)
+    boot = commands.add_parser(
+        "boot", help="simulate boot-time struct page init (early + parallel deferred)",
+        description="Allocate the memmap, run early init on one thread and deferred init "
+                    "with one padata job per node, and report kernel-style timings, a per-node "
+                    "table and the buddy allocator's state.")
+    _boot_args(boot)
+    boot.add_argument("--verify", action="store_true",
+                      help="also check the result against the serial reference")
+    verify = commands.add_parser(
+        "verify", help="boot, then check the parallel result equals the serial reference",
+        description="Same as 'boot --verify'; exit status 1 if any check fails.")
+    _boot_args(verify)
     return parser
+
+
+def load_topology(args: argparse.Namespace):
+    """The machine the arguments name: a boot log, a spec, or this machine."""
+    if args.dmesg:
+        from fastinit.bootlog import read_bootlog
+        return read_bootlog(args.dmesg)
+    if args.spec:
+        from fastinit.spec import parse_spec
+        return parse_spec(args.spec), None
+    from fastinit.host import this_machine
+    return this_machine(), None
+
+
+def cmd_topology(args: argparse.Namespace) -> int:
+    from fastinit.logfigures import compare, read_figures
+    from fastinit.report import topology_json, topology_lines
+    topology, text = load_topology(args)
+    check = compare(topology, read_figures(text)) if text is not None else None
+    if args.json:
+        document = topology_json(topology)
+        if check is not None:
+            document["kernel_check"] = {"compared": check[0], "mismatches": check[1]}
+        print(json.dumps(document, indent=2))
+        return 0
+    print("\n".join(topology_lines(topology)))
+    if check is not None:
+        compared, problems = check
+        if not compared:
+            print("the log prints none of the kernel's own memory figures to check against")
+        elif not problems:
+            print(f"checked against the kernel's own lines in the log: all {compared} "
+                  f"figures match")
+        for problem in problems:
+            print(f"MISMATCH {problem}")
+    return 0
+
+
+class ProgressBar:
+    """A one-line bar on stderr, redrawn at most ten times a second from any thread."""
+
+    def __init__(self, total: int, stream=sys.stderr):
+        self.total, self.done, self.stream = max(total, 1), 0, stream
+        self.lock = threading.Lock()
+        self.drawn = 0.0
+
+    def __call__(self, pages: int) -> None:
+        with self.lock:
+            self.done += pages
+            now = time.monotonic()
+            if now - self.drawn < 0.1 and self.done < self.total:
+                return
+            self.drawn = now
+            filled = 40 * self.done // self.total
+            self.stream.write(f"\rdeferred init [{'#' * filled}{' ' * (40 - filled)}] "
+                              f"{100 * self.done // self.total:3d}%")
+            self.stream.flush()
+
+    def close(self) -> None:
+        self.stream.write("\r" + " " * 60 + "\r")
+        self.stream.flush()
+
+
+def cmd_boot(args: argparse.Namespace, verify: bool = False) -> int:
+    from fastinit.boot import boot
+    from fastinit.bootplan import plan_boot
+    from fastinit.report import boot_json, boot_lines
+    from fastinit.verify import verify as run_verify
+    topology, _ = load_topology(args)
+    arch = args.arch if args.threads is None else "x86"
+    plan = plan_boot(topology, arch, args.threads)
+    bar = None
+    if sys.stderr.isatty() and not args.no_progress and not args.json:
+        bar = ProgressBar(sum(n.job[1] - n.job[0] for n in plan.nodes))
+    try:
+        result = boot(topology, arch=arch, threads=args.threads, memmap_file=args.memmap_file,
+                      force=args.force, kernel=args.kernel, progress=bar)
+    finally:
+        if bar is not None:
+            bar.close()
+    verification = run_verify(result) if verify or getattr(args, "verify", False) else None
+    if args.json:
+        print(json.dumps(boot_json(result, verification), indent=2))
+    else:
+        print("\n".join(boot_lines(result, verification)))
+    return 1 if verification is not None and not verification.ok else 0
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    handlers = {"topology": cmd_topology, "boot": cmd_boot,
+                "verify": lambda a: cmd_boot(a, verify=True)}
     if args.command is None:
         parser.print_help()
         return 0
-    return 0
+    try:
+        return handlers[args.command](args)
+    except ValueError as error:
+        print(f"fastinit {args.command}: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"fastinit {args.command}: interrupted; every thread was stopped",
+              file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass, field
 
 from fastinit.page import MAX_DMA32_PFN, MAX_DMA_PFN, PAGE_SHIFT
-from fastinit.topology import Topology
+from fastinit.topology import Topology, merge_ranges
 
 _MEM = r"\[mem (?:0x)?([0-9a-fA-F]+)-(?:0x)?([0-9a-fA-F]+)\]"
 _ZONE_RANGE = re.compile(rf"^\s+(DMA32|DMA|Normal)\s+(?:{_MEM}|(empty))\s*$")
@@ -81,16 +81,6 @@ def read_figures(text: str) -> KernelFigures:
     return figures
 
 
-def _merged(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
-    result: list[tuple[int, int]] = []
-    for start, end in sorted(ranges):
-        if result and start <= result[-1][1]:
-            result[-1] = (result[-1][0], max(end, result[-1][1]))
-        else:
-            result.append((start, end))
-    return result
-
-
 def derived_zone_ranges(topology: Topology, version: tuple[int, int] | None) -> dict:
     """The "Zone ranges" as the log's kernel version would print them (None = empty)."""
     result = {}
@@ -124,7 +114,7 @@ def compare(topology: Topology, figures: KernelFigures) -> tuple[int, list[str]]
     memory_nids = {n.nid for n in topology.memory_nodes}
     for nid, ranges in figures.node_ranges.items():
         ours = list(topology.node(nid).ranges) if nid in memory_nids else []
-        check(f"node {nid} memory ranges", _merged(ranges), _merged(ours))
+        check(f"node {nid} memory ranges", merge_ranges(ranges), merge_ranges(ours))
     for nid, pages in figures.totalpages.items():
         check(f"node {nid} present pages", pages,
               topology.node(nid).present_pages if nid in memory_nids else 0)

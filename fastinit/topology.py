@@ -40,6 +40,17 @@ def intersect(ranges: tuple[Range, ...] | list[Range], lo: int, hi: int) -> list
     return result
 
 
+def merge_ranges(ranges) -> list[Range]:
+    """Sort ranges and merge the overlapping and touching ones."""
+    merged: list[Range] = []
+    for start, end in sorted(ranges):
+        if merged and start <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(end, merged[-1][1]))
+        else:
+            merged.append((start, end))
+    return merged
+
+
 def subtract(ranges: list[Range], holes: list[Range]) -> list[Range]:
     """Sorted ``ranges`` minus the union of ``holes`` (both lists of [start, end))."""
     result = []
@@ -233,13 +244,19 @@ class Topology:
         return result
 
     def zones(self, nid: int) -> list[Zone]:
-        """The node's populated zones, lowest first."""
+        """The node's populated zones, lowest first.
+
+        A zone spans the node's span clamped to the zone's limits
+        (``zone_spanned_pages_in_node()``), so it can reach past its last memory page.
+        """
+        node = self.node(nid)
         result = []
         for zid, (lo, hi) in enumerate(ZONE_LIMITS):
-            parts = intersect(self.node(nid).ranges, lo, hi)
+            parts = intersect(node.ranges, lo, hi)
             if parts:
-                result.append(Zone(nid, zid, parts[0][0], parts[-1][1],
-                                   sum(e - s for s, e in parts)))
+                start = min(max(node.start_pfn, lo), hi)
+                end = min(max(node.end_pfn, lo), hi)
+                result.append(Zone(nid, zid, start, end, sum(e - s for s, e in parts)))
         return result
 
     def zone(self, nid: int, zid: int) -> Zone:
@@ -250,10 +267,9 @@ class Topology:
 
     def present_sections(self) -> np.ndarray:
         """Sections holding any memory, sorted (int64): those get descriptors (vmemmap)."""
-        sections: set[int] = set()
-        for start, end, _ in self.memory_ranges():
-            sections.update(range(start >> SECTION_SHIFT, ((end - 1) >> SECTION_SHIFT) + 1))
-        return np.array(sorted(sections), dtype=np.int64)
+        pieces = [np.arange(s >> SECTION_SHIFT, ((e - 1) >> SECTION_SHIFT) + 1, dtype=np.int64)
+                  for s, e, _ in self.memory_ranges()]
+        return np.unique(np.concatenate(pieces))
 
     def valid_pages(self, start: int, end: int, sections: np.ndarray | None = None) -> int:
         """Pfns of ``[start, end)`` inside present sections (those ``pfn_valid()`` accepts)."""

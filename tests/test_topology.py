@@ -12,6 +12,13 @@ HYPERV = Topology((Node(0, 2, ((1, 159), (256, 262128))), Node(1, 2, ((262656, 5
 def test_zones_of_example_match_kernel():
     assert [(z.name, z.start_pfn, z.end_pfn, z.present) for z in HYPERV.zones(0)] == \
         [("DMA", 1, 4096, 3998), ("DMA32", 4096, 262128, 258032)]
+
+
+def test_zone_span_reaches_node_end_not_last_memory_page():
+    # /proc/zoneinfo of a 24 GiB guest: DMA32 spans to 4 GiB though RAM stops at 3 GiB.
+    topo = Topology((Node(0, 2, ((1, 0x9F), (0x100, 0xC0000), (0x100000, 0x640000))),))
+    assert [(z.name, z.spanned, z.present) for z in topo.zones(0)] == \
+        [("DMA", 4095, 3998), ("DMA32", 1044480, 782336), ("Normal", 5505024, 5505024)]
     assert [(z.name, z.present) for z in HYPERV.zones(1)] == [("DMA32", 262144)]
 
 

@@ -1,0 +1,168 @@
+"""What a boot will do, decided before any descriptor is written.
+
+From a topology: where each node's memmap is allocated (memblock, top-down, on the node
+itself), which memory stays reserved, which ranges are free, where deferral starts, the
+range of each node's deferred job, and how many threads the architecture profile allows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from fastinit.memmap import memmap_bytes
+from fastinit.page import PAGE_SHIFT, PAGES_PER_SECTION, PAGE_DTYPE, SECTION_SHIFT
+from fastinit.topology import (Range, Topology, Zone, intersect, merge_ranges,
+                               section_align_up, subtract)
+
+ARCH_PROFILES = {
+    "x86": "Linux 5.8 on x86-64: all CPUs of the node (at least 1)",
+    "generic": "Linux 5.8 on other architectures: 1 thread per node",
+    "linux-6.11": "Linux 6.11 and later, every architecture: all CPUs of the node",
+}
+DEFAULT_ARCH = "x86"
+
+# x86 reserves the first 1 MiB since Linux 5.13 (BIOS corruption, real-mode trampoline).
+LOW_RESERVED = (0, (1 << 20) >> PAGE_SHIFT)
+# The vmemmap of a section is 2 MiB, allocated PMD-aligned, above MAX_DMA_ADDRESS (16 MiB).
+SECTION_MAP_PAGES = (PAGES_PER_SECTION * PAGE_DTYPE.itemsize) >> PAGE_SHIFT
+MEMMAP_ALIGN = (2 << 20) >> PAGE_SHIFT
+MEMMAP_MIN_PFN = (16 << 20) >> PAGE_SHIFT
+
+
+def node_max_threads(arch: str, cpus: int) -> int:
+    """The per-node thread cap of ``deferred_page_init_max_threads()`` for ``arch``."""
+    if arch not in ARCH_PROFILES:
+        raise ValueError(f"unknown arch profile {arch!r}; choose one of "
+                         f"{', '.join(ARCH_PROFILES)}")
+    return 1 if arch == "generic" else max(cpus, 1)
+
+
+@dataclass(frozen=True)
+class NodePlan:
+    """One node's part of the boot.
+
+    Attributes
+    ----------
+    nid, cpus, max_threads : int
+    zones : tuple of Zone
+    first_deferred_pfn : int or None
+        Where deferral starts; None if the node defers nothing.
+    job : (int, int)
+        The deferred job's units, ``[first_deferred_pfn, SECTION_ALIGN_UP(zone end))``.
+    reserved : tuple of (int, int)
+        memblock-reserved pfn ranges in the node's memory, the memmap included.
+    memmap : tuple of (int, int)
+        Where the node's own memmap lives (part of ``reserved``).
+    """
+
+    nid: int
+    cpus: int
+    max_threads: int
+    zones: tuple[Zone, ...]
+    first_deferred_pfn: int | None
+    job: tuple[int, int]
+    reserved: tuple[Range, ...]
+    memmap: tuple[Range, ...]
+
+    @property
+    def deferred_zone(self) -> Zone | None:
+        return self.zones[-1] if self.first_deferred_pfn is not None else None
+
+
+@dataclass(frozen=True)
+class BootPlan:
+    topology: Topology
+    arch: str
+    nodes: tuple[NodePlan, ...]
+    sections: np.ndarray
+
+    @property
+    def memmap_bytes(self) -> int:
+        return memmap_bytes(len(self.sections))
+
+    def node(self, nid: int) -> NodePlan:
+        return next(n for n in self.nodes if n.nid == nid)
+
+    def free_ranges(self, nid: int, lo: int, hi: int) -> np.ndarray:
+        """The node's memory in ``[lo, hi)`` minus reserved memory, shape (n, 2) int64."""
+        plan = self.node(nid)
+        memory = intersect(self.topology.node(nid).ranges, lo, hi)
+        free = subtract(memory, list(plan.reserved))
+        return np.array(free, dtype=np.int64).reshape(-1, 2)
+
+
+def _section_nodes(topology: Topology) -> dict[int, int]:
+    """Sections each node owns: a section belongs to the last memory range touching it."""
+    counts: dict[int, int] = {}
+    last_section, last_nid = -1, None
+    for start, end, nid in topology.memory_ranges():
+        first, last = start >> SECTION_SHIFT, (end - 1) >> SECTION_SHIFT
+        if first == last_section:  # shared with the previous range: the later range wins
+            counts[last_nid] -= 1
+        counts[nid] = counts.get(nid, 0) + last - first + 1
+        last_section, last_nid = last, nid
+    return counts
+
+
+def _alloc_top_down(free: list[Range], pages: int, align: int, min_pfn: int) -> Range | None:
+    """memblock's default: the highest aligned place in ``free`` that fits ``pages``."""
+    for start, end in reversed(free):
+        place = ((end - pages) // align) * align
+        if place >= max(start, min_pfn):
+            return place, place + pages
+    return None
+
+
+def _place_memmap(topology: Topology, nid: int, nr_sections: int,
+                  reserved: list[Range]) -> list[Range]:
+    free = subtract(list(topology.node(nid).ranges), reserved)
+    whole = _alloc_top_down(free, nr_sections * SECTION_MAP_PAGES, MEMMAP_ALIGN, MEMMAP_MIN_PFN)
+    if whole is not None:
+        return [whole]
+    # Like vmemmap_populate() when the node-wide buffer fails: one section map at a time.
+    placed = []
+    for _ in range(nr_sections):
+        piece = _alloc_top_down(free, SECTION_MAP_PAGES, MEMMAP_ALIGN, MEMMAP_MIN_PFN)
+        if piece is None:
+            raise ValueError(f"{topology.source}: node {nid} has too little free memory for "
+                             f"its own memmap ({nr_sections} sections need "
+                             f"{nr_sections * 2} MiB); give the node more memory")
+        placed.append(piece)
+        free = subtract(free, [piece])
+    return placed
+
+
+def plan_boot(topology: Topology, arch: str = DEFAULT_ARCH,
+              threads: int | None = None) -> BootPlan:
+    """Decide reservations, free ranges, deferral and thread caps for every node.
+
+    Parameters
+    ----------
+    topology : Topology
+    arch : str
+        A key of `ARCH_PROFILES`.
+    threads : int or None
+        Threads per node, overriding the arch profile.
+    """
+    if threads is not None and threads < 1:
+        raise ValueError(f"--threads must be at least 1, got {threads}")
+    sections = topology.present_sections()
+    owned = _section_nodes(topology)
+    memory = [(s, e) for s, e, _ in topology.memory_ranges()]
+    reserved = list(topology.reserved) + intersect(memory, *LOW_RESERVED)
+    nodes = []
+    for node in topology.memory_nodes:
+        count = owned.get(node.nid, 0)
+        memmap = _place_memmap(topology, node.nid, count, reserved) if count else []
+        reserved += memmap
+        node_reserved = [r for lo, hi in reserved for r in intersect(node.ranges, lo, hi)]
+        first = topology.first_deferred_pfn(node.nid)
+        zones = tuple(topology.zones(node.nid))
+        job = (first, section_align_up(zones[-1].end_pfn)) if first is not None else (0, 0)
+        cap = threads if threads is not None else node_max_threads(arch, node.cpus)
+        nodes.append(NodePlan(node.nid, node.cpus, cap, zones, first, job,
+                              tuple(merge_ranges(node_reserved)), tuple(memmap)))
+    return BootPlan(topology, arch, tuple(nodes), sections)
+

@@ -1,0 +1,179 @@
+"""Deferred init: one pgdatinit thread per node, each running one padata job.
+
+Every node with deferred memory gets a thread (``pgdatinit<nid>``); all start at once and
+the boot waits for the slowest. A node's job covers
+``[first_deferred_pfn, SECTION_ALIGN_UP(zone_end))`` with ``align = min_chunk =
+PAGES_PER_SECTION`` and the node's thread cap; its helpers come from the engine's shared
+pool, so simulated CPUs never oversubscribe the real ones.
+
+Why chunks are section-aligned: a section is a whole number of max-order blocks and of
+pageblocks, so every buddy merge and every pageblock migratetype a chunk touches belongs to
+that chunk alone. A chunk builds its free lists without locks and takes the zone's lock
+once, to splice them in.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from fastinit.bootplan import BootPlan, NodePlan
+from fastinit.buddy import ZoneFreeArea, new_local_lists
+from fastinit.kernels.buddy_free import deferred_init_chunk
+from fastinit.memmap import Memmap
+from fastinit.padata import Job, JobCancelled, JobReport, do_multithreaded
+from fastinit.page import PAGES_PER_SECTION, page_links
+
+# The deferred-init kernels fastinit has: the kernel's two passes, plain stores.
+CHUNK_KERNELS = {"plain": deferred_init_chunk}
+
+
+@dataclass
+class NodeResult:
+    """How one node's deferred init went.
+
+    Attributes
+    ----------
+    nid : int
+    max_threads : int
+        The node's cap (arch profile or --threads).
+    report : JobReport or None
+        The padata job's report (None when the node defers nothing).
+    elapsed : float
+        Seconds from the pgdatinit thread's start to its job's end.
+    pages : int
+        Pages initialized and freed by the job.
+    """
+
+    nid: int
+    max_threads: int
+    report: JobReport | None
+    elapsed: float
+    pages: int
+
+
+class _ChunkContext:
+    """What every chunk of one node's job needs (the job's ``fn_arg``)."""
+
+    def __init__(self, plan: BootPlan, node: NodePlan, memmap: Memmap, area: ZoneFreeArea,
+                 kernel: str, chunk_hook: Callable | None):
+        zone = node.deferred_zone
+        self.nid = node.nid
+        self.memmap = memmap
+        self.area = area
+        self.links = np.uint64(page_links(node.nid, zone.zid))
+        self.free = plan.free_ranges(node.nid, node.first_deferred_pfn, zone.end_pfn)
+        self.kernel = CHUNK_KERNELS[kernel]
+        self.chunk_hook = chunk_hook
+        self.lock = threading.Lock()
+        self.pages = 0
+
+    def ranges_in(self, start: int, end: int) -> np.ndarray:
+        lo = np.searchsorted(self.free[:, 1], start, side="right")
+        hi = np.searchsorted(self.free[:, 0], end, side="left")
+        return self.free[lo:hi]
+
+
+def deferred_init_memmap_chunk(start: int, end: int, ctx: _ChunkContext) -> None:
+    """The job's thread function: init and free the free memory in ``[start, end)``."""
+    if ctx.chunk_hook is not None:
+        ctx.chunk_hook(ctx.nid, start, end)
+    ranges = ctx.ranges_in(start, end)
+    if not len(ranges):
+        return
+    memmap = ctx.memmap
+    base, slots = memmap.slots(start, end)
+    lists = new_local_lists()
+    done = ctx.kernel(memmap.pages, memmap.pageblock_mt, slots, base, ranges, start, end,
+                      ctx.links, ctx.area.list_base, lists)
+    ctx.area.splice(memmap, lists, done)
+    with ctx.lock:
+        ctx.pages += done
+
+
+def deferred_init(plan: BootPlan, memmap: Memmap, zones: dict[tuple[int, int], ZoneFreeArea],
+                  *, kernel: str = "plain", progress: Callable[[int], None] | None = None,
+                  cancel: threading.Event | None = None,
+                  chunk_hook: Callable[[int, int, int], None] | None = None) -> list[NodeResult]:
+    """Run every node's deferred init in parallel and wait for all of them.
+
+    Parameters
+    ----------
+    plan, memmap, zones
+        From the boot; early init must have run.
+    kernel : str
+        A key of `CHUNK_KERNELS`.
+    progress : callable or None
+        ``progress(pages)`` with the pages each finished chunk added (any thread).
+    cancel : threading.Event or None
+        Set to stop every node's job; set here too when a node fails.
+    chunk_hook : callable or None
+        ``chunk_hook(nid, start, end)`` before each chunk (tests inject faults with it).
+
+    Raises
+    ------
+    Exception
+        The first node's error, noted with its node; the other nodes were stopped.
+    """
+    cancel = cancel if cancel is not None else threading.Event()
+    results: dict[int, NodeResult] = {}
+    errors: list[tuple[int, BaseException]] = []
+    lock = threading.Lock()
+
+    def pgdatinit(node: NodePlan) -> None:
+        began = time.perf_counter()
+        ctx = _ChunkContext(plan, node, memmap, zones[(node.nid, node.deferred_zone.zid)],
+                            kernel, chunk_hook)
+        start, end = node.job
+        job = Job(deferred_init_memmap_chunk, start=start, size=end - start,
+                  align=PAGES_PER_SECTION, min_chunk=PAGES_PER_SECTION,
+                  max_threads=node.max_threads, fn_arg=ctx)
+        reported = 0
+
+        def on_progress(done_units: int, total: int) -> None:
+            nonlocal reported
+            with ctx.lock:
+                pages, reported = ctx.pages - reported, ctx.pages
+            if progress is not None and pages:
+                progress(pages)
+
+        try:
+            report = do_multithreaded(job, progress=on_progress, cancel=cancel)
+        except BaseException as error:  # recorded and re-raised on the boot's thread
+            with lock:
+                errors.append((node.nid, error))
+            cancel.set()
+            return
+        results[node.nid] = NodeResult(node.nid, node.max_threads, report,
+                                       time.perf_counter() - began, ctx.pages)
+
+    threads = [threading.Thread(target=pgdatinit, args=(node,), name=f"pgdatinit{node.nid}")
+               for node in plan.nodes if node.first_deferred_pfn is not None]
+    for thread in threads:
+        thread.start()
+    try:
+        for thread in threads:
+            thread.join()
+    except KeyboardInterrupt:
+        cancel.set()
+        for thread in threads:
+            thread.join()
+        raise
+    if errors:
+        nid, error = _first_real_error(errors)
+        error.add_note(f"in deferred init of node {nid}")
+        raise error
+    return [results.get(node.nid, NodeResult(node.nid, node.max_threads, None, 0.0, 0))
+            for node in plan.nodes]
+
+
+def _first_real_error(errors: list[tuple[int, BaseException]]) -> tuple[int, BaseException]:
+    """The error that stopped the boot, not the cancellations it caused in other nodes."""
+    for nid, error in errors:
+        if not isinstance(error, JobCancelled):
+            return nid, error
+    return errors[0]

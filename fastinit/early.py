@@ -1,0 +1,87 @@
+"""Early init, on one thread, before any deferred work: what ``mm_core_init()`` does.
+
+In order, as the kernel does it: descriptors of memory below each node's deferral point
+(``memmap_init()``, pageblocks marked MOVABLE), descriptors of holes inside present sections
+(``init_unavailable_range()``, reserved), memblock-reserved memory marked reserved and, in
+the deferred part, initialized (``memmap_init_reserved_pages()``), then the free memory
+below the deferral points handed to the buddy allocator (``memblock_free_all()``). All
+descriptors that any free path may read are initialized before the first free.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from fastinit.bootplan import BootPlan, NodePlan
+from fastinit.buddy import ZoneFreeArea, new_local_lists
+from fastinit.kernels.buddy_free import free_pages_ranges
+from fastinit.kernels.page_init import init_pages_range
+from fastinit.memmap import Memmap
+from fastinit.page import MIGRATE_MOVABLE, PAGEBLOCK_NR_PAGES, PG_RESERVED, page_links
+from fastinit.topology import intersect
+
+
+def init_range(memmap: Memmap, start: int, end: int, nid: int, zid: int,
+               reserved: bool) -> int:
+    """Initialize ``[start, end)`` (pfns with descriptors only) for node ``nid``, zone ``zid``."""
+    done = 0
+    links = np.uint64(page_links(nid, zid))
+    for s, e in memmap.present_runs(start, end):
+        base, slots = memmap.slots(s, e)
+        done += init_pages_range(memmap.pages, slots, base, s, e, links, reserved)
+    return done
+
+
+def mark_movable(memmap: Memmap, start: int, end: int) -> None:
+    """Set MIGRATE_MOVABLE on the pageblocks whose first pfn lies in ``[start, end)``."""
+    first = -(-start // PAGEBLOCK_NR_PAGES) * PAGEBLOCK_NR_PAGES
+    pfns = np.arange(first, end, PAGEBLOCK_NR_PAGES, dtype=np.int64)
+    memmap.pageblock_mt[memmap.index(pfns) // PAGEBLOCK_NR_PAGES] = MIGRATE_MOVABLE
+
+
+def early_limit(node: NodePlan, zone) -> int:
+    """End of the zone's early part: the deferral point in the deferred zone."""
+    if node.first_deferred_pfn is not None and zone is node.zones[-1]:
+        return node.first_deferred_pfn
+    return zone.end_pfn
+
+
+def early_init(plan: BootPlan, memmap: Memmap, zones: dict[tuple[int, int], ZoneFreeArea]) -> int:
+    """Run early init for every node; returns the descriptors initialized."""
+    topology = plan.topology
+    done = 0
+    for node in plan.nodes:
+        for zone in node.zones:
+            for s, e in intersect(topology.node(node.nid).ranges, zone.start_pfn,
+                                  early_limit(node, zone)):
+                done += init_range(memmap, s, e, node.nid, zone.zid, reserved=False)
+                mark_movable(memmap, s, e)
+    for hole in topology.unavailable_ranges():
+        done += init_range(memmap, hole.start_pfn, hole.end_pfn, hole.nid, hole.zid,
+                           reserved=True)
+    flags = memmap.pages["flags"]
+    for node in plan.nodes:
+        split = node.first_deferred_pfn if node.first_deferred_pfn is not None else 1 << 62
+        for start, end in node.reserved:
+            if end > split:
+                done += init_range(memmap, max(start, split), end, node.nid,
+                                   node.zones[-1].zid, reserved=True)
+            if start < split:
+                index = memmap.index(np.arange(start, min(end, split), dtype=np.int64))
+                flags[index] |= np.uint64(PG_RESERVED)
+    for node in plan.nodes:
+        for zone in node.zones:
+            free = plan.free_ranges(node.nid, zone.start_pfn, early_limit(node, zone))
+            if len(free):
+                free_into_zone(memmap, zones[(node.nid, zone.zid)], free)
+    return done
+
+
+def free_into_zone(memmap: Memmap, area: ZoneFreeArea, free: np.ndarray) -> int:
+    """Free initialized pfn ranges (shape (n, 2)) of one zone into its free lists."""
+    base, slots = memmap.slots(int(free[0, 0]), int(free[-1, 1]))
+    lists = new_local_lists()
+    freed = free_pages_ranges(memmap.pages, memmap.pageblock_mt, slots, base,
+                              np.ascontiguousarray(free), area.list_base, lists)
+    area.splice(memmap, lists, freed)
+    return freed

@@ -1,0 +1,184 @@
+"""The memmap: page descriptors for present sections only, like the sparse vmemmap.
+
+Descriptors live in one flat array of `PAGE_DTYPE`, a slot of PAGES_PER_SECTION records
+per present section, in section order; a machine with terabytes of holes pays nothing for
+them. Next to it, one byte per pageblock holds the migratetype (the kernel's pageblock
+bitmap). The storage is anonymous memory advised to use huge pages, or a file
+(``np.memmap``) for memmaps larger than RAM.
+"""
+
+from __future__ import annotations
+
+import mmap
+import os
+from pathlib import Path
+
+import numpy as np
+
+from fastinit.page import (PAGE_DTYPE, PAGEBLOCKS_PER_SECTION, PAGES_PER_SECTION,
+                           SECTION_SHIFT)
+
+HUGE_PAGE = 2 << 20
+
+
+def gib(nbytes: int) -> str:
+    return f"{nbytes / 2**30:.2f} GiB"
+
+
+def memmap_bytes(nr_sections: int) -> int:
+    """Bytes a memmap of ``nr_sections`` present sections needs (descriptors + pageblocks)."""
+    return nr_sections * (PAGES_PER_SECTION * PAGE_DTYPE.itemsize + PAGEBLOCKS_PER_SECTION)
+
+
+def available_memory() -> int:
+    """MemAvailable from /proc/meminfo, in bytes (or the physical total if unreadable)."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+class Memmap:
+    """Descriptors and pageblock migratetypes of the present sections.
+
+    Attributes
+    ----------
+    sections : ndarray of int64, shape (nr_sections,)
+        Present section numbers, sorted; ``sections[slot]`` is the section of a slot.
+    pages : ndarray of PAGE_DTYPE, shape (nr_sections * PAGES_PER_SECTION,)
+    pageblock_mt : ndarray of uint8, shape (nr_sections * PAGEBLOCKS_PER_SECTION,)
+    raw : ndarray of uint8, shape (nbytes,)
+        All of it as bytes: the descriptors, then the pageblock migratetypes.
+    storage : str
+        "memory" or the backing file's path.
+    """
+
+    def __init__(self, sections: np.ndarray, buffer, storage: str, owner=None):
+        self.sections = np.ascontiguousarray(sections, dtype=np.int64)
+        nr_pages = len(self.sections) * PAGES_PER_SECTION
+        raw = np.frombuffer(buffer, dtype=np.uint8, count=memmap_bytes(len(self.sections)))
+        self.raw = raw
+        self.pages = raw[:nr_pages * PAGE_DTYPE.itemsize].view(PAGE_DTYPE)
+        self.pageblock_mt = raw[nr_pages * PAGE_DTYPE.itemsize:]
+        self.storage = storage
+        self._owner = owner  # keeps the mmap or file mapping alive
+
+    @classmethod
+    def in_memory(cls, sections: np.ndarray) -> Memmap:
+        """Anonymous memory with huge-page advice, not yet touched.
+
+        Raises
+        ------
+        ValueError
+            If it does not fit in the memory available now (names the size and the fix).
+        """
+        size = memmap_bytes(len(sections))
+        available = available_memory()
+        if size > available * 0.9:
+            raise ValueError(f"the memmap needs {gib(size)} but only {gib(available)} of "
+                             f"memory is available; back it with a file instead: "
+                             f"--memmap-file PATH (on a disk with {gib(size)} free)")
+        # Over-allocate so the array can start on a huge-page boundary.
+        region = mmap.mmap(-1, size + HUGE_PAGE, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+        if hasattr(mmap, "MADV_HUGEPAGE"):
+            region.madvise(mmap.MADV_HUGEPAGE)
+        address = np.frombuffer(region, dtype=np.uint8).ctypes.data
+        offset = -address % HUGE_PAGE
+        view = memoryview(region)[offset:offset + size]
+        return cls(sections, view, "memory", owner=region)
+
+    @classmethod
+    def in_file(cls, sections: np.ndarray, path: str, force: bool = False) -> Memmap:
+        """A memmap in a file, its blocks reserved up front so a full disk fails now.
+
+        Raises
+        ------
+        ValueError
+            If the file exists (without ``force``) or the disk lacks the space.
+        """
+        size = memmap_bytes(len(sections))
+        target = Path(path)
+        if target.exists() and not force:
+            raise ValueError(f"{path} exists; pass --force to overwrite it")
+        try:
+            stat = os.statvfs(target.parent if str(target.parent) else ".")
+        except OSError as error:
+            raise ValueError(f"cannot use {path}: {error.strerror}") from None
+        free = stat.f_bavail * stat.f_frsize + (target.stat().st_size if target.exists() else 0)
+        if size > free:
+            raise ValueError(f"the memmap needs {gib(size)} but {target.parent or '.'} has "
+                             f"{gib(free)} free; choose a --memmap-file on a larger disk")
+        try:
+            fd = os.open(target, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
+        except OSError as error:
+            raise ValueError(f"cannot create {path}: {error.strerror}") from None
+        try:
+            os.posix_fallocate(fd, 0, size)
+            region = mmap.mmap(fd, size, flags=mmap.MAP_SHARED)
+        except OSError as error:
+            os.close(fd)
+            target.unlink(missing_ok=True)
+            raise ValueError(f"cannot allocate {gib(size)} in {path}: {error.strerror}; "
+                             f"choose a --memmap-file on a disk with room") from None
+        os.close(fd)
+        return cls(sections, region, str(target), owner=region)
+
+    @property
+    def nbytes(self) -> int:
+        return memmap_bytes(len(self.sections))
+
+    def slot_of_section(self, section: int) -> int:
+        slot = int(np.searchsorted(self.sections, section))
+        if slot == len(self.sections) or self.sections[slot] != section:
+            return -1
+        return slot
+
+    def slots(self, start_pfn: int, end_pfn: int) -> tuple[int, np.ndarray]:
+        """Section slots covering ``[start_pfn, end_pfn)`` for the kernels.
+
+        Returns
+        -------
+        base_pfn : int
+            ``start_pfn`` rounded down to a section.
+        slots : ndarray of int64, shape (nr_sections_in_range,)
+            Slot of each section from ``base_pfn`` on, -1 where it has no descriptors.
+        """
+        first = start_pfn >> SECTION_SHIFT
+        last = max(end_pfn - 1, start_pfn) >> SECTION_SHIFT
+        wanted = np.arange(first, last + 1, dtype=np.int64)
+        found = np.searchsorted(self.sections, wanted)
+        found[found == len(self.sections)] = 0
+        slots = np.where(self.sections[found] == wanted, found, -1).astype(np.int64)
+        return first << SECTION_SHIFT, slots
+
+    def present_runs(self, start_pfn: int, end_pfn: int) -> list[tuple[int, int]]:
+        """The parts of ``[start_pfn, end_pfn)`` that have descriptors, as pfn ranges."""
+        lo, hi = np.searchsorted(self.sections, [start_pfn >> SECTION_SHIFT,
+                                                 ((end_pfn - 1) >> SECTION_SHIFT) + 1])
+        runs: list[tuple[int, int]] = []
+        for section in self.sections[lo:hi].tolist():
+            s = max(start_pfn, section << SECTION_SHIFT)
+            e = min(end_pfn, (section + 1) << SECTION_SHIFT)
+            if runs and runs[-1][1] == s:
+                runs[-1] = (runs[-1][0], e)
+            elif s < e:
+                runs.append((s, e))
+        return runs
+
+    def index(self, pfn):
+        """Position of ``pfn``'s descriptor in `pages` (scalar or array); -1 if it has none."""
+        pfn = np.asarray(pfn, dtype=np.int64)
+        section = pfn >> SECTION_SHIFT
+        slot = np.searchsorted(self.sections, section)
+        clipped = np.minimum(slot, len(self.sections) - 1)
+        present = self.sections[clipped] == section
+        result = np.where(present, clipped * PAGES_PER_SECTION + (pfn & (PAGES_PER_SECTION - 1)), -1)
+        return int(result) if result.ndim == 0 else result
+
+    def pfns(self) -> np.ndarray:
+        """The pfn of every descriptor, shape (nr_pages,) (for checks, not hot paths)."""
+        offsets = np.arange(PAGES_PER_SECTION, dtype=np.int64)
+        return ((self.sections[:, None] << SECTION_SHIFT) + offsets).ravel()

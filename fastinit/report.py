@@ -1,0 +1,135 @@
+"""How fastinit prints topologies and boots: kernel-style lines, tables, and JSON."""
+
+from __future__ import annotations
+
+from fastinit.boot import BootResult
+from fastinit.page import PAGE_DTYPE, PAGE_SHIFT, ZONE_NAMES
+from fastinit.topology import Topology
+from fastinit.verify import VerifyReport
+
+
+def _mem(start_pfn: int, end_pfn: int) -> str:
+    return f"[mem {start_pfn << PAGE_SHIFT:#018x}-{(end_pfn << PAGE_SHIFT) - 1:#018x}]"
+
+
+def _unavailable(topology: Topology) -> dict[tuple[int, int], int]:
+    counts: dict[tuple[int, int], int] = {}
+    for hole in topology.unavailable_ranges():
+        counts[(hole.nid, hole.zid)] = counts.get((hole.nid, hole.zid), 0) + hole.pages
+    return counts
+
+
+def topology_lines(topology: Topology) -> list[str]:
+    """The kernel's boot lines for this machine, then a per-node summary."""
+    lines = ["Zone ranges:"]
+    for name, start, end in topology.zone_ranges():
+        lines.append(f"  {name:<8} {_mem(start, end) if end > start else 'empty'}")
+    lines += ["Movable zone start for each node", "Early memory node ranges"]
+    for start, end, nid in topology.memory_ranges():
+        lines.append(f"  node {nid:>3}: {_mem(start, end)}")
+    for node in topology.memory_nodes:
+        lines.append(f"Initmem setup node {node.nid} {_mem(node.start_pfn, node.end_pfn)}")
+    for hole in topology.unavailable_ranges():
+        lines.append(f"On node {hole.nid}, zone {ZONE_NAMES[hole.zid]}: {hole.pages} pages "
+                     f"in unavailable ranges")
+    unavailable = _unavailable(topology)
+    lines.append("")
+    lines.append(f"{'node':>4} {'cpus':>5} {'zone':<7} {'start_pfn':>12} {'spanned':>12} "
+                 f"{'present':>12} {'unavailable':>11}")
+    for node in topology.nodes:
+        zones = topology.zones(node.nid) if node.ranges else []
+        if not zones:
+            lines.append(f"{node.nid:>4} {node.cpus:>5} {'-':<7} (no memory)")
+        for zone in zones:
+            lines.append(f"{node.nid:>4} {node.cpus:>5} {zone.name:<7} {zone.start_pfn:>#12x} "
+                         f"{zone.spanned:>12} {zone.present:>12} "
+                         f"{unavailable.get((node.nid, zone.zid), 0):>11}")
+    lines.append(f"{topology.source}: {len(topology.nodes)} nodes, "
+                 f"{topology.present_pages << PAGE_SHIFT >> 20} MiB present")
+    lines += [f"note: {note}" for note in topology.notes]
+    return lines
+
+
+def topology_json(topology: Topology) -> dict:
+    """``{"nodes": [{"nid", "cpus", "ranges", "zones": [...]}]}``, pfn ranges end-exclusive."""
+    unavailable = _unavailable(topology)
+    return {
+        "source": topology.source,
+        "notes": list(topology.notes),
+        "nodes": [{
+            "nid": node.nid,
+            "cpus": node.cpus,
+            "ranges": [[start, end] for start, end in node.ranges],
+            "zones": [{"name": z.name, "start_pfn": z.start_pfn, "spanned": z.spanned,
+                       "present": z.present, "unavailable": unavailable.get((node.nid, z.zid), 0)}
+                      for z in (topology.zones(node.nid) if node.ranges else [])],
+        } for node in topology.nodes],
+    }
+
+
+def boot_lines(result: BootResult, verification: VerifyReport | None) -> list[str]:
+    """Kernel-style deferred-init lines, a per-node table and per-zone buddy state."""
+    plan, memmap = result.plan, result.memmap
+    lines = [f"{plan.topology.source}: {len(plan.topology.nodes)} nodes, "
+             f"{plan.topology.present_pages << PAGE_SHIFT >> 20} MiB, memmap "
+             f"{memmap.nbytes / 2**30:.2f} GiB in {memmap.storage}, arch {plan.arch}",
+             f"sparse_init: memmap allocated and first touched in "
+             f"{result.timings['sparse_init'] * 1e3:.0f} ms",
+             f"early init (one thread) in {result.timings['early'] * 1e3:.0f} ms"]
+    for node in sorted(result.nodes, key=lambda n: n.elapsed):
+        if node.report is not None:
+            lines.append(f"node {node.nid} deferred pages initialised in "
+                         f"{node.elapsed * 1e3:.0f}ms")
+    lines.append("")
+    lines.append(f"{'node':>4} {'threads':>7} {'chunks':>6} {'deferred_pages':>14} "
+                 f"{'time_ms':>9} {'GB/s':>7}")
+    for node in result.nodes:
+        if node.report is None:
+            lines.append(f"{node.nid:>4} {'-':>7} {'-':>6} {0:>14} {'-':>9} {'-':>7}")
+            continue
+        rate = node.pages * PAGE_DTYPE.itemsize / node.elapsed / 1e9 if node.elapsed else 0.0
+        lines.append(f"{node.nid:>4} {node.report.nworks:>7} {len(node.report.chunks):>6} "
+                     f"{node.pages:>14} {node.elapsed * 1e3:>9.1f} {rate:>7.2f}")
+    lines.append("")
+    lines.append(f"{'node':>4} {'zone':<7} {'present':>11} {'managed':>11}  free blocks by order 0..10")
+    for (nid, zid), area in sorted(result.zones.items()):
+        zone = plan.topology.zone(nid, zid)
+        lines.append(f"{nid:>4} {zone.name:<7} {zone.present:>11} {area.managed:>11}  "
+                     f"{' '.join(str(n) for n in area.free_by_order())}")
+    if verification is not None:
+        lines.append("")
+        lines += [f"verify: ok   {check}" for check in verification.checks]
+        lines += [f"verify: FAIL {problem}" for problem in verification.problems]
+        lines.append("verified: parallel result equals the serial reference"
+                     if verification.ok else "verification FAILED")
+    return lines
+
+
+def boot_json(result: BootResult, verification: VerifyReport | None) -> dict:
+    plan = result.plan
+    nodes = []
+    for node in result.nodes:
+        node_plan = plan.node(node.nid)
+        nodes.append({
+            "nid": node.nid,
+            "threads": node.report.nworks if node.report else 0,
+            "max_threads": node.max_threads,
+            "deferred_ms": round(node.elapsed * 1e3, 3),
+            "deferred_pages": node.pages,
+            "first_deferred_pfn": node_plan.first_deferred_pfn,
+            "reserved": [[s, e] for s, e in node_plan.reserved],
+            "zones": [{"name": zone.name, "present": zone.present,
+                       "managed": result.zones[(node.nid, zone.zid)].managed,
+                       "free_by_order": result.zones[(node.nid, zone.zid)].free_by_order()}
+                      for zone in node_plan.zones],
+        })
+    return {
+        "source": plan.topology.source,
+        "arch": plan.arch,
+        "memmap_bytes": result.memmap.nbytes,
+        "memmap_storage": result.memmap.storage,
+        "timings_ms": {k: round(v * 1e3, 3) for k, v in result.timings.items()},
+        "nodes": nodes,
+        "verified": None if verification is None else verification.ok,
+        "verify_problems": [] if verification is None else verification.problems,
+    }

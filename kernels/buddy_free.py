@@ -1,0 +1,253 @@
+"""Free pages into buddy free lists kept local to one kernel call.
+
+A call owns every free list entry it creates: lists are threaded through the descriptors'
+``lru`` fields, and both ends of a local list point at the zone's list head (the address
+``list_base + (order * MIGRATE_TYPES + migratetype) * 16``), as if the zone list were
+empty. The caller then splices each local list onto the zone's list under the zone lock,
+patching only the first entry and the zone's old tail. Merging only ever meets entries of
+the same call, because a buddy lies in the same max-order block, and a call covers whole
+max-order blocks (deferred chunks are section-aligned; early init frees a zone at once).
+
+``lists`` is an int64 array of shape (3, NR_ORDERS, MIGRATE_TYPES): first pfn, last pfn
+(-1 when empty) and length of each local list.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import types
+
+from fastinit.kernels._jit import PAGEBLOCK_TYPES, PAGES, PFN_RANGES, PFNS, kernel
+from fastinit.page import (LIST_HEAD_SIZE, LIST_POISON1, LIST_POISON2, LRU_OFFSET,
+                           MAPCOUNT_NONE, MAX_ORDER, MAX_ORDER_NR_PAGES, MIGRATE_MOVABLE,
+                           MIGRATE_TYPES,
+                           PAGE_BUDDY_MAPCOUNT, PAGEBLOCK_NR_PAGES, PAGEBLOCK_ORDER,
+                           PAGES_PER_SECTION, PG_RESERVED, SECTION_SHIFT, VMEMMAP_START)
+
+LISTS = types.int64[:, :, ::1]
+_SECTION_MASK = PAGES_PER_SECTION - 1
+_PAGEBLOCKS_SHIFT = SECTION_SHIFT - PAGEBLOCK_ORDER
+# Migratetypes below MIGRATE_PCPTYPES may merge with each other at pageblock order.
+_MIGRATE_PCPTYPES = 3
+_FIRST, _LAST, _COUNT = 0, 1, 2
+
+
+@kernel(types.int64(PFNS, types.int64, types.int64))
+def _index(slots, base_pfn, pfn):
+    return slots[(pfn - base_pfn) >> SECTION_SHIFT] * PAGES_PER_SECTION + (pfn & _SECTION_MASK)
+
+
+@kernel(types.int64(PFNS, types.int64, types.int64))
+def _pageblock(slots, base_pfn, pfn):
+    section = slots[(pfn - base_pfn) >> SECTION_SHIFT]
+    return (section << _PAGEBLOCKS_SHIFT) + ((pfn & _SECTION_MASK) >> PAGEBLOCK_ORDER)
+
+
+@kernel(types.uint64(types.int64))
+def _lru(pfn):
+    return np.uint64(VMEMMAP_START + LRU_OFFSET) + np.uint64(pfn) * np.uint64(64)
+
+
+@kernel(types.int64(types.uint64))
+def _lru_pfn(address):
+    return np.int64((address - np.uint64(VMEMMAP_START + LRU_OFFSET)) // np.uint64(64))
+
+
+@kernel(types.uint64(types.uint64, types.int64, types.int64))
+def _list_head(list_base, order, migratetype):
+    return list_base + np.uint64((order * MIGRATE_TYPES + migratetype) * LIST_HEAD_SIZE)
+
+
+@kernel(types.void(PAGES, PFNS, types.int64, types.int64, types.int64, types.int64,
+                   types.uint64, LISTS))
+def _add_to_tail(pages, slots, base_pfn, pfn, order, migratetype, list_base, lists):
+    head = _list_head(list_base, order, migratetype)
+    i = _index(slots, base_pfn, pfn)
+    last = lists[_LAST, order, migratetype]
+    pages[i]["lru_next"] = head
+    if last < 0:
+        pages[i]["lru_prev"] = head
+        lists[_FIRST, order, migratetype] = pfn
+    else:
+        pages[i]["lru_prev"] = _lru(last)
+        pages[_index(slots, base_pfn, last)]["lru_next"] = _lru(pfn)
+    lists[_LAST, order, migratetype] = pfn
+    lists[_COUNT, order, migratetype] += 1
+
+
+@kernel(types.void(PAGES, PFNS, types.int64, types.int64, types.int64, types.int64,
+                   types.uint64, LISTS))
+def _del_from_list(pages, slots, base_pfn, pfn, order, migratetype, list_base, lists):
+    head = _list_head(list_base, order, migratetype)
+    i = _index(slots, base_pfn, pfn)
+    next_address = pages[i]["lru_next"]
+    prev_address = pages[i]["lru_prev"]
+    if prev_address == head:
+        lists[_FIRST, order, migratetype] = -1 if next_address == head else _lru_pfn(next_address)
+    else:
+        pages[_index(slots, base_pfn, _lru_pfn(prev_address))]["lru_next"] = next_address
+    if next_address == head:
+        lists[_LAST, order, migratetype] = -1 if prev_address == head else _lru_pfn(prev_address)
+    else:
+        pages[_index(slots, base_pfn, _lru_pfn(next_address))]["lru_prev"] = prev_address
+    lists[_COUNT, order, migratetype] -= 1
+    # list_del() poisons the links; the page stops being a buddy.
+    pages[i]["lru_next"] = np.uint64(LIST_POISON1)
+    pages[i]["lru_prev"] = np.uint64(LIST_POISON2)
+    pages[i]["mapcount"] = MAPCOUNT_NONE
+    pages[i]["private"] = 0
+
+
+@kernel(types.void(PAGES, PAGEBLOCK_TYPES, PFNS, types.int64, types.int64, types.int64,
+                   types.uint64, LISTS))
+def free_one_page(pages, pageblock_mt, slots, base_pfn, pfn, order, list_base, lists):
+    """``__free_one_page()``: merge the free block with free buddies, then list it.
+
+    The block ``[pfn, pfn + 2**order)`` must already have refcount 0 and PG_reserved clear.
+    It goes to the list of its pageblock's migratetype, at the tail (``FPI_TO_TAIL``).
+    """
+    migratetype = np.int64(pageblock_mt[_pageblock(slots, base_pfn, pfn)])
+    zone_bits = pages[_index(slots, base_pfn, pfn)]["flags"] >> np.uint64(51)
+    while order < MAX_ORDER:
+        buddy_pfn = pfn ^ (1 << order)
+        buddy = pages[_index(slots, base_pfn, buddy_pfn)]
+        if (buddy["mapcount"] != PAGE_BUDDY_MAPCOUNT or buddy["private"] != order
+                or buddy["flags"] >> np.uint64(51) != zone_bits):
+            break
+        buddy_mt = migratetype
+        if order >= PAGEBLOCK_ORDER:
+            buddy_mt = np.int64(pageblock_mt[_pageblock(slots, base_pfn, buddy_pfn)])
+            if buddy_mt != migratetype and (migratetype >= _MIGRATE_PCPTYPES
+                                            or buddy_mt >= _MIGRATE_PCPTYPES):
+                break
+        _del_from_list(pages, slots, base_pfn, buddy_pfn, order, buddy_mt, list_base, lists)
+        if buddy_mt != migratetype:
+            # The merged block takes the freed block's type, pageblock by pageblock.
+            for block in range(buddy_pfn, buddy_pfn + (1 << order), PAGEBLOCK_NR_PAGES):
+                pageblock_mt[_pageblock(slots, base_pfn, block)] = migratetype
+        pfn &= buddy_pfn
+        order += 1
+    i = _index(slots, base_pfn, pfn)
+    pages[i]["private"] = order
+    pages[i]["mapcount"] = PAGE_BUDDY_MAPCOUNT
+    _add_to_tail(pages, slots, base_pfn, pfn, order, migratetype, list_base, lists)
+
+
+@kernel(types.void(PAGES, PFNS, types.int64, types.int64, types.int64))
+def _prepare_free(pages, slots, base_pfn, pfn, count):
+    """``__free_pages_core()`` before the free: clear PG_reserved, refcount 0."""
+    i = _index(slots, base_pfn, pfn)
+    keep = ~np.uint64(PG_RESERVED)
+    for j in range(i, i + count):
+        pages[j]["flags"] = pages[j]["flags"] & keep
+        pages[j]["refcount"] = 0
+
+
+@kernel(types.int64(PAGES, PAGEBLOCK_TYPES, PFNS, types.int64, PFN_RANGES, types.uint64,
+                    LISTS))
+def free_pages_ranges(pages, pageblock_mt, slots, base_pfn, ranges, list_base, lists):
+    """Free initialized ranges the way ``memblock_free_all()`` does.
+
+    Each range is cut into the largest naturally aligned blocks (at most MAX_ORDER) and
+    each block is freed with merging.
+
+    Parameters
+    ----------
+    pages : ndarray of PAGE_DTYPE, shape (nr_slots * PAGES_PER_SECTION,)
+    pageblock_mt : ndarray of uint8, shape (nr_slots * PAGEBLOCKS_PER_SECTION,)
+    slots : ndarray of int64, shape (nr_sections,)
+        Slot of each section from ``base_pfn`` on (see `page_init`).
+    base_pfn : int
+        Section-aligned pfn of ``slots[0]``.
+    ranges : ndarray of int64, shape (n, 2)
+        Sorted, disjoint ``[start, end)`` pfn ranges of one zone.
+    list_base : uint64
+        Address of the zone's ``free_area[0].free_list[0]``.
+    lists : ndarray of int64, shape (3, NR_ORDERS, MIGRATE_TYPES)
+        Local lists (see the module docstring); updated.
+
+    Returns
+    -------
+    int
+        Pages freed.
+    """
+    freed = 0
+    for r in range(ranges.shape[0]):
+        pfn, end = ranges[r, 0], ranges[r, 1]
+        while pfn < end:
+            order = MAX_ORDER
+            while order > 0 and ((pfn & ((1 << order) - 1)) != 0 or pfn + (1 << order) > end):
+                order -= 1
+            _prepare_free(pages, slots, base_pfn, pfn, 1 << order)
+            free_one_page(pages, pageblock_mt, slots, base_pfn, pfn, order, list_base, lists)
+            pfn += 1 << order
+        freed += end - ranges[r, 0]
+    return freed
+
+
+@kernel(types.int64(PAGES, PAGEBLOCK_TYPES, PFNS, types.int64, PFN_RANGES, types.int64,
+                    types.int64, types.uint64, types.uint64, LISTS))
+def deferred_init_chunk(pages, pageblock_mt, slots, base_pfn, ranges, start_pfn, end_pfn,
+                        links, list_base, lists):
+    """``deferred_init_memmap_chunk()``: init then free the free ranges in a chunk.
+
+    For every max-order piece of every free range inside ``[start_pfn, end_pfn)``: the
+    descriptors are initialized, then freed (a whole aligned max-order block at once,
+    anything else page by page), with pageblocks marked MOVABLE. Two passes per piece, as
+    the kernel does, so this is the reference path.
+
+    Parameters
+    ----------
+    ranges : ndarray of int64, shape (n, 2)
+        The node's free ranges in the deferred zone, sorted; clipped to the chunk here.
+    start_pfn, end_pfn : int
+        The chunk.
+    links : uint64
+        ``page_links(nid, zid)`` of the zone.
+
+    Other parameters are as for `free_pages_ranges`.
+
+    Returns
+    -------
+    int
+        Pages initialized (and freed).
+    """
+    done = 0
+    lru_base = np.uint64(VMEMMAP_START + LRU_OFFSET)
+    for r in range(ranges.shape[0]):
+        spfn, epfn = max(ranges[r, 0], start_pfn), min(ranges[r, 1], end_pfn)
+        while spfn < epfn:
+            # Up to the next max-order boundary: ALIGN(spfn + 1, MAX_ORDER_NR_PAGES).
+            piece_end = min((spfn + MAX_ORDER_NR_PAGES) & ~(MAX_ORDER_NR_PAGES - 1), epfn)
+            i = _index(slots, base_pfn, spfn)
+            lru = lru_base + np.uint64(spfn) * np.uint64(64)
+            for j in range(i, i + piece_end - spfn):
+                rec = pages[j]
+                rec["flags"] = links
+                rec["lru_next"] = lru
+                rec["lru_prev"] = lru
+                rec["mapping"] = 0
+                rec["index"] = 0
+                rec["private"] = 0
+                rec["mapcount"] = MAPCOUNT_NONE
+                rec["refcount"] = 1
+                rec["memcg_data"] = 0
+                lru += np.uint64(64)
+            count = piece_end - spfn
+            if count == MAX_ORDER_NR_PAGES and (spfn & (MAX_ORDER_NR_PAGES - 1)) == 0:
+                for block in range(spfn, piece_end, PAGEBLOCK_NR_PAGES):
+                    pageblock_mt[_pageblock(slots, base_pfn, block)] = MIGRATE_MOVABLE
+                _prepare_free(pages, slots, base_pfn, spfn, count)
+                free_one_page(pages, pageblock_mt, slots, base_pfn, spfn, MAX_ORDER,
+                              list_base, lists)
+            else:
+                for pfn in range(spfn, piece_end):
+                    if (pfn & (PAGEBLOCK_NR_PAGES - 1)) == 0:
+                        pageblock_mt[_pageblock(slots, base_pfn, pfn)] = MIGRATE_MOVABLE
+                    _prepare_free(pages, slots, base_pfn, pfn, 1)
+                    free_one_page(pages, pageblock_mt, slots, base_pfn, pfn, 0, list_base,
+                                  lists)
+            done += count
+            spfn = piece_end
+    return done
+
