@@ -29,3 +29,117 @@ def init_pages_range(pages, slots, base_pfn, start_pfn, end_pfn, links, reserved
     for pfn in range(start_pfn, end_pfn):
         init_single_page(pages, descriptor_index(slots, base_pfn, pfn), pfn, links, reserved)
     return end_pfn - start_pfn
+
+
+# --- buddy allocator -----------------------------------------------------------------
+# A different formulation from the kernels: free blocks live in a dict and in Python lists
+# per (order, migratetype); descriptors get their list links only at the end.
+
+from fastinit.page import (LIST_POISON1, LIST_POISON2, MAX_ORDER, MIGRATE_MOVABLE,  # noqa: E402
+                           MIGRATE_TYPES, NR_ORDERS, PAGE_BUDDY_MAPCOUNT, PAGEBLOCK_NR_PAGES,
+                           PAGEBLOCK_ORDER)
+
+
+class NaiveBuddy:
+    """Free lists of one kernel call, kept as Python lists of head pfns."""
+
+    def __init__(self, pages, pageblock_mt, slots, base_pfn, list_base):
+        self.pages, self.pageblock_mt = pages, pageblock_mt
+        self.slots, self.base_pfn, self.list_base = slots, base_pfn, int(list_base)
+        self.free = {}                       # head pfn -> (order, migratetype)
+        self.lists = {(o, m): [] for o in range(NR_ORDERS) for m in range(MIGRATE_TYPES)}
+
+    def index(self, pfn):
+        return descriptor_index(self.slots, self.base_pfn, pfn)
+
+    def pageblock(self, pfn):
+        return self.index(pfn) // PAGEBLOCK_NR_PAGES
+
+    def prepare(self, pfn, count):
+        for p in range(pfn, pfn + count):
+            i = self.index(p)
+            self.pages["flags"][i] = int(self.pages["flags"][i]) & ~PG_RESERVED
+            self.pages["refcount"][i] = 0
+
+    def free_block(self, pfn, order):
+        migratetype = int(self.pageblock_mt[self.pageblock(pfn)])
+        zone_id = int(self.pages["flags"][self.index(pfn)]) >> 51
+        while order < MAX_ORDER:
+            buddy = pfn ^ (1 << order)
+            if self.free.get(buddy, (None,))[0] != order or \
+                    int(self.pages["flags"][self.index(buddy)]) >> 51 != zone_id:
+                break
+            buddy_mt = self.free[buddy][1]
+            if order >= PAGEBLOCK_ORDER and buddy_mt != migratetype and \
+                    (migratetype >= 3 or buddy_mt >= 3):
+                break
+            del self.free[buddy]
+            self.lists[(order, buddy_mt)].remove(buddy)
+            i = self.index(buddy)
+            self.pages["lru_next"][i] = LIST_POISON1
+            self.pages["lru_prev"][i] = LIST_POISON2
+            self.pages["mapcount"][i] = -1
+            self.pages["private"][i] = 0
+            if buddy_mt != migratetype:
+                for block in range(buddy, buddy + (1 << order), PAGEBLOCK_NR_PAGES):
+                    self.pageblock_mt[self.pageblock(block)] = migratetype
+            pfn &= buddy
+            order += 1
+        self.free[pfn] = (order, migratetype)
+        self.lists[(order, migratetype)].append(pfn)
+        i = self.index(pfn)
+        self.pages["private"][i] = order
+        self.pages["mapcount"][i] = PAGE_BUDDY_MAPCOUNT
+
+    def finish(self):
+        """Write the list links into the descriptors; return the local-list table."""
+        table = np.full((3, NR_ORDERS, MIGRATE_TYPES), -1, dtype=np.int64)
+        table[2] = 0
+        for (order, mt), heads in self.lists.items():
+            head = self.list_base + (order * MIGRATE_TYPES + mt) * 16
+            addresses = [head] + [lru_address(p) for p in heads] + [head]
+            for k, pfn in enumerate(heads):
+                i = self.index(pfn)
+                self.pages["lru_prev"][i] = addresses[k]
+                self.pages["lru_next"][i] = addresses[k + 2]
+            if heads:
+                table[:, order, mt] = heads[0], heads[-1], len(heads)
+        return table
+
+
+def free_pages_ranges(pages, pageblock_mt, slots, base_pfn, ranges, list_base):
+    buddy = NaiveBuddy(pages, pageblock_mt, slots, base_pfn, list_base)
+    for start, end in ranges:
+        pfn = start
+        while pfn < end:
+            order = MAX_ORDER
+            while order and (pfn % (1 << order) or pfn + (1 << order) > end):
+                order -= 1
+            buddy.prepare(pfn, 1 << order)
+            buddy.free_block(pfn, order)
+            pfn += 1 << order
+    return buddy.finish()
+
+
+def deferred_init_chunk(pages, pageblock_mt, slots, base_pfn, ranges, start_pfn, end_pfn,
+                        links, list_base):
+    buddy = NaiveBuddy(pages, pageblock_mt, slots, base_pfn, list_base)
+    for range_start, range_end in ranges:
+        spfn, epfn = max(range_start, start_pfn), min(range_end, end_pfn)
+        while spfn < epfn:
+            piece_end = min((spfn // 1024 + 1) * 1024, epfn)
+            for pfn in range(spfn, piece_end):
+                init_single_page(pages, buddy.index(pfn), pfn, links, False)
+            if piece_end - spfn == 1024:
+                for block in (spfn, spfn + PAGEBLOCK_NR_PAGES):
+                    pageblock_mt[buddy.pageblock(block)] = MIGRATE_MOVABLE
+                buddy.prepare(spfn, 1024)
+                buddy.free_block(spfn, MAX_ORDER)
+            else:
+                for pfn in range(spfn, piece_end):
+                    if pfn % PAGEBLOCK_NR_PAGES == 0:
+                        pageblock_mt[buddy.pageblock(pfn)] = MIGRATE_MOVABLE
+                    buddy.prepare(pfn, 1)
+                    buddy.free_block(pfn, 0)
+            spfn = piece_end
+    return buddy.finish()

@@ -1,0 +1,102 @@
+"""Whole boots: parallel equals serial, verification passes, kernel semantics hold."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fastinit.boot import boot
+from fastinit.bootlog import read_bootlog
+from fastinit.bootplan import plan_boot
+from fastinit.page import PAGES_PER_SECTION, PAGE_BUDDY_MAPCOUNT
+from fastinit.spec import parse_spec
+from fastinit.verify import verify
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "shared" / "examples" / "dmesg" / \
+    "hyperv-2node-3.15.txt"
+SMALL_LOGS = [p for p in sorted((Path(__file__).parent / "data" / "dmesg").glob("*.txt"))
+              if "epyc" not in p.name and "sunfire" not in p.name and "rhel9" not in p.name]
+
+
+def descriptors_without_head_links(result):
+    words = result.memmap.pages.view(np.uint64).reshape(-1, 8).copy()
+    words[result.memmap.pages["mapcount"] == PAGE_BUDDY_MAPCOUNT, 1:3] = 0
+    return words
+
+
+@pytest.mark.parametrize("spec", ["1x2G,cpus=2", "2x1G,cpus=2", "3G+1G:0,cpus=2"])
+def test_parallel_boot_equals_serial_boot(spec):
+    topology = parse_spec(spec)
+    serial = boot(topology, threads=1)
+    parallel = boot(topology, threads=4)
+    assert np.array_equal(descriptors_without_head_links(serial),
+                          descriptors_without_head_links(parallel))
+    assert np.array_equal(serial.memmap.pageblock_mt, parallel.memmap.pageblock_mt)
+    for key, area in serial.zones.items():
+        assert np.array_equal(area.nr_free, parallel.zones[key].nr_free)
+        assert area.managed == parallel.zones[key].managed
+    assert any(len(n.report.chunks) > 1 for n in parallel.nodes if n.report)
+
+
+@pytest.mark.parametrize("spec", ["2x1G,cpus=2", "1x5G,cpus=3"])
+def test_spec_boot_verifies(spec):
+    report = verify(boot(parse_spec(spec)))
+    assert report.ok, report.problems
+    assert len(report.checks) == 4
+
+
+@pytest.mark.parametrize("path", SMALL_LOGS + ([EXAMPLE] if EXAMPLE.exists() else []),
+                         ids=lambda p: p.name)
+def test_real_log_boot_verifies(path):
+    topology, _ = read_bootlog(str(path))
+    report = verify(boot(topology, threads=2))
+    assert report.ok, report.problems
+
+
+def test_managed_is_present_minus_reserved():
+    result = boot(parse_spec("1x2G,cpus=2"))
+    plan = result.plan.node(0)
+    reserved = sum(e - s for s, e in plan.reserved)
+    managed = sum(area.managed for area in result.zones.values())
+    assert managed == result.plan.topology.present_pages - reserved
+
+
+def test_memmap_is_reserved_on_its_own_node_at_the_top():
+    plan = plan_boot(parse_spec("2x1G,cpus=1"))
+    for node in plan.nodes:
+        (start, end), = node.memmap
+        ranges = plan.topology.node(node.nid).ranges
+        assert ranges[0][0] <= start and end <= ranges[-1][1]
+        assert end == ranges[-1][1]
+        sections = len(plan.topology.present_sections())
+        assert 0 < end - start <= sections * 512
+
+
+def test_deferral_starts_after_first_section_of_highest_zone():
+    plan = plan_boot(parse_spec("1x2G,cpus=1"))
+    node = plan.nodes[0]
+    assert node.first_deferred_pfn == 2 * PAGES_PER_SECTION
+    assert node.job == (2 * PAGES_PER_SECTION, (2 << 30) >> 12)
+
+
+@pytest.mark.parametrize("arch, cpus, expected", [("x86", 8, 8), ("generic", 8, 1),
+                                                   ("linux-6.11", 8, 8), ("x86", 0, 1)])
+def test_arch_thread_caps(arch, cpus, expected):
+    plan = plan_boot(parse_spec(f"1x2G:{cpus}"), arch=arch)
+    assert plan.nodes[0].max_threads == expected
+
+
+def test_threads_override_arch():
+    assert plan_boot(parse_spec("1x2G,cpus=8"), arch="generic", threads=3).nodes[0].max_threads == 3
+
+
+def test_unknown_arch_is_rejected():
+    with pytest.raises(ValueError, match="unknown arch profile 'arm'"):
+        plan_boot(parse_spec("1x2G,cpus=1"), arch="arm")
+
+
+def test_node_without_deferral_still_boots():
+    # 160 MiB: the only zone holds barely more than a section, so nothing is deferred.
+    result = boot(parse_spec("1x160M,cpus=1"))
+    assert result.nodes[0].report is None
+    assert verify(result).ok

@@ -1,0 +1,96 @@
+"""The command line: what users type, what they read, and the exit status."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from fastinit.cli import main
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "shared" / "examples" / "dmesg" / \
+    "hyperv-2node-3.15.txt"
+LOG = EXAMPLE if EXAMPLE.exists() else Path(__file__).parent / "data" / "dmesg" / \
+    "kvm-512m-syslog-3.13.txt"
+
+
+def run(capsys, *argv):
+    status = main(list(argv))
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+def test_help_lists_the_commands(capsys):
+    status, out, _ = run(capsys)
+    assert status == 0
+    for command in ("topology", "boot", "verify"):
+        assert command in out
+
+
+def test_topology_from_log_matches_kernel(capsys):
+    status, out, _ = run(capsys, "topology", "--dmesg", str(LOG))
+    assert status == 0
+    assert "Early memory node ranges" in out
+    assert "figures match" in out and "MISMATCH" not in out
+
+
+def test_topology_json_shape(capsys):
+    status, out, _ = run(capsys, "topology", "--spec", "2x1G,cpus=2", "--json")
+    document = json.loads(out)
+    node = document["nodes"][0]
+    assert set(node) == {"nid", "cpus", "ranges", "zones"}
+    assert set(node["zones"][0]) == {"name", "start_pfn", "spanned", "present", "unavailable"}
+    assert all(start < end for start, end in node["ranges"])
+
+
+def test_topology_from_stdin(capsys, monkeypatch):
+    with LOG.open("rb") as log:
+        class Stdin:
+            buffer = log
+        monkeypatch.setattr(sys, "stdin", Stdin)
+        status, out, _ = run(capsys, "topology", "--dmesg", "-", "--json")
+    assert status == 0 and json.loads(out)["nodes"]
+
+
+def test_boot_verify_prints_kernel_lines_and_passes(capsys):
+    status, out, _ = run(capsys, "boot", "--spec", "2x1G,cpus=2", "--verify")
+    assert status == 0
+    assert "node 0 deferred pages initialised in" in out
+    assert "verified: parallel result equals the serial reference" in out
+
+
+def test_boot_json_fields(capsys):
+    status, out, _ = run(capsys, "boot", "--spec", "1x2G,cpus=2", "--json", "--verify")
+    document = json.loads(out)
+    assert document["verified"] is True
+    node = document["nodes"][0]
+    assert {"threads", "deferred_ms", "reserved", "zones"} <= set(node)
+    assert all(len(zone["free_by_order"]) == 11 for zone in node["zones"])
+    assert {"present", "managed"} <= set(node["zones"][0])
+
+
+def test_verify_command_on_a_file_backed_memmap(capsys, tmp_path):
+    status, out, _ = run(capsys, "verify", "--spec", "1x1G,cpus=1",
+                         "--memmap-file", str(tmp_path / "m.bin"))
+    assert status == 0
+    assert str(tmp_path / "m.bin") in out
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["boot", "--spec", "2y64G"], "cannot read size"),
+    (["topology", "--dmesg", "/nonexistent/log"], "cannot read boot log"),
+    (["boot", "--spec", "1x1G", "--threads", "0"], "--threads must be at least 1"),
+    (["boot", "--spec", "1x1G", "--arch", "sparc"], "unknown arch profile"),
+])
+def test_bad_input_exits_2_with_a_clear_message(capsys, argv, words):
+    status, out, err = run(capsys, *argv)
+    assert status == 2
+    assert words in err
+    assert "Traceback" not in err and out == ""
+
+
+def test_installed_console_script_runs():
+    done = subprocess.run([sys.executable, "-m", "fastinit.cli", "--version"],
+                          capture_output=True, text=True, check=True)
+    assert done.stdout.startswith("fastinit ")

@@ -1,0 +1,71 @@
+"""Memmap: sparse slots, index lookups, storage in memory and in files, clear refusals."""
+
+import numpy as np
+import pytest
+
+from fastinit import memmap as memmap_module
+from fastinit.memmap import Memmap, memmap_bytes
+from fastinit.page import PAGES_PER_SECTION as S
+
+SECTIONS = np.array([0, 1, 5], np.int64)
+
+
+def test_index_maps_pfns_to_slots_and_holes_to_minus_one():
+    m = Memmap.in_memory(SECTIONS)
+    assert m.index(5) == 5
+    assert m.index(S + 7) == S + 7
+    assert m.index(5 * S + 3) == 2 * S + 3
+    assert m.index(2 * S) == -1
+    assert list(m.index(np.array([0, 3 * S, 5 * S]))) == [0, -1, 2 * S]
+
+
+def test_slots_cover_a_range_with_minus_one_for_absent_sections():
+    m = Memmap.in_memory(SECTIONS)
+    assert m.slots(S + 5, 5 * S + 1) == (S, pytest.approx(np.array([1, -1, -1, -1, 2])))
+
+
+def test_present_runs_skip_absent_sections_and_merge_neighbours():
+    m = Memmap.in_memory(SECTIONS)
+    assert m.present_runs(10, 6 * S) == [(10, 2 * S), (5 * S, 6 * S)]
+
+
+def test_pfns_lists_every_descriptor():
+    m = Memmap.in_memory(SECTIONS)
+    pfns = m.pfns()
+    assert len(pfns) == len(m.pages)
+    assert all(m.index(pfns[[0, S, 2 * S + 9]]) == [0, S, 2 * S + 9])
+
+
+def test_in_memory_starts_on_a_huge_page_boundary():
+    m = Memmap.in_memory(SECTIONS)
+    assert m.pages.ctypes.data % (2 << 20) == 0
+    assert m.nbytes == memmap_bytes(3)
+
+
+def test_in_memory_refuses_what_does_not_fit(monkeypatch):
+    monkeypatch.setattr(memmap_module, "available_memory", lambda: 1 << 20)
+    with pytest.raises(ValueError, match=r"needs 0\.01 GiB .* --memmap-file PATH"):
+        Memmap.in_memory(SECTIONS)
+
+
+def test_in_file_creates_a_preallocated_file(tmp_path):
+    path = tmp_path / "memmap.bin"
+    m = Memmap.in_file(SECTIONS, str(path))
+    m.pages["refcount"][7] = 3
+    assert path.stat().st_size == m.nbytes
+    assert path.stat().st_blocks * 512 >= m.nbytes  # really allocated, not sparse
+    assert m.storage == str(path)
+
+
+def test_in_file_will_not_overwrite_without_force(tmp_path):
+    path = tmp_path / "memmap.bin"
+    path.write_bytes(b"precious")
+    with pytest.raises(ValueError, match="exists; pass --force"):
+        Memmap.in_file(SECTIONS, str(path))
+    assert path.read_bytes() == b"precious"
+    Memmap.in_file(SECTIONS, str(path), force=True)
+
+
+def test_in_file_in_missing_directory_is_a_clear_error(tmp_path):
+    with pytest.raises(ValueError, match="cannot"):
+        Memmap.in_file(SECTIONS, str(tmp_path / "no" / "such" / "dir" / "m.bin"))
