@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from fastinit.bootplan import DEFAULT_ARCH, BootPlan, plan_boot
 from fastinit.buddy import ZoneFreeArea
 from fastinit.cpus import usable_cpus
-from fastinit.deferred import NodeResult, deferred_init
+from fastinit.deferred import DEFAULT_KERNEL, NodeResult, deferred_init
 from fastinit.early import early_init
 from fastinit.kernels.first_touch import touch_range
 from fastinit.memmap import Memmap
@@ -70,7 +70,7 @@ def allocate(plan: BootPlan, memmap_file: str | None = None, force: bool = False
 
 
 def boot(topology: Topology, *, arch: str = DEFAULT_ARCH, threads: int | None = None,
-         memmap_file: str | None = None, force: bool = False, kernel: str = "plain",
+         memmap_file: str | None = None, force: bool = False, kernel: str = DEFAULT_KERNEL,
          progress: Callable[[int], None] | None = None, cancel: threading.Event | None = None,
          chunk_hook: Callable[[int, int, int], None] | None = None) -> BootResult:
     """Simulate the boot-time struct page initialization of ``topology``.

@@ -47,7 +47,9 @@ def _boot_args(parser: argparse.ArgumentParser) -> None:
                         help="back the memmap with this file (for memmaps larger than RAM)")
     parser.add_argument("--force", action="store_true",
                         help="overwrite an existing --memmap-file")
-    parser.add_argument("--kernel", default="plain", help="deferred-init kernel (plain)")
+    parser.add_argument("--kernel", default="stream", choices=("stream", "plain"),
+                        help="deferred-init kernel: stream (one pass, streaming stores; "
+                             "default) or plain (the kernel's two passes, ordinary stores)")
     parser.add_argument("--no-progress", action="store_true",
                         help="no progress bar, even on a terminal")
 

@@ -24,12 +24,25 @@ import numpy as np
 from fastinit.bootplan import BootPlan, NodePlan
 from fastinit.buddy import ZoneFreeArea, new_local_lists
 from fastinit.kernels.buddy_free import deferred_init_chunk
+from fastinit.kernels.streaming import deferred_init_chunk_stream
 from fastinit.memmap import Memmap
 from fastinit.padata import Job, JobCancelled, JobReport, do_multithreaded
 from fastinit.page import PAGES_PER_SECTION, page_links
 
-# The deferred-init kernels fastinit has: the kernel's two passes, plain stores.
-CHUNK_KERNELS = {"plain": deferred_init_chunk}
+
+
+def _plain(memmap: Memmap, *args) -> int:
+    return deferred_init_chunk(memmap.pages, memmap.pageblock_mt, *args)
+
+
+def _stream(memmap: Memmap, *args) -> int:
+    return deferred_init_chunk_stream(memmap.pages, memmap.words, memmap.pageblock_mt, *args)
+
+
+# The deferred-init kernels: "stream" writes whole max-order blocks once with streaming
+# stores; "plain" is the kernel's two passes with ordinary stores, the reference path.
+CHUNK_KERNELS = {"stream": _stream, "plain": _plain}
+DEFAULT_KERNEL = "stream"
 
 
 @dataclass
@@ -88,15 +101,25 @@ def deferred_init_memmap_chunk(start: int, end: int, ctx: _ChunkContext) -> None
     memmap = ctx.memmap
     base, slots = memmap.slots(start, end)
     lists = new_local_lists()
-    done = ctx.kernel(memmap.pages, memmap.pageblock_mt, slots, base, ranges, start, end,
-                      ctx.links, ctx.area.list_base, lists)
+    done = ctx.kernel(memmap, slots, base, ranges, start, end, ctx.links, ctx.area.list_base,
+                      lists)
     ctx.area.splice(memmap, lists, done)
     with ctx.lock:
         ctx.pages += done
 
 
+def check_kernel(kernel: str, memmap: Memmap) -> None:
+    """Refuse an unknown kernel, or streaming stores on a misaligned memmap."""
+    if kernel not in CHUNK_KERNELS:
+        raise ValueError(f"unknown deferred-init kernel {kernel!r}; choose one of "
+                         f"{', '.join(CHUNK_KERNELS)}")
+    if kernel == "stream" and memmap.pages.ctypes.data % 64:
+        raise ValueError("the stream kernel needs a 64-byte aligned memmap; allocate it with "
+                         "fastinit.memmap.Memmap or use kernel='plain'")
+
+
 def deferred_init(plan: BootPlan, memmap: Memmap, zones: dict[tuple[int, int], ZoneFreeArea],
-                  *, kernel: str = "plain", progress: Callable[[int], None] | None = None,
+                  *, kernel: str = DEFAULT_KERNEL, progress: Callable[[int], None] | None = None,
                   cancel: threading.Event | None = None,
                   chunk_hook: Callable[[int, int, int], None] | None = None) -> list[NodeResult]:
     """Run every node's deferred init in parallel and wait for all of them.
@@ -119,6 +142,7 @@ def deferred_init(plan: BootPlan, memmap: Memmap, zones: dict[tuple[int, int], Z
     Exception
         The first node's error, noted with its node; the other nodes were stopped.
     """
+    check_kernel(kernel, memmap)
     cancel = cancel if cancel is not None else threading.Event()
     results: dict[int, NodeResult] = {}
     errors: list[tuple[int, BaseException]] = []

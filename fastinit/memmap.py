@@ -50,6 +50,8 @@ class Memmap:
         Present section numbers, sorted; ``sections[slot]`` is the section of a slot.
     pages : ndarray of PAGE_DTYPE, shape (nr_sections * PAGES_PER_SECTION,)
     pageblock_mt : ndarray of uint8, shape (nr_sections * PAGEBLOCKS_PER_SECTION,)
+    words : ndarray of uint64, shape (nr_sections * PAGES_PER_SECTION * 8,)
+        The descriptors as 64-bit words (for the streaming kernel).
     raw : ndarray of uint8, shape (nbytes,)
         All of it as bytes: the descriptors, then the pageblock migratetypes.
     storage : str
@@ -62,6 +64,7 @@ class Memmap:
         raw = np.frombuffer(buffer, dtype=np.uint8, count=memmap_bytes(len(self.sections)))
         self.raw = raw
         self.pages = raw[:nr_pages * PAGE_DTYPE.itemsize].view(PAGE_DTYPE)
+        self.words = raw[:nr_pages * PAGE_DTYPE.itemsize].view(np.uint64)
         self.pageblock_mt = raw[nr_pages * PAGE_DTYPE.itemsize:]
         self.storage = storage
         self._owner = owner  # keeps the mmap or file mapping alive

@@ -185,6 +185,42 @@ def free_pages_ranges(pages, pageblock_mt, slots, base_pfn, ranges, list_base, l
     return freed
 
 
+@kernel(types.void(PAGES, PAGEBLOCK_TYPES, PFNS, types.int64, types.int64, types.int64,
+                   types.uint64, types.uint64, LISTS))
+def init_free_piece(pages, pageblock_mt, slots, base_pfn, spfn, epfn, links, list_base,
+                    lists):
+    """Init then free ``[spfn, epfn)``, a piece inside one max-order block (two passes).
+
+    A whole aligned max-order block is freed at once, anything less page by page, as
+    ``deferred_free_pages()`` does; pageblocks starting in the piece become MOVABLE.
+    """
+    i = _index(slots, base_pfn, spfn)
+    lru = np.uint64(VMEMMAP_START + LRU_OFFSET) + np.uint64(spfn) * np.uint64(64)
+    for j in range(i, i + epfn - spfn):
+        rec = pages[j]
+        rec["flags"] = links
+        rec["lru_next"] = lru
+        rec["lru_prev"] = lru
+        rec["mapping"] = 0
+        rec["index"] = 0
+        rec["private"] = 0
+        rec["mapcount"] = MAPCOUNT_NONE
+        rec["refcount"] = 1
+        rec["memcg_data"] = 0
+        lru += np.uint64(64)
+    if epfn - spfn == MAX_ORDER_NR_PAGES and (spfn & (MAX_ORDER_NR_PAGES - 1)) == 0:
+        for block in range(spfn, epfn, PAGEBLOCK_NR_PAGES):
+            pageblock_mt[_pageblock(slots, base_pfn, block)] = MIGRATE_MOVABLE
+        _prepare_free(pages, slots, base_pfn, spfn, epfn - spfn)
+        free_one_page(pages, pageblock_mt, slots, base_pfn, spfn, MAX_ORDER, list_base, lists)
+    else:
+        for pfn in range(spfn, epfn):
+            if (pfn & (PAGEBLOCK_NR_PAGES - 1)) == 0:
+                pageblock_mt[_pageblock(slots, base_pfn, pfn)] = MIGRATE_MOVABLE
+            _prepare_free(pages, slots, base_pfn, pfn, 1)
+            free_one_page(pages, pageblock_mt, slots, base_pfn, pfn, 0, list_base, lists)
+
+
 @kernel(types.int64(PAGES, PAGEBLOCK_TYPES, PFNS, types.int64, PFN_RANGES, types.int64,
                     types.int64, types.uint64, types.uint64, LISTS))
 def deferred_init_chunk(pages, pageblock_mt, slots, base_pfn, ranges, start_pfn, end_pfn,
@@ -192,9 +228,8 @@ def deferred_init_chunk(pages, pageblock_mt, slots, base_pfn, ranges, start_pfn,
     """``deferred_init_memmap_chunk()``: init then free the free ranges in a chunk.
 
     For every max-order piece of every free range inside ``[start_pfn, end_pfn)``: the
-    descriptors are initialized, then freed (a whole aligned max-order block at once,
-    anything else page by page), with pageblocks marked MOVABLE. Two passes per piece, as
-    the kernel does, so this is the reference path.
+    descriptors are initialized, then freed (`init_free_piece`). Two passes per piece, as
+    the kernel does, with plain stores: this is the reference path.
 
     Parameters
     ----------
@@ -213,41 +248,13 @@ def deferred_init_chunk(pages, pageblock_mt, slots, base_pfn, ranges, start_pfn,
         Pages initialized (and freed).
     """
     done = 0
-    lru_base = np.uint64(VMEMMAP_START + LRU_OFFSET)
     for r in range(ranges.shape[0]):
         spfn, epfn = max(ranges[r, 0], start_pfn), min(ranges[r, 1], end_pfn)
         while spfn < epfn:
             # Up to the next max-order boundary: ALIGN(spfn + 1, MAX_ORDER_NR_PAGES).
             piece_end = min((spfn + MAX_ORDER_NR_PAGES) & ~(MAX_ORDER_NR_PAGES - 1), epfn)
-            i = _index(slots, base_pfn, spfn)
-            lru = lru_base + np.uint64(spfn) * np.uint64(64)
-            for j in range(i, i + piece_end - spfn):
-                rec = pages[j]
-                rec["flags"] = links
-                rec["lru_next"] = lru
-                rec["lru_prev"] = lru
-                rec["mapping"] = 0
-                rec["index"] = 0
-                rec["private"] = 0
-                rec["mapcount"] = MAPCOUNT_NONE
-                rec["refcount"] = 1
-                rec["memcg_data"] = 0
-                lru += np.uint64(64)
-            count = piece_end - spfn
-            if count == MAX_ORDER_NR_PAGES and (spfn & (MAX_ORDER_NR_PAGES - 1)) == 0:
-                for block in range(spfn, piece_end, PAGEBLOCK_NR_PAGES):
-                    pageblock_mt[_pageblock(slots, base_pfn, block)] = MIGRATE_MOVABLE
-                _prepare_free(pages, slots, base_pfn, spfn, count)
-                free_one_page(pages, pageblock_mt, slots, base_pfn, spfn, MAX_ORDER,
-                              list_base, lists)
-            else:
-                for pfn in range(spfn, piece_end):
-                    if (pfn & (PAGEBLOCK_NR_PAGES - 1)) == 0:
-                        pageblock_mt[_pageblock(slots, base_pfn, pfn)] = MIGRATE_MOVABLE
-                    _prepare_free(pages, slots, base_pfn, pfn, 1)
-                    free_one_page(pages, pageblock_mt, slots, base_pfn, pfn, 0, list_base,
-                                  lists)
-            done += count
+            init_free_piece(pages, pageblock_mt, slots, base_pfn, spfn, piece_end, links,
+                            list_base, lists)
+            done += piece_end - spfn
             spfn = piece_end
     return done
-

@@ -24,11 +24,12 @@ def descriptors_without_head_links(result):
     return words
 
 
+@pytest.mark.parametrize("kernel", ["stream", "plain"])
 @pytest.mark.parametrize("spec", ["1x2G,cpus=2", "2x1G,cpus=2", "3G+1G:0,cpus=2"])
-def test_parallel_boot_equals_serial_boot(spec):
+def test_parallel_boot_equals_serial_boot(spec, kernel):
     topology = parse_spec(spec)
-    serial = boot(topology, threads=1)
-    parallel = boot(topology, threads=4)
+    serial = boot(topology, threads=1, kernel="plain")
+    parallel = boot(topology, threads=4, kernel=kernel)
     assert np.array_equal(descriptors_without_head_links(serial),
                           descriptors_without_head_links(parallel))
     assert np.array_equal(serial.memmap.pageblock_mt, parallel.memmap.pageblock_mt)
@@ -38,9 +39,10 @@ def test_parallel_boot_equals_serial_boot(spec):
     assert any(len(n.report.chunks) > 1 for n in parallel.nodes if n.report)
 
 
+@pytest.mark.parametrize("kernel", ["stream", "plain"])
 @pytest.mark.parametrize("spec", ["2x1G,cpus=2", "1x5G,cpus=3"])
-def test_spec_boot_verifies(spec):
-    report = verify(boot(parse_spec(spec)))
+def test_spec_boot_verifies(spec, kernel):
+    report = verify(boot(parse_spec(spec), kernel=kernel))
     assert report.ok, report.problems
     assert len(report.checks) == 4
 
@@ -93,6 +95,24 @@ def test_threads_override_arch():
 def test_unknown_arch_is_rejected():
     with pytest.raises(ValueError, match="unknown arch profile 'arm'"):
         plan_boot(parse_spec("1x2G,cpus=1"), arch="arm")
+
+
+def test_stream_kernel_refuses_a_misaligned_memmap():
+    from fastinit.deferred import check_kernel
+    from fastinit.memmap import Memmap, memmap_bytes
+    raw = bytearray(memmap_bytes(1) + 64)
+    base = np.frombuffer(raw, np.uint8).ctypes.data
+    offset = (-base % 64) + 8  # deliberately 8 bytes past a 64-byte boundary
+    memmap = Memmap(np.array([0], np.int64), memoryview(raw)[offset:], "test")
+    with pytest.raises(ValueError, match="64-byte aligned"):
+        check_kernel("stream", memmap)
+    check_kernel("plain", memmap)
+
+
+def test_unknown_kernel_is_rejected():
+    from fastinit.deferred import check_kernel
+    with pytest.raises(ValueError, match="unknown deferred-init kernel 'fast'"):
+        check_kernel("fast", None)
 
 
 def test_node_without_deferral_still_boots():
