@@ -10,6 +10,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from fastinit.bootplan import DEFAULT_ARCH, BootPlan, plan_boot
 from fastinit.buddy import ZoneFreeArea
 from fastinit.cpus import usable_cpus
@@ -37,7 +39,8 @@ class BootResult:
     nodes : list of NodeResult
         Deferred init per node with memory.
     timings : dict of str to float
-        Seconds for "sparse_init" (allocation and first touch), "early" and "deferred".
+        Seconds for "sparse_init" (allocation and first touch; absent when a memmap was
+        reused), "early" and "deferred".
     """
 
     plan: BootPlan
@@ -69,10 +72,43 @@ def allocate(plan: BootPlan, memmap_file: str | None = None, force: bool = False
     return Memmap.in_file(plan.sections, memmap_file, force=force)
 
 
+def prepare(topology: Topology, *, arch: str = DEFAULT_ARCH, threads: int | None = None,
+            memmap_file: str | None = None, force: bool = False,
+            memmap: Memmap | None = None) -> BootResult:
+    """Everything before deferred init: plan, memmap (allocated and touched), early init.
+
+    Parameters are as for `boot`; ``memmap`` reuses an already touched memmap of the same
+    plan (benchmarks), in which case ``sparse_init`` is not timed.
+
+    Returns
+    -------
+    BootResult
+        With ``nodes`` still empty.
+    """
+    plan = plan_boot(topology, arch, threads)
+    timings = {}
+    if memmap is None:
+        began = time.perf_counter()
+        memmap = allocate(plan, memmap_file, force)
+        first_touch(memmap)
+        timings["sparse_init"] = time.perf_counter() - began
+    elif not np.array_equal(memmap.sections, plan.sections):
+        raise ValueError("the memmap given was made for another machine; allocate a new one")
+    else:
+        memmap.pageblock_mt[:] = 0
+    zones = {(node.nid, zone.zid): ZoneFreeArea(node.nid, zone.zid)
+             for node in plan.nodes for zone in node.zones}
+    began = time.perf_counter()
+    early_init(plan, memmap, zones)
+    timings["early"] = time.perf_counter() - began
+    return BootResult(plan, memmap, zones, [], timings)
+
+
 def boot(topology: Topology, *, arch: str = DEFAULT_ARCH, threads: int | None = None,
          memmap_file: str | None = None, force: bool = False, kernel: str = DEFAULT_KERNEL,
          progress: Callable[[int], None] | None = None, cancel: threading.Event | None = None,
-         chunk_hook: Callable[[int, int, int], None] | None = None) -> BootResult:
+         chunk_hook: Callable[[int, int, int], None] | None = None,
+         memmap: Memmap | None = None) -> BootResult:
     """Simulate the boot-time struct page initialization of ``topology``.
 
     Parameters
@@ -96,23 +132,17 @@ def boot(topology: Topology, *, arch: str = DEFAULT_ARCH, threads: int | None = 
         Set to stop the boot.
     chunk_hook : callable or None
         Called as ``chunk_hook(nid, start, end)`` before every deferred chunk.
+    memmap : Memmap or None
+        Reuse this already touched memmap (made for the same machine).
 
     Returns
     -------
     BootResult
     """
-    plan = plan_boot(topology, arch, threads)
+    result = prepare(topology, arch=arch, threads=threads, memmap_file=memmap_file,
+                     force=force, memmap=memmap)
     began = time.perf_counter()
-    memmap = allocate(plan, memmap_file, force)
-    first_touch(memmap)
-    timings = {"sparse_init": time.perf_counter() - began}
-    zones = {(node.nid, zone.zid): ZoneFreeArea(node.nid, zone.zid)
-             for node in plan.nodes for zone in node.zones}
-    began = time.perf_counter()
-    early_init(plan, memmap, zones)
-    timings["early"] = time.perf_counter() - began
-    began = time.perf_counter()
-    nodes = deferred_init(plan, memmap, zones, kernel=kernel, progress=progress,
-                          cancel=cancel, chunk_hook=chunk_hook)
-    timings["deferred"] = time.perf_counter() - began
-    return BootResult(plan, memmap, zones, nodes, timings)
+    result.nodes = deferred_init(result.plan, result.memmap, result.zones, kernel=kernel,
+                                 progress=progress, cancel=cancel, chunk_hook=chunk_hook)
+    result.timings["deferred"] = time.perf_counter() - began
+    return result

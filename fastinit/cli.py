@@ -1,4 +1,4 @@
-"""The ``fastinit`` command line: topology, boot, verify (and bench, see fastinit.bench)."""
+"""The ``fastinit`` command line: topology, boot, verify, bench."""
 
 from __future__ import annotations
 
@@ -77,6 +77,25 @@ def build_parser() -> argparse.ArgumentParser:
         "verify", help="boot, then check the parallel result equals the serial reference",
         description="Same as 'boot --verify'; exit status 1 if any check fails.")
     _boot_args(verify)
+    bench = commands.add_parser(
+        "bench", help="deferred init against memset (the write limit) and the peers",
+        description="Boot the machine repeatedly on one pre-faulted memmap for each thread "
+                    "count and report deferred-init time (median, stdev), speedup, GB/s and "
+                    "the ratio to glibc memset of a non-zero byte over the same bytes with the "
+                    "same threads, all measured in this run; then the peers (numba.prange, "
+                    "NumPy field by field, fastinit's plain-store kernel). First touch of the "
+                    "memmap is reported separately.")
+    _machine_args(bench)
+    bench.add_argument("--threads", default=None, metavar="1,2,...",
+                       help="thread counts per node (default: 1 and every power of two up "
+                            "to the usable CPUs)")
+    bench.add_argument("--repeat", type=int, default=5, metavar="N",
+                       help="boots per thread count (default 5)")
+    bench.add_argument("--kernel", default="stream", choices=("stream", "plain"),
+                       help="deferred-init kernel to measure (default stream)")
+    bench.add_argument("--no-peers", action="store_true", help="skip the peers")
+    bench.add_argument("--plot", metavar="FILE.png",
+                       help="draw speedup and GB/s against threads (needs the perf extra)")
     return parser
 
 
@@ -166,10 +185,44 @@ def cmd_boot(args: argparse.Namespace, verify: bool = False) -> int:
     return 1 if verification is not None and not verification.ok else 0
 
 
+def _thread_counts(text: str | None) -> list[int]:
+    from fastinit.cpus import usable_cpus
+    if text is None:
+        counts, n = [1], 2
+        while n <= usable_cpus():
+            counts.append(n)
+            n *= 2
+        return counts if usable_cpus() in counts else counts + [usable_cpus()]
+    try:
+        counts = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise ValueError(f"--threads {text!r}: write thread counts like 1,2,4") from None
+    if not counts or min(counts) < 1:
+        raise ValueError(f"--threads {text!r}: thread counts must be at least 1")
+    return counts
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from fastinit.bench import bench_lines, plot, run_bench
+    topology, _ = load_topology(args)
+    result = run_bench(topology, _thread_counts(args.threads), args.repeat, args.kernel,
+                       peers=not args.no_peers)
+    if args.plot:
+        plot(result, args.plot)
+    if args.json:
+        print(json.dumps(result.to_json(), indent=2))
+    else:
+        cpus = max((n.cpus for n in topology.memory_nodes), default=1)
+        print("\n".join(bench_lines(result, cpus)))
+        if args.plot:
+            print(f"plot written to {args.plot}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    handlers = {"topology": cmd_topology, "boot": cmd_boot,
+    handlers = {"topology": cmd_topology, "boot": cmd_boot, "bench": cmd_bench,
                 "verify": lambda a: cmd_boot(a, verify=True)}
     if args.command is None:
         parser.print_help()

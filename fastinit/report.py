@@ -74,7 +74,7 @@ def boot_lines(result: BootResult, verification: VerifyReport | None) -> list[st
              f"{plan.topology.present_pages << PAGE_SHIFT >> 20} MiB, memmap "
              f"{memmap.nbytes / 2**30:.2f} GiB in {memmap.storage}, arch {plan.arch}",
              f"sparse_init: memmap allocated and first touched in "
-             f"{result.timings['sparse_init'] * 1e3:.0f} ms",
+             f"{result.timings.get('sparse_init', 0) * 1e3:.0f} ms",
              f"early init (one thread) in {result.timings['early'] * 1e3:.0f} ms"]
     for node in sorted(result.nodes, key=lambda n: n.elapsed):
         if node.report is not None:

@@ -40,14 +40,18 @@ _OPTIONS = dict(
 )
 
 
-def kernel(*signatures):
+def kernel(*signatures, parallel: bool = False):
     """Compile a kernel eagerly for ``signatures`` with fastinit's options.
 
     Parameters
     ----------
     *signatures : numba signatures
         The exact types the kernel accepts, e.g. ``types.int64(PAGES, types.int64)``.
+    parallel : bool
+        Only for the ``numba.prange`` peer that benchmarks compare against: fastinit's own
+        kernels are serial and get their threads from the padata engine (a prange kernel
+        called from several threads at once can abort under the workqueue layer).
     """
     def decorate(fn):
-        return numba.jit(list(signatures), **_OPTIONS)(fn)
+        return numba.jit(list(signatures), parallel=parallel, **_OPTIONS)(fn)
     return decorate

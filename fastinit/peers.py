@@ -1,0 +1,116 @@
+"""What a user would pick instead of fastinit, doing the same deferred init, for benchmarks.
+
+Each peer runs a node's deferred init with the same semantics (the same bytes, the same
+free lists as a serial boot): pieces smaller than a max-order block take the reference
+two-pass kernel, and whole blocks are filled by the peer's own method:
+
+- ``numba.prange``: one ``parallel=True`` kernel over the blocks (Numba's thread pool);
+- ``numpy``: field-by-field NumPy assignments over slices, one thread;
+- ``plain``: fastinit's own plain-store kernel through the padata engine (a boot with
+  ``kernel="plain"``, run by the benchmark itself, not here).
+"""
+
+from __future__ import annotations
+
+import time
+
+import numba
+import numpy as np
+
+from fastinit.boot import BootResult
+from fastinit.buddy import new_local_lists
+from fastinit.kernels.buddy_free import init_free_piece
+from fastinit.kernels.peers import fill_max_order_blocks_prange
+from fastinit.memmap import Memmap
+from fastinit.page import (LIST_HEAD_SIZE, MAPCOUNT_NONE, MAX_ORDER, MAX_ORDER_NR_PAGES,
+                           MIGRATE_MOVABLE, MIGRATE_TYPES, PAGE_BUDDY_MAPCOUNT,
+                           PAGEBLOCK_NR_PAGES, lru_address, page_links)
+
+# NumPy works on this many descriptors at a time, so temporaries stay in cache.
+_NUMPY_BATCH = 1 << 16
+
+
+def _fill_numpy(memmap: Memmap, spfn: int, epfn: int, links: int, list_base: int,
+                lists: np.ndarray) -> None:
+    pages = memmap.pages
+    head = list_base + (MAX_ORDER * MIGRATE_TYPES + MIGRATE_MOVABLE) * LIST_HEAD_SIZE
+    last = int(lists[1, MAX_ORDER, MIGRATE_MOVABLE])
+    for start, end in memmap.present_runs(spfn, epfn):
+        first = memmap.index(start)
+        for offset in range(0, end - start, _NUMPY_BATCH):
+            lo, hi = first + offset, first + min(offset + _NUMPY_BATCH, end - start)
+            lru = lru_address(np.arange(start + offset, start + hi - first, dtype=np.uint64))
+            part = pages[lo:hi]
+            part["flags"] = links
+            part["lru_next"] = lru
+            part["lru_prev"] = lru
+            part["mapping"] = 0
+            part["index"] = 0
+            part["private"] = 0
+            part["mapcount"] = MAPCOUNT_NONE
+            part["refcount"] = 0
+            part["memcg_data"] = 0
+        memmap.pageblock_mt[first // PAGEBLOCK_NR_PAGES:(first + end - start) // PAGEBLOCK_NR_PAGES] = \
+            MIGRATE_MOVABLE
+    heads = np.arange(spfn, epfn, MAX_ORDER_NR_PAGES, dtype=np.int64)
+    index = memmap.index(heads)
+    pages["private"][index] = MAX_ORDER
+    pages["mapcount"][index] = PAGE_BUDDY_MAPCOUNT
+    addresses = lru_address(heads.astype(np.uint64))
+    previous = lru_address(last) if last >= 0 else head
+    pages["lru_prev"][index] = np.concatenate(([previous], addresses[:-1]))
+    pages["lru_next"][index] = np.concatenate((addresses[1:], [head]))
+    if last >= 0:
+        pages["lru_next"][memmap.index(last)] = addresses[0]
+    else:
+        lists[0, MAX_ORDER, MIGRATE_MOVABLE] = spfn
+    lists[1, MAX_ORDER, MIGRATE_MOVABLE] = int(heads[-1])
+    lists[2, MAX_ORDER, MIGRATE_MOVABLE] += len(heads)
+
+
+def _fill_prange(memmap: Memmap, spfn: int, epfn: int, links: int, list_base: int,
+                 lists: np.ndarray) -> None:
+    base, slots = memmap.slots(spfn, epfn)
+    fill_max_order_blocks_prange(memmap.pages, memmap.pageblock_mt, slots, base, spfn, epfn,
+                                 np.uint64(links), np.uint64(list_base), lists)
+
+
+PEERS = {"numba.prange": _fill_prange, "numpy": _fill_numpy}
+
+
+def peer_deferred_init(result: BootResult, peer: str, threads: int = 1) -> float:
+    """Run every node's deferred init with ``peer`` after `fastinit.boot.prepare`.
+
+    Returns
+    -------
+    float
+        Seconds for all nodes (one after the other; each peer parallelizes inside a node).
+    """
+    fill = PEERS[peer]
+    memmap, plan = result.memmap, result.plan
+    if peer == "numba.prange":
+        numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+    began = time.perf_counter()
+    for node in plan.nodes:
+        if node.first_deferred_pfn is None:
+            continue
+        zone = node.deferred_zone
+        area = result.zones[(node.nid, zone.zid)]
+        links = page_links(node.nid, zone.zid)
+        lists = new_local_lists()
+        done = 0
+        for spfn, epfn in plan.free_ranges(node.nid, node.first_deferred_pfn,
+                                           zone.end_pfn).tolist():
+            base, slots = memmap.slots(spfn, epfn)
+            while spfn < epfn:
+                piece_end = min((spfn + MAX_ORDER_NR_PAGES) & ~(MAX_ORDER_NR_PAGES - 1), epfn)
+                if piece_end - spfn == MAX_ORDER_NR_PAGES:
+                    piece_end = spfn + (epfn - spfn) // MAX_ORDER_NR_PAGES * MAX_ORDER_NR_PAGES
+                    fill(memmap, spfn, piece_end, links, int(area.list_base), lists)
+                else:
+                    init_free_piece(memmap.pages, memmap.pageblock_mt, slots, base, spfn,
+                                    piece_end, np.uint64(links), area.list_base, lists)
+                done += piece_end - spfn
+                spfn = piece_end
+        area.splice(memmap, lists, done)
+    return time.perf_counter() - began
