@@ -23,7 +23,9 @@ def _dependency_digest() -> str:
     import fastinit.page
     files = sorted(Path(__file__).resolve().parent.glob("*.py"))
     files.append(Path(fastinit.page.__file__))
+    # Bounds checking changes the machine code but not the cache key: keep them apart.
     digest = hashlib.sha256(numba.__version__.encode())
+    digest.update(os.environ.get("NUMBA_BOUNDSCHECK", "").encode())
     for path in files:
         digest.update(path.read_bytes())
     return digest.hexdigest()[:16]

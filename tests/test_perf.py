@@ -1,0 +1,162 @@
+"""JIT performance regression tests (``pytest -m perf``; CI runs them after the suite).
+
+They gate on facts about the compiled code (nopython, nogil, no recompiles, no bounds
+checks, streaming stores in the assembly) and on loose ratios measured in the same run,
+never on absolute times: this machine is shared and noisy.
+"""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import time
+import warnings
+
+import numpy as np
+import pytest
+from numba.core.dispatcher import Dispatcher
+from numba.core.errors import NumbaPerformanceWarning
+
+import fastinit.kernels.buddy_free
+import fastinit.kernels.first_touch
+import fastinit.kernels.page_init
+import fastinit.kernels.peers
+import fastinit.kernels.streaming
+from fastinit import Job, do_multithreaded
+from fastinit.boot import boot
+from fastinit.buddy import new_local_lists
+from fastinit.cpus import usable_cpus
+from fastinit.kernels.streaming import stream_max_order_blocks
+from fastinit.membw import memset_limit
+from fastinit.memmap import Memmap
+from fastinit.page import PAGES_PER_SECTION, free_list_address, page_links
+from fastinit.spec import parse_spec
+
+pytestmark = pytest.mark.perf
+
+MODULES = [fastinit.kernels.buddy_free, fastinit.kernels.first_touch,
+           fastinit.kernels.page_init, fastinit.kernels.peers, fastinit.kernels.streaming]
+KERNELS = [(m.__name__.rsplit(".", 1)[1], name, obj) for m in MODULES
+           for name, obj in vars(m).items()
+           if isinstance(obj, Dispatcher) and obj.__module__ == m.__name__]
+
+
+def best(fn, repeat=5):
+    return min(fn() for _ in range(repeat))
+
+
+@pytest.mark.parametrize("module, name, dispatcher", KERNELS, ids=[f"{m}.{n}" for m, n, _ in KERNELS])
+def test_kernel_is_nopython_and_releases_the_gil(module, name, dispatcher):
+    assert dispatcher.targetoptions["nogil"] is True
+    assert dispatcher.targetoptions["boundscheck"] is False
+    assert dispatcher.signatures, "kernels compile eagerly for declared signatures"
+    assert [sig.args for sig in dispatcher.nopython_signatures] == dispatcher.signatures
+    assert not any(overload.objectmode for overload in dispatcher.overloads.values())
+
+
+def test_a_boot_after_warm_up_compiles_nothing():
+    topology = parse_spec("1x1G,cpus=2")
+    boot(topology, threads=2)
+    for _, _, dispatcher in KERNELS:
+        dispatcher.disable_compile()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", NumbaPerformanceWarning)
+            boot(topology, threads=2, kernel="stream")
+            boot(topology, threads=2, kernel="plain")
+    finally:
+        for _, _, dispatcher in KERNELS:
+            dispatcher.disable_compile(False)
+
+
+COLD_COMPILE = textwrap.dedent("""
+    import json, warnings
+    from numba.core.errors import NumbaPerformanceWarning
+    warnings.simplefilter("error", NumbaPerformanceWarning)
+    import fastinit.peers, fastinit.boot
+    from fastinit.kernels import streaming
+    blocks = streaming.stream_max_order_blocks
+    chunk = streaming.deferred_init_chunk_stream
+    asm = blocks.inspect_asm(blocks.signatures[0])
+    print(json.dumps({
+        "movnt": asm.count("vmovnt") + asm.count("movnti"),
+        "sfence": "sfence" in chunk.inspect_asm(chunk.signatures[0]),
+        "bounds_checks": "IndexError" in chunk.inspect_llvm(chunk.signatures[0]),
+    }))
+""")
+
+
+def test_cold_compile_streams_and_fences_without_bounds_checks(tmp_path):
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path))
+    env.pop("NUMBA_BOUNDSCHECK", None)
+    done = subprocess.run([sys.executable, "-c", COLD_COMPILE], env=env, capture_output=True,
+                          text=True, check=True)
+    facts = json.loads(done.stdout.strip().splitlines()[-1])
+    assert facts["movnt"] >= 1
+    assert facts["sfence"]
+    assert not facts["bounds_checks"]
+
+
+def test_stream_kernel_throughput_at_least_60_percent_of_memset():
+    sections = np.arange(32, dtype=np.int64)  # 1 GiB of descriptors, past any cache
+    memmap = Memmap.in_memory(sections)
+    memmap.raw.fill(1)
+    end = len(sections) * PAGES_PER_SECTION
+    links = np.uint64(page_links(0, 2))
+    list_base = np.uint64(free_list_address(0, 2, 0, 0))
+    base, slots = memmap.slots(0, end)
+
+    def kernel_seconds():
+        lists = new_local_lists()
+        began = time.perf_counter()
+        stream_max_order_blocks(memmap.words, memmap.pageblock_mt, slots, base, 0, end, links,
+                                list_base, lists)
+        return time.perf_counter() - began
+
+    kernel = best(kernel_seconds)
+    memset = memset_limit(memmap.raw[:memmap.pages.nbytes], 1, 5)
+    assert kernel <= memset / 0.6, f"kernel {kernel * 1e3:.0f} ms, memset {memset * 1e3:.0f} ms"
+
+
+@pytest.mark.skipif(usable_cpus() < 2, reason="needs two usable CPUs")
+def test_two_thread_deferred_init_not_slower_than_one():
+    topology = parse_spec("1x64G,cpus=2")
+    memmap = boot(topology, threads=1).memmap
+    one = best(lambda: boot(topology, threads=1, memmap=memmap).timings["deferred"])
+    two = best(lambda: boot(topology, threads=2, memmap=memmap).timings["deferred"])
+    assert two < one, f"2 threads {two * 1e3:.1f} ms, 1 thread {one * 1e3:.1f} ms"
+
+
+def test_scheduler_overhead_per_chunk_below_50us():
+    job = Job(lambda s, e, a: None, start=0, size=1 << 20, max_threads=2)
+
+    def per_chunk():
+        began = time.perf_counter()
+        report = do_multithreaded(job)
+        return (time.perf_counter() - began) / len(report.chunks)
+
+    assert best(per_chunk, 200) < 50e-6
+
+
+WARM_START = textwrap.dedent("""
+    import time
+    began = time.perf_counter()
+    import numpy as np
+    import fastinit
+    from fastinit.kernels.page_init import init_pages_range
+    from fastinit.page import PAGE_DTYPE, page_links
+    pages = np.empty(32768, PAGE_DTYPE)
+    init_pages_range(pages, np.zeros(1, np.int64), 0, 0, 1, np.uint64(page_links(0, 0)), False)
+    print(time.perf_counter() - began)
+""")
+
+
+def test_warm_start_to_first_initialized_page_under_a_second():
+    def start():
+        done = subprocess.run([sys.executable, "-c", WARM_START], capture_output=True,
+                              text=True, check=True)
+        return float(done.stdout.strip().splitlines()[-1])
+
+    start()  # fills the cache if this is the first run
+    assert best(start, 3) < 1.0
