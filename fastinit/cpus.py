@@ -2,8 +2,9 @@
 
 Linux's padata sizes its work pool by the possible CPUs and never looks at the caller's
 cgroup; reviewers asked for quota awareness and it was never built. fastinit bounds its
-pool by what the process may really use: its CPU affinity, cut down to the cgroup's CPU
-quota where one is set (a container limited to 1.5 CPUs gets 2 threads, not 64).
+pool by what the process may really use: its CPU affinity, cut down to the cgroups' CPU
+quota where one is set, v2 ``cpu.max`` or v1 ``cpu.cfs_quota_us`` (a container limited to
+1.5 CPUs gets 2 threads, not 64).
 """
 
 from __future__ import annotations
@@ -12,8 +13,9 @@ import math
 import os
 from pathlib import Path
 
+from fastinit.cgroup import cpu_quota
+
 SYSFS_NODES = Path("/sys/devices/system/node")
-CGROUP_ROOT = Path("/sys/fs/cgroup")
 
 
 def parse_cpulist(text: str) -> list[int]:
@@ -43,54 +45,6 @@ def affinity_cpus() -> list[int]:
     return sorted(os.sched_getaffinity(0))
 
 
-def _cgroup_v2_dir(proc_cgroup: Path, root: Path) -> Path | None:
-    try:
-        lines = proc_cgroup.read_text().splitlines()
-    except OSError:
-        return None
-    for line in lines:
-        # The unified hierarchy is the entry with hierarchy id 0 and no controllers.
-        if line.startswith("0::"):
-            return root / line[3:].lstrip("/")
-    return None
-
-
-def cgroup_cpu_limit(proc_cgroup: Path = Path("/proc/self/cgroup"),
-                     root: Path = CGROUP_ROOT) -> float | None:
-    """CPU quota of this process's cgroup v2, in CPUs, or None where none is set.
-
-    The tightest ``cpu.max`` on the path from the process's cgroup up to the root wins,
-    because a parent's quota also bounds its children.
-
-    Parameters
-    ----------
-    proc_cgroup : Path
-        The ``/proc/<pid>/cgroup`` file to read (a parameter for tests).
-    root : Path
-        Where the cgroup v2 hierarchy is mounted.
-
-    Returns
-    -------
-    float or None
-        quota / period of the tightest limit, e.g. 1.5.
-    """
-    directory = _cgroup_v2_dir(proc_cgroup, root)
-    if directory is None:
-        return None
-    limit = None
-    while True:
-        try:
-            quota, period = (directory / "cpu.max").read_text().split()[:2]
-            if quota != "max":
-                cpus = int(quota) / int(period)
-                limit = cpus if limit is None else min(limit, cpus)
-        except (OSError, ValueError):
-            pass
-        if directory == root or root not in directory.parents:
-            return limit
-        directory = directory.parent
-
-
 def usable_cpus() -> int:
     """Number of CPUs this process can keep busy: affinity bounded by the cgroup quota.
 
@@ -100,7 +54,7 @@ def usable_cpus() -> int:
         At least 1.
     """
     count = len(os.sched_getaffinity(0))
-    quota = cgroup_cpu_limit()
+    quota = cpu_quota()
     if quota is not None:
         count = min(count, math.ceil(quota))
     return max(count, 1)

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from fastinit.cgroup import memory_headroom
 from fastinit.page import (PAGE_DTYPE, PAGEBLOCKS_PER_SECTION, PAGES_PER_SECTION,
                            SECTION_SHIFT)
 
@@ -31,14 +32,16 @@ def memmap_bytes(nr_sections: int) -> int:
 
 
 def available_memory() -> int:
-    """MemAvailable from /proc/meminfo, in bytes (or the physical total if unreadable)."""
+    """Bytes this process can still fill: MemAvailable, bounded by its cgroups' limits."""
+    available = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     try:
         for line in Path("/proc/meminfo").read_text().splitlines():
             if line.startswith("MemAvailable:"):
-                return int(line.split()[1]) * 1024
-    except OSError:
+                available = int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
         pass
-    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    headroom = memory_headroom()
+    return available if headroom is None else min(available, headroom)
 
 
 class Memmap:

@@ -1,8 +1,8 @@
-"""Usable CPUs: affinity, cgroup v2 quota (tightest on the path wins), node CPU sets."""
+"""Usable CPUs: affinity, cgroup quota (see test_cgroup.py), node CPU sets."""
 
 import os
 
-from fastinit.cpus import cgroup_cpu_limit, node_cpus, parse_cpulist, usable_cpus
+from fastinit.cpus import node_cpus, parse_cpulist, usable_cpus
 
 
 def test_parse_cpulist_ranges_and_singles():
@@ -11,39 +11,6 @@ def test_parse_cpulist_ranges_and_singles():
 
 def test_parse_cpulist_empty_for_memory_only_node():
     assert parse_cpulist("\n") == []
-
-
-def make_cgroup(tmp_path, limits):
-    """A fake cgroup v2 tree: limits maps a relative dir to its cpu.max text."""
-    root = tmp_path / "cgroup"
-    for rel, text in limits.items():
-        directory = root / rel if rel else root
-        directory.mkdir(parents=True, exist_ok=True)
-        (directory / "cpu.max").write_text(text)
-    proc = tmp_path / "proc_cgroup"
-    proc.write_text("0::/" + max(limits, key=len) + "\n")
-    return proc, root
-
-
-def test_cgroup_limit_none_when_max(tmp_path):
-    proc, root = make_cgroup(tmp_path, {"": "max 100000\n", "a": "max 100000\n"})
-    assert cgroup_cpu_limit(proc, root) is None
-
-
-def test_cgroup_limit_fractional_quota(tmp_path):
-    proc, root = make_cgroup(tmp_path, {"a": "150000 100000\n"})
-    assert cgroup_cpu_limit(proc, root) == 1.5
-
-
-def test_cgroup_limit_parent_tighter_than_child(tmp_path):
-    proc, root = make_cgroup(tmp_path, {"a": "100000 100000\n", "a/b": "400000 100000\n"})
-    assert cgroup_cpu_limit(proc, root) == 1.0
-
-
-def test_cgroup_limit_without_unified_hierarchy(tmp_path):
-    proc = tmp_path / "proc_cgroup"
-    proc.write_text("4:cpu,cpuacct:/user.slice\n")
-    assert cgroup_cpu_limit(proc, tmp_path) is None
 
 
 def test_usable_cpus_within_affinity():
