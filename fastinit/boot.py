@@ -8,6 +8,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -15,7 +16,8 @@ import numpy as np
 from fastinit.bootplan import DEFAULT_ARCH, BootPlan, plan_boot
 from fastinit.buddy import ZoneFreeArea
 from fastinit.cpus import usable_cpus
-from fastinit.deferred import DEFAULT_KERNEL, NodeResult, deferred_init
+from fastinit.deferred import DEFAULT_KERNEL, NodeResult, check_kernel, deferred_init
+from fastinit import memmap_file as memmap_files
 from fastinit.early import early_init
 from fastinit.kernels.first_touch import touch_range
 from fastinit.memmap import Memmap
@@ -65,16 +67,28 @@ def first_touch(memmap: Memmap, threads: int | None = None) -> None:
     memmap.pageblock_mt[:] = 0
 
 
-def allocate(plan: BootPlan, memmap_file: str | None = None, force: bool = False) -> Memmap:
-    """The memmap for a plan: in memory, or in ``memmap_file``."""
+def allocate(plan: BootPlan, memmap_file: str | None = None, force: bool = False,
+             kernel: str = DEFAULT_KERNEL) -> Memmap:
+    """The memmap for a plan: in memory, or in ``memmap_file`` (created ``initializing``)."""
     if memmap_file is None:
         return Memmap.in_memory(plan.sections)
-    return Memmap.in_file(plan.sections, memmap_file, force=force)
+    return memmap_files.create(plan, memmap_file, force=force, kernel=kernel)
+
+
+@contextmanager
+def _failure_recorded(memmap: Memmap):
+    """Mark a memmap file ``failed`` if the block raises or is interrupted."""
+    try:
+        yield
+    except BaseException:
+        if memmap.file is not None:
+            memmap.file.set_state(memmap_files.FAILED)
+        raise
 
 
 def prepare(topology: Topology, *, arch: str = DEFAULT_ARCH, threads: int | None = None,
             memmap_file: str | None = None, force: bool = False,
-            memmap: Memmap | None = None) -> BootResult:
+            memmap: Memmap | None = None, kernel: str = DEFAULT_KERNEL) -> BootResult:
     """Everything before deferred init: plan, memmap (allocated and touched), early init.
 
     Parameters are as for `boot`; ``memmap`` reuses an already touched memmap of the same
@@ -87,20 +101,25 @@ def prepare(topology: Topology, *, arch: str = DEFAULT_ARCH, threads: int | None
     """
     plan = plan_boot(topology, arch, threads)
     timings = {}
-    if memmap is None:
-        began = time.perf_counter()
-        memmap = allocate(plan, memmap_file, force)
-        first_touch(memmap)
-        timings["sparse_init"] = time.perf_counter() - began
+    fresh = memmap is None
+    began = time.perf_counter()
+    if fresh:
+        memmap = allocate(plan, memmap_file, force, kernel)
     elif not np.array_equal(memmap.sections, plan.sections):
         raise ValueError("the memmap given was made for another machine; allocate a new one")
-    else:
-        memmap.pageblock_mt[:] = 0
-    zones = {(node.nid, zone.zid): ZoneFreeArea(node.nid, zone.zid)
-             for node in plan.nodes for zone in node.zones}
-    began = time.perf_counter()
-    early_init(plan, memmap, zones)
-    timings["early"] = time.perf_counter() - began
+    elif memmap.file is not None:
+        memmap.file.set_state(memmap_files.INITIALIZING)
+    with _failure_recorded(memmap):
+        if fresh:
+            first_touch(memmap)
+            timings["sparse_init"] = time.perf_counter() - began
+        else:
+            memmap.pageblock_mt[:] = 0
+        zones = {(node.nid, zone.zid): ZoneFreeArea(node.nid, zone.zid)
+                 for node in plan.nodes for zone in node.zones}
+        began = time.perf_counter()
+        early_init(plan, memmap, zones)
+        timings["early"] = time.perf_counter() - began
     return BootResult(plan, memmap, zones, [], timings)
 
 
@@ -139,10 +158,55 @@ def boot(topology: Topology, *, arch: str = DEFAULT_ARCH, threads: int | None = 
     -------
     BootResult
     """
+    check_kernel(kernel)  # before a memmap file is created for nothing
     result = prepare(topology, arch=arch, threads=threads, memmap_file=memmap_file,
-                     force=force, memmap=memmap)
-    began = time.perf_counter()
-    result.nodes = deferred_init(result.plan, result.memmap, result.zones, kernel=kernel,
-                                 progress=progress, cancel=cancel, chunk_hook=chunk_hook)
-    result.timings["deferred"] = time.perf_counter() - began
+                     force=force, memmap=memmap, kernel=kernel)
+    with _failure_recorded(result.memmap):
+        began = time.perf_counter()
+        result.nodes = deferred_init(result.plan, result.memmap, result.zones, kernel=kernel,
+                                     progress=progress, cancel=cancel, chunk_hook=chunk_hook)
+        result.timings["deferred"] = time.perf_counter() - began
+        if result.memmap.file is not None:
+            began = time.perf_counter()
+            result.memmap.file.complete(result.zones)
+            result.timings["sync"] = time.perf_counter() - began
     return result
+
+
+def load(path: str, topology: Topology | None = None) -> BootResult:
+    """The result a finished boot left in a memmap file, for `fastinit.verify.verify`.
+
+    Parameters
+    ----------
+    path : str
+        A memmap file written by ``boot(..., memmap_file=path)``.
+    topology : Topology or None
+        If given, the file must have been written for this machine.
+
+    Returns
+    -------
+    BootResult
+        With the file's memmap (read-only), the plan remade from the machine stored in the
+        file, and the zones' free areas as the boot left them; ``nodes`` is empty.
+
+    Raises
+    ------
+    fastinit.memmap_file.IncompleteMemmapError
+        The run that wrote the file did not finish.
+    fastinit.memmap_file.MemmapFileError
+        The file is not a usable memmap file (see `fastinit.memmap_file.open_file`).
+    """
+    memmap, stored = memmap_files.open_file(path, topology=topology)
+    plan = plan_boot(stored, memmap.file.meta["arch"], None)
+    zones = {}
+    for record in memmap.file.zone_state():
+        area = ZoneFreeArea(int(record["nid"]), int(record["zid"]))
+        area.heads[:], area.nr_free[:] = record["heads"], record["nr_free"]
+        area.managed = int(record["managed"])
+        zones[(area.nid, area.zid)] = area
+    expected = {(node.nid, zone.zid) for node in plan.nodes for zone in node.zones}
+    if set(zones) != expected:
+        raise memmap_files.MemmapFileError(
+            f"{path} has a damaged zone state (its zones are not the machine's); write it "
+            f"again with fastinit boot --memmap-file PATH --force")
+    return BootResult(plan, memmap, zones, [], {})

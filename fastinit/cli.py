@@ -44,7 +44,8 @@ def _boot_args(parser: argparse.ArgumentParser) -> None:
     threads.add_argument("--threads", type=int, metavar="N",
                          help="threads per node, instead of the arch profile")
     parser.add_argument("--memmap-file", metavar="PATH",
-                        help="back the memmap with this file (for memmaps larger than RAM)")
+                        help="back the memmap with this file (for memmaps larger than RAM); "
+                             "it is marked complete only when the boot finishes")
     parser.add_argument("--force", action="store_true",
                         help="overwrite an existing --memmap-file")
     parser.add_argument("--kernel", default="stream", choices=("stream", "plain"),
@@ -74,8 +75,13 @@ def build_parser() -> argparse.ArgumentParser:
     boot.add_argument("--verify", action="store_true",
                       help="also check the result against the serial reference")
     verify = commands.add_parser(
-        "verify", help="boot, then check the parallel result equals the serial reference",
-        description="Same as 'boot --verify'; exit status 1 if any check fails.")
+        "verify", help="boot and check the result, or check a memmap file a boot left",
+        description="Without --memmap-file: the same as 'boot --verify'. With --memmap-file "
+                    "PATH: check the file an earlier 'fastinit boot --memmap-file PATH' "
+                    "wrote, against the serial reference; the machine is read from the "
+                    "file's header (--dmesg or --spec, if given, must name the same "
+                    "machine). A file whose run was killed or failed is reported "
+                    "incomplete. Exit status 1 if any check fails or the file is incomplete.")
     _boot_args(verify)
     bench = commands.add_parser(
         "bench", help="deferred init against memset (the write limit) and the peers",
@@ -185,6 +191,31 @@ def cmd_boot(args: argparse.Namespace, verify: bool = False) -> int:
     return 1 if verification is not None and not verification.ok else 0
 
 
+def cmd_verify(args: argparse.Namespace) -> int:
+    if args.memmap_file is None:
+        return cmd_boot(args, verify=True)
+    from fastinit.boot import load
+    from fastinit.memmap_file import IncompleteMemmapError
+    from fastinit.report import boot_json, memmap_file_lines
+    from fastinit.verify import verify as run_verify
+    topology = load_topology(args)[0] if args.dmesg or args.spec else None
+    try:
+        result = load(args.memmap_file, topology)
+    except IncompleteMemmapError as error:
+        print(f"fastinit verify: FAILED: {error}", file=sys.stderr)
+        return 1
+    verification = run_verify(result)
+    if args.json:
+        document = boot_json(result, verification)
+        document["memmap_file"] = {key: result.memmap.file.meta[key] for key in
+                                   ("format", "fastinit", "created", "kernel", "fingerprint")}
+        document["memmap_file"]["state"] = result.memmap.file.state
+        print(json.dumps(document, indent=2))
+    else:
+        print("\n".join(memmap_file_lines(result, verification)))
+    return 0 if verification.ok else 1
+
+
 def _thread_counts(text: str | None) -> list[int]:
     from fastinit.cpus import usable_cpus
     if text is None:
@@ -223,7 +254,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     handlers = {"topology": cmd_topology, "boot": cmd_boot, "bench": cmd_bench,
-                "verify": lambda a: cmd_boot(a, verify=True)}
+                "verify": cmd_verify}
     if args.command is None:
         parser.print_help()
         return 0

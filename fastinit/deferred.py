@@ -26,7 +26,7 @@ from fastinit.buddy import ZoneFreeArea, new_local_lists
 from fastinit.kernels.buddy_free import deferred_init_chunk
 from fastinit.kernels.streaming import deferred_init_chunk_stream
 from fastinit.memmap import Memmap
-from fastinit.padata import Job, JobCancelled, JobReport, do_multithreaded
+from fastinit.padata import Job, JobCancelled, JobReport, ctrl_c_held, do_multithreaded
 from fastinit.page import PAGES_PER_SECTION, page_links
 
 
@@ -73,7 +73,7 @@ class _ChunkContext:
     """What every chunk of one node's job needs (the job's ``fn_arg``)."""
 
     def __init__(self, plan: BootPlan, node: NodePlan, memmap: Memmap, area: ZoneFreeArea,
-                 kernel: str, chunk_hook: Callable | None):
+                 kernel: str, chunk_hook: Callable | None, cancel: threading.Event):
         zone = node.deferred_zone
         self.nid = node.nid
         self.memmap = memmap
@@ -82,6 +82,7 @@ class _ChunkContext:
         self.free = plan.free_ranges(node.nid, node.first_deferred_pfn, zone.end_pfn)
         self.kernel = CHUNK_KERNELS[kernel]
         self.chunk_hook = chunk_hook
+        self.cancel = cancel
         self.lock = threading.Lock()
         self.pages = 0
 
@@ -93,8 +94,17 @@ class _ChunkContext:
 
 def deferred_init_memmap_chunk(start: int, end: int, ctx: _ChunkContext) -> None:
     """The job's thread function: init and free the free memory in ``[start, end)``."""
-    if ctx.chunk_hook is not None:
-        ctx.chunk_hook(ctx.nid, start, end)
+    try:
+        if ctx.chunk_hook is not None:
+            ctx.chunk_hook(ctx.nid, start, end)
+        _init_chunk(start, end, ctx)
+    except BaseException:
+        # Stop every node's job now, not when this node's job has unwound.
+        ctx.cancel.set()
+        raise
+
+
+def _init_chunk(start: int, end: int, ctx: _ChunkContext) -> None:
     ranges = ctx.ranges_in(start, end)
     if not len(ranges):
         return
@@ -108,12 +118,12 @@ def deferred_init_memmap_chunk(start: int, end: int, ctx: _ChunkContext) -> None
         ctx.pages += done
 
 
-def check_kernel(kernel: str, memmap: Memmap) -> None:
+def check_kernel(kernel: str, memmap: Memmap | None = None) -> None:
     """Refuse an unknown kernel, or streaming stores on a misaligned memmap."""
     if kernel not in CHUNK_KERNELS:
         raise ValueError(f"unknown deferred-init kernel {kernel!r}; choose one of "
                          f"{', '.join(CHUNK_KERNELS)}")
-    if kernel == "stream" and memmap.pages.ctypes.data % 64:
+    if kernel == "stream" and memmap is not None and memmap.pages.ctypes.data % 64:
         raise ValueError("the stream kernel needs a 64-byte aligned memmap; allocate it with "
                          "fastinit.memmap.Memmap or use kernel='plain'")
 
@@ -148,10 +158,16 @@ def deferred_init(plan: BootPlan, memmap: Memmap, zones: dict[tuple[int, int], Z
     errors: list[tuple[int, BaseException]] = []
     lock = threading.Lock()
 
-    def pgdatinit(node: NodePlan) -> None:
+    def pgdatinit(node: NodePlan, finished: threading.Event) -> None:
+        try:
+            run_node(node)
+        finally:
+            finished.set()
+
+    def run_node(node: NodePlan) -> None:
         began = time.perf_counter()
         ctx = _ChunkContext(plan, node, memmap, zones[(node.nid, node.deferred_zone.zid)],
-                            kernel, chunk_hook)
+                            kernel, chunk_hook, cancel)
         start, end = node.job
         job = Job(deferred_init_memmap_chunk, start=start, size=end - start,
                   align=PAGES_PER_SECTION, min_chunk=PAGES_PER_SECTION,
@@ -175,24 +191,47 @@ def deferred_init(plan: BootPlan, memmap: Memmap, zones: dict[tuple[int, int], Z
         results[node.nid] = NodeResult(node.nid, node.max_threads, report,
                                        time.perf_counter() - began, ctx.pages)
 
-    threads = [threading.Thread(target=pgdatinit, args=(node,), name=f"pgdatinit{node.nid}")
-               for node in plan.nodes if node.first_deferred_pfn is not None]
-    for thread in threads:
-        thread.start()
-    try:
+    nodes = [node for node in plan.nodes if node.first_deferred_pfn is not None]
+    finished = [threading.Event() for _ in nodes]
+    threads = [threading.Thread(target=pgdatinit, args=(node, done), name=f"pgdatinit{node.nid}")
+               for node, done in zip(nodes, finished)]
+    # A node may run chunks while the next starts: hold Ctrl-C until every thread is ours.
+    with ctrl_c_held() as held_ctrl_c:
         for thread in threads:
-            thread.join()
+            thread.start()
+    try:
+        if held_ctrl_c:
+            raise KeyboardInterrupt
+        _wait_all(finished)
     except KeyboardInterrupt:
         cancel.set()
-        for thread in threads:
-            thread.join()
+        _wait_all(finished, through_ctrl_c=True)
         raise
+    finally:
+        for thread in threads:
+            thread.join()  # each has finished its work; this only waits for it to exit
     if errors:
         nid, error = _first_real_error(errors)
         error.add_note(f"in deferred init of node {nid}")
         raise error
     return [results.get(node.nid, NodeResult(node.nid, node.max_threads, None, 0.0, 0))
             for node in plan.nodes]
+
+
+def _wait_all(finished: list[threading.Event], through_ctrl_c: bool = False) -> None:
+    """Wait until every node's thread has finished its work.
+
+    Waiting on events, not ``Thread.join()``: Python 3.11 marks a thread stopped when a
+    Ctrl-C interrupts joining it, although it still runs. The short timeout lets Ctrl-C
+    through even when the signal was taken on another thread.
+    """
+    for event in finished:
+        while not event.is_set():
+            try:
+                event.wait(0.1)
+            except KeyboardInterrupt:
+                if not through_ctrl_c:
+                    raise
 
 
 def _first_real_error(errors: list[tuple[int, BaseException]]) -> tuple[int, BaseException]:

@@ -3,8 +3,8 @@
 Descriptors live in one flat array of `PAGE_DTYPE`, a slot of PAGES_PER_SECTION records
 per present section, in section order; a machine with terabytes of holes pays nothing for
 them. Next to it, one byte per pageblock holds the migratetype (the kernel's pageblock
-bitmap). The storage is anonymous memory advised to use huge pages, or a file
-(``np.memmap``) for memmaps larger than RAM.
+bitmap). The storage is anonymous memory advised to use huge pages, or a file with a
+header (`fastinit.memmap_file`) for memmaps larger than RAM.
 """
 
 from __future__ import annotations
@@ -59,6 +59,8 @@ class Memmap:
         All of it as bytes: the descriptors, then the pageblock migratetypes.
     storage : str
         "memory" or the backing file's path.
+    file : MemmapFile or None
+        The header of a file-backed memmap (`fastinit.memmap_file`).
     """
 
     def __init__(self, sections: np.ndarray, buffer, storage: str, owner=None):
@@ -70,6 +72,7 @@ class Memmap:
         self.words = raw[:nr_pages * PAGE_DTYPE.itemsize].view(np.uint64)
         self.pageblock_mt = raw[nr_pages * PAGE_DTYPE.itemsize:]
         self.storage = storage
+        self.file = None  # a fastinit.memmap_file.MemmapFile when backed by a memmap file
         self._owner = owner  # keeps the mmap or file mapping alive
 
     @classmethod
@@ -95,42 +98,6 @@ class Memmap:
         offset = -address % HUGE_PAGE
         view = memoryview(region)[offset:offset + size]
         return cls(sections, view, "memory", owner=region)
-
-    @classmethod
-    def in_file(cls, sections: np.ndarray, path: str, force: bool = False) -> Memmap:
-        """A memmap in a file, its blocks reserved up front so a full disk fails now.
-
-        Raises
-        ------
-        ValueError
-            If the file exists (without ``force``) or the disk lacks the space.
-        """
-        size = memmap_bytes(len(sections))
-        target = Path(path)
-        if target.exists() and not force:
-            raise ValueError(f"{path} exists; pass --force to overwrite it")
-        try:
-            stat = os.statvfs(target.parent if str(target.parent) else ".")
-        except OSError as error:
-            raise ValueError(f"cannot use {path}: {error.strerror}") from None
-        free = stat.f_bavail * stat.f_frsize + (target.stat().st_size if target.exists() else 0)
-        if size > free:
-            raise ValueError(f"the memmap needs {gib(size)} but {target.parent or '.'} has "
-                             f"{gib(free)} free; choose a --memmap-file on a larger disk")
-        try:
-            fd = os.open(target, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
-        except OSError as error:
-            raise ValueError(f"cannot create {path}: {error.strerror}") from None
-        try:
-            os.posix_fallocate(fd, 0, size)
-            region = mmap.mmap(fd, size, flags=mmap.MAP_SHARED)
-        except OSError as error:
-            os.close(fd)
-            target.unlink(missing_ok=True)
-            raise ValueError(f"cannot allocate {gib(size)} in {path}: {error.strerror}; "
-                             f"choose a --memmap-file on a disk with room") from None
-        os.close(fd)
-        return cls(sections, region, str(target), owner=region)
 
     @property
     def nbytes(self) -> int:

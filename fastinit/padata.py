@@ -11,9 +11,11 @@ spread over NUMA nodes.
 from __future__ import annotations
 
 import operator
+import signal
 import threading
 import time
 from collections.abc import Callable
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,6 +32,29 @@ class JobCancelled(RuntimeError):
 
 class JobInterrupted(KeyboardInterrupt):
     """Ctrl-C reached the caller during a job; every helper was joined first."""
+
+
+@contextmanager
+def ctrl_c_held():
+    """Hold Ctrl-C while threads are being started; yields a list that records it.
+
+    A KeyboardInterrupt raised inside ``Thread.start()`` or between starting a thread and
+    recording it would leave a thread running that nobody joins. On the main thread with
+    Python's default handler, a Ctrl-C inside the block is only appended to the yielded
+    list; the caller raises it once every thread it started is tracked. Elsewhere (other
+    threads never see KeyboardInterrupt, or the program has its own handler) the list
+    stays empty and nothing changes.
+    """
+    pending: list[int] = []
+    if (threading.current_thread() is not threading.main_thread()
+            or signal.getsignal(signal.SIGINT) is not signal.default_int_handler):
+        yield pending
+        return
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: pending.append(signum))
+    try:
+        yield pending
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _check_int(name: str, value: Any, minimum: int, fix: str) -> int:
@@ -277,20 +302,22 @@ def do_multithreaded(job: Job, *, progress: Callable[[int, int], Any] | None = N
         return JobReport(0, 0, (), time.perf_counter() - began)
 
     nworks = plan_workers(job)
+    held_ctrl_c: list[int] = []
     if nworks == 1:
         # Single thread, no coordination needed: one call over the whole range.
         state = _JobState(job, job.size, cancel, single=True)
         first_chunk = state.claim(0)
     else:
-        helpers = shared_pool().acquire(nworks - 1)
-        nworks = 1 + len(helpers)
-        state = _JobState(job, plan_chunk_size(job, nworks), cancel)
-        # The caller claims its first chunk before helpers start, so it always takes part.
-        first_chunk = state.claim(0)
-        state.helpers_running = len(helpers)
-        for index, helper in enumerate(helpers, start=1):
-            cpus = _next_node_cpus() if job.numa_aware else None
-            helper.submit(lambda i=index: state.run_chunks(i), state.helper_done, cpus)
+        with ctrl_c_held() as held_ctrl_c:  # raised below, once the helpers are tracked
+            helpers = shared_pool().acquire(nworks - 1)
+            nworks = 1 + len(helpers)
+            state = _JobState(job, plan_chunk_size(job, nworks), cancel)
+            # The caller claims its first chunk before helpers start, so it always takes part.
+            first_chunk = state.claim(0)
+            state.helpers_running = len(helpers)
+            for index, helper in enumerate(helpers, start=1):
+                cpus = _next_node_cpus() if job.numa_aware else None
+                helper.submit(lambda i=index: state.run_chunks(i), state.helper_done, cpus)
 
     reported = 0
 
@@ -303,6 +330,8 @@ def do_multithreaded(job: Job, *, progress: Callable[[int, int], Any] | None = N
 
     interrupted = False
     try:
+        if held_ctrl_c:
+            raise KeyboardInterrupt
         # The caller works too, which saves starting one more helper.
         state.run_chunks(0, report_progress, first_chunk)
         while True:

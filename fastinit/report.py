@@ -80,6 +80,9 @@ def boot_lines(result: BootResult, verification: VerifyReport | None) -> list[st
         if node.report is not None:
             lines.append(f"node {node.nid} deferred pages initialised in "
                          f"{node.elapsed * 1e3:.0f}ms")
+    if "sync" in result.timings:
+        lines.append(f"memmap file synced to disk and marked complete in "
+                     f"{result.timings['sync'] * 1e3:.0f} ms")
     lines.append("")
     lines.append(f"{'node':>4} {'threads':>7} {'chunks':>6} {'deferred_pages':>14} "
                  f"{'time_ms':>9} {'GB/s':>7}")
@@ -91,18 +94,40 @@ def boot_lines(result: BootResult, verification: VerifyReport | None) -> list[st
         lines.append(f"{node.nid:>4} {node.report.nworks:>7} {len(node.report.chunks):>6} "
                      f"{node.pages:>14} {node.elapsed * 1e3:>9.1f} {rate:>7.2f}")
     lines.append("")
-    lines.append(f"{'node':>4} {'zone':<7} {'present':>11} {'managed':>11}  free blocks by order 0..10")
+    return lines + zone_lines(result) + verify_lines(verification)
+
+
+def zone_lines(result: BootResult) -> list[str]:
+    """Per node and zone: present and managed pages, free blocks by order."""
+    lines = [f"{'node':>4} {'zone':<7} {'present':>11} {'managed':>11}  "
+             f"free blocks by order 0..10"]
     for (nid, zid), area in sorted(result.zones.items()):
-        zone = plan.topology.zone(nid, zid)
+        zone = result.plan.topology.zone(nid, zid)
         lines.append(f"{nid:>4} {zone.name:<7} {zone.present:>11} {area.managed:>11}  "
                      f"{' '.join(str(n) for n in area.free_by_order())}")
-    if verification is not None:
-        lines.append("")
-        lines += [f"verify: ok   {check}" for check in verification.checks]
-        lines += [f"verify: FAIL {problem}" for problem in verification.problems]
-        lines.append("verified: parallel result equals the serial reference"
-                     if verification.ok else "verification FAILED")
     return lines
+
+
+def verify_lines(verification: VerifyReport | None) -> list[str]:
+    """Each check passed, each problem found, and the verdict (nothing if not verified)."""
+    if verification is None:
+        return []
+    return ([""] + [f"verify: ok   {check}" for check in verification.checks]
+            + [f"verify: FAIL {problem}" for problem in verification.problems]
+            + ["verified: parallel result equals the serial reference" if verification.ok
+               else "verification FAILED"])
+
+
+def memmap_file_lines(result: BootResult, verification: VerifyReport) -> list[str]:
+    """What a memmap file holds (from its header), its zones, and the verdict."""
+    meta, topology = result.memmap.file.meta, result.plan.topology
+    return [f"{result.memmap.storage}: memmap file format {meta['format']}, state "
+            f"{result.memmap.file.state}, written by fastinit {meta['fastinit']} at "
+            f"{meta['created']} (arch {meta['arch']}, kernel {meta['kernel']})",
+            f"{topology.source}: {len(topology.nodes)} nodes, "
+            f"{topology.present_pages << PAGE_SHIFT >> 20} MiB, memmap "
+            f"{result.memmap.nbytes / 2**30:.2f} GiB", ""] \
+        + zone_lines(result) + verify_lines(verification)
 
 
 def boot_json(result: BootResult, verification: VerifyReport | None) -> dict:

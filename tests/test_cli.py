@@ -70,11 +70,31 @@ def test_boot_json_fields(capsys):
     assert {"present", "managed"} <= set(node["zones"][0])
 
 
-def test_verify_command_on_a_file_backed_memmap(capsys, tmp_path):
-    status, out, _ = run(capsys, "verify", "--spec", "1x1G,cpus=1",
-                         "--memmap-file", str(tmp_path / "m.bin"))
+def test_verify_checks_a_memmap_file_a_boot_left(capsys, tmp_path):
+    path = str(tmp_path / "m.bin")
+    status, out, _ = run(capsys, "boot", "--spec", "1x1G,cpus=1", "--memmap-file", path)
+    assert status == 0 and path in out and "marked complete" in out
+    status, out, _ = run(capsys, "verify", "--memmap-file", path)
     assert status == 0
-    assert str(tmp_path / "m.bin") in out
+    assert "state complete" in out and "verified:" in out
+    status, out, _ = run(capsys, "verify", "--memmap-file", path, "--json")
+    assert status == 0 and json.loads(out)["memmap_file"]["state"] == "complete"
+
+
+def test_verify_of_a_file_for_another_machine_exits_2(capsys, tmp_path):
+    path = str(tmp_path / "m.bin")
+    assert run(capsys, "boot", "--spec", "1x1G,cpus=1", "--memmap-file", path)[0] == 0
+    status, _, err = run(capsys, "verify", "--spec", "1x2G", "--memmap-file", path)
+    assert status == 2 and "written for another machine" in err
+
+
+def test_boot_refuses_to_overwrite_a_memmap_file_without_force(capsys, tmp_path):
+    path = tmp_path / "m.bin"
+    path.write_bytes(b"precious")
+    status, _, err = run(capsys, "boot", "--spec", "1x1G", "--memmap-file", str(path))
+    assert status == 2 and "--force" in err
+    assert path.read_bytes() == b"precious"
+    assert run(capsys, "boot", "--spec", "1x1G", "--memmap-file", str(path), "--force")[0] == 0
 
 
 @pytest.mark.parametrize("argv, words", [

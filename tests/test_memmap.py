@@ -1,4 +1,4 @@
-"""Memmap: sparse slots, index lookups, storage in memory and in files, clear refusals."""
+"""Memmap: sparse slots, index lookups, storage in memory, clear refusals (files: test_memmap_file.py)."""
 
 import numpy as np
 import pytest
@@ -46,26 +46,3 @@ def test_in_memory_refuses_what_does_not_fit(monkeypatch):
     monkeypatch.setattr(memmap_module, "available_memory", lambda: 1 << 20)
     with pytest.raises(ValueError, match=r"needs 0\.01 GiB .* --memmap-file PATH"):
         Memmap.in_memory(SECTIONS)
-
-
-def test_in_file_creates_a_preallocated_file(tmp_path):
-    path = tmp_path / "memmap.bin"
-    m = Memmap.in_file(SECTIONS, str(path))
-    m.pages["refcount"][7] = 3
-    assert path.stat().st_size == m.nbytes
-    assert path.stat().st_blocks * 512 >= m.nbytes  # really allocated, not sparse
-    assert m.storage == str(path)
-
-
-def test_in_file_will_not_overwrite_without_force(tmp_path):
-    path = tmp_path / "memmap.bin"
-    path.write_bytes(b"precious")
-    with pytest.raises(ValueError, match="exists; pass --force"):
-        Memmap.in_file(SECTIONS, str(path))
-    assert path.read_bytes() == b"precious"
-    Memmap.in_file(SECTIONS, str(path), force=True)
-
-
-def test_in_file_in_missing_directory_is_a_clear_error(tmp_path):
-    with pytest.raises(ValueError, match="cannot"):
-        Memmap.in_file(SECTIONS, str(tmp_path / "no" / "such" / "dir" / "m.bin"))
