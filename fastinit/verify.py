@@ -30,7 +30,9 @@ from fastinit.page import (LIST_POISON1, LIST_POISON2, MAPCOUNT_NONE, MAX_ORDER,
                            lru_address, page_links)
 from fastinit.topology import intersect, subtract
 
-WINDOW_SECTIONS = 64
+# 16 MiB of descriptors per window: with its copies verify needs ~100 MiB whatever the
+# memmap's size, so a memmap file larger than RAM can be checked in a small cgroup.
+WINDOW_SECTIONS = 8
 _MAX_PROBLEMS = 20
 
 
