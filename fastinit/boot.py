@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -99,6 +100,7 @@ def prepare(topology: Topology, *, arch: str = DEFAULT_ARCH, threads: int | None
     BootResult
         With ``nodes`` still empty.
     """
+    _check_machine_arguments(topology, memmap_file, force, memmap)
     plan = plan_boot(topology, arch, threads)
     timings = {}
     fresh = memmap is None
@@ -121,6 +123,31 @@ def prepare(topology: Topology, *, arch: str = DEFAULT_ARCH, threads: int | None
         early_init(plan, memmap, zones)
         timings["early"] = time.perf_counter() - began
     return BootResult(plan, memmap, zones, [], timings)
+
+
+def _check_machine_arguments(topology, memmap_file, force, memmap) -> None:
+    """Refuse arguments of the wrong kind here, not as a traceback from deep inside."""
+    if not isinstance(topology, Topology):
+        raise ValueError(f"topology must be a fastinit.topology.Topology, got "
+                         f"{type(topology).__name__}; make one with fastinit.spec.parse_spec, "
+                         f"fastinit.bootlog.read_bootlog or fastinit.host.this_machine")
+    if memmap_file is not None and not isinstance(memmap_file, (str, os.PathLike)):
+        raise ValueError(f"memmap_file must be a path, got {memmap_file!r}")
+    if not isinstance(force, bool):
+        raise ValueError(f"force must be True or False, got {force!r}")
+    if memmap is not None and not isinstance(memmap, Memmap):
+        raise ValueError(f"memmap must be a fastinit.memmap.Memmap, got "
+                         f"{type(memmap).__name__}")
+
+
+def _check_callbacks(progress, cancel, chunk_hook) -> None:
+    """Callbacks run on node threads; a wrong kind must fail here, on the caller."""
+    for name, value in (("progress", progress), ("chunk_hook", chunk_hook)):
+        if value is not None and not callable(value):
+            raise ValueError(f"{name} must be callable, got {value!r}")
+    if cancel is not None and not (callable(getattr(cancel, "is_set", None))
+                                   and callable(getattr(cancel, "set", None))):
+        raise ValueError(f"cancel must be a threading.Event, got {cancel!r}")
 
 
 def boot(topology: Topology, *, arch: str = DEFAULT_ARCH, threads: int | None = None,
@@ -158,6 +185,7 @@ def boot(topology: Topology, *, arch: str = DEFAULT_ARCH, threads: int | None = 
     -------
     BootResult
     """
+    _check_callbacks(progress, cancel, chunk_hook)
     check_kernel(kernel)  # before a memmap file is created for nothing
     result = prepare(topology, arch=arch, threads=threads, memmap_file=memmap_file,
                      force=force, memmap=memmap, kernel=kernel)

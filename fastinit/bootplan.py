@@ -146,8 +146,10 @@ def plan_boot(topology: Topology, arch: str = DEFAULT_ARCH,
     threads : int or None
         Threads per node, overriding the arch profile.
     """
-    if threads is not None and threads < 1:
-        raise ValueError(f"--threads must be at least 1, got {threads}")
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int)
+                                or threads < 1):
+        raise ValueError(f"threads per node (--threads) must be an integer of at least 1, "
+                         f"got {threads!r}")
     sections = topology.present_sections()
     owned = _section_nodes(topology)
     memory = [(s, e) for s, e, _ in topology.memory_ranges()]

@@ -161,6 +161,10 @@ def deferred_init(plan: BootPlan, memmap: Memmap, zones: dict[tuple[int, int], Z
     def pgdatinit(node: NodePlan, finished: threading.Event) -> None:
         try:
             run_node(node)
+        except BaseException as error:  # recorded and re-raised on the boot's thread
+            with lock:
+                errors.append((node.nid, error))
+            cancel.set()
         finally:
             finished.set()
 
@@ -181,13 +185,7 @@ def deferred_init(plan: BootPlan, memmap: Memmap, zones: dict[tuple[int, int], Z
             if progress is not None and pages:
                 progress(pages)
 
-        try:
-            report = do_multithreaded(job, progress=on_progress, cancel=cancel)
-        except BaseException as error:  # recorded and re-raised on the boot's thread
-            with lock:
-                errors.append((node.nid, error))
-            cancel.set()
-            return
+        report = do_multithreaded(job, progress=on_progress, cancel=cancel)
         results[node.nid] = NodeResult(node.nid, node.max_threads, report,
                                        time.perf_counter() - began, ctx.pages)
 

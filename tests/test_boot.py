@@ -120,3 +120,35 @@ def test_node_without_deferral_still_boots():
     result = boot(parse_spec("1x160M,cpus=1"))
     assert result.nodes[0].report is None
     assert verify(result).ok
+
+
+BAD_BOOT_ARGUMENTS = [
+    (dict(topology="2x1G"), "topology must be a fastinit.topology.Topology"),
+    (dict(threads=1.5), "must be an integer of at least 1, got 1.5"),
+    (dict(threads=True), "must be an integer of at least 1, got True"),
+    (dict(memmap_file=123), "memmap_file must be a path"),
+    (dict(force="yes"), "force must be True or False"),
+    (dict(progress=5), "progress must be callable"),
+    (dict(chunk_hook="no"), "chunk_hook must be callable"),
+    (dict(cancel="x"), "cancel must be a threading.Event"),
+    (dict(memmap=b"raw"), "memmap must be a fastinit.memmap.Memmap"),
+]
+
+
+@pytest.mark.parametrize("change, words", BAD_BOOT_ARGUMENTS)
+def test_boot_refuses_arguments_of_the_wrong_kind_on_the_caller(change, words):
+    arguments = dict(topology=parse_spec("1x1G")) | change
+    with pytest.raises(ValueError, match=words):
+        boot(arguments.pop("topology"), **arguments)
+
+
+def test_an_error_in_a_node_thread_before_its_job_reaches_the_caller(monkeypatch):
+    from fastinit import deferred
+
+    def broken_context(*args):
+        raise MemoryError("no room for the chunk context")
+
+    monkeypatch.setattr(deferred, "_ChunkContext", broken_context)
+    with pytest.raises(MemoryError, match="no room") as caught:
+        boot(parse_spec("2x1G"), threads=2)
+    assert any("in deferred init of node" in note for note in caught.value.__notes__)
