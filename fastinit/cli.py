@@ -107,10 +107,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def load_topology(args: argparse.Namespace):
     """The machine the arguments name: a boot log, a spec, or this machine."""
-    if args.dmesg:
+    if args.dmesg is not None:
         from fastinit.bootlog import read_bootlog
         return read_bootlog(args.dmesg)
-    if args.spec:
+    if args.spec is not None:
         from fastinit.spec import parse_spec
         return parse_spec(args.spec), None
     from fastinit.host import this_machine
@@ -198,7 +198,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
     from fastinit.memmap_file import IncompleteMemmapError
     from fastinit.report import boot_json, memmap_file_lines
     from fastinit.verify import verify as run_verify
-    topology = load_topology(args)[0] if args.dmesg or args.spec else None
+    named = args.dmesg is not None or args.spec is not None
+    topology = load_topology(args)[0] if named else None
     try:
         result = load(args.memmap_file, topology)
     except IncompleteMemmapError as error:
