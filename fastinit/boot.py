@@ -53,17 +53,29 @@ class BootResult:
     timings: dict[str, float] = field(default_factory=dict)
 
 
-def first_touch(memmap: Memmap, threads: int | None = None) -> None:
-    """Fault in every page of the memmap in parallel, and clear the pageblock types."""
+def first_touch(memmap: Memmap, threads: int | None = None,
+                progress: Callable[[int], None] | None = None) -> None:
+    """Fault in every page of the memmap in parallel, and clear the pageblock types.
+
+    ``progress(nbytes)`` is called with the bytes each finished chunk touched.
+    """
     raw = memmap.raw
 
     def touch(start: int, end: int, arg) -> None:
         touch_range(raw, start * PAGE_SIZE, min(end * PAGE_SIZE, len(raw)))
 
+    reported = 0
+
+    def on_progress(done_units: int, total: int) -> None:
+        nonlocal reported
+        if progress is not None:
+            progress(min(done_units * PAGE_SIZE, len(raw)) - reported)
+            reported = min(done_units * PAGE_SIZE, len(raw))
+
     units = -(-len(raw) // PAGE_SIZE)
     do_multithreaded(Job(touch, start=0, size=units, align=_HUGE_PAGE_UNITS,
                          min_chunk=16 * _HUGE_PAGE_UNITS,
-                         max_threads=threads or usable_cpus()))
+                         max_threads=threads or usable_cpus()), progress=on_progress)
     # The kernel allocates the pageblock bitmap zeroed: every block starts UNMOVABLE.
     memmap.pageblock_mt[:] = 0
 
@@ -89,7 +101,8 @@ def _failure_recorded(memmap: Memmap):
 
 def prepare(topology: Topology, *, arch: str = DEFAULT_ARCH, threads: int | None = None,
             memmap_file: str | None = None, force: bool = False,
-            memmap: Memmap | None = None, kernel: str = DEFAULT_KERNEL) -> BootResult:
+            memmap: Memmap | None = None, kernel: str = DEFAULT_KERNEL,
+            touch_progress: Callable[[int], None] | None = None) -> BootResult:
     """Everything before deferred init: plan, memmap (allocated and touched), early init.
 
     Parameters are as for `boot`; ``memmap`` reuses an already touched memmap of the same
@@ -113,7 +126,7 @@ def prepare(topology: Topology, *, arch: str = DEFAULT_ARCH, threads: int | None
         memmap.file.set_state(memmap_files.INITIALIZING)
     with _failure_recorded(memmap):
         if fresh:
-            first_touch(memmap)
+            first_touch(memmap, progress=touch_progress)
             timings["sparse_init"] = time.perf_counter() - began
         else:
             memmap.pageblock_mt[:] = 0
@@ -140,9 +153,10 @@ def _check_machine_arguments(topology, memmap_file, force, memmap) -> None:
                          f"{type(memmap).__name__}")
 
 
-def _check_callbacks(progress, cancel, chunk_hook) -> None:
+def _check_callbacks(progress, cancel, chunk_hook, touch_progress) -> None:
     """Callbacks run on node threads; a wrong kind must fail here, on the caller."""
-    for name, value in (("progress", progress), ("chunk_hook", chunk_hook)):
+    for name, value in (("progress", progress), ("chunk_hook", chunk_hook),
+                        ("touch_progress", touch_progress)):
         if value is not None and not callable(value):
             raise ValueError(f"{name} must be callable, got {value!r}")
     if cancel is not None and not (callable(getattr(cancel, "is_set", None))
@@ -154,7 +168,8 @@ def boot(topology: Topology, *, arch: str = DEFAULT_ARCH, threads: int | None = 
          memmap_file: str | None = None, force: bool = False, kernel: str = DEFAULT_KERNEL,
          progress: Callable[[int], None] | None = None, cancel: threading.Event | None = None,
          chunk_hook: Callable[[int, int, int], None] | None = None,
-         memmap: Memmap | None = None) -> BootResult:
+         memmap: Memmap | None = None,
+         touch_progress: Callable[[int], None] | None = None) -> BootResult:
     """Simulate the boot-time struct page initialization of ``topology``.
 
     Parameters
@@ -180,15 +195,17 @@ def boot(topology: Topology, *, arch: str = DEFAULT_ARCH, threads: int | None = 
         Called as ``chunk_hook(nid, start, end)`` before every deferred chunk.
     memmap : Memmap or None
         Reuse this already touched memmap (made for the same machine).
+    touch_progress : callable or None
+        ``touch_progress(nbytes)`` as the new memmap is first touched (any thread).
 
     Returns
     -------
     BootResult
     """
-    _check_callbacks(progress, cancel, chunk_hook)
+    _check_callbacks(progress, cancel, chunk_hook, touch_progress)
     check_kernel(kernel)  # before a memmap file is created for nothing
     result = prepare(topology, arch=arch, threads=threads, memmap_file=memmap_file,
-                     force=force, memmap=memmap, kernel=kernel)
+                     force=force, memmap=memmap, kernel=kernel, touch_progress=touch_progress)
     with _failure_recorded(result.memmap):
         began = time.perf_counter()
         result.nodes = deferred_init(result.plan, result.memmap, result.zones, kernel=kernel,

@@ -142,27 +142,32 @@ def cmd_topology(args: argparse.Namespace) -> int:
 
 
 class ProgressBar:
-    """A one-line bar on stderr, redrawn at most ten times a second from any thread."""
+    """A one-line bar on stderr, redrawn at most ten times a second from any thread.
 
-    def __init__(self, total: int, stream=sys.stderr):
+    Called with the amount each piece of work added; bars of successive phases share the
+    line, each overwriting the one before.
+    """
+
+    def __init__(self, total: int, label: str, stream=sys.stderr):
         self.total, self.done, self.stream = max(total, 1), 0, stream
+        self.label = f"{label:<14}"
         self.lock = threading.Lock()
         self.drawn = 0.0
 
-    def __call__(self, pages: int) -> None:
+    def __call__(self, amount: int) -> None:
         with self.lock:
-            self.done += pages
+            self.done += amount
             now = time.monotonic()
             if now - self.drawn < 0.1 and self.done < self.total:
                 return
             self.drawn = now
             filled = 40 * self.done // self.total
-            self.stream.write(f"\rdeferred init [{'#' * filled}{' ' * (40 - filled)}] "
+            self.stream.write(f"\r{self.label} [{'#' * filled}{' ' * (40 - filled)}] "
                               f"{100 * self.done // self.total:3d}%")
             self.stream.flush()
 
     def close(self) -> None:
-        self.stream.write("\r" + " " * 60 + "\r")
+        self.stream.write("\r" + " " * 64 + "\r")
         self.stream.flush()
 
 
@@ -174,12 +179,14 @@ def cmd_boot(args: argparse.Namespace, verify: bool = False) -> int:
     topology, _ = load_topology(args)
     arch = args.arch if args.threads is None else "x86"
     plan = plan_boot(topology, arch, args.threads)
-    bar = None
+    touch_bar = bar = None
     if sys.stderr.isatty() and not args.no_progress and not args.json:
-        bar = ProgressBar(sum(n.job[1] - n.job[0] for n in plan.nodes))
+        touch_bar = ProgressBar(plan.memmap_bytes, "sparse_init")
+        bar = ProgressBar(sum(n.job[1] - n.job[0] for n in plan.nodes), "deferred init")
     try:
         result = boot(topology, arch=arch, threads=args.threads, memmap_file=args.memmap_file,
-                      force=args.force, kernel=args.kernel, progress=bar)
+                      force=args.force, kernel=args.kernel, progress=bar,
+                      touch_progress=touch_bar)
     finally:
         if bar is not None:
             bar.close()

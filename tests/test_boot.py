@@ -152,3 +152,10 @@ def test_an_error_in_a_node_thread_before_its_job_reaches_the_caller(monkeypatch
     with pytest.raises(MemoryError, match="no room") as caught:
         boot(parse_spec("2x1G"), threads=2)
     assert any("in deferred init of node" in note for note in caught.value.__notes__)
+
+
+def test_touch_progress_reports_every_byte_of_the_new_memmap_once():
+    touched = []
+    result = boot(parse_spec("2x1G"), threads=2, touch_progress=touched.append)
+    assert sum(touched) == result.memmap.nbytes
+    assert all(amount > 0 for amount in touched)

@@ -115,3 +115,14 @@ def test_installed_console_script_runs():
     done = subprocess.run([sys.executable, "-m", "fastinit.cli", "--version"],
                           capture_output=True, text=True, check=True)
     assert done.stdout.startswith("fastinit ")
+
+
+def test_progress_bar_draws_its_label_and_reaches_100_percent():
+    import io
+    from fastinit.cli import ProgressBar
+    stream = io.StringIO()
+    bar = ProgressBar(1000, "sparse_init", stream=stream)
+    for _ in range(4):
+        bar(250)
+    assert stream.getvalue().endswith("] 100%")
+    assert "sparse_init" in stream.getvalue()
