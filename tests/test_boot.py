@@ -12,8 +12,6 @@ from fastinit.page import PAGES_PER_SECTION, PAGE_BUDDY_MAPCOUNT
 from fastinit.spec import parse_spec
 from fastinit.verify import verify
 
-EXAMPLE = Path(__file__).resolve().parents[2] / "shared" / "examples" / "dmesg" / \
-    "hyperv-2node-3.15.txt"
 SMALL_LOGS = [p for p in sorted((Path(__file__).parent / "data" / "dmesg").glob("*.txt"))
               if "epyc" not in p.name and "sunfire" not in p.name and "rhel9" not in p.name]
 
@@ -47,7 +45,7 @@ def test_spec_boot_verifies(spec, kernel):
     assert len(report.checks) == 4
 
 
-@pytest.mark.parametrize("path", SMALL_LOGS + ([EXAMPLE] if EXAMPLE.exists() else []),
+@pytest.mark.parametrize("path", SMALL_LOGS,
                          ids=lambda p: p.name)
 def test_real_log_boot_verifies(path):
     topology, _ = read_bootlog(str(path))

@@ -9,10 +9,7 @@ import pytest
 
 from fastinit.cli import main
 
-EXAMPLE = Path(__file__).resolve().parents[2] / "shared" / "examples" / "dmesg" / \
-    "hyperv-2node-3.15.txt"
-LOG = EXAMPLE if EXAMPLE.exists() else Path(__file__).parent / "data" / "dmesg" / \
-    "kvm-512m-syslog-3.13.txt"
+LOG = Path(__file__).parent / "data" / "dmesg" / "hyperv-2node-3.15.txt"
 
 
 def run(capsys, *argv):
