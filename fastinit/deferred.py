@@ -4,7 +4,8 @@ Every node with deferred memory gets a thread (``pgdatinit<nid>``); all start at
 the boot waits for the slowest. A node's job covers
 ``[first_deferred_pfn, SECTION_ALIGN_UP(zone_end))`` with ``align = min_chunk =
 PAGES_PER_SECTION`` and the node's thread cap; its helpers come from the engine's shared
-pool, so simulated CPUs never oversubscribe the real ones.
+pool, so simulated CPUs never oversubscribe the real ones; each node may take an even share
+of the pool's helpers (its arch cap still applies below that).
 
 Why chunks are section-aligned: a section is a whole number of max-order blocks and of
 pageblocks, so every buddy merge and every pageblock migratetype a chunk touches belongs to
@@ -28,6 +29,7 @@ from fastinit.kernels.streaming import deferred_init_chunk_stream
 from fastinit.memmap import Memmap
 from fastinit.padata import Job, JobCancelled, JobReport, ctrl_c_held, do_multithreaded
 from fastinit.page import PAGES_PER_SECTION, page_links
+from fastinit.workpool import shared_pool
 
 
 
@@ -175,7 +177,7 @@ def deferred_init(plan: BootPlan, memmap: Memmap, zones: dict[tuple[int, int], Z
         start, end = node.job
         job = Job(deferred_init_memmap_chunk, start=start, size=end - start,
                   align=PAGES_PER_SECTION, min_chunk=PAGES_PER_SECTION,
-                  max_threads=node.max_threads, fn_arg=ctx)
+                  max_threads=min(node.max_threads, share), fn_arg=ctx)
         reported = 0
 
         def on_progress(done_units: int, total: int) -> None:
@@ -190,6 +192,9 @@ def deferred_init(plan: BootPlan, memmap: Memmap, zones: dict[tuple[int, int], Z
                                        time.perf_counter() - began, ctx.pages)
 
     nodes = [node for node in plan.nodes if node.first_deferred_pfn is not None]
+    # Each node's caller plus an even share of the pool's helpers: otherwise the first node
+    # to start takes every helper and the others run alone (3 threads against 1).
+    share = 1 + shared_pool().size // max(len(nodes), 1)
     finished = [threading.Event() for _ in nodes]
     threads = [threading.Thread(target=pgdatinit, args=(node, done), name=f"pgdatinit{node.nid}")
                for node, done in zip(nodes, finished)]

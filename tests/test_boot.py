@@ -157,3 +157,11 @@ def test_touch_progress_reports_every_byte_of_the_new_memmap_once():
     result = boot(parse_spec("2x1G"), threads=2, touch_progress=touched.append)
     assert sum(touched) == result.memmap.nbytes
     assert all(amount > 0 for amount in touched)
+
+
+def test_nodes_starting_together_split_the_pool_evenly():
+    from fastinit.workpool import shared_pool
+    result = boot(parse_spec("2x2G,cpus=8"))  # x86 cap: 8 threads per node
+    share = 1 + shared_pool().size // 2
+    assert [node.report.nworks for node in result.nodes] == [min(8, share)] * 2
+    assert [node.max_threads for node in result.nodes] == [8, 8]
