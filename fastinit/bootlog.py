@@ -8,7 +8,9 @@ printed from them ("Early memory node ranges", zone figures) is read by `fastini
 and only ever compared, never used as input.
 
 Lines may carry any prefix (``[    0.000000] ``, ``[Tue Nov  4 21:29:37 2025] ``, syslog or
-journal ``host kernel: ``); patterns are searched, not anchored.
+journal ``host kernel: ``); patterns are searched, not anchored. Every pattern runs in time
+linear in the line and every number is bounded before use, so any text either parses or
+fails with a ValueError naming the line.
 """
 
 from __future__ import annotations
@@ -24,13 +26,20 @@ from fastinit.topology import Node, Topology, intersect, merge_ranges
 
 _HEX = r"(?:0x)?([0-9a-fA-F]+)"
 _MEM = rf"\[mem {_HEX}-{_HEX}\]"
+_LABELS = r"(BIOS-e820|user|modified|reserve setup_data|extended)"
 # A printed e820 table line: "BIOS-e820: [mem a-b] type", also "user:", "modified:", ...
-_TABLE = re.compile(rf"(BIOS-e820|user|modified|reserve setup_data|extended): {_MEM}\s+(.*?)\s*$")
+# Type texts run to the end of the line and are stripped later: a lazy group before "\s*$"
+# backtracks quadratically on a long run of blanks (20000 blanks took a second).
+_TABLE = re.compile(rf"{_LABELS}: {_MEM}\s+(.*)")
 # Linux 2.6 printed "BIOS-e820: 0000000000000000 - 000000000009fc00 (usable)", end exclusive.
 _TABLE_OLD = re.compile(r"BIOS-e820: ([0-9a-fA-F]{8,16}) - ([0-9a-fA-F]{8,16}) \((.*)\)\s*$")
-_UPDATE = re.compile(rf"e820: update {_MEM} (.+?) ==> (.+?)\s*$")
-_REMOVE = re.compile(rf"e820: remove {_MEM}\s*(.*?)\s*$")
-_SRAT_MEM = re.compile(rf"SRAT: Node (\d+) PXM (\d+) {_MEM}(.*)$")
+_UPDATE = re.compile(rf"e820: update {_MEM} (.+?) ==> (.+)")
+_REMOVE = re.compile(rf"e820: remove {_MEM}(.*)")
+_SRAT_MEM = re.compile(rf"SRAT: Node (\d+) PXM (\d+) {_MEM}(.*)")
+# How the lines above begin: one that begins so but does not match in full (cut short,
+# garbled) must not be skipped, or the machine would silently lose memory or a node.
+_MEMORY_LINE = re.compile(rf"{_LABELS}: \[mem |BIOS-e820: [0-9a-fA-F]|e820: (?:update|remove) "
+                          rf"\[mem|SRAT: Node \d+ PXM \d+ \[mem")
 _SRAT_CPU = re.compile(r"SRAT: PXM (\d+) -> (?:x2)?APIC (0x[0-9a-fA-F]+) -> Node (\d+)")
 _CPUS_UP = re.compile(r"(?:smp: Brought up|x86: Booted up) (\d+) nodes?, (\d+) CPUs")
 _CPUS_ALLOWED = re.compile(r"(?:smpboot|CPU topo): Allowing (\d+) (?:present )?CPUs"
@@ -39,10 +48,12 @@ _CRASH_HEX = re.compile(r"crashkernel reserved: 0x([0-9a-fA-F]+) - 0x([0-9a-fA-F
 _CRASH_MB = re.compile(r"Reserving (\d+)MB of memory at (\d+)MB for crashkernel")
 _RESERVED = [re.compile(rf"NODE_DATA(?:\(\d+\) allocated)? {_MEM}"),
              re.compile(rf"RAMDISK: {_MEM}"), _CRASH_HEX, _CRASH_MB]
-_VERSION = re.compile(r"Linux version (\d+)\.(\d+)")
-# The kernel's own caps: E820_MAX_ENTRIES (128 + 3 * MAX_NUMNODES), NR_NODE_MEMBLKS.
+_VERSION = re.compile(r"Linux version (\d{1,4})\.(\d{1,4})")
+# The kernel's own caps: E820_MAX_ENTRIES (128 + 3 * MAX_NUMNODES), NR_NODE_MEMBLKS, and
+# NR_CPUS of CONFIG_MAXSMP (the most CPUs an x86-64 kernel can boot).
 E820_MAX_ENTRIES = 128 + 3 * MAX_NUMNODES
 NR_NODE_MEMBLKS = 2 * MAX_NUMNODES
+NR_CPUS = 8192
 _NO_NUMA = ("No NUMA configuration found", "Faking a node at", "NUMA turned off",
             "SRAT not used", "NUMA: nodes only cover")
 
@@ -64,6 +75,7 @@ class BootLog:
     table: list[e820.Entry] = field(default_factory=list)
     srat: list[_Srat] = field(default_factory=list)
     apic_nodes: dict[int, set[int]] = field(default_factory=dict)
+    apic_count: int = 0
     cpus_up: int | None = None
     numa_off: bool = False
     reserved: list[tuple[int, int]] = field(default_factory=list)
@@ -75,8 +87,27 @@ class BootLog:
     late_reserved: list[tuple[int, int]] = field(default_factory=list)
 
 
+def log_lines(text: str) -> list[str]:
+    """The lines of a log, numbered as editors and ``grep -n`` number them.
+
+    Lines end at LF, CRLF or a lone CR. ``str.splitlines()`` also splits at form feeds,
+    U+2028 and other separators, which would shift the line numbers errors name.
+    """
+    if "\r" in text:
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
+    return text.split("\n")
+
+
 def _error(source: str, number: int, line: str, problem: str, fix: str) -> ValueError:
     return ValueError(f"{source}:{number}: {problem}: {line.strip()[:160]!r}; {fix}")
+
+
+def _decimal(text: str, limit: int, what: str, source: str, number: int, line: str) -> int:
+    # Bounded before int(): CPython refuses over 4300 digits with a message naming no line.
+    if len(text) > 20 or int(text) > limit:
+        raise _error(source, number, line, f"{what} {text[:20]}{'...' * (len(text) > 20)} "
+                     f"is beyond {limit}", "fix the number or delete the line")
+    return int(text)
 
 
 def _mem_range(match: re.Match, first: int, source: str, number: int, line: str,
@@ -113,13 +144,13 @@ def scan(text: str, source: str) -> BootLog:
     log = BootLog(source)
     table_label = None
     edits = 0
-    for number, raw in enumerate(text.splitlines(), start=1):
-        line = raw.rstrip("\r\n")
+    # Table lines are kept as printed; the table is sanitized once, before the next edit.
+    sanitized = True
+    for number, line in enumerate(log_lines(text), start=1):
         if "physical RAM map" in line:
             table_label = None
         elif "e820" in line or ": [mem" in line:
-            match = _TABLE.search(line) or _TABLE_OLD.search(line)
-            if match is not None:
+            if (match := _TABLE.search(line) or _TABLE_OLD.search(line)) is not None:
                 old_format = match.re is _TABLE_OLD
                 label = "BIOS-e820" if old_format else match.group(1)
                 start, end = _mem_range(match, 1 if old_format else 2, source, number, line,
@@ -129,65 +160,92 @@ def scan(text: str, source: str) -> BootLog:
                     log.table, table_label = [], label
                     log.tables_seen += 1
                     log.memblock_table, log.late_reserved = None, []
+                elif log.table is log.memblock_table:
+                    log.table = list(log.table)  # memblock's snapshot stays as it was
                 log.table.append((start, end, kind))
+                sanitized = False
                 _check_count(len(log.table), E820_MAX_ENTRIES, "e820 entries", source,
                              number, line)
                 continue
-            if (match := _UPDATE.search(line)) is not None:
-                start, end = _mem_range(match, 1, source, number, line)
-                old = _type(match.group(3), source, number, line)
-                new = _type(match.group(4), source, number, line)
-                if old == e820.E820_RAM and new == e820.E820_RAM:
-                    new = e820.E820_RESERVED_KERN  # setup_data: still RAM, printed "usable"
-                log.table = e820.update(e820.sanitize(log.table), start, end, old, new)
-                if log.memblock_table is not None and not e820.is_memory(new):
-                    log.late_reserved.append((start >> PAGE_SHIFT, -(-end // PAGE_SIZE)))
-            elif (match := _REMOVE.search(line)) is not None:
-                start, end = _mem_range(match, 1, source, number, line)
-                old = _type(match.group(3), source, number, line) if match.group(3) else None
-                log.table = e820.remove(e820.sanitize(log.table), start, end, old)
-            else:
+            if (match := _UPDATE.search(line) or _REMOVE.search(line)) is not None:
+                if not sanitized:
+                    log.table, sanitized = e820.sanitize(log.table), True
+                _apply_edit(log, match, source, number, line)
+                table_label = None
+                edits += 1
+                _check_count(edits, E820_MAX_ENTRIES, "e820 edits", source, number, line)
                 continue
-            table_label = None
-            edits += 1
-            _check_count(edits, E820_MAX_ENTRIES, "e820 edits", source, number, line)
-            continue
-        if "last_pfn = " in line and log.tables_seen:
-            log.memblock_table, log.late_reserved = list(log.table), []
-            continue
-        if "SRAT" in line:
-            if (match := _SRAT_MEM.search(line)) is not None:
-                start, end = _mem_range(match, 3, source, number, line)
-                nid = int(match.group(1))
-                if nid >= MAX_NUMNODES:
-                    raise _error(source, number, line, f"node {nid} beyond {MAX_NUMNODES - 1}",
-                                 "fix the node number")
-                log.srat.append(_Srat(nid, start, end, "hotplug" in match.group(5), number))
-                _check_count(len(log.srat), NR_NODE_MEMBLKS, "SRAT memory ranges", source,
-                             number, line)
-            elif (match := _SRAT_CPU.search(line)) is not None:
-                nid = int(match.group(3))
-                if nid < MAX_NUMNODES:
-                    log.apic_nodes.setdefault(nid, set()).add(int(match.group(2), 16))
-            continue
-        if (match := _CPUS_UP.search(line)) is not None:
-            log.cpus_up = int(match.group(2))
-        elif (match := _CPUS_ALLOWED.search(line)) is not None and log.cpus_up is None:
-            log.cpus_up = max(int(match.group(1)) - int(match.group(2)), 1)
+        # Checked before the SRAT lines: the kernel says "SRAT: SRAT not used." itself.
         if any(marker in line for marker in _NO_NUMA):
             log.numa_off = True
+        if ("[mem" in line or "BIOS-e820" in line) and _MEMORY_LINE.search(line) is not None \
+                and _SRAT_MEM.search(line) is None:
+            raise _error(source, number, line, "cannot read this memory map line",
+                         "it looks cut short or garbled: restore it from the original log "
+                         "or delete it")
+        if "SRAT" in line:
+            _scan_srat(log, line, number)
+            continue
+        if "last_pfn = " in line and log.tables_seen:
+            # No copy needed: edits build new lists and table lines copy before appending.
+            log.memblock_table, log.late_reserved = log.table, []
+            continue
+        _scan_cpus(log, line, number)
         _scan_reserved(log, line, number)
         if log.version is None and (match := _VERSION.search(line)) is not None:
             log.version = (int(match.group(1)), int(match.group(2)))
     return log
 
 
+def _apply_edit(log: BootLog, match: re.Match, source: str, number: int, line: str) -> None:
+    """One ``e820: update`` or ``e820: remove`` line, applied to the sanitized table."""
+    start, end = _mem_range(match, 1, source, number, line)
+    if match.re is _REMOVE:
+        old_text = match.group(3).strip()
+        old = _type(old_text, source, number, line) if old_text else None
+        log.table = e820.edit(log.table, start, end, old, None)
+        return
+    old = _type(match.group(3), source, number, line)
+    new = _type(match.group(4), source, number, line)
+    if old == e820.E820_RAM and new == e820.E820_RAM:
+        new = e820.E820_RESERVED_KERN  # setup_data: still RAM, printed "usable"
+    log.table = e820.edit(log.table, start, end, old, new)
+    if log.memblock_table is not None and not e820.is_memory(new):
+        log.late_reserved.append((start >> PAGE_SHIFT, -(-end // PAGE_SIZE)))
+
+
+def _scan_srat(log: BootLog, line: str, number: int) -> None:
+    source = log.source
+    if (match := _SRAT_MEM.search(line)) is not None:
+        start, end = _mem_range(match, 3, source, number, line)
+        nid = _decimal(match.group(1), MAX_NUMNODES - 1, "node", source, number, line)
+        log.srat.append(_Srat(nid, start, end, "hotplug" in match.group(5), number))
+        _check_count(len(log.srat), NR_NODE_MEMBLKS, "SRAT memory ranges", source,
+                     number, line)
+    elif (match := _SRAT_CPU.search(line)) is not None:
+        nid = _decimal(match.group(3), MAX_NUMNODES - 1, "node", source, number, line)
+        apic, cpus = int(match.group(2), 16), log.apic_nodes.setdefault(nid, set())
+        log.apic_count += apic not in cpus
+        cpus.add(apic)
+        _check_count(log.apic_count, NR_CPUS, "CPUs", source, number, line)
+
+
+def _scan_cpus(log: BootLog, line: str, number: int) -> None:
+    if (match := _CPUS_UP.search(line)) is not None:
+        log.cpus_up = _decimal(match.group(2), NR_CPUS, "CPU count", log.source, number, line)
+    elif (match := _CPUS_ALLOWED.search(line)) is not None and log.cpus_up is None:
+        allowed, hotplug = (_decimal(match.group(group), NR_CPUS, "CPU count", log.source,
+                                     number, line) for group in (1, 2))
+        log.cpus_up = max(allowed - hotplug, 1)
+
+
 def _scan_reserved(log: BootLog, line: str, number: int) -> None:
     for pattern in _RESERVED:
         if (match := pattern.search(line)) is not None:
             if pattern is _CRASH_MB:
-                start = int(match.group(2)) << 20
-                end = start + (int(match.group(1)) << 20)
+                size, at = (_decimal(match.group(group), e820.MAX_ADDRESS >> 20, "MB value",
+                                     log.source, number, line) for group in (1, 2))
+                start, end = at << 20, (at + size) << 20
             else:
                 start, end = _mem_range(match, 1, log.source, number, line,
                                         inclusive=pattern is not _CRASH_HEX)
@@ -196,17 +254,22 @@ def _scan_reserved(log: BootLog, line: str, number: int) -> None:
 
 
 def _node_memory(log: BootLog, memory: list[tuple[int, int]],
-                 notes: list[str]) -> dict[int, list[tuple[int, int]]]:
-    """Split memory between nodes by SRAT, or one node when NUMA is off or unusable."""
+                 notes: list[str]) -> dict[int, list[tuple[int, int]]] | None:
+    """Split memory between nodes by SRAT; None when NUMA is off or SRAT unusable."""
     if log.numa_off or not log.srat:
-        return {0: memory}
-    blocks = sorted(log.srat, key=lambda b: b.start)
-    for a, b in zip(blocks, blocks[1:]):
-        if b.start < a.end and a.nid != b.nid:
-            raise ValueError(f"{log.source}:{b.line}: SRAT gives [mem {b.start:#x}-"
-                             f"{min(a.end, b.end) - 1:#x}] to node {b.nid}, but line {a.line} "
-                             f"gives it to node {a.nid}; a log with contradicting SRAT "
-                             f"entries cannot describe one machine: remove one of the lines")
+        return None
+    blocks = sorted(log.srat, key=lambda b: (b.start, b.end))
+    # A block overlapping any earlier one overlaps the one reaching furthest, unless two
+    # earlier blocks of different nodes overlapped, which raised already.
+    reach = blocks[0]
+    for block in blocks[1:]:
+        if block.start < reach.end and block.nid != reach.nid:
+            raise ValueError(f"{log.source}:{block.line}: SRAT gives [mem {block.start:#x}-"
+                             f"{min(reach.end, block.end) - 1:#x}] to node {block.nid}, but "
+                             f"line {reach.line} gives it to node {reach.nid}; a log with "
+                             f"contradicting SRAT entries cannot describe one machine: "
+                             f"remove one of the lines")
+        reach = block if block.end > reach.end else reach
     top = max(e for _, e in memory) << PAGE_SHIFT
     for block in blocks:
         if block.start >= top and not block.hotplug:
@@ -214,28 +277,32 @@ def _node_memory(log: BootLog, memory: list[tuple[int, int]],
                              f"{block.end - 1:#x}] of node {block.nid} lies beyond all usable "
                              f"RAM (which ends at {top - 1:#x}); the e820 map looks truncated: "
                              f"add the missing BIOS-e820 lines or mark the range hotplug")
-    nodes: dict[int, list[tuple[int, int]]] = {}
-    covered = 0
+    parts: dict[int, list[tuple[int, int]]] = {}
     for block in blocks:
         lo, hi = -(-block.start // PAGE_SIZE), block.end >> PAGE_SHIFT
-        parts = intersect(memory, lo, hi)
-        nodes.setdefault(block.nid, []).extend(parts)
-        covered += sum(e - s for s, e in parts)
+        parts.setdefault(block.nid, []).extend(intersect(memory, lo, hi))
+    # Merged before counting: duplicated SRAT lines must not count their memory twice.
+    nodes = {nid: merge_ranges(ranges) for nid, ranges in parts.items()}
+    covered = sum(e - s for ranges in nodes.values() for s, e in ranges)
     total = sum(e - s for s, e in memory)
-    # The kernel gives up on NUMA when SRAT leaves 1 MiB or more of RAM without a node.
-    if total - covered >= (1 << 20) >> PAGE_SHIFT:
-        notes.append(f"SRAT covers only {covered << PAGE_SHIFT >> 20} of "
-                     f"{total << PAGE_SHIFT >> 20} MiB of RAM; like the kernel, using one node")
-        return {0: memory}
+    # The kernel gives up on NUMA when SRAT leaves 1 MiB or more of RAM without a node;
+    # so do we when it gives RAM to no node at all (only possible below 1 MiB of RAM).
+    if total - covered >= (1 << 20) >> PAGE_SHIFT or not covered:
+        notes.append(f"SRAT covers only {covered << PAGE_SHIFT >> 10} of "
+                     f"{total << PAGE_SHIFT >> 10} KiB of RAM; like the kernel, using one node")
+        return None
     if covered < total:
         notes.append(f"{total - covered} pages of RAM are in no SRAT range and get no node")
     return nodes
 
 
-def _cpus_per_node(log: BootLog, nids: list[int], notes: list[str]) -> dict[int, int]:
-    if log.apic_nodes and not log.numa_off:
+def _cpus_per_node(log: BootLog, nids: list[int], numa: bool,
+                   notes: list[str]) -> dict[int, int]:
+    if numa and log.apic_nodes:
         return {nid: len(log.apic_nodes.get(nid, ())) for nid in nids}
     total = log.cpus_up
+    if total is None and log.apic_nodes:  # without NUMA every CPU SRAT named is on node 0
+        total = len(set().union(*log.apic_nodes.values()))
     if total is None:
         notes.append("the log names no CPU count; assuming 1 CPU per node")
         return {nid: 1 for nid in nids}
@@ -263,12 +330,16 @@ def parse_bootlog(text: str, source: str = "dmesg") -> Topology:
                          f"check that the BIOS-e820 lines are complete")
     notes: list[str] = []
     by_node = _node_memory(log, memory, notes)
-    cpu_nids = set() if log.numa_off else set(log.apic_nodes)
-    nids = sorted(set(by_node) | cpu_nids)
-    cpus = _cpus_per_node(log, nids, notes)
+    # Without NUMA (off, or SRAT unusable) the kernel puts everything on node 0.
+    numa = by_node is not None
+    by_node = by_node if numa else {0: memory}
+    nids = sorted(set(by_node) | (set(log.apic_nodes) if numa else set()))
+    cpus = _cpus_per_node(log, nids, numa, notes)
     nodes = tuple(Node(nid, cpus[nid], tuple(merge_ranges(by_node.get(nid, [])))) for nid in nids)
+    # Clipped to the memory nodes got: RAM in no SRAT range is no node's to reserve.
+    noded = merge_ranges(r for node in nodes for r in node.ranges)
     reserved = tuple(merge_ranges([r for s, e in log.reserved + log.late_reserved
-                                   for r in intersect(memory, s, e)]))
+                                   for r in intersect(noded, s, e)]))
     return Topology(nodes, reserved=reserved, source=source, notes=tuple(notes))
 
 

@@ -9,6 +9,7 @@ memory, trimmed to whole pages.
 
 from __future__ import annotations
 
+import bisect
 import re
 
 from fastinit.page import PAGE_SHIFT, PAGE_SIZE
@@ -29,6 +30,8 @@ MAX_ADDRESS = 1 << 52
 Entry = tuple[int, int, int]  # (start, end exclusive, type), byte addresses
 
 _TYPE_NUMBER = re.compile(r"type\s+(\d+)", re.IGNORECASE)
+# The kernel keeps an e820 type in a u32 (enum e820_type).
+MAX_TYPE = (1 << 32) - 1
 
 
 def parse_type(text: str) -> int:
@@ -41,10 +44,15 @@ def parse_type(text: str) -> int:
     """
     name = text.strip().strip("()").strip().lower()
     number = _TYPE_NUMBER.search(name)
-    if "persistent" in name:
-        return int(number.group(1)) if number else E820_PMEM
     if number:
-        return int(number.group(1))
+        digits = number.group(1)
+        # Checked before int(): CPython refuses decimals over 4300 digits with its own message.
+        if len(digits) > 10 or int(digits) > MAX_TYPE:
+            raise ValueError(f"e820 type number {digits[:20]}{'...' * (len(digits) > 20)} "
+                             f"is beyond {MAX_TYPE} (the kernel keeps types in 32 bits)")
+        return int(digits)
+    if "persistent" in name:
+        return E820_PMEM
     if "unusable" in name:
         return E820_UNUSABLE
     if "soft reserved" in name or "soft-reserved" in name:
@@ -57,7 +65,8 @@ def parse_type(text: str) -> int:
         return E820_ACPI
     if "reserved" in name:
         return E820_RESERVED
-    raise ValueError(f"unknown e820 type {text.strip()!r}")
+    shown = text.strip()
+    raise ValueError(f"unknown e820 type {shown[:40]!r}{'...' * (len(shown) > 40)}")
 
 
 def is_memory(kind: int) -> bool:
@@ -128,6 +137,38 @@ def remove(entries: list[Entry], start: int, end: int, old: int | None) -> list[
         if e > end:
             result.append((end, e, kind))
     return sanitize(result)
+
+
+def edit(table: list[Entry], start: int, end: int, old: int | None,
+         new: int | None) -> list[Entry]:
+    """One `update` (``new`` given) or `remove` (``new`` None) applied to a sanitized table.
+
+    Only the entries that overlap or touch ``[start, end)`` can change, so only they are
+    edited and re-sanitized; entries further away cannot merge with the result because the
+    table was sanitized. A log's thousands of edits then cost a list copy each, not a full
+    re-sanitize each (which made 3200 entries and 3200 edits take 16 s).
+
+    Parameters
+    ----------
+    table : list of (int, int, int)
+        A table as `sanitize` returns it.
+    start, end : int
+        The edited byte range, end exclusive.
+    old, new : int or None
+        As for `update` and `remove`.
+
+    Returns
+    -------
+    list of (int, int, int)
+        The same as ``update(table, ...)`` or ``remove(table, ...)``: sanitized.
+    """
+    lo = bisect.bisect_left(table, start, key=lambda entry: entry[1])
+    hi = bisect.bisect_right(table, end, key=lambda entry: entry[0])
+    window = table[lo:hi]
+    result = table.copy()  # one copy; the caller may keep the old table (memblock's)
+    result[lo:hi] = remove(window, start, end, old) if new is None else \
+        update(window, start, end, old, new)
+    return result
 
 
 def memory_pfn_ranges(entries: list[Entry]) -> list[tuple[int, int]]:

@@ -11,18 +11,22 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from fastinit.bootlog import log_lines
 from fastinit.page import MAX_DMA32_PFN, MAX_DMA_PFN, PAGE_SHIFT
 from fastinit.topology import Topology, merge_ranges
 
-_MEM = r"\[mem (?:0x)?([0-9a-fA-F]+)-(?:0x)?([0-9a-fA-F]+)\]"
+# Figures no kernel prints (over 64 bits) are not read, so never compared: a mismatch
+# message would print them, and str() refuses an int of over 4300 decimal digits.
+_MEM = r"\[mem (?:0x)?([0-9a-fA-F]{1,16})-(?:0x)?([0-9a-fA-F]{1,16})\]"
+_N = r"(\d{1,19})(?!\d)"
 _ZONE_RANGE = re.compile(rf"^\s+(DMA32|DMA|Normal)\s+(?:{_MEM}|(empty))\s*$")
-_NODE_RANGE = re.compile(rf"node\s+(\d+): {_MEM}")
-_TOTALPAGES = re.compile(r"On node (\d+) totalpages: (\d+)")
-_ZONE_PAGES = re.compile(r"(DMA32|DMA|Normal) zone: (\d+) pages, LIFO batch")
-_UNAVAILABLE = re.compile(r"On node (\d+), zone (DMA32|DMA|Normal): (\d+) pages in unavailable")
-_ZEROED = re.compile(r"Zeroed struct page in unavailable ranges: (\d+) pages")
-_DEFERRED = re.compile(r"node (\d+) deferred pages initialised in (\d+)ms")
-_VERSION = re.compile(r"Linux version (\d+)\.(\d+)")
+_NODE_RANGE = re.compile(rf"node\s+{_N}: {_MEM}")
+_TOTALPAGES = re.compile(rf"On node {_N} totalpages: {_N}")
+_ZONE_PAGES = re.compile(rf"(DMA32|DMA|Normal) zone: {_N} pages, LIFO batch")
+_UNAVAILABLE = re.compile(rf"On node {_N}, zone (DMA32|DMA|Normal): {_N} pages in unavailable")
+_ZEROED = re.compile(rf"Zeroed struct page in unavailable ranges: {_N} pages")
+_DEFERRED = re.compile(rf"node {_N} deferred pages initialised in {_N}ms")
+_VERSION = re.compile(rf"Linux version {_N}\.{_N}")
 # "x86/mm: Fix zone ranges boot printout" (v3.19) clipped the printed limits to the RAM.
 _CLIPPED_LIMITS_SINCE = (3, 19)
 
@@ -50,7 +54,7 @@ def read_figures(text: str) -> KernelFigures:
     figures = KernelFigures()
     in_zone_ranges = False
     node = None
-    for line in text.splitlines():
+    for line in log_lines(text):
         if "Zone ranges:" in line:
             in_zone_ranges = True
             continue

@@ -18,14 +18,23 @@ at 16 MiB.
 from __future__ import annotations
 
 import re
+from fractions import Fraction
 
 from fastinit.cpus import usable_cpus
 from fastinit.page import MAX_DMA32_PFN, MAX_NUMNODES, MAX_PFN, PAGE_SHIFT
 from fastinit.topology import Node, Topology, intersect, subtract
 
 _UNITS = {"": 0, "K": 10, "M": 20, "G": 30, "T": 40, "P": 50}
-_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGTP]?)(?:I?B)?\s*$", re.IGNORECASE)
-_GROUP = re.compile(r"^\s*(?:(\d+)\s*[xX*]\s*)?([^:]+?)\s*(?::\s*(\d+))?\s*$")
+# ASCII digits only: \d also takes other scripts' digits, which then read as surprises.
+_SIZE = re.compile(r"([0-9]+(?:\.[0-9]+)?)\s*([KMGTP]?)(?:I?B)?", re.IGNORECASE)
+# A group is split at "x" and ":" by these and str.partition, never by one regex: the old
+# one backtracked cubically on blanks ("1x64G", 1000 blanks, "z" took a second).
+_COUNT = re.compile(r"([0-9]+)\s*[xX*]")
+_WHOLE = re.compile(r"[0-9]{1,9}")
+# Digits a size may have: 4 PiB, the most 52 bits address, takes 16.
+_SIZE_DIGITS = 40
+# NR_CPUS of CONFIG_MAXSMP, the most CPUs an x86-64 kernel boots: the bound of a CPU count.
+NR_CPUS = 8192
 
 # Page 0 and 640K-1M are never RAM on x86 (BIOS data, legacy VGA and ROMs).
 _LOW_HOLES = [(0, 1), (0x9F000 >> PAGE_SHIFT, 0x100000 >> PAGE_SHIFT)]
@@ -35,15 +44,28 @@ _BOOT_RESERVED = [(0, 0x100000 >> PAGE_SHIFT), (0x1000000 >> PAGE_SHIFT, 0x30000
 
 def parse_size(text: str, what: str) -> int:
     """Bytes in a size such as ``384G``, ``1.5T``, ``512MiB``; ValueError naming ``what``."""
-    match = _SIZE.match(text)
+    match = _SIZE.fullmatch(text.strip())
+    shown = repr(text.strip()[:60]) + ("..." if len(text.strip()) > 60 else "")
     if not match:
-        raise ValueError(f"{what}: cannot read size {text!r}; write a number with an optional "
+        raise ValueError(f"{what}: cannot read size {shown}; write a number with an optional "
                          f"unit K, M, G or T (binary), e.g. 64G")
     number, unit = match.groups()
-    value = float(number) * (1 << _UNITS[unit.upper()])
-    if value != int(value):
-        raise ValueError(f"{what}: size {text!r} is not a whole number of bytes")
+    if len(number) > _SIZE_DIGITS:
+        raise ValueError(f"{what}: size {shown} has more than {_SIZE_DIGITS} digits; "
+                         f"physical memory ends at 4P, e.g. write 64G")
+    # Exact: a float made 400 digits inf (OverflowError) and rounded long fractions.
+    value = Fraction(number) * (1 << _UNITS[unit.upper()])
+    if value.denominator != 1:
+        raise ValueError(f"{what}: size {shown} is not a whole number of bytes")
     return int(value)
+
+
+def _whole(text: str, what: str, limit: int) -> int:
+    """A plain decimal 0..limit, or ValueError naming ``what`` and the text."""
+    text = text.strip()
+    if not _WHOLE.fullmatch(text) or int(text) > limit:
+        raise ValueError(f"{what}: {text[:60]!r} is not a whole number from 0 to {limit}")
+    return int(text)
 
 
 def parse_spec(spec: str, default_cpus: int | None = None) -> Topology:
@@ -62,36 +84,43 @@ def parse_spec(spec: str, default_cpus: int | None = None) -> Topology:
     """
     if not isinstance(spec, str) or not spec.strip():
         raise ValueError("empty spec; describe the nodes, e.g. --spec 2x64G,cpus=8")
+    # Errors quote the spec, but not all of a pasted megabyte.
+    name = f"spec {spec!r}" if len(spec) <= 100 else f"spec {spec[:100]!r}..."
     groups_text, *options = spec.split(",")
     cpus_default = usable_cpus() if default_cpus is None else default_cpus
     pci_hole = 1 << 30
     for option in options:
         key, _, value = option.partition("=")
         key = key.strip().lower()
-        if key == "cpus" and value.strip().isdigit():
-            cpus_default = int(value)
+        if key == "cpus":
+            cpus_default = _whole(value, f"{name}, option cpus", NR_CPUS)
         elif key == "pci_hole":
-            pci_hole = parse_size(value, f"spec {spec!r}, option pci_hole")
+            pci_hole = parse_size(value, f"{name}, option pci_hole")
             if pci_hole > 3 << 30 or pci_hole % (1 << 20):
-                raise ValueError(f"spec {spec!r}: pci_hole={value} must be a whole number of "
-                                 f"MiB and at most 3G")
+                raise ValueError(f"{name}: pci_hole={value.strip()[:60]} must be a whole number "
+                                 f"of MiB and at most 3G")
         else:
-            raise ValueError(f"spec {spec!r}: unknown option {option!r}; known options are "
+            raise ValueError(f"{name}: unknown option {option[:60]!r}; known options are "
                              f"cpus=N and pci_hole=SIZE")
 
     node_sizes: list[tuple[int, int]] = []
     for group in groups_text.split("+"):
-        match = _GROUP.match(group)
-        if not match:
-            raise ValueError(f"spec {spec!r}: cannot read {group!r}; write COUNTxSIZE[:CPUS], "
+        text, count = group.strip(), "1"
+        if (match := _COUNT.match(text)) is not None:
+            count, text = match.group(1), text[match.end():]
+        # Digits counted before int(): no machine has a 10-digit node count.
+        if len(count) > 9 or not 1 <= int(count) <= MAX_NUMNODES - len(node_sizes):
+            raise ValueError(f"{name}: {count[:20]} nodes; a machine has 1..{MAX_NUMNODES}")
+        size_text, colon, cpus_text = text.partition(":")
+        if not size_text.strip():
+            raise ValueError(f"{name}: cannot read {group[:60]!r}; write COUNTxSIZE[:CPUS], "
                              f"e.g. 2x64G or 64G:8")
-        count = int(match.group(1) or 1)
-        size = parse_size(match.group(2), f"spec {spec!r}")
-        cpus = cpus_default if match.group(3) is None else int(match.group(3))
-        if count < 1 or len(node_sizes) + count > MAX_NUMNODES:
-            raise ValueError(f"spec {spec!r}: {count} nodes; a machine has 1..{MAX_NUMNODES}")
-        node_sizes += [(size, cpus)] * count
-    return layout(node_sizes, pci_hole, source=f"spec {spec}")
+        size = parse_size(size_text, name)
+        cpus = _whole(cpus_text, f"{name}, CPUs of {group.strip()[:60]!r}",
+                      NR_CPUS) if colon else cpus_default
+        node_sizes += [(size, cpus)] * int(count)
+    return layout(node_sizes, pci_hole, source=f"spec {spec.strip()[:100]}"
+                  f"{'...' if len(spec.strip()) > 100 else ''}")
 
 
 def layout(node_sizes: list[tuple[int, int]], pci_hole: int = 1 << 30,
