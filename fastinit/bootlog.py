@@ -22,6 +22,7 @@ from pathlib import Path
 
 from fastinit import e820
 from fastinit.page import MAX_NUMNODES, PAGE_SHIFT, PAGE_SIZE
+from fastinit.srat import SratBlock, cpus_per_node, split_by_srat
 from fastinit.topology import Node, Topology, intersect, merge_ranges
 
 _HEX = r"(?:0x)?([0-9a-fA-F]+)"
@@ -59,21 +60,12 @@ _NO_NUMA = ("No NUMA configuration found", "Faking a node at", "NUMA turned off"
 
 
 @dataclass
-class _Srat:
-    nid: int
-    start: int
-    end: int
-    hotplug: bool
-    line: int
-
-
-@dataclass
 class BootLog:
     """What a boot log says, before the model is built from it."""
 
     source: str
     table: list[e820.Entry] = field(default_factory=list)
-    srat: list[_Srat] = field(default_factory=list)
+    srat: list[SratBlock] = field(default_factory=list)
     apic_nodes: dict[int, set[int]] = field(default_factory=dict)
     apic_count: int = 0
     cpus_up: int | None = None
@@ -219,7 +211,7 @@ def _scan_srat(log: BootLog, line: str, number: int) -> None:
     if (match := _SRAT_MEM.search(line)) is not None:
         start, end = _mem_range(match, 3, source, number, line)
         nid = _decimal(match.group(1), MAX_NUMNODES - 1, "node", source, number, line)
-        log.srat.append(_Srat(nid, start, end, "hotplug" in match.group(5), number))
+        log.srat.append(SratBlock(nid, start, end, "hotplug" in match.group(5), number))
         _check_count(len(log.srat), NR_NODE_MEMBLKS, "SRAT memory ranges", source,
                      number, line)
     elif (match := _SRAT_CPU.search(line)) is not None:
@@ -253,63 +245,6 @@ def _scan_reserved(log: BootLog, line: str, number: int) -> None:
             return
 
 
-def _node_memory(log: BootLog, memory: list[tuple[int, int]],
-                 notes: list[str]) -> dict[int, list[tuple[int, int]]] | None:
-    """Split memory between nodes by SRAT; None when NUMA is off or SRAT unusable."""
-    if log.numa_off or not log.srat:
-        return None
-    blocks = sorted(log.srat, key=lambda b: (b.start, b.end))
-    # A block overlapping any earlier one overlaps the one reaching furthest, unless two
-    # earlier blocks of different nodes overlapped, which raised already.
-    reach = blocks[0]
-    for block in blocks[1:]:
-        if block.start < reach.end and block.nid != reach.nid:
-            raise ValueError(f"{log.source}:{block.line}: SRAT gives [mem {block.start:#x}-"
-                             f"{min(reach.end, block.end) - 1:#x}] to node {block.nid}, but "
-                             f"line {reach.line} gives it to node {reach.nid}; a log with "
-                             f"contradicting SRAT entries cannot describe one machine: "
-                             f"remove one of the lines")
-        reach = block if block.end > reach.end else reach
-    top = max(e for _, e in memory) << PAGE_SHIFT
-    for block in blocks:
-        if block.start >= top and not block.hotplug:
-            raise ValueError(f"{log.source}:{block.line}: SRAT range [mem {block.start:#x}-"
-                             f"{block.end - 1:#x}] of node {block.nid} lies beyond all usable "
-                             f"RAM (which ends at {top - 1:#x}); the e820 map looks truncated: "
-                             f"add the missing BIOS-e820 lines or mark the range hotplug")
-    parts: dict[int, list[tuple[int, int]]] = {}
-    for block in blocks:
-        lo, hi = -(-block.start // PAGE_SIZE), block.end >> PAGE_SHIFT
-        parts.setdefault(block.nid, []).extend(intersect(memory, lo, hi))
-    # Merged before counting: duplicated SRAT lines must not count their memory twice.
-    nodes = {nid: merge_ranges(ranges) for nid, ranges in parts.items()}
-    covered = sum(e - s for ranges in nodes.values() for s, e in ranges)
-    total = sum(e - s for s, e in memory)
-    # The kernel gives up on NUMA when SRAT leaves 1 MiB or more of RAM without a node;
-    # so do we when it gives RAM to no node at all (only possible below 1 MiB of RAM).
-    if total - covered >= (1 << 20) >> PAGE_SHIFT or not covered:
-        notes.append(f"SRAT covers only {covered << PAGE_SHIFT >> 10} of "
-                     f"{total << PAGE_SHIFT >> 10} KiB of RAM; like the kernel, using one node")
-        return None
-    if covered < total:
-        notes.append(f"{total - covered} pages of RAM are in no SRAT range and get no node")
-    return nodes
-
-
-def _cpus_per_node(log: BootLog, nids: list[int], numa: bool,
-                   notes: list[str]) -> dict[int, int]:
-    if numa and log.apic_nodes:
-        return {nid: len(log.apic_nodes.get(nid, ())) for nid in nids}
-    total = log.cpus_up
-    if total is None and log.apic_nodes:  # without NUMA every CPU SRAT named is on node 0
-        total = len(set().union(*log.apic_nodes.values()))
-    if total is None:
-        notes.append("the log names no CPU count; assuming 1 CPU per node")
-        return {nid: 1 for nid in nids}
-    share, extra = divmod(total, len(nids))
-    return {nid: share + (i < extra) for i, nid in enumerate(nids)}
-
-
 def parse_bootlog(text: str, source: str = "dmesg") -> Topology:
     """Build a `Topology` from the text of a kernel boot log.
 
@@ -329,12 +264,12 @@ def parse_bootlog(text: str, source: str = "dmesg") -> Topology:
         raise ValueError(f"{source}: the e820 map has no usable RAM of a whole page; "
                          f"check that the BIOS-e820 lines are complete")
     notes: list[str] = []
-    by_node = _node_memory(log, memory, notes)
+    by_node = None if log.numa_off else split_by_srat(log.srat, memory, log.source, notes)
     # Without NUMA (off, or SRAT unusable) the kernel puts everything on node 0.
     numa = by_node is not None
     by_node = by_node if numa else {0: memory}
     nids = sorted(set(by_node) | (set(log.apic_nodes) if numa else set()))
-    cpus = _cpus_per_node(log, nids, numa, notes)
+    cpus = cpus_per_node(log.apic_nodes, log.cpus_up, nids, numa, notes)
     nodes = tuple(Node(nid, cpus[nid], tuple(merge_ranges(by_node.get(nid, [])))) for nid in nids)
     # Clipped to the memory nodes got: RAM in no SRAT range is no node's to reserve.
     noded = merge_ranges(r for node in nodes for r in node.ranges)
