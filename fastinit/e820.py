@@ -29,9 +29,17 @@ MAX_ADDRESS = 1 << 52
 
 Entry = tuple[int, int, int]  # (start, end exclusive, type), byte addresses
 
-_TYPE_NUMBER = re.compile(r"type\s+(\d+)", re.IGNORECASE)
 # The kernel keeps an e820 type in a u32 (enum e820_type).
 MAX_TYPE = (1 << 32) - 1
+
+
+# The names e820_print_type() prints (RESERVED_KERN prints "usable"); 2.6 put them in
+# parentheses. Matched whole: "reserved usable" is no type, not RAM.
+_TYPE_NAMES = {"usable": E820_RAM, "reserved": E820_RESERVED, "acpi data": E820_ACPI,
+               "acpi nvs": E820_NVS, "unusable": E820_UNUSABLE,
+               "soft reserved": E820_SOFT_RESERVED}
+# "type 20" for types without a name, "persistent (type 7)" / "(type 12)" for PMEM and PRAM.
+_NUMBERED = re.compile(r"(?:persistent\s*\(\s*)?type\s+(\d+)\s*\)?", re.IGNORECASE)
 
 
 def parse_type(text: str) -> int:
@@ -42,29 +50,18 @@ def parse_type(text: str) -> int:
     ValueError
         For a name no kernel prints.
     """
-    name = text.strip().strip("()").strip().lower()
-    number = _TYPE_NUMBER.search(name)
-    if number:
+    name = text.strip()
+    if name.startswith("(") and name.endswith(")"):
+        name = name[1:-1].strip()
+    if (number := _NUMBERED.fullmatch(name)) is not None:
         digits = number.group(1)
         # Checked before int(): CPython refuses decimals over 4300 digits with its own message.
         if len(digits) > 10 or int(digits) > MAX_TYPE:
             raise ValueError(f"e820 type number {digits[:20]}{'...' * (len(digits) > 20)} "
                              f"is beyond {MAX_TYPE} (the kernel keeps types in 32 bits)")
         return int(digits)
-    if "persistent" in name:
-        return E820_PMEM
-    if "unusable" in name:
-        return E820_UNUSABLE
-    if "soft reserved" in name or "soft-reserved" in name:
-        return E820_SOFT_RESERVED
-    if "usable" in name or name in {"ram", "system ram", "kernel usable ram"}:
-        return E820_RAM
-    if "nvs" in name:
-        return E820_NVS
-    if "acpi" in name:
-        return E820_ACPI
-    if "reserved" in name:
-        return E820_RESERVED
+    if name.lower() in _TYPE_NAMES:
+        return _TYPE_NAMES[name.lower()]
     shown = text.strip()
     raise ValueError(f"unknown e820 type {shown[:40]!r}{'...' * (len(shown) > 40)}")
 

@@ -58,10 +58,18 @@ def test_reserved_kern_counts_as_memory_and_merges():
 @pytest.mark.parametrize("text, kind", [
     ("usable", 1), ("reserved", 2), ("ACPI data", 3), ("ACPI NVS", 4), ("unusable", 5),
     ("persistent (type 12)", 12), ("persistent (type 7)", 7), ("type 9", 9), ("type 20", 20),
-    ("soft reserved", e820.E820_SOFT_RESERVED), ("(usable)", 1),
+    ("soft reserved", e820.E820_SOFT_RESERVED), ("(usable)", 1), ("(ACPI data)", 3),
+    ("(type 12)", 12), ("  Usable  ", 1),
 ])
 def test_parse_type_names_every_kernel_prints(text, kind):
     assert e820.parse_type(text) == kind
+
+
+@pytest.mark.parametrize("text", ["reserved usable", "usable   x", "persistent", "ram",
+                                  "type", "ACPI"])
+def test_parse_type_matches_whole_names_only(text):
+    with pytest.raises(ValueError, match="unknown e820 type"):
+        e820.parse_type(text)
 
 
 def test_parse_type_unknown_raises():
