@@ -108,7 +108,8 @@ def overlap_e820(rng, lines):
     if (i := _index(rng, lines, r"BIOS-e820: \[mem")) is not None:
         found = re.search(r"\[mem (0x[0-9a-f]+)-(0x[0-9a-f]+)\]", lines[i])
         if found:
-            start, end = int(found.group(1), 16), int(found.group(2), 16) + 1
+            # An earlier mutation may have inverted the line's range: order its ends first.
+            start, end = sorted((int(found.group(1), 16), int(found.group(2), 16) + 1))
             lo, hi = sorted(rng.randrange(max(start - 0x100000, 0), end + 0x100000) for _ in "ab")
             kind = rng.choice(["usable", "reserved", "ACPI data", "ACPI NVS", "type 20"])
             # Next to its entry (same table), or anywhere (maybe a table of its own).
