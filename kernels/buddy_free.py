@@ -18,6 +18,7 @@ import numpy as np
 from numba import types
 
 from fastinit.kernels._jit import PAGEBLOCK_TYPES, PAGES, PFN_RANGES, PFNS, kernel
+from fastinit.kernels.page_init import init_single_page
 from fastinit.page import (LIST_HEAD_SIZE, LIST_POISON1, LIST_POISON2, LRU_OFFSET,
                            MAPCOUNT_NONE, MAX_ORDER, MAX_ORDER_NR_PAGES, MIGRATE_MOVABLE,
                            MIGRATE_TYPES,
@@ -197,16 +198,7 @@ def init_free_piece(pages, pageblock_mt, slots, base_pfn, spfn, epfn, links, lis
     i = _index(slots, base_pfn, spfn)
     lru = np.uint64(VMEMMAP_START + LRU_OFFSET) + np.uint64(spfn) * np.uint64(64)
     for j in range(i, i + epfn - spfn):
-        rec = pages[j]
-        rec["flags"] = links
-        rec["lru_next"] = lru
-        rec["lru_prev"] = lru
-        rec["mapping"] = 0
-        rec["index"] = 0
-        rec["private"] = 0
-        rec["mapcount"] = MAPCOUNT_NONE
-        rec["refcount"] = 1
-        rec["memcg_data"] = 0
+        init_single_page(pages, j, links, lru)
         lru += np.uint64(64)
     if epfn - spfn == MAX_ORDER_NR_PAGES and (spfn & (MAX_ORDER_NR_PAGES - 1)) == 0:
         for block in range(spfn, epfn, PAGEBLOCK_NR_PAGES):

@@ -18,6 +18,22 @@ from fastinit.page import (LRU_OFFSET, MAPCOUNT_NONE, PAGES_PER_SECTION, PG_RESE
 _SECTION_MASK = PAGES_PER_SECTION - 1
 
 
+@kernel(types.void(PAGES, types.int64, types.uint64, types.uint64))
+def init_single_page(pages, i, flags, lru):
+    """``__init_single_page()`` for descriptor ``i``: zeroed, ``flags``, refcount 1,
+    mapcount -1, and its lru list_head (at address ``lru``) pointing at itself."""
+    rec = pages[i]
+    rec["flags"] = flags
+    rec["lru_next"] = lru
+    rec["lru_prev"] = lru
+    rec["mapping"] = 0
+    rec["index"] = 0
+    rec["private"] = 0
+    rec["mapcount"] = MAPCOUNT_NONE
+    rec["refcount"] = 1
+    rec["memcg_data"] = 0
+
+
 @kernel(types.int64(PAGES, PFNS, types.int64, types.int64, types.int64, types.uint64,
                     types.boolean))
 def init_pages_range(pages, slots, base_pfn, start_pfn, end_pfn, links, reserved):
@@ -54,16 +70,7 @@ def init_pages_range(pages, slots, base_pfn, start_pfn, end_pfn, links, reserved
         i = slots[(pfn - base_pfn) >> SECTION_SHIFT] * PAGES_PER_SECTION + (pfn & _SECTION_MASK)
         lru = np.uint64(VMEMMAP_START + LRU_OFFSET) + np.uint64(pfn) * np.uint64(64)
         for _ in range(section_end - pfn):
-            rec = pages[i]
-            rec["flags"] = flags
-            rec["lru_next"] = lru
-            rec["lru_prev"] = lru
-            rec["mapping"] = 0
-            rec["index"] = 0
-            rec["private"] = 0
-            rec["mapcount"] = MAPCOUNT_NONE
-            rec["refcount"] = 1
-            rec["memcg_data"] = 0
+            init_single_page(pages, i, flags, lru)
             i += 1
             lru += np.uint64(64)
         pfn = section_end
