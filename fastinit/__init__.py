@@ -1,12 +1,36 @@
 """fastinit: deferred struct page init, padata-style, in user space.
 
-The engine (`Job`, `do_multithreaded`) needs no compiler; the machine model and the Numba
-kernels are imported from their modules on first use.
+The engine (`Job`, `do_multithreaded`) needs no compiler; `boot` and the rest load the
+machine model and the Numba kernels on first use, so ``import fastinit`` stays cheap.
+
+Subpackages, in pipeline order: `fastinit.engine` (jobs and threads), `fastinit.layout`
+(the page descriptor), `fastinit.machine` (the machine model), `fastinit.mm` (the simulated
+boot), `fastinit.kernels` (Numba kernels), `fastinit.bench` (measurements).
 """
 
-from fastinit.padata import Job, JobCancelled, JobInterrupted, JobReport, do_multithreaded
+from pathlib import Path as _Path
+
+from fastinit.engine.padata import Job, JobCancelled, JobInterrupted, JobReport, do_multithreaded
 
 __version__ = "0.1.0"
 
-__all__ = ["Job", "JobCancelled", "JobInterrupted", "JobReport", "do_multithreaded",
+# In a source tree the kernels live in the top-level kernels/ folder, which installing maps
+# to fastinit.kernels. Run from a checkout (installed in editable mode or not at all), look
+# for them beside this package first, so this tree never imports another tree's kernels.
+if not (_Path(__file__).parent / "kernels").is_dir() and \
+        (_Path(__file__).parent.parent / "kernels" / "__init__.py").is_file():
+    __path__.append(str(_Path(__file__).parent.parent))
+
+# Public names that need the machine model or Numba, imported when first used.
+_LAZY = {"boot": "fastinit.mm.run"}
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        import importlib
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'fastinit' has no attribute {name!r}")
+
+
+__all__ = ["Job", "JobCancelled", "JobInterrupted", "JobReport", "do_multithreaded", "boot",
            "__version__"]

@@ -108,17 +108,17 @@ def build_parser() -> argparse.ArgumentParser:
 def load_topology(args: argparse.Namespace):
     """The machine the arguments name: a boot log, a spec, or this machine."""
     if args.dmesg is not None:
-        from fastinit.bootlog import read_bootlog
+        from fastinit.machine.bootlog import read_bootlog
         return read_bootlog(args.dmesg)
     if args.spec is not None:
-        from fastinit.spec import parse_spec
+        from fastinit.machine.spec import parse_spec
         return parse_spec(args.spec), None
-    from fastinit.host import this_machine
+    from fastinit.machine.host import this_machine
     return this_machine(), None
 
 
 def cmd_topology(args: argparse.Namespace) -> int:
-    from fastinit.logfigures import compare, read_figures
+    from fastinit.machine.figures import compare, read_figures
     from fastinit.report import topology_json, topology_lines
     topology, text = load_topology(args)
     check = compare(topology, read_figures(text)) if text is not None else None
@@ -172,10 +172,10 @@ class ProgressBar:
 
 
 def cmd_boot(args: argparse.Namespace, verify: bool = False) -> int:
-    from fastinit.boot import boot
-    from fastinit.bootplan import plan_boot
+    from fastinit.mm.run import boot
+    from fastinit.mm.plan import plan_boot
     from fastinit.report import boot_json, boot_lines
-    from fastinit.verify import verify as run_verify
+    from fastinit.mm.verify import verify as run_verify
     topology, _ = load_topology(args)
     arch = args.arch if args.threads is None else "x86"
     plan = plan_boot(topology, arch, args.threads)
@@ -201,10 +201,10 @@ def cmd_boot(args: argparse.Namespace, verify: bool = False) -> int:
 def cmd_verify(args: argparse.Namespace) -> int:
     if args.memmap_file is None:
         return cmd_boot(args, verify=True)
-    from fastinit.boot import load
-    from fastinit.memmap_file import IncompleteMemmapError
+    from fastinit.mm.run import load
+    from fastinit.mm.memmap_file import IncompleteMemmapError
     from fastinit.report import boot_json, memmap_file_lines
-    from fastinit.verify import verify as run_verify
+    from fastinit.mm.verify import verify as run_verify
     named = args.dmesg is not None or args.spec is not None
     topology = load_topology(args)[0] if named else None
     try:
@@ -225,7 +225,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def _thread_counts(text: str | None) -> list[int]:
-    from fastinit.cpus import usable_cpus
+    from fastinit.engine.cpus import usable_cpus
     if text is None:
         counts, n = [1], 2
         while n <= usable_cpus():
@@ -242,7 +242,7 @@ def _thread_counts(text: str | None) -> list[int]:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from fastinit.bench import bench_lines, plot, run_bench
+    from fastinit.bench.run import bench_lines, plot, run_bench
     topology, _ = load_topology(args)
     result = run_bench(topology, _thread_counts(args.threads), args.repeat, args.kernel,
                        peers=not args.no_peers)

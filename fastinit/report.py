@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from fastinit.boot import BootResult
-from fastinit.page import PAGE_DTYPE, PAGE_SHIFT, ZONE_NAMES
-from fastinit.topology import Topology
-from fastinit.verify import VerifyReport
+from fastinit.mm.run import BootResult
+from fastinit.layout import PAGE_DTYPE, PAGE_SHIFT, ZONE_NAMES
+from fastinit.machine.topology import Topology
+from fastinit.mm.verify import VerifyReport
 
 
 def _mem(start_pfn: int, end_pfn: int) -> str:

@@ -18,11 +18,32 @@ from pathlib import Path
 
 import numba
 
+import fastinit
+
+
+def _check_same_tree() -> None:
+    """Refuse to run kernels of one tree under the ``fastinit`` package of another.
+
+    Installed, the kernels sit in ``fastinit/kernels``; in a source tree, in ``kernels/``
+    beside the ``fastinit`` folder. Anything else means two checkouts got mixed (say, a
+    second clone installed in editable mode): its kernels would not match this package's
+    descriptor layout.
+    """
+    here = Path(__file__).resolve().parent
+    package = Path(fastinit.__file__).resolve().parent
+    if here not in (package / "kernels", package.parent / "kernels"):
+        raise ImportError(f"fastinit.kernels was imported from {here}, but fastinit from "
+                          f"{package}: two different trees. Reinstall from one of them "
+                          f"(python -m pip install -e .) or run from one checkout only")
+
+
+_check_same_tree()
+
 
 def _dependency_digest() -> str:
-    import fastinit.page
+    import fastinit.layout
     files = sorted(Path(__file__).resolve().parent.glob("*.py"))
-    files.append(Path(fastinit.page.__file__))
+    files.append(Path(fastinit.layout.__file__))
     # Bounds checking changes the machine code but not the cache key: keep them apart.
     digest = hashlib.sha256(numba.__version__.encode())
     digest.update(os.environ.get("NUMBA_BOUNDSCHECK", "").encode())

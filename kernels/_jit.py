@@ -6,7 +6,7 @@ serializes compilation under a global lock), and a call with the wrong dtype or 
 fails at the call instead of silently compiling a slower specialization.
 
 Caching caveat: Numba's cache is keyed on the kernel's own source file. Constants imported
-from ``fastinit.page`` are frozen into the compiled code, and an edit there does not
+from ``fastinit.layout`` are frozen into the compiled code, and an edit there does not
 invalidate the cache; clear ``kernels/__pycache__`` (or set ``NUMBA_CACHE_DIR``) after
 changing the layout.
 """
@@ -16,7 +16,7 @@ from __future__ import annotations
 import numba
 from numba import types
 
-from fastinit.page import PAGE_DTYPE
+from fastinit.layout import PAGE_DTYPE
 
 # Descriptor arrays are always C-contiguous 1-D arrays of the aligned 64-byte record.
 PAGES = numba.from_dtype(PAGE_DTYPE)[::1]

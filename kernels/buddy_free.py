@@ -19,7 +19,7 @@ from numba import types
 
 from fastinit.kernels._jit import PAGEBLOCK_TYPES, PAGES, PFN_RANGES, PFNS, kernel
 from fastinit.kernels.page_init import init_single_page
-from fastinit.page import (LIST_HEAD_SIZE, LIST_POISON1, LIST_POISON2, LRU_OFFSET,
+from fastinit.layout import (LIST_HEAD_SIZE, LIST_POISON1, LIST_POISON2, LRU_OFFSET,
                            MAPCOUNT_NONE, MAX_ORDER, MAX_ORDER_NR_PAGES, MIGRATE_MOVABLE,
                            MIGRATE_TYPES,
                            PAGE_BUDDY_MAPCOUNT, PAGEBLOCK_NR_PAGES, PAGEBLOCK_ORDER,

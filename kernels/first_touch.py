@@ -10,7 +10,7 @@ from __future__ import annotations
 from numba import types
 
 from fastinit.kernels._jit import kernel
-from fastinit.page import PAGE_SIZE
+from fastinit.layout import PAGE_SIZE
 
 
 @kernel(types.int64(types.uint8[::1], types.int64, types.int64))

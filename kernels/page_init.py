@@ -12,7 +12,7 @@ import numpy as np
 from numba import types
 
 from fastinit.kernels._jit import PAGES, PFNS, kernel
-from fastinit.page import (LRU_OFFSET, MAPCOUNT_NONE, PAGES_PER_SECTION, PG_RESERVED,
+from fastinit.layout import (LRU_OFFSET, MAPCOUNT_NONE, PAGES_PER_SECTION, PG_RESERVED,
                            SECTION_SHIFT, VMEMMAP_START)
 
 _SECTION_MASK = PAGES_PER_SECTION - 1

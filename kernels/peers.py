@@ -12,7 +12,7 @@ from numba import prange, types
 
 from fastinit.kernels._jit import PAGEBLOCK_TYPES, PAGES, PFNS, kernel
 from fastinit.kernels.buddy_free import LISTS
-from fastinit.page import (LIST_HEAD_SIZE, LRU_OFFSET, MAPCOUNT_NONE, MAX_ORDER,
+from fastinit.layout import (LIST_HEAD_SIZE, LRU_OFFSET, MAPCOUNT_NONE, MAX_ORDER,
                            MAX_ORDER_NR_PAGES, MIGRATE_MOVABLE, MIGRATE_TYPES,
                            PAGE_BUDDY_MAPCOUNT, PAGEBLOCK_NR_PAGES, PAGEBLOCK_ORDER,
                            PAGES_PER_SECTION, SECTION_SHIFT, VMEMMAP_START)

@@ -28,7 +28,7 @@ from numba.extending import intrinsic
 
 from fastinit.kernels._jit import PAGEBLOCK_TYPES, PAGES, PFN_RANGES, PFNS, kernel
 from fastinit.kernels.buddy_free import LISTS, _index, _lru, _pageblock, init_free_piece
-from fastinit.page import (LIST_HEAD_SIZE, MAPCOUNT_NONE, MAX_ORDER, MAX_ORDER_NR_PAGES,
+from fastinit.layout import (LIST_HEAD_SIZE, MAPCOUNT_NONE, MAX_ORDER, MAX_ORDER_NR_PAGES,
                            MIGRATE_MOVABLE, MIGRATE_TYPES, PAGE_BUDDY_MAPCOUNT,
                            PAGEBLOCK_NR_PAGES)
 

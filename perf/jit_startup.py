@@ -16,9 +16,9 @@ PROGRAM = """
 import time
 began = time.perf_counter()
 import numpy as np
-import fastinit.boot
+import fastinit.mm.run
 from fastinit.kernels.page_init import init_pages_range
-from fastinit.page import PAGE_DTYPE, page_links
+from fastinit.layout import PAGE_DTYPE, page_links
 pages = np.empty(32768, PAGE_DTYPE)
 init_pages_range(pages, np.zeros(1, np.int64), 0, 0, 1, np.uint64(page_links(0, 0)), False)
 print(time.perf_counter() - began)

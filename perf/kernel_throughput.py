@@ -14,11 +14,11 @@ from pathlib import Path
 
 import numpy as np
 
-from fastinit.buddy import new_local_lists
-from fastinit.deferred import CHUNK_KERNELS
-from fastinit.membw import memset_limit
-from fastinit.memmap import Memmap
-from fastinit.page import PAGES_PER_SECTION, free_list_address, page_links
+from fastinit.mm.buddy import new_local_lists
+from fastinit.mm.deferred import CHUNK_KERNELS
+from fastinit.bench.membw import memset_limit
+from fastinit.mm.memmap import Memmap
+from fastinit.layout import PAGES_PER_SECTION, free_list_address, page_links
 
 
 def main():

@@ -15,11 +15,11 @@ from pathlib import Path
 
 import numpy as np
 
-from fastinit.bootlog import NR_CPUS, log_lines, parse_bootlog
-from fastinit.logfigures import compare, read_figures
-from fastinit.page import MAX_PFN, PAGES_PER_SECTION, SECTION_SHIFT
-from fastinit.spec import parse_spec
-from fastinit.topology import ZONE_LIMITS, Topology, merge_ranges
+from fastinit.machine.bootlog import NR_CPUS, log_lines, parse_bootlog
+from fastinit.machine.figures import compare, read_figures
+from fastinit.layout import MAX_PFN, PAGES_PER_SECTION, SECTION_SHIFT
+from fastinit.machine.spec import parse_spec
+from fastinit.machine.topology import ZONE_LIMITS, Topology, merge_ranges
 
 HERE = Path(__file__).parent
 LOG_DIRS = [HERE / "data" / "dmesg", HERE.parents[1] / "shared" / "examples" / "dmesg"]

@@ -6,7 +6,7 @@ compare the two field by field on small arrays.
 
 import numpy as np
 
-from fastinit.page import (MAPCOUNT_NONE, PAGES_PER_SECTION, PG_RESERVED, lru_address)
+from fastinit.layout import (MAPCOUNT_NONE, PAGES_PER_SECTION, PG_RESERVED, lru_address)
 
 
 def descriptor_index(slots, base_pfn, pfn):
@@ -35,7 +35,7 @@ def init_pages_range(pages, slots, base_pfn, start_pfn, end_pfn, links, reserved
 # A different formulation from the kernels: free blocks live in a dict and in Python lists
 # per (order, migratetype); descriptors get their list links only at the end.
 
-from fastinit.page import (LIST_POISON1, LIST_POISON2, MAX_ORDER, MIGRATE_MOVABLE,  # noqa: E402
+from fastinit.layout import (LIST_POISON1, LIST_POISON2, MAX_ORDER, MIGRATE_MOVABLE,  # noqa: E402
                            MIGRATE_TYPES, NR_ORDERS, PAGE_BUDDY_MAPCOUNT, PAGEBLOCK_NR_PAGES,
                            PAGEBLOCK_ORDER)
 

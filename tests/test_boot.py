@@ -5,12 +5,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fastinit.boot import boot
-from fastinit.bootlog import read_bootlog
-from fastinit.bootplan import plan_boot
-from fastinit.page import PAGES_PER_SECTION, PAGE_BUDDY_MAPCOUNT
-from fastinit.spec import parse_spec
-from fastinit.verify import verify
+from fastinit.mm.run import boot
+from fastinit.machine.bootlog import read_bootlog
+from fastinit.mm.plan import plan_boot
+from fastinit.layout import PAGES_PER_SECTION, PAGE_BUDDY_MAPCOUNT
+from fastinit.machine.spec import parse_spec
+from fastinit.mm.verify import verify
 
 SMALL_LOGS = [p for p in sorted((Path(__file__).parent / "data" / "dmesg").glob("*.txt"))
               if "epyc" not in p.name and "sunfire" not in p.name and "rhel9" not in p.name]
@@ -96,8 +96,8 @@ def test_unknown_arch_is_rejected():
 
 
 def test_stream_kernel_refuses_a_misaligned_memmap():
-    from fastinit.deferred import check_kernel
-    from fastinit.memmap import Memmap, memmap_bytes
+    from fastinit.mm.deferred import check_kernel
+    from fastinit.mm.memmap import Memmap, memmap_bytes
     raw = bytearray(memmap_bytes(1) + 64)
     base = np.frombuffer(raw, np.uint8).ctypes.data
     offset = (-base % 64) + 8  # deliberately 8 bytes past a 64-byte boundary
@@ -108,7 +108,7 @@ def test_stream_kernel_refuses_a_misaligned_memmap():
 
 
 def test_unknown_kernel_is_rejected():
-    from fastinit.deferred import check_kernel
+    from fastinit.mm.deferred import check_kernel
     with pytest.raises(ValueError, match="unknown deferred-init kernel 'fast'"):
         check_kernel("fast", None)
 
@@ -121,7 +121,7 @@ def test_node_without_deferral_still_boots():
 
 
 BAD_BOOT_ARGUMENTS = [
-    (dict(topology="2x1G"), "topology must be a fastinit.topology.Topology"),
+    (dict(topology="2x1G"), "topology must be a fastinit.machine.topology.Topology"),
     (dict(threads=1.5), "must be an integer of at least 1, got 1.5"),
     (dict(threads=True), "must be an integer of at least 1, got True"),
     (dict(memmap_file=123), "memmap_file must be a path"),
@@ -129,7 +129,7 @@ BAD_BOOT_ARGUMENTS = [
     (dict(progress=5), "progress must be callable"),
     (dict(chunk_hook="no"), "chunk_hook must be callable"),
     (dict(cancel="x"), "cancel must be a threading.Event"),
-    (dict(memmap=b"raw"), "memmap must be a fastinit.memmap.Memmap"),
+    (dict(memmap=b"raw"), "memmap must be a fastinit.mm.memmap.Memmap"),
 ]
 
 
@@ -141,7 +141,7 @@ def test_boot_refuses_arguments_of_the_wrong_kind_on_the_caller(change, words):
 
 
 def test_an_error_in_a_node_thread_before_its_job_reaches_the_caller(monkeypatch):
-    from fastinit import deferred
+    from fastinit.mm import deferred
 
     def broken_context(*args):
         raise MemoryError("no room for the chunk context")
@@ -160,7 +160,7 @@ def test_touch_progress_reports_every_byte_of_the_new_memmap_once():
 
 
 def test_nodes_starting_together_split_the_pool_evenly():
-    from fastinit.workpool import shared_pool
+    from fastinit.engine.workpool import shared_pool
     result = boot(parse_spec("2x2G,cpus=8"))  # x86 cap: 8 threads per node
     share = 1 + shared_pool().size // 2
     assert [node.report.nworks for node in result.nodes] == [min(8, share)] * 2

@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from fastinit.bootlog import parse_bootlog, read_bootlog
-from fastinit.logfigures import compare, read_figures
+from fastinit.machine.bootlog import parse_bootlog, read_bootlog
+from fastinit.machine.figures import compare, read_figures
 
 DATA = Path(__file__).parent / "data" / "dmesg"
 EXAMPLE = DATA / "hyperv-2node-3.15.txt"  # the team's shared example

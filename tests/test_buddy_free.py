@@ -5,11 +5,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import naive
-from fastinit.buddy import new_local_lists
+from fastinit.mm.buddy import new_local_lists
 from fastinit.kernels.buddy_free import deferred_init_chunk, free_pages_ranges
 from fastinit.kernels.page_init import init_pages_range
 from fastinit.kernels.streaming import deferred_init_chunk_stream
-from fastinit.page import (MIGRATE_MOVABLE, PAGE_DTYPE, PAGES_PER_SECTION,
+from fastinit.layout import (MIGRATE_MOVABLE, PAGE_DTYPE, PAGES_PER_SECTION,
                            PAGEBLOCKS_PER_SECTION, free_list_address, page_links)
 
 S = PAGES_PER_SECTION

@@ -2,7 +2,7 @@
 
 import os
 
-from fastinit.cpus import node_cpus, parse_cpulist, usable_cpus
+from fastinit.engine.cpus import node_cpus, parse_cpulist, usable_cpus
 
 
 def test_parse_cpulist_ranges_and_singles():

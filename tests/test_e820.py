@@ -2,8 +2,8 @@
 
 import pytest
 
-from fastinit import e820
-from fastinit.e820 import E820_ACPI, E820_RAM, E820_RESERVED, E820_RESERVED_KERN
+from fastinit.machine import e820
+from fastinit.machine.e820 import E820_ACPI, E820_RAM, E820_RESERVED, E820_RESERVED_KERN
 
 
 def test_sanitize_overlap_higher_type_wins():

@@ -7,12 +7,12 @@ import time
 
 import pytest
 
-from fastinit import deferred
-from fastinit.boot import boot, load
+from fastinit.mm import deferred
+from fastinit.mm.run import boot, load
 from fastinit.cli import main
-from fastinit.memmap_file import IncompleteMemmapError
-from fastinit.spec import parse_spec
-from fastinit.workpool import shared_pool
+from fastinit.mm.memmap_file import IncompleteMemmapError
+from fastinit.machine.spec import parse_spec
+from fastinit.engine.workpool import shared_pool
 
 SPEC = "2x4G,cpus=2"
 THREADS = 2
@@ -118,5 +118,5 @@ def test_fault_in_a_file_backed_boot_is_never_reported_good(tmp_path, capsys):
 def test_a_boot_after_a_fault_runs_clean():
     with pytest.raises(RuntimeError):
         boot(parse_spec(SPEC), threads=THREADS, chunk_hook=FaultAfter(2, 0, raise_fault))
-    from fastinit.verify import verify
+    from fastinit.mm.verify import verify
     assert verify(boot(parse_spec(SPEC), threads=THREADS)).ok

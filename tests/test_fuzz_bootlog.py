@@ -13,11 +13,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import fuzz_corpus as fc
-from fastinit import e820
-from fastinit.bootlog import log_lines, parse_bootlog
-from fastinit.logfigures import compare, read_figures
-from fastinit.page import MAX_PFN
-from fastinit.topology import merge_ranges
+from fastinit.machine import e820
+from fastinit.machine.bootlog import log_lines, parse_bootlog
+from fastinit.machine.figures import compare, read_figures
+from fastinit.layout import MAX_PFN
+from fastinit.machine.topology import merge_ranges
 
 # Deterministic (CI), quick, and no example database written into the checkout.
 FUZZ = settings(max_examples=150, deadline=None, derandomize=True, database=None,

@@ -12,8 +12,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import fuzz_corpus as fc
-from fastinit.page import MAX_DMA32_PFN, MAX_NUMNODES, MAX_PFN
-from fastinit.spec import parse_spec
+from fastinit.layout import MAX_DMA32_PFN, MAX_NUMNODES, MAX_PFN
+from fastinit.machine.spec import parse_spec
 
 FUZZ = settings(max_examples=150, deadline=None, derandomize=True, database=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])

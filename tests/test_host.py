@@ -1,6 +1,6 @@
 """This machine: /proc/zoneinfo and /proc/iomem parsing, and a topology that boots."""
 
-from fastinit.host import parse_iomem, parse_zoneinfo, this_machine
+from fastinit.machine.host import parse_iomem, parse_zoneinfo, this_machine
 
 ZONEINFO = """\
 Node 0, zone      DMA

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from fastinit.cgroup import cgroup_dirs
+from fastinit.engine.cgroup import cgroup_dirs
 from fastinit.cli import main
 
 MiB = 1 << 20

@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from fastinit import memmap as memmap_module
-from fastinit.memmap import Memmap, memmap_bytes
-from fastinit.page import PAGES_PER_SECTION as S
+from fastinit.mm import memmap as memmap_module
+from fastinit.mm.memmap import Memmap, memmap_bytes
+from fastinit.layout import PAGES_PER_SECTION as S
 
 SECTIONS = np.array([0, 1, 5], np.int64)
 

@@ -13,12 +13,12 @@ import threading
 import numpy as np
 import pytest
 
-from fastinit.boot import boot, load
+from fastinit.mm.run import boot, load
 from fastinit.cli import main
-from fastinit.memmap_file import (IncompleteMemmapError, MemmapFileError, open_file,
+from fastinit.mm.memmap_file import (IncompleteMemmapError, MemmapFileError, open_file,
                                   topology_fingerprint)
-from fastinit.spec import parse_spec
-from fastinit.verify import verify
+from fastinit.machine.spec import parse_spec
+from fastinit.mm.verify import verify
 
 SPEC = "2x1G,cpus=2"
 
@@ -187,8 +187,8 @@ def test_reusing_a_file_memmap_marks_it_initializing_until_done(tmp_path):
 
 KILLED_MID_INIT = textwrap.dedent("""
     import sys, threading, time
-    from fastinit.boot import boot
-    from fastinit.spec import parse_spec
+    from fastinit.mm.run import boot
+    from fastinit.machine.spec import parse_spec
     lock, calls = threading.Lock(), []
     def hook(nid, start, end):
         with lock:

@@ -10,8 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from fastinit import Job, JobCancelled, JobInterrupted, do_multithreaded
-from fastinit.padata import LOAD_BALANCE_FACTOR, plan_chunk_size, plan_workers
-from fastinit.workpool import shared_pool
+from fastinit.engine.padata import LOAD_BALANCE_FACTOR, plan_chunk_size, plan_workers
+from fastinit.engine.workpool import shared_pool
 
 
 class Recorder:
@@ -190,7 +190,7 @@ def test_numpy_integers_are_accepted():
 
 
 def test_max_threads_defaults_to_usable_cpus():
-    from fastinit.cpus import usable_cpus
+    from fastinit.engine.cpus import usable_cpus
     assert Job(print, start=0, size=1).max_threads == usable_cpus()
 
 
@@ -305,7 +305,7 @@ def test_job_started_inside_thread_fn_completes():
 
 
 def test_numa_aware_job_covers_every_unit_once_and_pins_helpers_to_a_node():
-    from fastinit.cpus import node_cpus
+    from fastinit.engine.cpus import node_cpus
     node_sets = [set(c) for c in node_cpus().values() if c]
     affinities = []
 

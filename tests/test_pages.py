@@ -7,10 +7,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import naive
-from fastinit.buddy import ZoneFreeArea
-from fastinit.memmap import Memmap
-from fastinit.page import MAX_PFN, PAGES_PER_SECTION as S, page_links
-from fastinit.pages import free_pages, init_pages
+from fastinit.mm.buddy import ZoneFreeArea
+from fastinit.mm.memmap import Memmap
+from fastinit.layout import MAX_PFN, PAGES_PER_SECTION as S, page_links
+from fastinit.mm.pages import free_pages, init_pages
 
 SECTIONS = np.array([0, 1, 5], np.int64)  # pfns [0, 2S) and [5S, 6S) have descriptors
 
@@ -74,7 +74,7 @@ def test_init_pages_refuses_a_read_only_memmap_and_foreign_objects():
     read_only = Memmap(SECTIONS, bytes(memmap.raw), "a file")
     with pytest.raises(ValueError, match="read-only"):
         init_pages(read_only, 0, 10, 0, 0)
-    with pytest.raises(ValueError, match="must be a fastinit.memmap.Memmap"):
+    with pytest.raises(ValueError, match="must be a fastinit.mm.memmap.Memmap"):
         init_pages(np.zeros(10), 0, 10, 0, 0)
 
 

@@ -3,10 +3,10 @@
 import numpy as np
 import pytest
 
-from fastinit.boot import boot, prepare
-from fastinit.peers import peer_deferred_init
-from fastinit.spec import parse_spec
-from fastinit.verify import verify
+from fastinit.mm.run import boot, prepare
+from fastinit.bench.peers import peer_deferred_init
+from fastinit.machine.spec import parse_spec
+from fastinit.mm.verify import verify
 
 
 @pytest.mark.parametrize("peer, threads", [("numba.prange", 1), ("numba.prange", 2),

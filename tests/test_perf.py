@@ -24,14 +24,14 @@ import fastinit.kernels.page_init
 import fastinit.kernels.peers
 import fastinit.kernels.streaming
 from fastinit import Job, do_multithreaded
-from fastinit.boot import boot
-from fastinit.buddy import new_local_lists
-from fastinit.cpus import usable_cpus
+from fastinit.mm.run import boot
+from fastinit.mm.buddy import new_local_lists
+from fastinit.engine.cpus import usable_cpus
 from fastinit.kernels.streaming import stream_max_order_blocks
-from fastinit.membw import memset_limit
-from fastinit.memmap import Memmap
-from fastinit.page import PAGES_PER_SECTION, free_list_address, page_links
-from fastinit.spec import parse_spec
+from fastinit.bench.membw import memset_limit
+from fastinit.mm.memmap import Memmap
+from fastinit.layout import PAGES_PER_SECTION, free_list_address, page_links
+from fastinit.machine.spec import parse_spec
 
 pytestmark = pytest.mark.perf
 
@@ -74,7 +74,7 @@ COLD_COMPILE = textwrap.dedent("""
     import json, warnings
     from numba.core.errors import NumbaPerformanceWarning
     warnings.simplefilter("error", NumbaPerformanceWarning)
-    import fastinit.peers, fastinit.boot
+    import fastinit.bench.peers, fastinit.mm.run
     from fastinit.kernels import streaming
     blocks = streaming.stream_max_order_blocks
     chunk = streaming.deferred_init_chunk_stream
@@ -145,7 +145,7 @@ WARM_START = textwrap.dedent("""
     import numpy as np
     import fastinit
     from fastinit.kernels.page_init import init_pages_range
-    from fastinit.page import PAGE_DTYPE, page_links
+    from fastinit.layout import PAGE_DTYPE, page_links
     pages = np.empty(32768, PAGE_DTYPE)
     init_pages_range(pages, np.zeros(1, np.int64), 0, 0, 1, np.uint64(page_links(0, 0)), False)
     print(time.perf_counter() - began)

@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 
 from fastinit import Job, do_multithreaded
-from fastinit.boot import boot, load
-from fastinit.spec import parse_spec
-from fastinit.verify import verify
-from fastinit.workpool import shared_pool
+from fastinit.mm.run import boot, load
+from fastinit.machine.spec import parse_spec
+from fastinit.mm.verify import verify
+from fastinit.engine.workpool import shared_pool
 
 pytestmark = pytest.mark.soak
 

@@ -2,8 +2,8 @@
 
 import pytest
 
-from fastinit.page import PAGE_SHIFT
-from fastinit.spec import parse_size, parse_spec
+from fastinit.layout import PAGE_SHIFT
+from fastinit.machine.spec import parse_size, parse_spec
 
 GIB = (1 << 30) >> PAGE_SHIFT
 

@@ -2,8 +2,8 @@
 
 import pytest
 
-from fastinit.page import PAGES_PER_SECTION as S
-from fastinit.topology import Node, Topology, intersect, subtract
+from fastinit.layout import PAGES_PER_SECTION as S
+from fastinit.machine.topology import Node, Topology, intersect, subtract
 
 # The Hyper-V guest of ../shared/examples: two nodes, 2 GiB.
 HYPERV = Topology((Node(0, 2, ((1, 159), (256, 262128))), Node(1, 2, ((262656, 524800),))))

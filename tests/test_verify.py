@@ -3,10 +3,10 @@
 import numpy as np
 import pytest
 
-from fastinit.boot import boot
-from fastinit.page import PAGE_BUDDY_MAPCOUNT
-from fastinit.spec import parse_spec
-from fastinit.verify import buddy_decomposition, verify
+from fastinit.mm.run import boot
+from fastinit.layout import PAGE_BUDDY_MAPCOUNT
+from fastinit.machine.spec import parse_spec
+from fastinit.mm.verify import buddy_decomposition, verify
 
 
 @pytest.fixture(scope="module")

@@ -18,12 +18,12 @@ import numba
 import numpy as np
 
 import fastinit
-from fastinit.boot import boot, prepare
-from fastinit.cpus import usable_cpus
-from fastinit.membw import memset_limit
-from fastinit.page import PAGE_DTYPE
-from fastinit.peers import peer_deferred_init
-from fastinit.topology import Topology
+from fastinit.mm.run import boot, prepare
+from fastinit.engine.cpus import usable_cpus
+from fastinit.bench.membw import memset_limit
+from fastinit.layout import PAGE_DTYPE
+from fastinit.bench.peers import peer_deferred_init
+from fastinit.machine.topology import Topology
 
 
 @dataclass

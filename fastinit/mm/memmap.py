@@ -4,7 +4,7 @@ Descriptors live in one flat array of `PAGE_DTYPE`, a slot of PAGES_PER_SECTION 
 per present section, in section order; a machine with terabytes of holes pays nothing for
 them. Next to it, one byte per pageblock holds the migratetype (the kernel's pageblock
 bitmap). The storage is anonymous memory advised to use huge pages, or a file with a
-header (`fastinit.memmap_file`) for memmaps larger than RAM.
+header (`fastinit.mm.memmap_file`) for memmaps larger than RAM.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from fastinit.cgroup import memory_headroom
-from fastinit.page import (PAGE_DTYPE, PAGEBLOCKS_PER_SECTION, PAGES_PER_SECTION,
+from fastinit.engine.cgroup import memory_headroom
+from fastinit.layout import (PAGE_DTYPE, PAGEBLOCKS_PER_SECTION, PAGES_PER_SECTION,
                            SECTION_SHIFT)
 
 HUGE_PAGE = 2 << 20
@@ -60,7 +60,7 @@ class Memmap:
     storage : str
         "memory" or the backing file's path.
     file : MemmapFile or None
-        The header of a file-backed memmap (`fastinit.memmap_file`).
+        The header of a file-backed memmap (`fastinit.mm.memmap_file`).
     """
 
     def __init__(self, sections: np.ndarray, buffer, storage: str, owner=None):
@@ -72,7 +72,7 @@ class Memmap:
         self.words = raw[:nr_pages * PAGE_DTYPE.itemsize].view(np.uint64)
         self.pageblock_mt = raw[nr_pages * PAGE_DTYPE.itemsize:]
         self.storage = storage
-        self.file = None  # a fastinit.memmap_file.MemmapFile when backed by a memmap file
+        self.file = None  # a fastinit.mm.memmap_file.MemmapFile when backed by a memmap file
         self._owner = owner  # keeps the mmap or file mapping alive
 
     @classmethod

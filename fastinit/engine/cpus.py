@@ -13,7 +13,7 @@ import math
 import os
 from pathlib import Path
 
-from fastinit.cgroup import cpu_quota
+from fastinit.engine.cgroup import cpu_quota
 
 SYSFS_NODES = Path("/sys/devices/system/node")
 

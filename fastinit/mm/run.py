@@ -14,17 +14,17 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from fastinit.bootplan import DEFAULT_ARCH, BootPlan, plan_boot
-from fastinit.buddy import ZoneFreeArea
-from fastinit.cpus import usable_cpus
-from fastinit.deferred import DEFAULT_KERNEL, NodeResult, check_kernel, deferred_init
-from fastinit import memmap_file as memmap_files
-from fastinit.early import early_init
+from fastinit.mm.plan import DEFAULT_ARCH, BootPlan, plan_boot
+from fastinit.mm.buddy import ZoneFreeArea
+from fastinit.engine.cpus import usable_cpus
+from fastinit.mm.deferred import DEFAULT_KERNEL, NodeResult, check_kernel, deferred_init
+from fastinit.mm import memmap_file as memmap_files
+from fastinit.mm.early import early_init
 from fastinit.kernels.first_touch import touch_range
-from fastinit.memmap import Memmap
-from fastinit.padata import Job, do_multithreaded
-from fastinit.page import PAGE_SIZE
-from fastinit.topology import Topology
+from fastinit.mm.memmap import Memmap
+from fastinit.engine.padata import Job, do_multithreaded
+from fastinit.layout import PAGE_SIZE
+from fastinit.machine.topology import Topology
 
 # First-touch chunks: whole huge pages, at least 32 MiB each.
 _HUGE_PAGE_UNITS = (2 << 20) // PAGE_SIZE
@@ -141,15 +141,15 @@ def prepare(topology: Topology, *, arch: str = DEFAULT_ARCH, threads: int | None
 def _check_machine_arguments(topology, memmap_file, force, memmap) -> None:
     """Refuse arguments of the wrong kind here, not as a traceback from deep inside."""
     if not isinstance(topology, Topology):
-        raise ValueError(f"topology must be a fastinit.topology.Topology, got "
-                         f"{type(topology).__name__}; make one with fastinit.spec.parse_spec, "
-                         f"fastinit.bootlog.read_bootlog or fastinit.host.this_machine")
+        raise ValueError(f"topology must be a fastinit.machine.topology.Topology, got "
+                         f"{type(topology).__name__}; make one with fastinit.machine.spec.parse_spec, "
+                         f"fastinit.machine.bootlog.read_bootlog or fastinit.machine.host.this_machine")
     if memmap_file is not None and not isinstance(memmap_file, (str, os.PathLike)):
         raise ValueError(f"memmap_file must be a path, got {memmap_file!r}")
     if not isinstance(force, bool):
         raise ValueError(f"force must be True or False, got {force!r}")
     if memmap is not None and not isinstance(memmap, Memmap):
-        raise ValueError(f"memmap must be a fastinit.memmap.Memmap, got "
+        raise ValueError(f"memmap must be a fastinit.mm.memmap.Memmap, got "
                          f"{type(memmap).__name__}")
 
 
@@ -175,10 +175,10 @@ def boot(topology: Topology, *, arch: str = DEFAULT_ARCH, threads: int | None = 
     Parameters
     ----------
     topology : Topology
-        The machine (`fastinit.spec.parse_spec`, `fastinit.bootlog.read_bootlog`,
-        `fastinit.host.this_machine`).
+        The machine (`fastinit.machine.spec.parse_spec`, `fastinit.machine.bootlog.read_bootlog`,
+        `fastinit.machine.host.this_machine`).
     arch : str
-        Thread-cap profile, a key of `fastinit.bootplan.ARCH_PROFILES`.
+        Thread-cap profile, a key of `fastinit.mm.plan.ARCH_PROFILES`.
     threads : int or None
         Threads per node, overriding the profile.
     memmap_file : str or None
@@ -186,7 +186,7 @@ def boot(topology: Topology, *, arch: str = DEFAULT_ARCH, threads: int | None = 
     force : bool
         Overwrite an existing ``memmap_file``.
     kernel : str
-        Deferred-init kernel (see `fastinit.deferred.CHUNK_KERNELS`).
+        Deferred-init kernel (see `fastinit.mm.deferred.CHUNK_KERNELS`).
     progress : callable or None
         ``progress(pages)`` as deferred chunks finish.
     cancel : threading.Event or None
@@ -219,7 +219,7 @@ def boot(topology: Topology, *, arch: str = DEFAULT_ARCH, threads: int | None = 
 
 
 def load(path: str, topology: Topology | None = None) -> BootResult:
-    """The result a finished boot left in a memmap file, for `fastinit.verify.verify`.
+    """The result a finished boot left in a memmap file, for `fastinit.mm.verify.verify`.
 
     Parameters
     ----------
@@ -236,10 +236,10 @@ def load(path: str, topology: Topology | None = None) -> BootResult:
 
     Raises
     ------
-    fastinit.memmap_file.IncompleteMemmapError
+    fastinit.mm.memmap_file.IncompleteMemmapError
         The run that wrote the file did not finish.
-    fastinit.memmap_file.MemmapFileError
-        The file is not a usable memmap file (see `fastinit.memmap_file.open_file`).
+    fastinit.mm.memmap_file.MemmapFileError
+        The file is not a usable memmap file (see `fastinit.mm.memmap_file.open_file`).
     """
     memmap, stored = memmap_files.open_file(path, topology=topology)
     plan = plan_boot(stored, memmap.file.meta["arch"], None)

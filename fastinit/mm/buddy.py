@@ -2,7 +2,7 @@
 
 Each zone keeps, per order and migratetype, a circular doubly linked list through the
 descriptors' ``lru`` fields, with its head in the zone (a simulated address, see
-`fastinit.page.free_list_address`). Kernels build lists local to one call; `splice` appends
+`fastinit.layout.free_list_address`). Kernels build lists local to one call; `splice` appends
 them to the zone's lists under the zone's lock, the only lock deferred init takes besides
 the engine's.
 """
@@ -13,8 +13,8 @@ import threading
 
 import numpy as np
 
-from fastinit.memmap import Memmap
-from fastinit.page import (LIST_HEAD_SIZE, MIGRATE_TYPES, NR_ORDERS, free_list_address,
+from fastinit.mm.memmap import Memmap
+from fastinit.layout import (LIST_HEAD_SIZE, MIGRATE_TYPES, NR_ORDERS, free_list_address,
                            lru_address, lru_pfn)
 
 

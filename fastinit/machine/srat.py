@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from fastinit.page import PAGE_SHIFT, PAGE_SIZE
-from fastinit.topology import intersect, merge_ranges
+from fastinit.layout import PAGE_SHIFT, PAGE_SIZE
+from fastinit.machine.topology import intersect, merge_ranges
 
 
 @dataclass

@@ -19,8 +19,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from fastinit.cpus import node_cpus, usable_cpus
-from fastinit.workpool import shared_pool
+from fastinit.engine.cpus import node_cpus, usable_cpus
+from fastinit.engine.workpool import shared_pool
 
 # About four chunks per thread, in case threads finish at different times.
 LOAD_BALANCE_FACTOR = 4
@@ -92,7 +92,7 @@ class Job:
         and treated as 1 (the CVE-2024-43889 case).
     max_threads : int or None
         Most threads to use, the caller included; fewer when the job is small or the pool
-        is busy. None means the CPUs this process may use (`fastinit.cpus.usable_cpus`).
+        is busy. None means the CPUs this process may use (`fastinit.engine.cpus.usable_cpus`).
     fn_arg : object
         Passed to ``thread_fn`` and ``undo_fn`` as their third argument.
     numa_aware : bool

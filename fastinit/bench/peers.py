@@ -17,12 +17,12 @@ import time
 import numba
 import numpy as np
 
-from fastinit.boot import BootResult
-from fastinit.buddy import new_local_lists
+from fastinit.mm.run import BootResult
+from fastinit.mm.buddy import new_local_lists
 from fastinit.kernels.buddy_free import init_free_piece
 from fastinit.kernels.peers import fill_max_order_blocks_prange
-from fastinit.memmap import Memmap
-from fastinit.page import (LIST_HEAD_SIZE, MAPCOUNT_NONE, MAX_ORDER, MAX_ORDER_NR_PAGES,
+from fastinit.mm.memmap import Memmap
+from fastinit.layout import (LIST_HEAD_SIZE, MAPCOUNT_NONE, MAX_ORDER, MAX_ORDER_NR_PAGES,
                            MIGRATE_MOVABLE, MIGRATE_TYPES, PAGE_BUDDY_MAPCOUNT,
                            PAGEBLOCK_NR_PAGES, lru_address, page_links)
 
@@ -79,7 +79,7 @@ PEERS = {"numba.prange": _fill_prange, "numpy": _fill_numpy}
 
 
 def peer_deferred_init(result: BootResult, peer: str, threads: int = 1) -> float:
-    """Run every node's deferred init with ``peer`` after `fastinit.boot.prepare`.
+    """Run every node's deferred init with ``peer`` after `fastinit.mm.run.prepare`.
 
     Returns
     -------

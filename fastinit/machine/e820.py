@@ -12,7 +12,7 @@ from __future__ import annotations
 import bisect
 import re
 
-from fastinit.page import PAGE_SHIFT, PAGE_SIZE
+from fastinit.layout import PAGE_SHIFT, PAGE_SIZE
 
 E820_RAM = 1
 E820_RESERVED = 2

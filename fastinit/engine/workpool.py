@@ -14,7 +14,7 @@ import queue
 import threading
 from collections.abc import Callable
 
-from fastinit.cpus import pin_current_thread, usable_cpus
+from fastinit.engine.cpus import pin_current_thread, usable_cpus
 
 _log = logging.getLogger(__name__)
 

@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from fastinit.bootplan import BootPlan, NodePlan
-from fastinit.buddy import ZoneFreeArea, new_local_lists
+from fastinit.mm.plan import BootPlan, NodePlan
+from fastinit.mm.buddy import ZoneFreeArea, new_local_lists
 from fastinit.kernels.buddy_free import free_pages_ranges
 from fastinit.kernels.page_init import init_pages_range
-from fastinit.memmap import Memmap
-from fastinit.page import MIGRATE_MOVABLE, PAGEBLOCK_NR_PAGES, PG_RESERVED, page_links
-from fastinit.topology import intersect
+from fastinit.mm.memmap import Memmap
+from fastinit.layout import MIGRATE_MOVABLE, PAGEBLOCK_NR_PAGES, PG_RESERVED, page_links
+from fastinit.machine.topology import intersect
 
 
 def init_range(memmap: Memmap, start: int, end: int, nid: int, zid: int,

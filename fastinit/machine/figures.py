@@ -11,9 +11,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from fastinit.bootlog import log_lines
-from fastinit.page import MAX_DMA32_PFN, MAX_DMA_PFN, PAGE_SHIFT
-from fastinit.topology import Topology, merge_ranges
+from fastinit.machine.bootlog import log_lines
+from fastinit.layout import MAX_DMA32_PFN, MAX_DMA_PFN, PAGE_SHIFT
+from fastinit.machine.topology import Topology, merge_ranges
 
 # Figures no kernel prints (over 64 bits) are not read, so never compared: a mismatch
 # message would print them, and str() refuses an int of over 4300 decimal digits.

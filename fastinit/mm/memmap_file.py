@@ -27,11 +27,11 @@ from pathlib import Path
 
 import numpy as np
 
-from fastinit.memmap import Memmap, gib, memmap_bytes
-from fastinit.page import (MIGRATE_TYPES, NR_ORDERS, PAGE_DTYPE, PAGE_SIZE,
+from fastinit.mm.memmap import Memmap, gib, memmap_bytes
+from fastinit.layout import (MIGRATE_TYPES, NR_ORDERS, PAGE_DTYPE, PAGE_SIZE,
                            PAGEBLOCKS_PER_SECTION, PAGES_PER_SECTION, VMEMMAP_START,
                            ZONES_PGSHIFT)
-from fastinit.topology import Node, Topology
+from fastinit.machine.topology import Node, Topology
 
 MAGIC = b"FASTINIT-MEMMAP\0"
 FORMAT_VERSION = 1

@@ -12,9 +12,9 @@ import os
 import re
 from pathlib import Path
 
-from fastinit.cpus import SYSFS_NODES, parse_cpulist
-from fastinit.page import PAGE_SHIFT, PAGE_SIZE
-from fastinit.topology import Node, Topology, intersect, merge_ranges
+from fastinit.engine.cpus import SYSFS_NODES, parse_cpulist
+from fastinit.layout import PAGE_SHIFT, PAGE_SIZE
+from fastinit.machine.topology import Node, Topology, intersect, merge_ranges
 
 _ZONE_HEADER = re.compile(r"^Node (\d+), zone\s+(\w+)")
 _FIELD = re.compile(r"^\s+(spanned|present|managed|start_pfn:?)\s+(\d+)")

@@ -13,10 +13,10 @@ import operator
 
 import numpy as np
 
-from fastinit.buddy import ZoneFreeArea
-from fastinit.early import free_into_zone, init_range
-from fastinit.memmap import Memmap
-from fastinit.page import (MAX_NUMNODES, MAX_ORDER_NR_PAGES, MAX_PFN, MIGRATE_TYPES,
+from fastinit.mm.buddy import ZoneFreeArea
+from fastinit.mm.early import free_into_zone, init_range
+from fastinit.mm.memmap import Memmap
+from fastinit.layout import (MAX_NUMNODES, MAX_ORDER_NR_PAGES, MAX_PFN, MIGRATE_TYPES,
                            PAGE_BUDDY_MAPCOUNT, PAGEBLOCK_NR_PAGES, ZONE_NAMES,
                            ZONES_PGSHIFT, page_links)
 
@@ -35,7 +35,7 @@ def _integer(name: str, value, lo: int, hi: int) -> int:
 
 def _writable_memmap(memmap) -> Memmap:
     if not isinstance(memmap, Memmap):
-        raise ValueError(f"memmap must be a fastinit.memmap.Memmap, got "
+        raise ValueError(f"memmap must be a fastinit.mm.memmap.Memmap, got "
                          f"{type(memmap).__name__}; make one with Memmap.in_memory(sections)")
     if not memmap.pages.flags.writeable:
         raise ValueError(f"the memmap in {memmap.storage} is read-only (opened for checking); "
@@ -124,7 +124,7 @@ def free_pages(memmap: Memmap, area: ZoneFreeArea, ranges) -> int:
     """
     memmap = _writable_memmap(memmap)
     if not isinstance(area, ZoneFreeArea):
-        raise ValueError(f"area must be a fastinit.buddy.ZoneFreeArea, got "
+        raise ValueError(f"area must be a fastinit.mm.buddy.ZoneFreeArea, got "
                          f"{type(area).__name__}")
     try:
         table = np.array(ranges, dtype=np.int64, ndmin=2)

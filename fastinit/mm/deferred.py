@@ -22,14 +22,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from fastinit.bootplan import BootPlan, NodePlan
-from fastinit.buddy import ZoneFreeArea, new_local_lists
+from fastinit.mm.plan import BootPlan, NodePlan
+from fastinit.mm.buddy import ZoneFreeArea, new_local_lists
 from fastinit.kernels.buddy_free import deferred_init_chunk
 from fastinit.kernels.streaming import deferred_init_chunk_stream
-from fastinit.memmap import Memmap
-from fastinit.padata import Job, JobCancelled, JobReport, ctrl_c_held, do_multithreaded
-from fastinit.page import PAGES_PER_SECTION, page_links
-from fastinit.workpool import shared_pool
+from fastinit.mm.memmap import Memmap
+from fastinit.engine.padata import Job, JobCancelled, JobReport, ctrl_c_held, do_multithreaded
+from fastinit.layout import PAGES_PER_SECTION, page_links
+from fastinit.engine.workpool import shared_pool
 
 
 
@@ -127,7 +127,7 @@ def check_kernel(kernel: str, memmap: Memmap | None = None) -> None:
                          f"{', '.join(CHUNK_KERNELS)}")
     if kernel == "stream" and memmap is not None and memmap.pages.ctypes.data % 64:
         raise ValueError("the stream kernel needs a 64-byte aligned memmap; allocate it with "
-                         "fastinit.memmap.Memmap or use kernel='plain'")
+                         "fastinit.mm.memmap.Memmap or use kernel='plain'")
 
 
 def deferred_init(plan: BootPlan, memmap: Memmap, zones: dict[tuple[int, int], ZoneFreeArea],

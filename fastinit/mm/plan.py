@@ -11,9 +11,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from fastinit.memmap import memmap_bytes
-from fastinit.page import PAGE_SHIFT, PAGES_PER_SECTION, PAGE_DTYPE, SECTION_SHIFT
-from fastinit.topology import (Range, Topology, Zone, intersect, merge_ranges,
+from fastinit.mm.memmap import memmap_bytes
+from fastinit.layout import PAGE_SHIFT, PAGES_PER_SECTION, PAGE_DTYPE, SECTION_SHIFT
+from fastinit.machine.topology import (Range, Topology, Zone, intersect, merge_ranges,
                                section_align_up, subtract)
 
 ARCH_PROFILES = {

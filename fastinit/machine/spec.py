@@ -20,9 +20,9 @@ from __future__ import annotations
 import re
 from fractions import Fraction
 
-from fastinit.cpus import usable_cpus
-from fastinit.page import MAX_DMA32_PFN, MAX_NUMNODES, MAX_PFN, PAGE_SHIFT
-from fastinit.topology import Node, Topology, intersect, subtract
+from fastinit.engine.cpus import usable_cpus
+from fastinit.layout import MAX_DMA32_PFN, MAX_NUMNODES, MAX_PFN, PAGE_SHIFT
+from fastinit.machine.topology import Node, Topology, intersect, subtract
 
 _UNITS = {"": 0, "K": 10, "M": 20, "G": 30, "T": 40, "P": 50}
 # ASCII digits only: \d also takes other scripts' digits, which then read as surprises.

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from fastinit.page import (MAX_DMA32_PFN, MAX_DMA_PFN, MAX_NUMNODES, MAX_PFN,
+from fastinit.layout import (MAX_DMA32_PFN, MAX_DMA_PFN, MAX_NUMNODES, MAX_PFN,
                            PAGES_PER_SECTION, SECTION_SHIFT, ZONE_NAMES)
 
 # Zone limits in pfns on x86-64: [start, end) before clipping to the machine.

@@ -4,7 +4,7 @@ Only the lines the kernel itself derives memory from are inputs: the printed e82
 (``BIOS-e820:``, ``user:``, ``reserve setup_data:``, ``modified:``), the ``e820: update`` and
 ``e820: remove`` edits in log order, SRAT memory affinity and ``PXM -> APIC`` lines, and the
 boot-time reservations the log shows (NODE_DATA, RAMDISK, crashkernel). What the kernel
-printed from them ("Early memory node ranges", zone figures) is read by `fastinit.logfigures`
+printed from them ("Early memory node ranges", zone figures) is read by `fastinit.machine.figures`
 and only ever compared, never used as input.
 
 Lines may carry any prefix (``[    0.000000] ``, ``[Tue Nov  4 21:29:37 2025] ``, syslog or
@@ -20,10 +20,10 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from fastinit import e820
-from fastinit.page import MAX_NUMNODES, PAGE_SHIFT, PAGE_SIZE
-from fastinit.srat import SratBlock, cpus_per_node, split_by_srat
-from fastinit.topology import Node, Topology, intersect, merge_ranges
+from fastinit.machine import e820
+from fastinit.layout import MAX_NUMNODES, PAGE_SHIFT, PAGE_SIZE
+from fastinit.machine.srat import SratBlock, cpus_per_node, split_by_srat
+from fastinit.machine.topology import Node, Topology, intersect, merge_ranges
 
 _HEX = r"(?:0x)?([0-9a-fA-F]+)"
 _MEM = rf"\[mem {_HEX}-{_HEX}\]"

@@ -1,0 +1,80 @@
+"""The layers import only downward: the tree reads as the pipeline, and no stage reaches up.
+
+    layout, engine  <-  machine  <-  mm (with the kernels)  <-  bench, report, cli
+
+Imports are read from the source (every ``import`` and ``from ... import``, also inside
+functions), so a lazy import cannot hide an upward dependency.
+"""
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# What each layer may import of ours, besides itself.
+ALLOWED = {
+    "fastinit.layout": set(),
+    "fastinit.engine": set(),
+    "fastinit.kernels": {"fastinit.layout"},
+    "fastinit.machine": {"fastinit.layout", "fastinit.engine"},
+    "fastinit.mm": {"fastinit.layout", "fastinit.engine", "fastinit.machine",
+                    "fastinit.kernels"},
+    "fastinit.bench": {"fastinit.layout", "fastinit.engine", "fastinit.machine",
+                       "fastinit.kernels", "fastinit.mm"},
+    "fastinit.report": {"fastinit.layout", "fastinit.machine", "fastinit.mm"},
+}
+
+
+def module_files():
+    for path in sorted((ROOT / "fastinit").rglob("*.py")):
+        relative = path.relative_to(ROOT).with_suffix("")
+        yield ".".join(relative.parts).removesuffix(".__init__"), path
+    for path in sorted((ROOT / "kernels").glob("*.py")):
+        yield "fastinit.kernels" + ("" if path.stem == "__init__" else "." + path.stem), path
+
+
+def layer_of(module: str) -> str | None:
+    for layer in sorted(ALLOWED, key=len, reverse=True):
+        if module == layer or module.startswith(layer + "."):
+            return layer
+    return None
+
+
+def our_imports(path: Path, module: str) -> set[str]:
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            base = node.module
+            if node.level:  # relative imports resolve against the importing package
+                parts = module.split(".")[:-node.level]
+                base = ".".join(parts + [node.module])
+            found.add(base)
+            found |= {f"{base}.{alias.name}" for alias in node.names}
+    return {name for name in found if name == "fastinit" or name.startswith("fastinit.")}
+
+
+def test_layer_table_covers_every_module_but_the_front_ends():
+    unplaced = [m for m, _ in module_files() if layer_of(m) is None]
+    assert sorted(unplaced) == ["fastinit", "fastinit.cli"]
+
+
+@pytest.mark.parametrize("module,path", list(module_files()), ids=lambda v: str(v))
+def test_module_imports_only_its_own_layer_and_those_below(module, path):
+    layer = layer_of(module)
+    if layer is None:
+        pytest.skip("the package root and the CLI may import anything")
+    upward = []
+    for name in our_imports(path, module):
+        target = layer_of(name)
+        if name == "fastinit" and layer not in ("fastinit.layout", "fastinit.engine"):
+            continue  # the root (version, the tree check) imports only the engine eagerly
+        if target is None:
+            # `from fastinit.mm import verify` names the package; the layer is its own.
+            upward.append(name)
+        elif target != layer and target not in ALLOWED[layer]:
+            upward.append(name)
+    assert upward == [], f"{module} imports {upward} from a layer above {layer}"
