@@ -1,7 +1,11 @@
-"""Packaging: conda users and pip users get the same dependencies; kernels use one decorator."""
+"""Packaging: conda users and pip users get the same dependencies; kernels use one decorator;
+the package and its kernels always come from one tree."""
 
 import ast
 import re
+import shutil
+import subprocess
+import sys
 import tomllib
 from pathlib import Path
 
@@ -55,10 +59,47 @@ def jit_decorators(tree):
 
 def test_no_kernel_bypasses_the_shared_jit_decorator():
     offenders = []
-    for path in list((ROOT / "kernels").glob("*.py")) + list((ROOT / "fastinit").glob("*.py")):
+    for path in list((ROOT / "kernels").glob("*.py")) + list((ROOT / "fastinit").rglob("*.py")):
         if path.name == "_jit.py":
             continue
         for function, name in jit_decorators(ast.parse(path.read_text())):
             if name in {"njit", "jit", "generated_jit", "vectorize", "guvectorize"}:
                 offenders.append(f"{path.name}:{function} uses @{name}")
     assert offenders == []
+
+
+def copy_tree(destination: Path) -> Path:
+    """The package and its kernels copied as a source checkout has them."""
+    for folder in ("fastinit", "kernels"):
+        shutil.copytree(ROOT / folder, destination / folder,
+                        ignore=shutil.ignore_patterns("__pycache__"))
+    return destination
+
+
+def run_python(code: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", code], cwd=cwd, capture_output=True,
+                          text=True, timeout=120)
+
+
+def test_a_checkout_run_without_installing_imports_its_own_kernels(tmp_path):
+    # Another tree (this one) is installed; the checkout in cwd must still use its own.
+    checkout = copy_tree(tmp_path / "checkout")
+    done = run_python("import fastinit.kernels as k; print(k.__file__)", checkout)
+    assert done.returncode == 0, done.stderr
+    assert Path(done.stdout.strip()) == checkout / "kernels" / "__init__.py"
+
+
+def test_kernels_of_another_tree_refuse_to_load(tmp_path):
+    checkout = copy_tree(tmp_path / "checkout")
+    other = copy_tree(tmp_path / "other")
+    # What a second clone's editable install does: map fastinit.kernels to its own folder.
+    code = (f"import importlib.util, sys, fastinit\n"
+            f"spec = importlib.util.spec_from_file_location('fastinit.kernels', "
+            f"{str(other / 'kernels' / '__init__.py')!r})\n"
+            f"module = importlib.util.module_from_spec(spec)\n"
+            f"sys.modules['fastinit.kernels'] = module\n"
+            f"spec.loader.exec_module(module)\n")
+    done = run_python(code, checkout)
+    assert done.returncode != 0
+    assert "two different trees" in done.stderr
+    assert str(other / "kernels") in done.stderr and str(checkout / "fastinit") in done.stderr
