@@ -39,6 +39,12 @@ PAGEBLOCK_ORDER = 9
 PAGEBLOCK_NR_PAGES = 1 << PAGEBLOCK_ORDER
 PAGEBLOCKS_PER_SECTION = PAGES_PER_SECTION // PAGEBLOCK_NR_PAGES
 
+# A PMD-mapped huge page (2 MiB): the unit of huge-page advice and of first touch.
+HPAGE_PMD_SIZE = 2 << 20
+
+# NR_CPUS of CONFIG_MAXSMP, the most CPUs an x86-64 kernel boots: the bound of a CPU count.
+NR_CPUS = 8192
+
 # x86-64 with 5-level paging addresses 52 bits of physical memory.
 MAX_PHYSMEM_BITS = 52
 MAX_PFN = 1 << (MAX_PHYSMEM_BITS - PAGE_SHIFT)
@@ -97,6 +103,16 @@ LIST_HEAD_SIZE = 16
 # list_del() poisons the links of a removed entry (x86-64 POISON_POINTER_DELTA).
 LIST_POISON1 = 0xDEAD000000000100
 LIST_POISON2 = 0xDEAD000000000122
+
+
+def align_up(value, alignment):
+    """``value`` rounded up to a multiple of ``alignment`` (the kernel's ``roundup()``)."""
+    return -(-value // alignment) * alignment
+
+
+def pfn_up(address):
+    """First whole page at or after byte ``address`` (``PFN_UP()``)."""
+    return -(-address // PAGE_SIZE)
 
 
 def page_links(nid: int, zid: int) -> int:

@@ -16,6 +16,8 @@ import time
 
 import numpy as np
 
+from fastinit.layout import PAGE_SIZE, align_up
+
 _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
 _libc.memset.argtypes = (ctypes.c_void_p, ctypes.c_int, ctypes.c_size_t)
 _libc.memset.restype = ctypes.c_void_p
@@ -40,8 +42,7 @@ def memset_seconds(buffer: np.ndarray, threads: int, byte: int = FILL_BYTE) -> f
         raise ValueError(f"threads must be at least 1, got {threads}")
     base, size = buffer.ctypes.data, buffer.nbytes
     # Equal shares, rounded up to whole 4 KiB pages.
-    share = -(-size // threads)
-    share = max(-(-share // 4096) * 4096, 4096)
+    share = max(align_up(-(-size // threads), PAGE_SIZE), PAGE_SIZE)
     pieces = [(offset, min(share, size - offset)) for offset in range(0, size, share)]
     barrier = threading.Barrier(len(pieces))
 

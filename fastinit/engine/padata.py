@@ -173,7 +173,11 @@ def plan_chunk_size(job: Job, nworks: int) -> int:
     # At least the caller's minimum and at least 1 (so no zero-size chunk), before the
     # round-up so the chunk stays a multiple of align.
     chunk = max(chunk, job.min_chunk, 1)
-    return -(-chunk // job.align) * job.align
+    return _round_up(chunk, job.align)
+
+
+def _round_up(value: int, multiple: int) -> int:
+    return -(-value // multiple) * multiple
 
 
 class _JobState:
@@ -208,7 +212,7 @@ class _JobState:
                 end = self.job.end
             else:
                 # So the end is chunk-aligned if enough work remains.
-                end = min(-(-(start + 1) // self.chunk_size) * self.chunk_size, self.job.end)
+                end = min(_round_up(start + 1, self.chunk_size), self.job.end)
             self.next_start = end
             self.claimed.append((start, end, worker))
             return start, end

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from fastinit.machine import e820
-from fastinit.layout import MAX_NUMNODES, PAGE_SHIFT, PAGE_SIZE
+from fastinit.layout import MAX_NUMNODES, NR_CPUS, PAGE_SHIFT, pfn_up
 from fastinit.machine.srat import SratBlock, cpus_per_node, split_by_srat
 from fastinit.machine.topology import Node, Topology, intersect, merge_ranges
 
@@ -51,10 +51,8 @@ _RESERVED = [re.compile(rf"NODE_DATA(?:\(\d+\) allocated)? {_MEM}"),
              re.compile(rf"RAMDISK: {_MEM}"), _CRASH_HEX, _CRASH_MB]
 _VERSION = re.compile(r"Linux version (\d{1,4})\.(\d{1,4})")
 # The kernel's own caps: E820_MAX_ENTRIES (128 + 3 * MAX_NUMNODES), NR_NODE_MEMBLKS, and
-# NR_CPUS of CONFIG_MAXSMP (the most CPUs an x86-64 kernel can boot).
 E820_MAX_ENTRIES = 128 + 3 * MAX_NUMNODES
 NR_NODE_MEMBLKS = 2 * MAX_NUMNODES
-NR_CPUS = 8192
 _NO_NUMA = ("No NUMA configuration found", "Faking a node at", "NUMA turned off",
             "SRAT not used", "NUMA: nodes only cover")
 
@@ -203,7 +201,7 @@ def _apply_edit(log: BootLog, match: re.Match, source: str, number: int, line: s
         new = e820.E820_RESERVED_KERN  # setup_data: still RAM, printed "usable"
     log.table = e820.edit(log.table, start, end, old, new)
     if log.memblock_table is not None and not e820.is_memory(new):
-        log.late_reserved.append((start >> PAGE_SHIFT, -(-end // PAGE_SIZE)))
+        log.late_reserved.append((start >> PAGE_SHIFT, pfn_up(end)))
 
 
 def _scan_srat(log: BootLog, line: str, number: int) -> None:
@@ -241,7 +239,7 @@ def _scan_reserved(log: BootLog, line: str, number: int) -> None:
             else:
                 start, end = _mem_range(match, 1, log.source, number, line,
                                         inclusive=pattern is not _CRASH_HEX)
-            log.reserved.append((start >> PAGE_SHIFT, -(-end // PAGE_SIZE)))
+            log.reserved.append((start >> PAGE_SHIFT, pfn_up(end)))
             return
 
 

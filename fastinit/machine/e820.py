@@ -12,7 +12,7 @@ from __future__ import annotations
 import bisect
 import re
 
-from fastinit.layout import PAGE_SHIFT, PAGE_SIZE
+from fastinit.layout import PAGE_SHIFT, pfn_up
 
 E820_RAM = 1
 E820_RESERVED = 2
@@ -181,7 +181,7 @@ def memory_pfn_ranges(entries: list[Entry]) -> list[tuple[int, int]]:
     ranges = []
     for start, end in merged:
         # The kernel rounds the start up and the end down to whole pages.
-        first, last = -(-start // PAGE_SIZE), end >> PAGE_SHIFT
+        first, last = pfn_up(start), end >> PAGE_SHIFT
         if first < last:
             ranges.append((first, last))
     return ranges

@@ -13,7 +13,7 @@ import re
 from pathlib import Path
 
 from fastinit.engine.cpus import SYSFS_NODES, parse_cpulist
-from fastinit.layout import PAGE_SHIFT, PAGE_SIZE
+from fastinit.layout import PAGE_SHIFT, pfn_up
 from fastinit.machine.topology import Node, Topology, intersect, merge_ranges
 
 _ZONE_HEADER = re.compile(r"^Node (\d+), zone\s+(\w+)")
@@ -39,7 +39,7 @@ def parse_iomem(text: str) -> list[tuple[int, int]]:
     for line in text.splitlines():
         if match := _IOMEM_RAM.match(line):
             start, last = int(match.group(1), 16), int(match.group(2), 16)
-            first_pfn, end_pfn = -(-start // PAGE_SIZE), (last + 1) >> PAGE_SHIFT
+            first_pfn, end_pfn = pfn_up(start), (last + 1) >> PAGE_SHIFT
             if first_pfn < end_pfn:
                 ranges.append((first_pfn, end_pfn))
     return merge_ranges(ranges)

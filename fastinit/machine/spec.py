@@ -21,7 +21,7 @@ import re
 from fractions import Fraction
 
 from fastinit.engine.cpus import usable_cpus
-from fastinit.layout import MAX_DMA32_PFN, MAX_NUMNODES, MAX_PFN, PAGE_SHIFT
+from fastinit.layout import MAX_DMA32_PFN, MAX_NUMNODES, MAX_PFN, NR_CPUS, PAGE_SHIFT
 from fastinit.machine.topology import Node, Topology, intersect, subtract
 
 _UNITS = {"": 0, "K": 10, "M": 20, "G": 30, "T": 40, "P": 50}
@@ -33,8 +33,6 @@ _COUNT = re.compile(r"([0-9]+)\s*[xX*]")
 _WHOLE = re.compile(r"[0-9]{1,9}")
 # Digits a size may have: 4 PiB, the most 52 bits address, takes 16.
 _SIZE_DIGITS = 40
-# NR_CPUS of CONFIG_MAXSMP, the most CPUs an x86-64 kernel boots: the bound of a CPU count.
-NR_CPUS = 8192
 
 # Page 0 and 640K-1M are never RAM on x86 (BIOS data, legacy VGA and ROMs).
 _LOW_HOLES = [(0, 1), (0x9F000 >> PAGE_SHIFT, 0x100000 >> PAGE_SHIFT)]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from fastinit.layout import PAGE_SHIFT, PAGE_SIZE
+from fastinit.layout import PAGE_SHIFT, pfn_up
 from fastinit.machine.topology import intersect, merge_ranges
 
 
@@ -53,7 +53,7 @@ def split_by_srat(srat: list[SratBlock], memory: list[tuple[int, int]], source: 
                              f"add the missing BIOS-e820 lines or mark the range hotplug")
     parts: dict[int, list[tuple[int, int]]] = {}
     for block in blocks:
-        lo, hi = -(-block.start // PAGE_SIZE), block.end >> PAGE_SHIFT
+        lo, hi = pfn_up(block.start), block.end >> PAGE_SHIFT
         parts.setdefault(block.nid, []).extend(intersect(memory, lo, hi))
     # Merged before counting: duplicated SRAT lines must not count their memory twice.
     nodes = {nid: merge_ranges(ranges) for nid, ranges in parts.items()}

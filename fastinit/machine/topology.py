@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from fastinit.layout import (MAX_DMA32_PFN, MAX_DMA_PFN, MAX_NUMNODES, MAX_PFN,
-                           PAGES_PER_SECTION, SECTION_SHIFT, ZONE_NAMES)
+                             PAGES_PER_SECTION, SECTION_SHIFT, ZONE_NAMES, align_up)
 
 # Zone limits in pfns on x86-64: [start, end) before clipping to the machine.
 ZONE_LIMITS = ((0, MAX_DMA_PFN), (MAX_DMA_PFN, MAX_DMA32_PFN), (MAX_DMA32_PFN, MAX_PFN))
@@ -24,7 +24,7 @@ Range = tuple[int, int]
 
 def section_align_up(pfn: int) -> int:
     """Round ``pfn`` up to a section boundary (SECTION_ALIGN_UP)."""
-    return -(-pfn // PAGES_PER_SECTION) * PAGES_PER_SECTION
+    return align_up(pfn, PAGES_PER_SECTION)
 
 
 def intersect(ranges: tuple[Range, ...] | list[Range], lo: int, hi: int) -> list[Range]:

@@ -17,7 +17,8 @@ from fastinit.mm.buddy import ZoneFreeArea, new_local_lists
 from fastinit.kernels.buddy_free import free_pages_ranges
 from fastinit.kernels.page_init import init_pages_range
 from fastinit.mm.memmap import Memmap
-from fastinit.layout import MIGRATE_MOVABLE, PAGEBLOCK_NR_PAGES, PG_RESERVED, page_links
+from fastinit.layout import (MIGRATE_MOVABLE, PAGEBLOCK_NR_PAGES, PG_RESERVED, align_up,
+                             page_links)
 from fastinit.machine.topology import intersect
 
 
@@ -34,7 +35,7 @@ def init_range(memmap: Memmap, start: int, end: int, nid: int, zid: int,
 
 def mark_movable(memmap: Memmap, start: int, end: int) -> None:
     """Set MIGRATE_MOVABLE on the pageblocks whose first pfn lies in ``[start, end)``."""
-    first = -(-start // PAGEBLOCK_NR_PAGES) * PAGEBLOCK_NR_PAGES
+    first = align_up(start, PAGEBLOCK_NR_PAGES)
     pfns = np.arange(first, end, PAGEBLOCK_NR_PAGES, dtype=np.int64)
     memmap.pageblock_mt[memmap.index(pfns) // PAGEBLOCK_NR_PAGES] = MIGRATE_MOVABLE
 

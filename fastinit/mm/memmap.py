@@ -16,10 +16,8 @@ from pathlib import Path
 import numpy as np
 
 from fastinit.engine.cgroup import memory_headroom
-from fastinit.layout import (PAGE_DTYPE, PAGEBLOCKS_PER_SECTION, PAGES_PER_SECTION,
-                           SECTION_SHIFT)
-
-HUGE_PAGE = 2 << 20
+from fastinit.layout import (HPAGE_PMD_SIZE, PAGE_DTYPE, PAGEBLOCKS_PER_SECTION,
+                             PAGES_PER_SECTION, SECTION_SHIFT)
 
 
 def gib(nbytes: int) -> str:
@@ -91,11 +89,11 @@ class Memmap:
                              f"memory is available; back it with a file instead: "
                              f"--memmap-file PATH (on a disk with {gib(size)} free)")
         # Over-allocate so the array can start on a huge-page boundary.
-        region = mmap.mmap(-1, size + HUGE_PAGE, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+        region = mmap.mmap(-1, size + HPAGE_PMD_SIZE, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
         if hasattr(mmap, "MADV_HUGEPAGE"):
             region.madvise(mmap.MADV_HUGEPAGE)
         address = np.frombuffer(region, dtype=np.uint8).ctypes.data
-        offset = -address % HUGE_PAGE
+        offset = -address % HPAGE_PMD_SIZE
         view = memoryview(region)[offset:offset + size]
         return cls(sections, view, "memory", owner=region)
 

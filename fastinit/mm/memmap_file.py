@@ -30,7 +30,7 @@ import numpy as np
 from fastinit.mm.memmap import Memmap, gib, memmap_bytes
 from fastinit.layout import (MIGRATE_TYPES, NR_ORDERS, PAGE_DTYPE, PAGE_SIZE,
                            PAGEBLOCKS_PER_SECTION, PAGES_PER_SECTION, VMEMMAP_START,
-                           ZONES_PGSHIFT)
+                           ZONES_PGSHIFT, align_up)
 from fastinit.machine.topology import Node, Topology
 
 MAGIC = b"FASTINIT-MEMMAP\0"
@@ -90,10 +90,6 @@ def topology_fingerprint(topology: Topology) -> str:
                                       for n in topology.nodes],
                             "reserved": [list(r) for r in topology.reserved]})
     return hashlib.sha256(canonical.encode()).hexdigest()
-
-
-def _round_up(value: int, to: int) -> int:
-    return -(-value // to) * to
 
 
 @dataclass
@@ -179,8 +175,8 @@ def create(plan, path: str, *, force: bool = False, kernel: str = "stream") -> M
     layout = FileLayout(0, data_bytes, 0, nr_zones)
     meta_bytes = json.dumps(_metadata(plan, kernel, layout)).encode()
     # Offsets enter the metadata, so size it with room for their digits.
-    layout.data_offset = _round_up(_FIXED.size + len(meta_bytes) + 64, PAGE_SIZE)
-    layout.zones_offset = _round_up(layout.data_offset + data_bytes, 64)
+    layout.data_offset = align_up(_FIXED.size + len(meta_bytes) + 64, PAGE_SIZE)
+    layout.zones_offset = align_up(layout.data_offset + data_bytes, 64)
     meta_bytes = json.dumps(_metadata(plan, kernel, layout)).encode()
     try:
         stat = os.statvfs(target.parent)

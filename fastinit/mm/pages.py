@@ -18,7 +18,7 @@ from fastinit.mm.early import free_into_zone, init_range
 from fastinit.mm.memmap import Memmap
 from fastinit.layout import (MAX_NUMNODES, MAX_ORDER_NR_PAGES, MAX_PFN, MIGRATE_TYPES,
                            PAGE_BUDDY_MAPCOUNT, PAGEBLOCK_NR_PAGES, ZONE_NAMES,
-                           ZONES_PGSHIFT, page_links)
+                           ZONES_PGSHIFT, align_up, page_links)
 
 
 def _integer(name: str, value, lo: int, hi: int) -> int:
@@ -153,11 +153,11 @@ def free_pages(memmap: Memmap, area: ZoneFreeArea, ranges) -> int:
                              f"on them first")
         # Whole max-order blocks lie in one present section, so one slice covers them.
         lo = memmap.index(start & ~(MAX_ORDER_NR_PAGES - 1))
-        hi = memmap.index(-(-end // MAX_ORDER_NR_PAGES) * MAX_ORDER_NR_PAGES - 1) + 1
+        hi = memmap.index(align_up(end, MAX_ORDER_NR_PAGES) - 1) + 1
         if (memmap.pages["mapcount"][lo:hi] == PAGE_BUDDY_MAPCOUNT).any():
             raise ValueError(f"the max-order blocks around [{start:#x}, {end:#x}) already "
                              f"hold free pages; free each block's pages in one call")
-        if (memmap.pageblock_mt[lo // PAGEBLOCK_NR_PAGES:-(-hi // PAGEBLOCK_NR_PAGES)]
+        if (memmap.pageblock_mt[lo // PAGEBLOCK_NR_PAGES:align_up(hi, PAGEBLOCK_NR_PAGES) // PAGEBLOCK_NR_PAGES]
                 >= MIGRATE_TYPES).any():
             raise ValueError(f"pageblocks around [{start:#x}, {end:#x}) hold a migratetype "
                              f">= {MIGRATE_TYPES}; set memmap.pageblock_mt first")

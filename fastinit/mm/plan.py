@@ -12,7 +12,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from fastinit.mm.memmap import memmap_bytes
-from fastinit.layout import PAGE_SHIFT, PAGES_PER_SECTION, PAGE_DTYPE, SECTION_SHIFT
+from fastinit.layout import (HPAGE_PMD_SIZE, PAGE_DTYPE, PAGE_SHIFT, PAGES_PER_SECTION,
+                             SECTION_SHIFT)
 from fastinit.machine.topology import (Range, Topology, Zone, intersect, merge_ranges,
                                section_align_up, subtract)
 
@@ -27,7 +28,7 @@ DEFAULT_ARCH = "x86"
 LOW_RESERVED = (0, (1 << 20) >> PAGE_SHIFT)
 # The vmemmap of a section is 2 MiB, allocated PMD-aligned, above MAX_DMA_ADDRESS (16 MiB).
 SECTION_MAP_PAGES = (PAGES_PER_SECTION * PAGE_DTYPE.itemsize) >> PAGE_SHIFT
-MEMMAP_ALIGN = (2 << 20) >> PAGE_SHIFT
+MEMMAP_ALIGN = HPAGE_PMD_SIZE >> PAGE_SHIFT
 MEMMAP_MIN_PFN = (16 << 20) >> PAGE_SHIFT
 
 

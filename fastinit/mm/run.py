@@ -23,11 +23,11 @@ from fastinit.mm.early import early_init
 from fastinit.kernels.first_touch import touch_range
 from fastinit.mm.memmap import Memmap
 from fastinit.engine.padata import Job, do_multithreaded
-from fastinit.layout import PAGE_SIZE
+from fastinit.layout import HPAGE_PMD_SIZE, PAGE_SIZE, pfn_up
 from fastinit.machine.topology import Topology
 
 # First-touch chunks: whole huge pages, at least 32 MiB each.
-_HUGE_PAGE_UNITS = (2 << 20) // PAGE_SIZE
+_HUGE_PAGE_UNITS = HPAGE_PMD_SIZE // PAGE_SIZE
 
 
 @dataclass
@@ -72,7 +72,7 @@ def first_touch(memmap: Memmap, threads: int | None = None,
             progress(min(done_units * PAGE_SIZE, len(raw)) - reported)
             reported = min(done_units * PAGE_SIZE, len(raw))
 
-    units = -(-len(raw) // PAGE_SIZE)
+    units = pfn_up(len(raw))
     do_multithreaded(Job(touch, start=0, size=units, align=_HUGE_PAGE_UNITS,
                          min_chunk=16 * _HUGE_PAGE_UNITS,
                          max_threads=threads or usable_cpus()), progress=on_progress)

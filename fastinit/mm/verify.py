@@ -27,7 +27,7 @@ from fastinit.mm.memmap import Memmap, memmap_bytes
 from fastinit.layout import (LIST_POISON1, LIST_POISON2, MAPCOUNT_NONE, MAX_ORDER,
                            PAGE_BUDDY_MAPCOUNT, PAGEBLOCK_NR_PAGES, PAGEBLOCKS_PER_SECTION,
                            PAGES_PER_SECTION, PG_RESERVED, SECTION_SHIFT, ZONES_PGSHIFT,
-                           lru_address, page_links)
+                           align_up, lru_address, page_links)
 from fastinit.machine.topology import intersect, subtract
 
 # 16 MiB of descriptors per window: with its copies verify needs ~100 MiB whatever the
@@ -96,7 +96,7 @@ def check_serial_reference(result: BootResult, report: VerifyReport) -> None:
                 s, e = max(s, lo), min(e, hi)
                 # Garbage where deferred init writes, so reading before writing shows.
                 scratch.raw[scratch.index(s) * 64:(scratch.index(e - 1) + 1) * 64] = 0xA5
-                aligned = np.arange(-(-s // PAGEBLOCK_NR_PAGES) * PAGEBLOCK_NR_PAGES, e,
+                aligned = np.arange(align_up(s, PAGEBLOCK_NR_PAGES), e,
                                     PAGEBLOCK_NR_PAGES, dtype=np.int64)
                 scratch.pageblock_mt[scratch.index(aligned) // PAGEBLOCK_NR_PAGES] = 0
             base, slots = scratch.slots(lo, hi)
