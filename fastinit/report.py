@@ -12,13 +12,6 @@ def _mem(start_pfn: int, end_pfn: int) -> str:
     return f"[mem {start_pfn << PAGE_SHIFT:#018x}-{(end_pfn << PAGE_SHIFT) - 1:#018x}]"
 
 
-def _unavailable(topology: Topology) -> dict[tuple[int, int], int]:
-    counts: dict[tuple[int, int], int] = {}
-    for hole in topology.unavailable_ranges():
-        counts[(hole.nid, hole.zid)] = counts.get((hole.nid, hole.zid), 0) + hole.pages
-    return counts
-
-
 def topology_lines(topology: Topology) -> list[str]:
     """The kernel's boot lines for this machine, then a per-node summary."""
     lines = ["Zone ranges:"]
@@ -32,7 +25,7 @@ def topology_lines(topology: Topology) -> list[str]:
     for hole in topology.unavailable_ranges():
         lines.append(f"On node {hole.nid}, zone {ZONE_NAMES[hole.zid]}: {hole.pages} pages "
                      f"in unavailable ranges")
-    unavailable = _unavailable(topology)
+    unavailable = topology.unavailable_pages()
     lines.append("")
     lines.append(f"{'node':>4} {'cpus':>5} {'zone':<7} {'start_pfn':>12} {'spanned':>12} "
                  f"{'present':>12} {'unavailable':>11}")
@@ -52,7 +45,7 @@ def topology_lines(topology: Topology) -> list[str]:
 
 def topology_json(topology: Topology) -> dict:
     """``{"nodes": [{"nid", "cpus", "ranges", "zones": [...]}]}``, pfn ranges end-exclusive."""
-    unavailable = _unavailable(topology)
+    unavailable = topology.unavailable_pages()
     return {
         "source": topology.source,
         "notes": list(topology.notes),

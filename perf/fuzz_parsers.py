@@ -2,7 +2,7 @@
 
 Runs the contract of tests/fuzz_corpus.py at scale: every input parses to a consistent
 machine or fails with a clear ValueError. Inputs per parser: three quarters mutations of the
-real logs (tests/data/dmesg, ../shared/examples/dmesg) or example specs, one quarter the
+real logs (tests/data/dmesg) or example specs, one quarter the
 hypothesis strategies of tests/test_fuzz_*.py (synthetic logs checked against a naive e820
 model, SRAT splits, structured specs, near-grammar and arbitrary text). Failing inputs are
 saved to --failures with their traceback; the exit status is 1 if any input failed.

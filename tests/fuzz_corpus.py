@@ -15,14 +15,15 @@ from pathlib import Path
 
 import numpy as np
 
-from fastinit.machine.bootlog import NR_CPUS, log_lines, parse_bootlog
+from fastinit.layout import NR_CPUS
+from fastinit.machine.bootlog import log_lines, parse_bootlog
 from fastinit.machine.figures import compare, read_figures
 from fastinit.layout import MAX_PFN, PAGES_PER_SECTION, SECTION_SHIFT
 from fastinit.machine.spec import parse_spec
 from fastinit.machine.topology import ZONE_LIMITS, Topology, merge_ranges
 
 HERE = Path(__file__).parent
-LOG_DIRS = [HERE / "data" / "dmesg", HERE.parents[1] / "shared" / "examples" / "dmesg"]
+LOG_DIRS = [HERE / "data" / "dmesg"]
 LOGS = {path.name: path.read_text() for folder in LOG_DIRS for path in sorted(folder.glob("*.txt"))}
 
 # Every prefix format of the real logs: dmesg, dmesg -T, syslog, journal, host after the

@@ -1,9 +1,13 @@
 """Boot logs: real logs reproduce the kernel's own figures; prefixes; clear errors."""
 
+import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
+import fuzz_corpus as fc
+from fastinit.layout import MAX_PFN
 from fastinit.machine.bootlog import parse_bootlog, read_bootlog
 from fastinit.machine.figures import compare, read_figures
 
@@ -131,3 +135,184 @@ def test_error_names_the_line_number():
 def test_unreadable_file_is_a_value_error(tmp_path):
     with pytest.raises(ValueError, match="cannot read boot log"):
         read_bootlog(str(tmp_path / "missing.txt"))
+
+
+# Regression tests from the parsers' fuzz campaign (tests/test_fuzz_bootlog.py,
+# perf/fuzz_parsers.py): one per bug, with the minimized input. ----------------------
+
+RAM_MAP = ["BIOS-e820: [mem 0x0000000000000000-0x000000000009fbff] usable",
+           "BIOS-e820: [mem 0x0000000000100000-0x000000007fffffff] usable"]
+
+
+def best_of_3(function, argument) -> float:
+    times = []
+    for _ in range(3):
+        began = time.perf_counter()
+        function(argument)
+        times.append(time.perf_counter() - began)
+    return min(times)
+
+
+def test_huge_decimal_node_number_names_the_line():
+    # Was: ValueError "Exceeds the limit (4300 digits)" naming no line.
+    with pytest.raises(ValueError, match=r"^log:2: node 9{20}\.\.\. is beyond 1023"):
+        parse_bootlog(RAM_MAP[1] + "\nSRAT: Node " + "9" * 5000 + " PXM 0 [mem 0x0-0xfff]\n",
+                      source="log")
+
+
+@pytest.mark.parametrize("line", ["smp: Brought up 1 node, 99999999999999999999 CPUs",
+                                  "smpboot: Allowing 9000 CPUs, 0 hotplug CPUs",
+                                  "Reserving " + "9" * 5000 + "MB of memory at 5MB for crashkernel",
+                                  "SRAT: PXM 0 -> APIC 0x0 -> Node 5000"])
+def test_extreme_count_is_rejected_naming_the_line(line):
+    # Was: silly CPU counts accepted, 5000 digits a line-less ValueError, node 5000 dropped.
+    with pytest.raises(ValueError, match=r"^log:2: .* is beyond"):
+        parse_bootlog(RAM_MAP[1] + "\n" + line, source="log")
+
+
+def test_huge_e820_type_number_names_the_line():
+    with pytest.raises(ValueError, match=r"^log:1: e820 type number 9{20}\.\.\. is beyond"):
+        parse_bootlog("BIOS-e820: [mem 0x0-0xfffff] type " + "9" * 5000, source="log")
+
+
+@pytest.mark.parametrize("line", ["BIOS-e820: [mem 0x0000000000100000-0x00000000bff7",
+                                  "BIOS-e820: [mem 0x0000000000100000-0x00000000bff7ffff]",
+                                  "e820: update [mem 0x00000000-0x00000fff] usable =",
+                                  "ACPI: SRAT: Node 1 PXM 1 [mem 0x80000000-0xbfff",
+                                  "BIOS-e820: 0000000000000000 - 00000000000"])
+def test_truncated_memory_line_is_rejected_not_skipped(line):
+    # Was: silently skipped, so the machine lost memory or a node.
+    with pytest.raises(ValueError, match=r"^log:3: cannot read this memory map line"):
+        parse_bootlog("\n".join(RAM_MAP + [line]), source="log")
+
+
+def test_srat_overlap_with_an_earlier_non_adjacent_block_names_both_lines():
+    # Was: only neighbours compared; Topology.check then failed naming no line.
+    text = "\n".join([RAM_MAP[1], "SRAT: Node 0 PXM 0 [mem 0x0-0x3fffffff]",
+                      "SRAT: Node 0 PXM 0 [mem 0x1000000-0x1ffffff]",
+                      "SRAT: Node 1 PXM 1 [mem 0x2000000-0x7fffffff]"])
+    with pytest.raises(ValueError, match=r"^log:4: SRAT gives .* to node 1, but line 2 "):
+        parse_bootlog(text, source="log")
+
+
+def test_duplicated_srat_line_does_not_hide_memory_without_node():
+    # Was: the duplicate counted twice, so 1 GiB without a node went unnoticed (node 0
+    # got the first GiB only).
+    text = "\n".join(RAM_MAP + ["SRAT: Node 0 PXM 0 [mem 0x0-0x3fffffff]"] * 2)
+    topology = parse_bootlog(text)
+    assert topology.nodes[0].ranges == ((0, 0x9F), (0x100, 0x80000))
+    assert "using one node" in topology.notes[0]
+
+
+def test_srat_fallback_puts_every_cpu_on_node_zero():
+    # Was: a CPU-only node 1 and 1 CPU on node 0, though NUMA was given up.
+    text = "\n".join([RAM_MAP[1], "SRAT: PXM 0 -> APIC 0x00 -> Node 0",
+                      "SRAT: PXM 1 -> APIC 0x01 -> Node 1",
+                      "SRAT: Node 1 PXM 1 [mem 0x40000000-0x7fffffff]"])
+    assert [(n.nid, n.cpus) for n in parse_bootlog(text).nodes] == [(0, 2)]
+
+
+def test_srat_not_used_line_turns_numa_off():
+    # Was: the line contains "SRAT", so it never reached the no-NUMA markers.
+    text = "\n".join(RAM_MAP + ["SRAT: Node 1 PXM 1 [mem 0x0-0x7fffffff]", "SRAT: SRAT not used."])
+    assert [n.nid for n in parse_bootlog(text).nodes] == [0]
+
+
+def test_srat_block_inside_one_page_gives_no_inverted_range():
+    # Was: intersect() returned (2, 1); Topology.check failed naming no line.
+    text = "\n".join(RAM_MAP + ["SRAT: Node 0 PXM 0 [mem 0x0-0x10ff]",
+                                "SRAT: Node 1 PXM 1 [mem 0x1100-0x1eff]",
+                                "SRAT: Node 0 PXM 0 [mem 0x1f00-0x7fffffff]"])
+    assert [n.ranges for n in parse_bootlog(text).nodes] == \
+        [((0, 1), (2, 0x9F), (0x100, 0x80000)), ()]
+
+
+def test_srat_covering_none_of_a_small_ram_falls_back_to_one_node():
+    # Was: every node empty (less than 1 MiB uncovered kept NUMA on); Topology.check failed
+    # naming no line.
+    text = "\n".join(["BIOS-e820: [mem 0x00000000feb5dd73-0x00000000febd7877] usable",
+                      "SRAT: Node 63 PXM 63 [mem 0xa0000-0x19ffff]"])
+    topology = parse_bootlog(text)
+    assert [(n.nid, n.ranges) for n in topology.nodes] == [(0, ((0xFEB5E, 0xFEBD7),))]
+    assert "covers only 0 of 484 KiB of RAM" in topology.notes[0]
+
+
+def test_type_with_inner_blanks_gives_a_short_message():
+    # Was: the message quoted all 3000 blanks of the type text.
+    with pytest.raises(ValueError, match=r"unknown e820 type 'rese {36}'\.\.\.") as error:
+        parse_bootlog("BIOS-e820: [mem 0x0-0xfffff] rese" + " " * 3000 + "rved", source="log")
+    assert len(str(error.value)) < 400
+
+
+def test_kernel_figure_beyond_64_bits_is_not_compared():
+    # Was: read, then printing it in the mismatch raised ValueError (int to str over 4300
+    # digits) from compare().
+    text = "\n".join(RAM_MAP + ["Zone ranges:", "  DMA      [mem 0x0-0x" + "f" * 5000 + "]"])
+    figures = read_figures(text)
+    assert figures.zone_ranges == {}
+    assert compare(parse_bootlog(text), figures) == (0, [])
+
+
+def test_reservation_in_ram_of_no_node_is_dropped():
+    # Was: kept, so topology.reserved lay outside every node's memory.
+    text = "\n".join(RAM_MAP + ["SRAT: Node 0 PXM 0 [mem 0x0-0x7ff7ffff]",
+                                "RAMDISK: [mem 0x7ff00000-0x7fffffff]"])
+    topology = parse_bootlog(text)
+    assert topology.nodes[0].ranges[-1] == (0x100, 0x7FF80)
+    assert topology.reserved == ((0x7FF00, 0x7FF80),)
+
+
+def test_zero_size_crashkernel_reserves_nothing():
+    # Was: an empty reserved range (0x500, 0x500); Topology.check failed naming no line.
+    text = "\n".join(RAM_MAP + ["Reserving 0MB of memory at 5MB for crashkernel"])
+    assert parse_bootlog(text).reserved == ()
+
+
+def test_ramdisk_is_reserved():
+    # Was: "RAMDISK: [mem" contains ": [mem", took the e820 branch and was never read.
+    text = "\n".join(RAM_MAP + ["RAMDISK: [mem 0x10000000-0x10ffffff]"])
+    assert parse_bootlog(text).reserved == ((0x10000, 0x11000),)
+
+
+def test_form_feed_and_line_separator_do_not_shift_line_numbers():
+    # Was: str.splitlines() split at \x0c and U+2028, so errors named the wrong line.
+    text = RAM_MAP[1] + "\x0c\u2028\n" + "BIOS-e820: [mem 0x2000-0x1fff] usable"
+    with pytest.raises(ValueError, match=r"^log:2: range ends before it starts"):
+        parse_bootlog(text, source="log")
+
+
+def test_1_pib_map_gives_its_figures_in_time_linear_in_sections():
+    # Was: a hang in present_sections(); for 4 PiB, np.unique over 2**25 sections took
+    # 46 s (the hash-based unique of NumPy 2.x) and its sort 7 s more. Same-run ratio to
+    # allocating the sections: now about 2, before about 1000.
+    topology = parse_bootlog("BIOS-e820: [mem 0x0000000000001000-0x0003ffffffffffff] usable")
+    assert topology.max_pfn == MAX_PFN >> 2
+    assert len(topology.present_sections()) == MAX_PFN >> 17
+    assert [(u.start_pfn, u.end_pfn, u.pages) for u in topology.unavailable_ranges()] == \
+        [(0, 1, 1)]
+    assert best_of_3(lambda _: topology.present_sections(), None) < \
+        20 * best_of_3(np.arange, MAX_PFN >> 17)
+
+
+@pytest.mark.parametrize("line", ["BIOS-e820: [mem 0x0-0xfffff] usable{} x",
+                                  "e820: update [mem 0x0-0xfff] usable ==> reserved{} x",
+                                  "e820: remove [mem 0x0-0xfff] reserved{} x"])
+def test_long_blank_run_costs_linear_time(line):
+    # Was quadratic: 20000 blanks took a second. Same-run ratio, 10x the blanks: linear
+    # gives about 10 (less, with the fixed cost), quadratic 100.
+    def parse(blanks):
+        fc.check_bootlog(RAM_MAP[1] + "\n" + line.format(" " * blanks), figures=False)
+    assert best_of_3(parse, 20000) < 30 * best_of_3(parse, 2000)
+
+
+def test_e820_edit_costs_a_few_plain_lines_not_a_table_sort():
+    # Was: each edit re-sanitized the whole table in Python (3200 entries and 3200 edits
+    # took 16 s); now an edit touches its window and copies the list once, which costs
+    # about 3 noise lines here.
+    table = [f"BIOS-e820: [mem {i << 21:#x}-{(i << 21) + 0x1fffff:#x}] "
+             f"{('usable', 'reserved')[i % 2]}" for i in range(3000)]
+    edits = [f"e820: update [mem {i << 21:#x}-{(i << 21) + 0xfff:#x}] usable ==> reserved"
+             for i in range(0, 3000, 2)]
+    noise = ["ACPI: PM-Timer IO Port: 0x408"] * len(edits)
+    assert best_of_3(parse_bootlog, "\n".join(table + edits)) < \
+        25 * best_of_3(parse_bootlog, "\n".join(table + noise))

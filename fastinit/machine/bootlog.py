@@ -49,7 +49,6 @@ _CRASH_HEX = re.compile(r"crashkernel reserved: 0x([0-9a-fA-F]+) - 0x([0-9a-fA-F
 _CRASH_MB = re.compile(r"Reserving (\d+)MB of memory at (\d+)MB for crashkernel")
 _RESERVED = [re.compile(rf"NODE_DATA(?:\(\d+\) allocated)? {_MEM}"),
              re.compile(rf"RAMDISK: {_MEM}"), _CRASH_HEX, _CRASH_MB]
-_VERSION = re.compile(r"Linux version (\d{1,4})\.(\d{1,4})")
 # The kernel's own caps: E820_MAX_ENTRIES (128 + 3 * MAX_NUMNODES), NR_NODE_MEMBLKS, and
 E820_MAX_ENTRIES = 128 + 3 * MAX_NUMNODES
 NR_NODE_MEMBLKS = 2 * MAX_NUMNODES
@@ -69,7 +68,6 @@ class BootLog:
     cpus_up: int | None = None
     numa_off: bool = False
     reserved: list[tuple[int, int]] = field(default_factory=list)
-    version: tuple[int, int] | None = None
     tables_seen: int = 0
     # The table as memblock took it: e820 edits printed after the last "last_pfn" line
     # come after e820__memblock_setup() and only reserve memory (EFI ESRT, memreserve).
@@ -182,8 +180,6 @@ def scan(text: str, source: str) -> BootLog:
             continue
         _scan_cpus(log, line, number)
         _scan_reserved(log, line, number)
-        if log.version is None and (match := _VERSION.search(line)) is not None:
-            log.version = (int(match.group(1)), int(match.group(2)))
     return log
 
 

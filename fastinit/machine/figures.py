@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass, field
 
 from fastinit.machine.bootlog import log_lines
-from fastinit.layout import MAX_DMA32_PFN, MAX_DMA_PFN, PAGE_SHIFT
+from fastinit.layout import MAX_DMA32_PFN, MAX_DMA_PFN, PAGE_SHIFT, ZONE_NAMES
 from fastinit.machine.topology import Topology, merge_ranges
 
 # Figures no kernel prints (over 64 bits) are not read, so never compared: a mismatch
@@ -126,10 +126,8 @@ def compare(topology: Topology, figures: KernelFigures) -> tuple[int, list[str]]
     for key, pages in figures.zone_present.items():
         check(f"node {key[0]} zone {key[1]} present pages", pages,
               zones[key].present if key in zones else 0)
-    ours_unavailable: dict[tuple[int, str], int] = {}
-    for hole in topology.unavailable_ranges():
-        key = (hole.nid, ("DMA", "DMA32", "Normal")[hole.zid])
-        ours_unavailable[key] = ours_unavailable.get(key, 0) + hole.pages
+    ours_unavailable = {(nid, ZONE_NAMES[zid]): pages
+                        for (nid, zid), pages in topology.unavailable_pages().items()}
     if figures.unavailable:
         check("pages in unavailable ranges by node and zone", figures.unavailable,
               ours_unavailable)

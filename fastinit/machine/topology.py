@@ -317,6 +317,13 @@ class Topology:
                                       self.valid_pages(hole_pfn, tail_end, sections)))
         return [u for u in result if u.pages]
 
+    def unavailable_pages(self) -> dict[tuple[int, int], int]:
+        """Pages in unavailable ranges per ``(nid, zid)``, as the kernel's lines count them."""
+        counts: dict[tuple[int, int], int] = {}
+        for hole in self.unavailable_ranges():
+            counts[(hole.nid, hole.zid)] = counts.get((hole.nid, hole.zid), 0) + hole.pages
+        return counts
+
     def first_deferred_pfn(self, nid: int) -> int | None:
         """Where deferred init starts on the node, or None if nothing is deferred.
 
