@@ -10,12 +10,10 @@ header (`fastinit.mm.memmap_file`) for memmaps larger than RAM.
 from __future__ import annotations
 
 import mmap
-import os
-from pathlib import Path
 
 import numpy as np
 
-from fastinit.engine.cgroup import memory_headroom
+from fastinit.engine.memory import available_memory
 from fastinit.layout import (HPAGE_PMD_SIZE, PAGE_DTYPE, PAGEBLOCKS_PER_SECTION,
                              PAGES_PER_SECTION, SECTION_SHIFT)
 
@@ -27,19 +25,6 @@ def gib(nbytes: int) -> str:
 def memmap_bytes(nr_sections: int) -> int:
     """Bytes a memmap of ``nr_sections`` present sections needs (descriptors + pageblocks)."""
     return nr_sections * (PAGES_PER_SECTION * PAGE_DTYPE.itemsize + PAGEBLOCKS_PER_SECTION)
-
-
-def available_memory() -> int:
-    """Bytes this process can still fill: MemAvailable, bounded by its cgroups' limits."""
-    available = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemAvailable:"):
-                available = int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    headroom = memory_headroom()
-    return available if headroom is None else min(available, headroom)
 
 
 class Memmap:

@@ -1,0 +1,28 @@
+"""available_memory: MemAvailable, bounded by the tightest cgroup limit."""
+
+from pathlib import Path
+
+import fastinit.engine.memory as memory
+
+
+def mem_available() -> int:
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        if line.startswith("MemAvailable:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError("no MemAvailable in /proc/meminfo")
+
+
+def test_a_cgroup_limit_below_memavailable_bounds_it(monkeypatch):
+    monkeypatch.setattr(memory, "memory_headroom", lambda: 12345)
+    assert memory.available_memory() == 12345
+
+
+def test_without_a_cgroup_limit_it_is_memavailable(monkeypatch):
+    monkeypatch.setattr(memory, "memory_headroom", lambda: None)
+    # MemAvailable moves while other processes run: compare within 256 MiB.
+    assert abs(memory.available_memory() - mem_available()) < 256 << 20
+
+
+def test_page_memmaps_use_the_same_function():
+    import fastinit.mm.memmap
+    assert fastinit.mm.memmap.available_memory is memory.available_memory
