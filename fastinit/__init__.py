@@ -22,7 +22,10 @@ if not (_Path(__file__).parent / "kernels").is_dir() and \
     __path__.append(str(_Path(__file__).parent.parent))
 
 # Public names that need the machine model or Numba, imported when first used.
-_LAZY = {"boot": "fastinit.mm.run"}
+_LAZY = {"boot": "fastinit.mm.run",
+         "create_memmap": "fastinit.arrays.memmapfile",
+         "open_memmap": "fastinit.arrays.memmapfile",
+         "MemmapFile": "fastinit.arrays.memmapfile"}
 
 
 def __getattr__(name):
@@ -33,4 +36,4 @@ def __getattr__(name):
 
 
 __all__ = ["Job", "JobCancelled", "JobInterrupted", "JobReport", "do_multithreaded", "boot",
-           "__version__"]
+           "create_memmap", "open_memmap", "MemmapFile", "__version__"]

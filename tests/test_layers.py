@@ -19,10 +19,11 @@ ALLOWED = {
     "fastinit.engine": set(),
     "fastinit.kernels": {"fastinit.layout"},
     "fastinit.machine": {"fastinit.layout", "fastinit.engine"},
+    "fastinit.arrays": {"fastinit.layout", "fastinit.engine", "fastinit.kernels"},
     "fastinit.mm": {"fastinit.layout", "fastinit.engine", "fastinit.machine",
-                    "fastinit.kernels"},
+                    "fastinit.kernels", "fastinit.arrays"},
     "fastinit.bench": {"fastinit.layout", "fastinit.engine", "fastinit.machine",
-                       "fastinit.kernels", "fastinit.mm"},
+                       "fastinit.kernels", "fastinit.arrays", "fastinit.mm"},
     "fastinit.report": {"fastinit.layout", "fastinit.machine", "fastinit.mm"},
 }
 

@@ -1,0 +1,13 @@
+"""Users' own arrays: crash-safe memmap files for any dtype (`create_memmap`, `open_memmap`).
+
+Modules: `fileformat` (the on-disk format), `memmapfile` (create, open, complete),
+`atomic` (write beside, rename when complete, locks), `checksum` (the data checksum),
+`errors` (why a file is refused).
+"""
+
+from fastinit.arrays.errors import (DamagedMemmapError, IncompleteMemmapError,
+                                    MemmapBusyError, MemmapFileError)
+from fastinit.arrays.memmapfile import MemmapFile, create_memmap, open_memmap
+
+__all__ = ["MemmapFile", "create_memmap", "open_memmap", "MemmapFileError",
+           "IncompleteMemmapError", "DamagedMemmapError", "MemmapBusyError"]

@@ -1,0 +1,412 @@
+"""Memmap files for any dtype: create one crash-safely, open one without trusting it.
+
+``create_memmap(path, dtype, shape)`` gives a `MemmapFile` whose ``array`` lives in a new
+file beside ``path``; ``complete()`` syncs it, writes its checksum, marks it complete and
+only then renames it over ``path``; ``fail()`` (or an exception in a ``with`` block)
+removes it and leaves whatever was at ``path`` untouched. ``open_memmap(path)`` refuses
+anything but a complete, undamaged file of this format. See `fastinit.arrays.fileformat`
+for the format and `fastinit.arrays.atomic` for the replace and locking rules.
+"""
+
+from __future__ import annotations
+
+import atexit
+import datetime
+import hashlib
+import mmap
+import os
+import weakref
+
+import numpy as np
+
+from fastinit.arrays import atomic, fileformat as fmt
+from fastinit.arrays.checksum import NAME as CHECKSUM_NAME, data_checksum
+from fastinit.arrays.errors import (DamagedMemmapError, IncompleteMemmapError,
+                                    MemmapFileError)
+
+_REDO = "write it again (the old one is replaced only with force=True / --force)"
+_WRITERS: weakref.WeakSet = weakref.WeakSet()
+
+
+def gib(nbytes: int) -> str:
+    return f"{nbytes / 2**30:.2f} GiB"
+
+
+def _is_ours(fd: int) -> bool:
+    return os.pread(fd, len(fmt.MAGIC), 0) == fmt.MAGIC
+
+
+class _Owner:
+    """Base of every array a `MemmapFile` hands out: keeps the file (and its lock) alive
+    while any view of its memory exists."""
+
+    def __init__(self, handle: MemmapFile, address: int, nbytes: int, writable: bool):
+        self.handle = handle
+        self.__array_interface__ = {"data": (address, not writable), "shape": (nbytes,),
+                                    "typestr": "|u1", "version": 3}
+
+
+class MemmapFile:
+    """An open fastinit memmap file.
+
+    Attributes
+    ----------
+    path : str
+        The path as given (the file being written sits beside it until `complete`).
+    mode : str
+        "w" (new, not yet at ``path``), "r" (read-only) or "r+" (updated in place).
+    kind : str
+        What the file holds: "array" for `create_memmap`, or a fastinit subsystem's name.
+    metadata : object
+        The user's metadata (JSON values).
+    """
+
+    def __init__(self, shown, dfd, fd, lock, region, meta, arrays, mode, temp=None):
+        self.path, self.mode, self._meta, self._specs = shown, mode, meta, arrays
+        self.kind, self.metadata = meta["kind"], meta["metadata"]
+        self._dfd, self._fd, self._lock, self._region, self._temp = dfd, fd, lock, region, temp
+        self._meta_bytes = None
+        self._offset = fmt.data_offset(int.from_bytes(region[24:32], "little"))
+        self._base = np.frombuffer(region, dtype=np.uint8)
+        self._finished = mode != "w"
+        if mode == "w":
+            _WRITERS.add(self)
+
+    # the data ---------------------------------------------------------------------
+
+    @property
+    def data(self) -> np.ndarray:
+        """Every byte of the data region: ndarray of uint8, shape (data_bytes,)."""
+        end = self._specs[-1].offset + self._specs[-1].nbytes
+        writable = self.mode != "r" and not self._finished
+        owner = _Owner(self, self._base.ctypes.data + self._offset, end, writable)
+        return np.asarray(owner)
+
+    @property
+    def arrays(self) -> dict[str, np.ndarray]:
+        """Every array of the file by name, each C-contiguous with its dtype and shape."""
+        data, arrays = self.data, {}
+        for s in self._specs:
+            # As np.empty does: a subarray dtype's extents become trailing axes.
+            dtype, extra = s.dtype.subdtype if s.dtype.subdtype else (s.dtype, ())
+            arrays[s.name] = data[s.offset:s.offset + s.nbytes].view(dtype).reshape(
+                s.shape + extra)
+        return arrays
+
+    @property
+    def array(self) -> np.ndarray:
+        """The file's array (for files with one, as `create_memmap` makes)."""
+        if len(self._specs) != 1:
+            raise ValueError(f"{self.path} holds {len(self._specs)} arrays "
+                             f"({', '.join(s.name for s in self._specs)}); use .arrays")
+        return self.arrays[self._specs[0].name]
+
+    @property
+    def state(self) -> str:
+        return fmt.STATES[int.from_bytes(self._region[20:24], "little")]
+
+    @classmethod
+    def of(cls, array) -> MemmapFile | None:
+        """The file whose memory ``array`` (or a view of it) is, or None."""
+        base = array
+        while base is not None:
+            if isinstance(base, _Owner):
+                return base.handle
+            base = getattr(base, "base", None)
+        return None
+
+    # states -----------------------------------------------------------------------
+
+    def _write_state(self, state: int, checksum: int = 0) -> None:
+        meta_len = int.from_bytes(self._region[24:32], "little")
+        meta = self._region[fmt.HEADER_BYTES:fmt.HEADER_BYTES + meta_len]
+        self._region[:fmt.HEADER_BYTES] = fmt.pack_header(state, meta, checksum)
+        self._region.flush(0, fmt.PAGE)
+
+    def complete(self) -> None:
+        """Sync the data, record its checksum, mark the file complete, and (for a new
+        file) rename it over the path. Do not write to the arrays afterwards."""
+        if self._finished:
+            raise ValueError(f"{self.path} was already completed, failed or closed")
+        self._region.flush()  # msync: the data is on disk before the file says complete
+        checksum = data_checksum(self.data)
+        self._write_state(fmt.COMPLETE, checksum)
+        with atomic.interrupts_deferred():
+            if self._temp is not None:
+                atomic.commit_temp(self.path, self._dfd, self._temp, self._fd,
+                                   os.path.basename(os.path.abspath(self.path)))
+                self._temp = None
+            else:
+                os.fsync(self._fd)
+            self._finished = True
+            self._release()
+
+    def fail(self) -> None:
+        """Give up: a new file is removed (the path keeps what it had); a file updated in
+        place is marked failed."""
+        if self._finished:
+            return
+        with atomic.interrupts_deferred():
+            self._finished = True
+            if self._temp is not None:
+                atomic.remove_temp(self._dfd, self._temp, self._fd)
+                self._fd = self._temp = None
+            else:
+                self._write_state(fmt.FAILED)
+            self._release()
+
+    def begin_update(self) -> None:
+        """Take a completed file back for writing in place: lock it and mark it
+        initializing until the next `complete`."""
+        if not self._finished or self.mode == "r":
+            raise ValueError(f"{self.path} is open read-only or still being written")
+        shown, directory, name = atomic.split_path(self.path)
+        self._lock = atomic.PathLock(shown, self._dfd, name, exclusive=True)
+        try:
+            named = os.stat(name, dir_fd=self._dfd, follow_symlinks=False)
+            mine = os.fstat(self._fd)
+            if (named.st_ino, named.st_dev) != (mine.st_ino, mine.st_dev):
+                raise MemmapFileError(f"{shown} was replaced by another file since it was "
+                                      f"written; open it again")
+        except (OSError, MemmapFileError) as error:
+            self._release()
+            if isinstance(error, MemmapFileError):
+                raise
+            raise MemmapFileError(f"{shown} is gone: {error.strerror}") from None
+        self._start_update()
+
+    def _start_update(self) -> None:
+        self._write_state(fmt.INITIALIZING)
+        self._finished = False
+        _WRITERS.add(self)
+
+    def close(self) -> None:
+        """Release the file; one being written and not completed is failed first."""
+        self.fail()
+        self._finished = True
+        self._release()
+
+    def _release(self) -> None:
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
+        _WRITERS.discard(self)
+
+    def __enter__(self) -> MemmapFile:
+        return self
+
+    def __exit__(self, kind, value, traceback) -> None:
+        if kind is None and not self._finished and self.mode != "r":
+            self.complete()
+        self.close()
+
+    def __del__(self):
+        try:
+            self.close()
+            if self._fd is not None:
+                os.close(self._fd)
+            os.close(self._dfd)
+        except (OSError, AttributeError, TypeError):
+            pass  # at interpreter exit modules may be gone; the OS releases the rest
+
+
+@atexit.register
+def _fail_unfinished() -> None:
+    """A program that exits without completing its files leaves no temporary file."""
+    for handle in list(_WRITERS):
+        handle.fail()
+
+
+def create_file(path, arrays, metadata=None, *, kind: str = "array", force: bool = False,
+                replace_any_file: bool = False) -> MemmapFile:
+    """A new memmap file holding ``arrays``, a list of ``(name, dtype, shape)``.
+
+    See `create_memmap`; ``kind`` names what the file holds (checked by `open_file`).
+    """
+    import fastinit
+    if not isinstance(force, bool) or not isinstance(replace_any_file, bool):
+        raise ValueError(f"force and replace_any_file must be True or False, got "
+                         f"{force!r} and {replace_any_file!r}")
+    triples = []
+    for name, dtype, shape in arrays:
+        try:
+            dtype = np.dtype(dtype)
+        except TypeError as error:
+            raise ValueError(f"dtype {dtype!r} is not a NumPy dtype: {error}") from None
+        fmt.check_dtype(dtype)
+        triples.append((name, dtype, fmt.check_shape(shape)))
+    specs, data_bytes = fmt.lay_out(triples)
+    created = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    meta = fmt.encode_metadata(kind, specs, metadata, created, fastinit.__version__,
+                               CHECKSUM_NAME)
+    total = fmt.data_offset(len(meta)) + data_bytes
+    shown, directory, name = atomic.split_path(path)
+    dfd = atomic.open_directory(shown, directory)
+    lock = temp = fd = None
+    try:
+        lock = atomic.PathLock(shown, dfd, name, exclusive=True)
+        old = atomic.check_replaceable(shown, dfd, name, force=force,
+                                       replace_any=replace_any_file, is_ours=_is_ours)
+        atomic.remove_orphans(dfd, name, _is_ours)
+        stat = os.statvfs(dfd)
+        free = stat.f_bavail * stat.f_frsize
+        if total > free:
+            beside = " beside the old one (replaced only when complete)" if old else ""
+            raise MemmapFileError(f"the memmap file needs {gib(total)}{beside} but "
+                                  f"{directory} has {gib(free)} free; choose a path "
+                                  f"(--memmap-file) on a disk with room")
+        temp, fd = atomic.create_temp(dfd, name, old.st_mode & 0o7777 if old else None)
+        try:
+            os.posix_fallocate(fd, 0, total)
+            region = mmap.mmap(fd, total, flags=mmap.MAP_SHARED)
+        except OSError as error:
+            raise MemmapFileError(f"cannot allocate {gib(total)} in {shown}: "
+                                  f"{error.strerror}; choose a path (--memmap-file) on a "
+                                  f"disk with room") from None
+        region[fmt.HEADER_BYTES:fmt.HEADER_BYTES + len(meta)] = meta
+        region[:fmt.HEADER_BYTES] = fmt.pack_header(fmt.INITIALIZING, meta)
+        region.flush(0, fmt.data_offset(len(meta)))
+        document = fmt.decode_metadata(meta)[0]
+        return MemmapFile(shown, dfd, fd, lock, region, document, specs, "w", temp)
+    except BaseException:
+        with atomic.interrupts_deferred():
+            if fd is not None:
+                atomic.remove_temp(dfd, temp, fd)
+            if lock is not None:
+                lock.release()
+            os.close(dfd)
+        raise
+
+
+def create_memmap(path, dtype, shape, metadata=None, *, force: bool = False,
+                  replace_any_file: bool = False) -> MemmapFile:
+    """Create a memmap file for one array, crash-safely.
+
+    The file is written beside ``path`` under a temporary name, its blocks reserved up
+    front (a disk too small fails now, leaving nothing), and appears at ``path`` only
+    when `MemmapFile.complete` has synced it; until then, or after `MemmapFile.fail`,
+    ``path`` keeps what it had. Used as a context manager, the file is completed when
+    the block ends normally and failed when it raises.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+    dtype : dtype-like
+        Any NumPy dtype without Python objects (records up to 1 MiB).
+    shape : int or tuple of int
+    metadata : JSON-serializable, optional
+        Stored with the file (at most 1 MiB as JSON), returned as ``.metadata``.
+    force : bool
+        Replace an existing fastinit memmap file at ``path``.
+    replace_any_file : bool
+        With ``force``, replace any regular file. Never a directory, device, FIFO,
+        socket or symbolic link.
+
+    Returns
+    -------
+    MemmapFile
+        ``.array`` is the writable array (C-contiguous, ``dtype``, ``shape``).
+
+    Raises
+    ------
+    MemmapFileError
+        The path is taken (without ``force``), not a regular file, in a directory that
+        cannot be used, or the disk lacks the room.
+    MemmapBusyError
+        Another fastinit is writing or reading ``path``.
+    """
+    return create_file(path, [("data", dtype, shape)], metadata, force=force,
+                       replace_any_file=replace_any_file)
+
+
+def open_file(path, mode: str = "r", *, kind: str | None = None,
+              allow_incomplete: bool = False, check_data: bool = True) -> MemmapFile:
+    """Open a memmap file after checking all of its header; see `open_memmap`.
+
+    ``kind`` (if given) must be the file's; ``allow_incomplete`` opens files whose
+    writer did not finish (read-only); ``check_data`` compares the data checksum.
+    """
+    if mode not in ("r", "r+"):
+        raise ValueError(f"mode must be 'r' or 'r+', got {mode!r}")
+    shown, directory, name = atomic.split_path(path)
+    dfd = atomic.open_directory(shown, directory)
+    lock = fd = None
+    try:
+        if not os.path.lexists(shown):
+            raise MemmapFileError(f"{shown} does not exist{atomic.temp_note(dfd, name)}")
+        lock = atomic.PathLock(shown, dfd, name, exclusive=mode == "r+")
+        fd = atomic.open_regular(shown, writable=mode == "r+")
+        size = os.fstat(fd).st_size
+        header = fmt.unpack_header(shown, os.pread(fd, fmt.HEADER_BYTES, 0), _REDO)
+        raw = os.pread(fd, header.meta_len, fmt.HEADER_BYTES)
+        if len(raw) != header.meta_len or hashlib.sha256(raw).digest() != header.meta_sha256:
+            raise MemmapFileError(f"{shown} has a damaged header (metadata checksum "
+                                  f"mismatch); {_REDO}")
+        try:
+            document, specs, data_bytes = fmt.decode_metadata(raw)
+        except (ValueError, TypeError, OverflowError, KeyError, IndexError) as error:
+            raise MemmapFileError(f"{shown} has metadata this fastinit cannot use: "
+                                  f"{error}; {_REDO}") from None
+        if kind is not None and document["kind"] != kind:
+            raise MemmapFileError(f"{shown} holds {document['kind'][:64]!r}, not {kind!r}; "
+                                  f"name a {kind} file")
+        total = fmt.data_offset(header.meta_len) + data_bytes
+        if size != total:
+            what = "is truncated" if size < total else "is longer than its header says"
+            raise MemmapFileError(f"{shown} {what}: {size} bytes where its header needs "
+                                  f"{total}; {_REDO}")
+        if header.state != fmt.COMPLETE and not (allow_incomplete and mode == "r"):
+            reason = ("the run that wrote it stopped with an error" if header.state ==
+                      fmt.FAILED else "the run that wrote it did not finish (killed or "
+                      "still running)")
+            raise IncompleteMemmapError(f"{shown} is incomplete (state "
+                                        f"{fmt.STATES[header.state]}): {reason}; its data "
+                                        f"cannot be trusted; {_REDO}")
+        access = mmap.ACCESS_WRITE if mode == "r+" else mmap.ACCESS_READ
+        region = mmap.mmap(fd, total, access=access)
+        handle = MemmapFile(shown, dfd, fd, lock, region, document, specs, mode)
+        if check_data and header.state == fmt.COMPLETE and \
+                data_checksum(handle.data) != header.data_checksum:
+            raise DamagedMemmapError(f"{shown} is damaged: its data no longer matches the "
+                                     f"checksum written when it was completed; {_REDO}")
+        if mode == "r+":
+            handle._start_update()
+        return handle
+    except BaseException:
+        if lock is not None:
+            lock.release()
+        if fd is not None:
+            os.close(fd)
+        os.close(dfd)
+        raise
+
+
+def open_memmap(path, mode: str = "r") -> MemmapFile:
+    """Open a memmap file `create_memmap` wrote, refusing anything not to be trusted.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+    mode : {"r", "r+"}
+        "r": read-only arrays, while other fastinit processes may read it too. "r+":
+        writable in place, exclusively; the file says initializing until `complete`
+        (a crash meanwhile leaves it incomplete, never silently changed).
+
+    Returns
+    -------
+    MemmapFile
+        ``.array`` / ``.arrays``, ``.metadata``, ``.state``.
+
+    Raises
+    ------
+    IncompleteMemmapError
+        Its writer was killed or failed.
+    DamagedMemmapError
+        Its data does not match the checksum written at completion.
+    MemmapFileError
+        Not a regular file, not a fastinit memmap file, another format version, a
+        damaged or truncated header, or metadata out of range.
+    MemmapBusyError
+        Another fastinit is writing it (or, for "r+", reading it).
+    """
+    return open_file(path, mode, kind="array")

@@ -1,0 +1,382 @@
+"""Memmap files for any dtype: round trips, crash safety, what may be replaced, refusals."""
+
+import json
+import os
+import signal
+import stat
+import struct
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+import fastinit
+from fastinit.arrays import (DamagedMemmapError, IncompleteMemmapError, MemmapBusyError,
+                             MemmapFile, MemmapFileError, create_memmap, open_memmap)
+from fastinit.arrays import fileformat as fmt
+
+RECORD = np.dtype([("id", "<i8"), ("xyz", "<f4", (3,)), ("tag", "S4")])
+
+
+def write(path, dtype=RECORD, shape=(100,), metadata=None, **options):
+    with create_memmap(path, dtype, shape, metadata, **options) as handle:
+        handle.data[:handle.array.nbytes] = np.arange(handle.array.nbytes) % 251
+    return handle
+
+
+def listing(directory):
+    return sorted(p.name for p in directory.iterdir())
+
+
+@pytest.mark.parametrize("dtype, shape", [
+    (RECORD, (100,)), (np.float64, (7, 3)), (np.uint8, 0), (np.dtype("<U5"), (2, 2, 2)),
+    (np.dtype({"names": ["a", "b"], "formats": ["u1", "<u8"]}, align=True), (33,)),
+    (np.dtype(("<i2", (4,))), (5,)), (np.dtype("<M8[ns]"), 3)])
+def test_any_dtype_round_trips_with_its_metadata(tmp_path, dtype, shape):
+    path = tmp_path / "a.bin"
+    written = write(path, dtype, shape, {"run": 7, "names": ["x", "y"], "ok": None})
+    opened = open_memmap(path)
+    assert opened.state == "complete" and opened.metadata == {"run": 7, "names": ["x", "y"],
+                                                                "ok": None}
+    like = np.empty(shape, dtype)
+    assert opened.array.dtype == like.dtype and opened.array.shape == like.shape
+    assert opened.array.tobytes() == written.array.tobytes()
+    assert not opened.array.flags.writeable and opened.array.flags.c_contiguous
+    assert listing(tmp_path) == [".a.bin.fastinit-lock", "a.bin"]  # a reader holds it
+    opened.close()
+    assert listing(tmp_path) == ["a.bin"]  # no temporary or lock file is left
+
+
+def test_the_package_root_exports_the_file_api():
+    assert fastinit.create_memmap is create_memmap and fastinit.open_memmap is open_memmap
+    assert fastinit.MemmapFile is MemmapFile
+
+
+def test_a_new_file_appears_only_when_complete(tmp_path):
+    path = tmp_path / "a.bin"
+    handle = create_memmap(path, np.int64, 1000)
+    assert not path.exists() and handle.state == "initializing"
+    handle.array[:] = 5
+    handle.complete()
+    assert path.exists() and open_memmap(path).array.sum() == 5000
+
+
+def test_an_error_in_the_block_leaves_the_old_file_byte_for_byte_and_no_temporary(tmp_path):
+    path = tmp_path / "a.bin"
+    write(path)
+    before = path.read_bytes()
+    with pytest.raises(RuntimeError, match="boom"):
+        with create_memmap(path, np.float32, 10**6, force=True) as handle:
+            handle.array[:] = 1
+            raise RuntimeError("boom")
+    assert path.read_bytes() == before and listing(tmp_path) == ["a.bin"]
+
+
+def test_fail_of_a_new_file_leaves_nothing(tmp_path):
+    handle = create_memmap(tmp_path / "a.bin", np.float32, 1000)
+    handle.fail()
+    assert listing(tmp_path) == []
+
+
+def test_an_abandoned_handle_removes_its_temporary_file(tmp_path):
+    handle = create_memmap(tmp_path / "a.bin", np.float32, 1000)
+    assert len(listing(tmp_path)) == 2  # the temporary file and the lock
+    del handle
+    assert listing(tmp_path) == []
+
+
+def test_arrays_keep_their_file_alive_and_lead_back_to_it(tmp_path):
+    handle = create_memmap(tmp_path / "a.bin", np.int32, (10, 10))
+    view = handle.array[2:5, ::2]
+    del handle
+    assert MemmapFile.of(view).state == "initializing"
+    MemmapFile.of(view).complete()
+    assert MemmapFile.of(np.zeros(3)) is None
+    assert open_memmap(tmp_path / "a.bin").array.shape == (10, 10)
+
+
+def test_replacing_needs_force_and_keeps_the_old_files_mode(tmp_path):
+    path = tmp_path / "a.bin"
+    write(path)
+    os.chmod(path, 0o600)
+    with pytest.raises(MemmapFileError, match="exists; pass --force"):
+        create_memmap(path, np.int8, 3)
+    write(path, np.int8, 3, force=True)
+    assert open_memmap(path).array.dtype == np.int8
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+def test_force_replaces_only_fastinit_files_unless_told_otherwise(tmp_path):
+    path = tmp_path / "notes.txt"
+    path.write_bytes(b"precious")
+    with pytest.raises(MemmapFileError, match="not a fastinit memmap file.*--replace-any-file"):
+        create_memmap(path, np.int8, 3, force=True)
+    assert path.read_bytes() == b"precious"
+    write(path, np.int8, 3, force=True, replace_any_file=True)
+    assert open_memmap(path).array.shape == (3,)
+    (tmp_path / "empty").write_bytes(b"")
+    write(tmp_path / "empty", np.int8, 3, force=True)  # nothing to lose
+
+
+def special_files(tmp_path):
+    """A FIFO, a character device (like /dev/null), a directory, a socket and symlinks."""
+    import socket
+    os.mkfifo(tmp_path / "fifo")
+    made = {"fifo": "a FIFO", "dir": "a directory", "sock": "a socket"}
+    (tmp_path / "dir").mkdir()
+    server = socket.socket(socket.AF_UNIX)
+    server.bind(str(tmp_path / "sock"))
+    if os.geteuid() == 0:
+        os.mknod(tmp_path / "null", 0o666 | stat.S_IFCHR, os.makedev(1, 3))
+        made["null"] = "a character device"
+    os.symlink("/dev/null", tmp_path / "link-to-null")
+    write(tmp_path / "real.bin")
+    os.symlink(tmp_path / "real.bin", tmp_path / "link-to-memmap")
+    made.update({"link-to-null": "a symbolic link", "link-to-memmap": "a symbolic link"})
+    return made, server
+
+
+def test_force_never_replaces_a_device_fifo_socket_directory_or_symlink(tmp_path):
+    made, server = special_files(tmp_path)
+    before = {name: os.lstat(tmp_path / name) for name in made}
+    for name, kind in made.items():
+        for options in ({}, {"force": True}, {"force": True, "replace_any_file": True}):
+            with pytest.raises(MemmapFileError, match=f"is {kind}"):
+                create_memmap(tmp_path / name, np.int8, 3, **options)
+    for name, info in before.items():
+        after = os.lstat(tmp_path / name)
+        assert (after.st_ino, after.st_mode) == (info.st_ino, info.st_mode)
+    assert os.path.exists("/dev/null") and stat.S_ISCHR(os.stat("/dev/null").st_mode)
+    assert not [p for p in listing(tmp_path) if "fastinit-tmp" in p or "lock" in p]
+    server.close()
+
+
+OPEN_SPECIAL = textwrap.dedent("""
+    import sys
+    from fastinit.arrays import MemmapFileError, open_memmap
+    try:
+        open_memmap(sys.argv[1])
+    except MemmapFileError as error:
+        print(error)
+""")
+
+
+@pytest.mark.parametrize("name, kind", [("fifo", "is a FIFO"), ("dir", "is a directory"),
+                                        ("sock", "is a socket")])
+def test_opening_a_special_file_is_refused_at_once(tmp_path, name, kind):
+    special_files(tmp_path)[1].close()
+    done = subprocess.run([sys.executable, "-c", OPEN_SPECIAL, str(tmp_path / name)],
+                          capture_output=True, text=True, timeout=60)  # a FIFO blocked forever
+    assert kind in done.stdout and "Traceback" not in done.stderr
+
+
+def test_a_symlink_to_a_memmap_file_can_be_read(tmp_path):
+    special_files(tmp_path)[1].close()
+    assert open_memmap(tmp_path / "link-to-memmap").array.dtype == RECORD
+
+
+def test_a_second_writer_or_a_reader_of_a_path_being_written_is_refused(tmp_path):
+    path = tmp_path / "a.bin"
+    writing = create_memmap(path, np.int8, 3)
+    with pytest.raises(MemmapBusyError, match=f"{path} is in use"):
+        create_memmap(path, np.int8, 3, force=True)
+    writing.complete()
+    reader, second_reader = open_memmap(path), open_memmap(path)  # readers share
+    with pytest.raises(MemmapBusyError, match=f"{path} is in use"):
+        create_memmap(path, np.int8, 3, force=True)
+    with pytest.raises(MemmapBusyError):
+        open_memmap(path, "r+")
+    reader.close()
+    second_reader.close()
+    write(path, np.int8, 4, force=True)
+    assert listing(tmp_path) == ["a.bin"]
+
+
+HOLD = textwrap.dedent("""
+    import sys, time
+    import numpy as np
+    from fastinit.arrays import create_memmap, open_memmap
+    if sys.argv[2] == "write":
+        handle = create_memmap(sys.argv[1], np.int64, 1 << 16, force=True)
+    else:
+        handle = open_memmap(sys.argv[1])
+    print("holding", flush=True)
+    if sys.argv[3] == "kill":
+        import os, signal
+        os.kill(os.getpid(), signal.SIGKILL)
+    time.sleep(60)
+""")
+
+
+def hold(path, how, then="sleep"):
+    child = subprocess.Popen([sys.executable, "-c", HOLD, str(path), how, then],
+                             stdout=subprocess.PIPE, text=True)
+    line = child.stdout.readline().strip()
+    return child, line
+
+
+def test_another_process_writing_or_reading_the_path_refuses_at_once(tmp_path):
+    path = tmp_path / "a.bin"
+    write(path)
+    for how in ("write", "read"):
+        child, line = hold(path, how)
+        try:
+            assert line == "holding"
+            with pytest.raises(MemmapBusyError, match=f"{path} is in use"):
+                create_memmap(path, np.int8, 3, force=True)
+            if how == "write":
+                with pytest.raises(MemmapBusyError, match="another fastinit is writing it"):
+                    open_memmap(path)
+            else:
+                assert open_memmap(path).state == "complete"
+        finally:
+            child.kill()
+            child.wait()
+            child.stdout.close()
+    assert open_memmap(path).array.dtype == RECORD  # the old file is intact
+
+
+def test_a_killed_writer_leaves_a_temporary_file_the_next_writer_removes(tmp_path):
+    path = tmp_path / "a.bin"
+    write(path)
+    before = path.read_bytes()
+    child, line = hold(path, "write", "kill")
+    assert child.wait() == -signal.SIGKILL and line == "holding"
+    child.stdout.close()
+    left = [p for p in listing(tmp_path) if ".fastinit-tmp-" in p]
+    assert len(left) == 1 and left[0].startswith(".a.bin.fastinit-tmp-")
+    assert path.read_bytes() == before
+    foreign = tmp_path / ".a.bin.fastinit-tmp-1-deadbeef"
+    foreign.write_bytes(b"not ours")  # the pattern alone is not enough
+    write(path, np.int8, 3, force=True)
+    assert listing(tmp_path) == [".a.bin.fastinit-tmp-1-deadbeef", "a.bin"]
+
+
+def test_a_missing_file_says_a_writer_was_killed(tmp_path):
+    child, _ = hold(tmp_path / "a.bin", "write", "kill")
+    child.wait()
+    child.stdout.close()
+    with pytest.raises(MemmapFileError, match="does not exist; a fastinit writing it was "
+                                              "killed and left .a.bin.fastinit-tmp-"):
+        open_memmap(tmp_path / "a.bin")
+
+
+def test_update_in_place_says_initializing_until_complete(tmp_path):
+    path = tmp_path / "a.bin"
+    write(path, np.int64, 10)
+    with open_memmap(path, "r+") as handle:
+        handle.array[:] = 3
+        with pytest.raises(MemmapBusyError):
+            open_memmap(path)
+        assert handle.state == "initializing"
+    assert open_memmap(path).array.sum() == 30
+    handle = open_memmap(path, "r+")
+    handle.fail()
+    with pytest.raises(IncompleteMemmapError, match="state failed"):
+        open_memmap(path)
+
+
+def rewrite(path, offset, data):
+    with open(path, "r+b") as file:
+        file.seek(offset)
+        file.write(data)
+
+
+def test_damaged_data_is_refused_with_the_checksum(tmp_path):
+    path = tmp_path / "a.bin"
+    write(path, np.int64, 1000)
+    rewrite(path, os.path.getsize(path) - 3, b"\xff")
+    with pytest.raises(DamagedMemmapError, match=f"{path} is damaged: its data no longer "
+                                                 f"matches the checksum"):
+        open_memmap(path)
+
+
+@pytest.mark.parametrize("offset, data, message", [
+    (0, b"X", "not a fastinit memmap file"),
+    (16, struct.pack("<I", 1), "format version 1, this fastinit reads version 2"),
+    (20, struct.pack("<I", 7), "damaged header"),
+    (fmt.HEADER_BYTES - 1, b"\0", "damaged header"),
+    (fmt.HEADER_BYTES + 2, b"#", "damaged header .metadata checksum"),
+])
+def test_damaged_or_foreign_headers_are_refused(tmp_path, offset, data, message):
+    path = tmp_path / "a.bin"
+    write(path)
+    rewrite(path, offset, data)
+    with pytest.raises(MemmapFileError, match=message):
+        open_memmap(path)
+
+
+def test_truncated_or_extended_files_are_refused(tmp_path):
+    path = tmp_path / "a.bin"
+    write(path, np.int64, 10000)
+    size = path.stat().st_size
+    os.truncate(path, size + 1)
+    with pytest.raises(MemmapFileError, match="longer than its header says"):
+        open_memmap(path)
+    for cut in (size - 1, 4200, 100, 0):
+        os.truncate(path, cut)
+        with pytest.raises(MemmapFileError, match="truncated|not a fastinit memmap"):
+            open_memmap(path)
+
+
+def reseal(path, change):
+    """Rewrite a file's metadata through ``change`` and recompute every header checksum."""
+    raw = path.read_bytes()
+    meta_len = struct.unpack_from("<Q", raw, 24)[0]
+    document = json.loads(raw[fmt.HEADER_BYTES:fmt.HEADER_BYTES + meta_len])
+    text = change(document)
+    text = text if isinstance(text, bytes) else json.dumps(text).encode()
+    state, checksum = struct.unpack_from("<I", raw, 20)[0], struct.unpack_from("<Q", raw, 64)[0]
+    data = raw[fmt.data_offset(meta_len):]
+    path.write_bytes(fmt.pack_header(state, text, checksum) + text
+                     + bytes(fmt.data_offset(len(text)) - fmt.HEADER_BYTES - len(text)) + data)
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda d: {**d, "arrays": [{**d["arrays"][0], "shape": [2**60]}]}, "shape extent"),
+    (lambda d: {**d, "arrays": [{**d["arrays"][0], "shape": [1.5]}]}, "shape extent"),
+    (lambda d: {**d, "arrays": [{**d["arrays"][0], "shape": [10**6, 10**6]}]}, "truncated"),
+    (lambda d: {**d, "arrays": [{**d["arrays"][0], "shape": [10**9, 10**9]}]}, "1 PiB"),
+    (lambda d: {**d, "arrays": [{**d["arrays"][0], "dtype": "O"}]}, "plain NumPy type"),
+    (lambda d: {**d, "arrays": [{**d["arrays"][0], "dtype": {"base": "<f8",
+                                                             "shape": [2**20] * 3}}]},
+     "cannot use"),
+    (lambda d: {**d, "format": 2.0}, "format"),
+    (lambda d: {k: v for k, v in d.items() if k != "kind"}, "fields are"),
+    (lambda d: [d], "fields are"),
+    (lambda d: b"[" * 100000 + b"]" * 100000, "deeper than"),
+    (lambda d: json.dumps({**d, "metadata": {"x": 1.5}}).encode().replace(b"1.5", b"1e400"),
+     "finite"),
+    (lambda d: b'{"format": NaN}', "not a number"),
+    (lambda d: b"\xff\xfe", "UTF-8|JSON"),
+    (lambda d: {**d, "metadata": [[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]},
+     "deeper than"),
+])
+def test_resealed_metadata_out_of_range_is_refused_naming_the_file(tmp_path, change, message):
+    path = tmp_path / "a.bin"
+    write(path)
+    reseal(path, change)
+    with pytest.raises(MemmapFileError, match=message) as refused:
+        open_memmap(path)
+    assert str(path) in str(refused.value)
+
+
+def test_metadata_too_large_or_not_json_is_refused_when_creating(tmp_path):
+    with pytest.raises(ValueError, match="keep it under"):
+        create_memmap(tmp_path / "a.bin", np.int8, 1, {"x": "y" * (2 << 20)})
+    with pytest.raises(ValueError, match="plain JSON"):
+        create_memmap(tmp_path / "a.bin", np.int8, 1, {"x": float("nan")})
+    with pytest.raises(ValueError, match="Python objects"):
+        create_memmap(tmp_path / "a.bin", object, 1)
+    assert listing(tmp_path) == []
+
+
+def test_a_file_of_another_kind_is_refused_by_open_memmap(tmp_path):
+    from fastinit.arrays.memmapfile import create_file
+    with create_file(tmp_path / "p.bin", [("x", np.int8, 3), ("y", np.int64, 2)],
+                     kind="something-else") as handle:
+        assert sorted(handle.arrays) == ["x", "y"]
+    with pytest.raises(MemmapFileError, match="holds 'something-else', not 'array'"):
+        open_memmap(tmp_path / "p.bin")
