@@ -10,7 +10,8 @@ boot), `fastinit.kernels` (Numba kernels), `fastinit.bench` (measurements).
 
 from pathlib import Path as _Path
 
-from fastinit.engine.padata import Job, JobCancelled, JobInterrupted, JobReport, do_multithreaded
+from fastinit.engine.padata import (Job, JobCancelled, JobInterrupted, JobReport,
+                                    OversubscriptionWarning, do_multithreaded)
 
 __version__ = "0.1.0"
 
@@ -35,5 +36,6 @@ def __getattr__(name):
     raise AttributeError(f"module 'fastinit' has no attribute {name!r}")
 
 
-__all__ = ["Job", "JobCancelled", "JobInterrupted", "JobReport", "do_multithreaded", "boot",
-           "create_memmap", "open_memmap", "MemmapFile", "__version__"]
+__all__ = ["Job", "JobCancelled", "JobInterrupted", "JobReport", "OversubscriptionWarning",
+           "do_multithreaded", "boot", "create_memmap", "open_memmap", "MemmapFile",
+           "__version__"]

@@ -258,6 +258,17 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+# Library errors name the argument (``threads must be >= 1``); the user typed a flag.
+ARGUMENT_FLAGS = {"threads": "--threads", "arch": "--arch", "memmap_file": "--memmap-file",
+                  "force": "--force", "kernel": "--kernel", "repeat": "--repeat"}
+
+
+def as_flags(message: str) -> str:
+    """``message`` with a leading library argument name replaced by its flag."""
+    first, space, rest = message.partition(" ")
+    return ARGUMENT_FLAGS[first] + space + rest if first in ARGUMENT_FLAGS else message
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -268,8 +279,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     try:
         return handlers[args.command](args)
-    except ValueError as error:
-        print(f"fastinit {args.command}: error: {error}", file=sys.stderr)
+    except (ValueError, TypeError) as error:
+        print(f"fastinit {args.command}: error: {as_flags(str(error))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"fastinit {args.command}: interrupted; every thread was stopped",

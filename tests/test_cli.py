@@ -98,7 +98,7 @@ def test_boot_refuses_to_overwrite_a_memmap_file_without_force(capsys, tmp_path)
     (["boot", "--spec", "2y64G"], "cannot read size"),
     (["topology", "--spec", ""], "empty spec"),
     (["topology", "--dmesg", "/nonexistent/log"], "cannot read boot log"),
-    (["boot", "--spec", "1x1G", "--threads", "0"], "(--threads) must be an integer of at least 1"),
+    (["boot", "--spec", "1x1G", "--threads", "0"], "--threads must be >= 1, got 0"),
     (["boot", "--spec", "1x1G", "--arch", "sparc"], "unknown arch profile"),
 ])
 def test_bad_input_exits_2_with_a_clear_message(capsys, argv, words):

@@ -50,13 +50,24 @@ BAD_INIT = [
     (dict(start_pfn=0, end_pfn=MAX_PFN + 1), "end_pfn"),
     (dict(start_pfn=2 * S - 5, end_pfn=2 * S + 5), "have no descriptors"),
     (dict(start_pfn=3 * S, end_pfn=3 * S + 1), "have no descriptors"),
-    (dict(start_pfn=1.5, end_pfn=9), "start_pfn must be an integer"),
-    (dict(start_pfn=True, end_pfn=9), "start_pfn must be an integer"),
     (dict(nid=1024), "nid = 1024 is outside 0..1023"),
     (dict(nid=-1), "nid = -1"),
     (dict(zid=3), "zid = 3 is outside 0..2"),
     (dict(reserved="yes"), "reserved must be True or False"),
 ]
+
+
+@pytest.mark.parametrize("change", [dict(start_pfn=1.5, end_pfn=9),
+                                    dict(start_pfn=True, end_pfn=9),
+                                    dict(nid="0")])
+def test_init_pages_rejects_arguments_of_the_wrong_type_with_type_error(change):
+    memmap = fresh()
+    before = memmap.raw.copy()
+    arguments = dict(start_pfn=0, end_pfn=S, nid=0, zid=1) | change
+    name = next(iter(change))
+    with pytest.raises(TypeError, match=f"{name} must be an integer"):
+        init_pages(memmap, **arguments)
+    assert np.array_equal(memmap.raw, before)
 
 
 @pytest.mark.parametrize("change, words", BAD_INIT)

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import math
 import os
+import threading
+import time
 from pathlib import Path
 
 from fastinit.engine.cgroup import cpu_quota
@@ -45,8 +47,29 @@ def affinity_cpus() -> list[int]:
     return sorted(os.sched_getaffinity(0))
 
 
-def usable_cpus() -> int:
+# Reading the cgroup quota walks /proc and /sys (about 60 us, more than a whole small job):
+# it is read again only when older than this. Affinity is read on every call (0.3 us).
+QUOTA_MAX_AGE = 1.0
+_quota_lock = threading.Lock()
+_quota_read: tuple[float, float | None] | None = None
+
+
+def _cached_quota(max_age: float) -> float | None:
+    global _quota_read
+    now = time.monotonic()
+    with _quota_lock:
+        if _quota_read is None or now - _quota_read[0] > max_age:
+            _quota_read = (now, cpu_quota())
+        return _quota_read[1]
+
+
+def usable_cpus(*, max_age: float = QUOTA_MAX_AGE) -> int:
     """Number of CPUs this process can keep busy: affinity bounded by the cgroup quota.
+
+    Parameters
+    ----------
+    max_age : float
+        Seconds a cgroup quota read before may be reused; 0 reads it now.
 
     Returns
     -------
@@ -54,7 +77,7 @@ def usable_cpus() -> int:
         At least 1.
     """
     count = len(os.sched_getaffinity(0))
-    quota = cpu_quota()
+    quota = _cached_quota(max_age)
     if quota is not None:
         count = min(count, math.ceil(quota))
     return max(count, 1)
@@ -85,13 +108,21 @@ def node_cpus(sysfs_nodes: Path = SYSFS_NODES) -> dict[int, list[int]]:
     return nodes or {0: sorted(allowed)}
 
 
+def process_affinity() -> set[int]:
+    """The CPUs the process may run on now: its main thread's affinity, read when asked.
+
+    Linux keeps an affinity per thread; a helper that was pinned to one node takes the main
+    thread's mask when it is unpinned, so a mask the program set after import is honoured.
+    """
+    try:
+        return os.sched_getaffinity(threading.main_thread().native_id)
+    except OSError:  # the main thread has exited: the calling thread's mask is the best left
+        return os.sched_getaffinity(0)
+
+
 def pin_current_thread(cpus: list[int] | None) -> None:
-    """Bind the calling thread to ``cpus``; None restores the process's full affinity.
+    """Bind the calling thread to ``cpus``; None restores `process_affinity()`.
 
     Linux applies ``sched_setaffinity(0, ...)`` to the calling thread only.
     """
-    os.sched_setaffinity(0, cpus if cpus else _PROCESS_AFFINITY)
-
-
-# Taken at import, before any thread is pinned, so pinning can be undone.
-_PROCESS_AFFINITY = frozenset(os.sched_getaffinity(0))
+    os.sched_setaffinity(0, cpus if cpus else process_affinity())

@@ -10,17 +10,17 @@ spread over NUMA nodes.
 
 from __future__ import annotations
 
-import operator
-import signal
-import threading
 import time
+import warnings
 from collections.abc import Callable
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from fastinit.engine.cpus import node_cpus, usable_cpus
-from fastinit.engine.workpool import shared_pool
+from fastinit.engine.cpus import usable_cpus
+from fastinit.engine.interrupts import ctrl_c_held
+from fastinit.engine.jobstate import JobState, round_up
+from fastinit.engine.validate import check_callable, check_event, check_int
+from fastinit.engine.workpool import WorkerPool, shared_pool
 
 # About four chunks per thread, in case threads finish at different times.
 LOAD_BALANCE_FACTOR = 4
@@ -34,40 +34,12 @@ class JobInterrupted(KeyboardInterrupt):
     """Ctrl-C reached the caller during a job; every helper was joined first."""
 
 
-@contextmanager
-def ctrl_c_held():
-    """Hold Ctrl-C while threads are being started; yields a list that records it.
+class OversubscriptionWarning(RuntimeWarning):
+    """More threads were asked for than this process has CPUs to run them on.
 
-    A KeyboardInterrupt raised inside ``Thread.start()`` or between starting a thread and
-    recording it would leave a thread running that nobody joins. On the main thread with
-    Python's default handler, a Ctrl-C inside the block is only appended to the yielded
-    list; the caller raises it once every thread it started is tracked. Elsewhere (other
-    threads never see KeyboardInterrupt, or the program has its own handler) the list
-    stays empty and nothing changes.
+    The job still runs, on no more threads than its pool holds (by default the usable
+    CPUs): silence it with ``warnings.simplefilter("ignore", OversubscriptionWarning)``.
     """
-    pending: list[int] = []
-    if (threading.current_thread() is not threading.main_thread()
-            or signal.getsignal(signal.SIGINT) is not signal.default_int_handler):
-        yield pending
-        return
-    previous = signal.signal(signal.SIGINT, lambda signum, frame: pending.append(signum))
-    try:
-        yield pending
-    finally:
-        signal.signal(signal.SIGINT, previous)
-
-
-def _check_int(name: str, value: Any, minimum: int, fix: str) -> int:
-    if isinstance(value, bool):
-        raise ValueError(f"Job.{name} must be an integer, got {value!r}; {fix}")
-    try:
-        number = operator.index(value)
-    except TypeError:
-        raise ValueError(f"Job.{name} must be an integer, got {value!r} "
-                         f"({type(value).__name__}); {fix}") from None
-    if number < minimum:
-        raise ValueError(f"Job.{name} must be >= {minimum}, got {number}; {fix}")
-    return number
 
 
 @dataclass(frozen=True)
@@ -92,7 +64,8 @@ class Job:
         and treated as 1 (the CVE-2024-43889 case).
     max_threads : int or None
         Most threads to use, the caller included; fewer when the job is small or the pool
-        is busy. None means the CPUs this process may use (`fastinit.engine.cpus.usable_cpus`).
+        is busy. None means the CPUs this process may use (`fastinit.engine.cpus.usable_cpus`);
+        more than that warns (`OversubscriptionWarning`).
     fn_arg : object
         Passed to ``thread_fn`` and ``undo_fn`` as their third argument.
     numa_aware : bool
@@ -113,12 +86,8 @@ class Job:
     undo_fn: Callable[[int, int, Any], Any] | None = field(default=None, repr=False)
 
     def __post_init__(self):
-        if not callable(self.thread_fn):
-            raise ValueError(f"Job.thread_fn must be callable as thread_fn(start, end, arg), "
-                             f"got {self.thread_fn!r}")
-        if self.undo_fn is not None and not callable(self.undo_fn):
-            raise ValueError(f"Job.undo_fn must be callable as undo_fn(start, end, arg) or "
-                             f"None, got {self.undo_fn!r}")
+        check_callable(self.thread_fn, "Job.thread_fn", "thread_fn(start, end, arg)")
+        check_callable(self.undo_fn, "Job.undo_fn", "undo_fn(start, end, arg)", optional=True)
         fixes = {
             "start": (0, "jobs cover non-negative units"),
             "size": (0, "pass the number of units to process"),
@@ -126,10 +95,21 @@ class Job:
             "min_chunk": (0, "use min_chunk=1 to let any chunk size through"),
         }
         for name, (minimum, fix) in fixes.items():
-            object.__setattr__(self, name, _check_int(name, getattr(self, name), minimum, fix))
-        threads = usable_cpus() if self.max_threads is None else self.max_threads
-        object.__setattr__(self, "max_threads", _check_int(
-            "max_threads", threads, 1, "use max_threads=1 to run on the caller alone"))
+            object.__setattr__(self, name, check_int(getattr(self, name), f"Job.{name}",
+                                                     minimum=minimum, fix=fix))
+        cpus = usable_cpus()
+        if self.max_threads is None:
+            threads = cpus
+        else:
+            threads = check_int(self.max_threads, "Job.max_threads", minimum=1,
+                                fix="use max_threads=1 to run on the caller alone")
+            if threads > cpus:
+                # stacklevel 3: the Job(...) call, past the generated __init__.
+                warnings.warn(f"Job.max_threads={threads} is more than the {cpus} CPUs this "
+                              f"process may use; the job runs on at most as many threads as "
+                              f"its pool holds ({cpus} by default)", OversubscriptionWarning,
+                              stacklevel=3)
+        object.__setattr__(self, "max_threads", threads)
         object.__setattr__(self, "numa_aware", bool(self.numa_aware))
 
     @property
@@ -153,12 +133,21 @@ class JobReport:
         is the caller's thread, 1.. the helpers.
     elapsed : float
         Wall time of the whole job, in seconds.
+    worker_units : tuple of int
+        Units each worker completed, indexed like the workers in ``chunks`` (0 = caller);
+        ``nworks`` entries.
+    worker_seconds : tuple of float
+        Seconds each worker spent in the job, from its first claim to the end of its last
+        chunk (its chunks and its claims: the time it was busy with this job);
+        ``nworks`` entries.
     """
 
     nworks: int
     chunk_size: int
     chunks: tuple[tuple[int, int, int], ...]
     elapsed: float
+    worker_units: tuple[int, ...] = ()
+    worker_seconds: tuple[float, ...] = ()
 
 
 def plan_workers(job: Job) -> int:
@@ -173,101 +162,15 @@ def plan_chunk_size(job: Job, nworks: int) -> int:
     # At least the caller's minimum and at least 1 (so no zero-size chunk), before the
     # round-up so the chunk stays a multiple of align.
     chunk = max(chunk, job.min_chunk, 1)
-    return _round_up(chunk, job.align)
+    return round_up(chunk, job.align)
 
 
-def _round_up(value: int, multiple: int) -> int:
-    return -(-value // multiple) * multiple
-
-
-class _JobState:
-    """The runner's mutable bookkeeping, kept apart from the caller's frozen Job."""
-
-    def __init__(self, job: Job, chunk_size: int, cancel: threading.Event | None,
-                 single: bool = False):
-        self.job = job
-        self.single = single
-        self.chunk_size = chunk_size
-        self.cancel = cancel
-        self.lock = threading.Lock()
-        self.changed = threading.Condition(self.lock)
-        self.next_start = job.start
-        self.claimed: list[tuple[int, int, int]] = []
-        self.completed: list[tuple[int, int]] = []
-        self.done_units = 0
-        self.helpers_running = 0
-        self.error: BaseException | None = None
-        self.error_chunk: tuple[int, int] | None = None
-        self.stop = False
-
-    def claim(self, worker: int) -> tuple[int, int] | None:
-        with self.lock:
-            if self.stop or self.next_start >= self.job.end:
-                return None
-            if self.cancel is not None and self.cancel.is_set():
-                self.stop = True
-                return None
-            start = self.next_start
-            if self.single:
-                end = self.job.end
-            else:
-                # So the end is chunk-aligned if enough work remains.
-                end = min(_round_up(start + 1, self.chunk_size), self.job.end)
-            self.next_start = end
-            self.claimed.append((start, end, worker))
-            return start, end
-
-    def finish(self, start: int, end: int) -> None:
-        with self.lock:
-            self.completed.append((start, end))
-            self.done_units += end - start
-            self.changed.notify_all()
-
-    def fail(self, error: BaseException, chunk: tuple[int, int] | None) -> None:
-        with self.lock:
-            if self.error is None:
-                self.error, self.error_chunk = error, chunk
-            self.stop = True
-            self.changed.notify_all()
-
-    def run_chunks(self, worker: int, after_chunk: Callable[[], None] | None = None,
-                   chunk: tuple[int, int] | None = None) -> None:
-        """Run ``chunk`` (if given), then claim and run chunks until none is left."""
-        if chunk is None:
-            chunk = self.claim(worker)
-        while chunk is not None:
-            try:
-                self.job.thread_fn(chunk[0], chunk[1], self.job.fn_arg)
-            except BaseException as error:
-                self.fail(error, chunk)
-                return
-            self.finish(*chunk)
-            if after_chunk is not None:
-                after_chunk()
-            chunk = self.claim(worker)
-
-    def helper_done(self) -> None:
-        with self.lock:
-            self.helpers_running -= 1
-            self.changed.notify_all()
-
-
-_node_cursor = 0
-_node_cursor_lock = threading.Lock()
-
-
-def _next_node_cpus() -> tuple[int, ...]:
-    """CPU set of the next NUMA node with CPUs, round-robin across all jobs."""
-    global _node_cursor
-    nodes = [tuple(cpus) for cpus in node_cpus().values() if cpus]
-    with _node_cursor_lock:
-        _node_cursor = (_node_cursor + 1) % len(nodes)
-        return nodes[_node_cursor]
 
 
 def do_multithreaded(job: Job, *, progress: Callable[[int, int], Any] | None = None,
-                     cancel: threading.Event | None = None) -> JobReport:
-    """Run ``job`` on the caller's thread and idle helpers of the shared pool.
+                     cancel: Any = None, pool: WorkerPool | None = None,
+                     max_helpers: int | None = None) -> JobReport:
+    """Run ``job`` on the caller's thread and idle helpers of a pool.
 
     Parameters
     ----------
@@ -279,50 +182,74 @@ def do_multithreaded(job: Job, *, progress: Callable[[int, int], Any] | None = N
     cancel : threading.Event or None
         Set it (from any thread) to stop the job: no new chunk starts, running chunks
         finish, completed chunks are undone, and `JobCancelled` is raised.
+    pool : WorkerPool or None
+        Where the helpers come from; None means `fastinit.engine.workpool.shared_pool()`.
+    max_helpers : int or None
+        Most helpers this call may take from the pool (None: ``max_threads - 1``). The job
+        is still split as for ``max_threads`` threads when it gets fewer (so progress and
+        cancellation keep their granularity); callers sharing a pool pass their share.
 
     Returns
     -------
     JobReport
-        Threads used, chunk size, every chunk with its worker, elapsed time.
+        Threads used, chunk size, every chunk with its worker, elapsed time, and each
+        worker's units and busy seconds.
 
     Raises
     ------
+    TypeError
+        An argument of the wrong kind.
     Exception
-        The first exception raised by ``thread_fn``, with the failing chunk noted, after
-        every helper has stopped and completed chunks were undone.
+        The first exception raised by ``thread_fn`` (or by pinning a helper), with the
+        failing chunk noted, after every helper has stopped and completed chunks were undone.
     JobCancelled
         ``cancel`` was set.
     JobInterrupted
         Ctrl-C arrived in the caller (a KeyboardInterrupt subclass).
     """
     if not isinstance(job, Job):
-        raise ValueError(f"do_multithreaded needs a fastinit.Job, got {type(job).__name__}")
-    if progress is not None and not callable(progress):
-        raise ValueError(f"progress must be callable as progress(done, total), got {progress!r}")
-    if cancel is not None and not callable(getattr(cancel, "is_set", None)):
-        raise ValueError(f"cancel must be a threading.Event, got {cancel!r}")
+        raise TypeError(f"do_multithreaded needs a fastinit.Job, got {type(job).__name__}")
+    check_callable(progress, "progress", "progress(done, total)", optional=True)
+    check_event(cancel, "cancel")
+    if pool is not None and not isinstance(pool, WorkerPool):
+        raise TypeError(f"pool must be a fastinit.engine.workpool.WorkerPool or None, got "
+                        f"{type(pool).__name__}")
+    if max_helpers is not None:
+        max_helpers = check_int(max_helpers, "max_helpers", minimum=0,
+                                fix="use max_helpers=0 to run on the caller alone")
     began = time.perf_counter()
     if job.size == 0:
         return JobReport(0, 0, (), time.perf_counter() - began)
-
-    nworks = plan_workers(job)
-    held_ctrl_c: list[int] = []
-    if nworks == 1:
-        # Single thread, no coordination needed: one call over the whole range.
-        state = _JobState(job, job.size, cancel, single=True)
-        first_chunk = state.claim(0)
-    else:
-        with ctrl_c_held() as held_ctrl_c:  # raised below, once the helpers are tracked
-            helpers = shared_pool().acquire(nworks - 1)
-            nworks = 1 + len(helpers)
-            state = _JobState(job, plan_chunk_size(job, nworks), cancel)
+    pool = shared_pool() if pool is None else pool
+    planned = plan_workers(job)
+    new_caller = pool.new_caller()
+    try:
+        if planned == 1:
+            # Single thread, no coordination needed: one call over the whole range.
+            pool.enter(0, new_caller)
+            state = JobState(job, job.size, 1, cancel, single=True)
+            return _run(job, state, state.claim(0), progress, [], began)
+        wanted = planned - 1 if max_helpers is None else min(planned - 1, max_helpers)
+        nodes = pool.numa_nodes() if job.numa_aware and wanted else []
+        with ctrl_c_held() as held_ctrl_c:  # raised in _run, once the helpers are tracked
+            helpers = pool.enter(wanted, new_caller)
+            state = JobState(job, plan_chunk_size(job, 1 + len(helpers)), 1 + len(helpers),
+                             cancel)
             # The caller claims its first chunk before helpers start, so it always takes part.
             first_chunk = state.claim(0)
             state.helpers_running = len(helpers)
-            for index, helper in enumerate(helpers, start=1):
-                cpus = _next_node_cpus() if job.numa_aware else None
-                helper.submit(lambda i=index: state.run_chunks(i), state.helper_done, cpus)
+            for index, (helper, cpus) in enumerate(
+                    zip(helpers, pool.place(nodes, len(helpers))), start=1):
+                helper.submit(state.helper(index, cpus), state.helper_done)
+        return _run(job, state, first_chunk, progress, held_ctrl_c, began)
+    finally:
+        pool.leave(new_caller)
 
+
+def _run(job: Job, state: JobState, first_chunk: tuple[int, int] | None,
+         progress: Callable[[int, int], Any] | None, held_ctrl_c: list[int],
+         began: float) -> JobReport:
+    """The caller's part: help, wait for the helpers, then undo and raise, or report."""
     reported = 0
 
     def report_progress() -> None:
@@ -350,7 +277,7 @@ def do_multithreaded(job: Job, *, progress: Callable[[int, int], Any] | None = N
         state.fail(KeyboardInterrupt(), None)
     except BaseException as error:  # a progress callback failed on the caller
         state.fail(error, None)
-    _join_helpers(state)
+    state.join_helpers()
     interrupted = interrupted or isinstance(state.error, KeyboardInterrupt)
 
     if state.error is None and not interrupted and state.stop:
@@ -358,7 +285,7 @@ def do_multithreaded(job: Job, *, progress: Callable[[int, int], Any] | None = N
             f"job [{job.start}, {job.end}) cancelled after {len(state.completed)} of "
             f"{len(state.claimed)} claimed chunks ({state.done_units} of {job.size} units)")
     if state.error is not None:
-        _undo_completed(state)
+        state.undo_completed()
         error = state.error
         if interrupted:
             error = JobInterrupted(
@@ -366,30 +293,8 @@ def do_multithreaded(job: Job, *, progress: Callable[[int, int], Any] | None = N
                 f"{state.done_units} of {job.size} units; all helpers stopped")
         elif state.error_chunk is not None:
             error.add_note(f"raised in chunk [{state.error_chunk[0]}, {state.error_chunk[1]}) "
-                         f"of job [{job.start}, {job.end})")
+                           f"of job [{job.start}, {job.end})")
         raise error
-    return JobReport(nworks, state.chunk_size, tuple(state.claimed),
-                     time.perf_counter() - began)
-
-
-def _join_helpers(state: _JobState) -> None:
-    """Wait until every helper left the job, even through further Ctrl-C presses."""
-    while True:
-        try:
-            with state.lock:
-                while state.helpers_running:
-                    state.changed.wait()
-            return
-        except KeyboardInterrupt:
-            state.fail(KeyboardInterrupt(), None)
-
-
-def _undo_completed(state: _JobState) -> None:
-    undo = state.job.undo_fn
-    if undo is None:
-        return
-    for start, end in reversed(state.completed):
-        try:
-            undo(start, end, state.job.fn_arg)
-        except Exception as undo_error:  # keep undoing the rest; the first error wins
-            state.error.add_note(f"undo of chunk [{start}, {end}) also failed: {undo_error!r}")
+    return JobReport(len(state.worker_units), state.chunk_size, tuple(state.claimed),
+                     time.perf_counter() - began, tuple(state.worker_units),
+                     tuple(state.worker_seconds))

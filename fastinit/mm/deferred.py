@@ -3,9 +3,11 @@
 Every node with deferred memory gets a thread (``pgdatinit<nid>``); all start at once and
 the boot waits for the slowest. A node's job covers
 ``[first_deferred_pfn, SECTION_ALIGN_UP(zone_end))`` with ``align = min_chunk =
-PAGES_PER_SECTION`` and the node's thread cap; its helpers come from the engine's shared
-pool, so simulated CPUs never oversubscribe the real ones; each node may take an even share
-of the pool's helpers (its arch cap still applies below that).
+PAGES_PER_SECTION`` and the node's thread cap. Simulated CPUs never oversubscribe the real
+ones: at most as many node jobs run at once as the pool has threads (the others wait their
+turn; a node's time starts when its job does), each takes an even share of the pool, its
+pgdatinit thread included, and its arch cap still applies below that. So a boot runs at
+most the pool's size of chunks at once (the usable CPUs), when nothing else uses the pool.
 
 Why chunks are section-aligned: a section is a whole number of max-order blocks and of
 pageblocks, so every buddy merge and every pageblock migratetype a chunk touches belongs to
@@ -27,10 +29,10 @@ from fastinit.mm.buddy import ZoneFreeArea, new_local_lists
 from fastinit.kernels.buddy_free import deferred_init_chunk
 from fastinit.kernels.streaming import deferred_init_chunk_stream
 from fastinit.mm.memmap import Memmap
-from fastinit.engine.padata import Job, JobCancelled, JobReport, ctrl_c_held, do_multithreaded
+from fastinit.engine.interrupts import ctrl_c_held
+from fastinit.engine.padata import Job, JobCancelled, JobReport, do_multithreaded
 from fastinit.layout import PAGES_PER_SECTION, page_links
 from fastinit.engine.workpool import shared_pool
-
 
 
 def _plain(memmap: Memmap, *args) -> int:
@@ -55,7 +57,8 @@ class NodeResult:
     ----------
     nid : int
     max_threads : int
-        The node's cap (arch profile or --threads).
+        The node's cap (arch profile or --threads); its job is split for at most the
+        pool's size of threads and gets at most its share of them.
     report : JobReport or None
         The padata job's report (None when the node defers nothing).
     elapsed : float
@@ -162,7 +165,8 @@ def deferred_init(plan: BootPlan, memmap: Memmap, zones: dict[tuple[int, int], Z
 
     def pgdatinit(node: NodePlan, finished: threading.Event) -> None:
         try:
-            run_node(node)
+            with turns:
+                run_node(node)
         except BaseException as error:  # recorded and re-raised on the boot's thread
             with lock:
                 errors.append((node.nid, error))
@@ -177,7 +181,7 @@ def deferred_init(plan: BootPlan, memmap: Memmap, zones: dict[tuple[int, int], Z
         start, end = node.job
         job = Job(deferred_init_memmap_chunk, start=start, size=end - start,
                   align=PAGES_PER_SECTION, min_chunk=PAGES_PER_SECTION,
-                  max_threads=min(node.max_threads, share), fn_arg=ctx)
+                  max_threads=min(node.max_threads, pool.size), fn_arg=ctx)
         reported = 0
 
         def on_progress(done_units: int, total: int) -> None:
@@ -187,14 +191,19 @@ def deferred_init(plan: BootPlan, memmap: Memmap, zones: dict[tuple[int, int], Z
             if progress is not None and pages:
                 progress(pages)
 
-        report = do_multithreaded(job, progress=on_progress, cancel=cancel)
+        report = do_multithreaded(job, progress=on_progress, cancel=cancel, pool=pool,
+                                  max_helpers=share - 1)
         results[node.nid] = NodeResult(node.nid, node.max_threads, report,
                                        time.perf_counter() - began, ctx.pages)
 
     nodes = [node for node in plan.nodes if node.first_deferred_pfn is not None]
-    # Each node's caller plus an even share of the pool's helpers: otherwise the first node
-    # to start takes every helper and the others run alone (3 threads against 1).
-    share = 1 + shared_pool().size // max(len(nodes), 1)
+    # The pool counts each pgdatinit thread as one of its threads: at most its size of nodes
+    # run at once, each with an even share (otherwise the first node to start takes every
+    # helper and the others run alone).
+    pool = shared_pool()
+    at_once = max(1, min(len(nodes), pool.size))
+    share = max(1, pool.size // at_once)
+    turns = threading.BoundedSemaphore(at_once)
     finished = [threading.Event() for _ in nodes]
     threads = [threading.Thread(target=pgdatinit, args=(node, done), name=f"pgdatinit{node.nid}")
                for node, done in zip(nodes, finished)]

@@ -9,10 +9,9 @@ the value and the fix before any kernel runs.
 
 from __future__ import annotations
 
-import operator
-
 import numpy as np
 
+from fastinit.engine.validate import check_int
 from fastinit.mm.buddy import ZoneFreeArea
 from fastinit.mm.early import free_into_zone, init_range
 from fastinit.mm.memmap import Memmap
@@ -22,12 +21,8 @@ from fastinit.layout import (MAX_NUMNODES, MAX_ORDER_NR_PAGES, MAX_PFN, MIGRATE_
 
 
 def _integer(name: str, value, lo: int, hi: int) -> int:
-    if isinstance(value, (bool, np.bool_)):
-        raise ValueError(f"{name} must be an integer, got {value!r}")
-    try:
-        number = operator.index(value)
-    except TypeError:
-        raise ValueError(f"{name} must be an integer, got {value!r}") from None
+    """TypeError for a non-integer (`check_int`), ValueError naming the range for the rest."""
+    number = check_int(value, name)
     if not lo <= number <= hi:
         raise ValueError(f"{name} = {number} is outside {lo}..{hi}")
     return number

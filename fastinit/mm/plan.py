@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from fastinit.engine.validate import check_int
 from fastinit.mm.memmap import memmap_bytes
 from fastinit.layout import (HPAGE_PMD_SIZE, PAGE_DTYPE, PAGE_SHIFT, PAGES_PER_SECTION,
                              SECTION_SHIFT)
@@ -84,7 +85,13 @@ class BootPlan:
         return memmap_bytes(len(self.sections))
 
     def node(self, nid: int) -> NodePlan:
-        return next(n for n in self.nodes if n.nid == nid)
+        """The plan of node ``nid``; ValueError naming the nodes there are if it has none."""
+        nid = check_int(nid, "nid")
+        for node in self.nodes:
+            if node.nid == nid:
+                return node
+        raise ValueError(f"node {nid} is not in this plan (it has no memory or does not "
+                         f"exist); planned nodes: {', '.join(str(n.nid) for n in self.nodes)}")
 
     def free_ranges(self, nid: int, lo: int, hi: int) -> np.ndarray:
         """The node's memory in ``[lo, hi)`` minus reserved memory, shape (n, 2) int64."""
@@ -147,10 +154,9 @@ def plan_boot(topology: Topology, arch: str = DEFAULT_ARCH,
     threads : int or None
         Threads per node, overriding the arch profile.
     """
-    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int)
-                                or threads < 1):
-        raise ValueError(f"threads per node (--threads) must be an integer of at least 1, "
-                         f"got {threads!r}")
+    if threads is not None:
+        threads = check_int(threads, "threads", minimum=1,
+                            fix="threads per node, or None for the arch profile's cap")
     sections = topology.present_sections()
     owned = _section_nodes(topology)
     memory = [(s, e) for s, e, _ in topology.memory_ranges()]

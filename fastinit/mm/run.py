@@ -17,6 +17,7 @@ import numpy as np
 from fastinit.mm.plan import DEFAULT_ARCH, BootPlan, plan_boot
 from fastinit.mm.buddy import ZoneFreeArea
 from fastinit.engine.cpus import usable_cpus
+from fastinit.engine.validate import check_callable, check_event
 from fastinit.mm.deferred import DEFAULT_KERNEL, NodeResult, check_kernel, deferred_init
 from fastinit.mm import memmap_file as memmap_files
 from fastinit.mm.early import early_init
@@ -139,29 +140,27 @@ def prepare(topology: Topology, *, arch: str = DEFAULT_ARCH, threads: int | None
 
 
 def _check_machine_arguments(topology, memmap_file, force, memmap) -> None:
-    """Refuse arguments of the wrong kind here, not as a traceback from deep inside."""
+    """Refuse arguments of the wrong kind here (TypeError), not as a traceback from deep
+    inside."""
     if not isinstance(topology, Topology):
-        raise ValueError(f"topology must be a fastinit.machine.topology.Topology, got "
-                         f"{type(topology).__name__}; make one with fastinit.machine.spec.parse_spec, "
-                         f"fastinit.machine.bootlog.read_bootlog or fastinit.machine.host.this_machine")
+        raise TypeError(f"topology must be a fastinit.machine.topology.Topology, got "
+                        f"{type(topology).__name__}; make one with fastinit.machine.spec.parse_spec, "
+                        f"fastinit.machine.bootlog.read_bootlog or fastinit.machine.host.this_machine")
     if memmap_file is not None and not isinstance(memmap_file, (str, os.PathLike)):
-        raise ValueError(f"memmap_file must be a path, got {memmap_file!r}")
+        raise TypeError(f"memmap_file must be a path, got {memmap_file!r}")
     if not isinstance(force, bool):
-        raise ValueError(f"force must be True or False, got {force!r}")
+        raise TypeError(f"force must be True or False, got {force!r}")
     if memmap is not None and not isinstance(memmap, Memmap):
-        raise ValueError(f"memmap must be a fastinit.mm.memmap.Memmap, got "
-                         f"{type(memmap).__name__}")
+        raise TypeError(f"memmap must be a fastinit.mm.memmap.Memmap, got "
+                        f"{type(memmap).__name__}")
 
 
 def _check_callbacks(progress, cancel, chunk_hook, touch_progress) -> None:
     """Callbacks run on node threads; a wrong kind must fail here, on the caller."""
-    for name, value in (("progress", progress), ("chunk_hook", chunk_hook),
-                        ("touch_progress", touch_progress)):
-        if value is not None and not callable(value):
-            raise ValueError(f"{name} must be callable, got {value!r}")
-    if cancel is not None and not (callable(getattr(cancel, "is_set", None))
-                                   and callable(getattr(cancel, "set", None))):
-        raise ValueError(f"cancel must be a threading.Event, got {cancel!r}")
+    check_callable(progress, "progress", "progress(pages)", optional=True)
+    check_callable(chunk_hook, "chunk_hook", "chunk_hook(nid, start, end)", optional=True)
+    check_callable(touch_progress, "touch_progress", "touch_progress(nbytes)", optional=True)
+    check_event(cancel, "cancel")
 
 
 def boot(topology: Topology, *, arch: str = DEFAULT_ARCH, threads: int | None = None,

@@ -1,0 +1,91 @@
+"""One way to check an argument: TypeError for the wrong kind, ValueError for a wrong value.
+
+As NumPy and CPython do (``range(1.5)`` is a TypeError, ``range(1, 2, 0)`` a ValueError).
+Every message names the argument as the caller wrote it, shows the value, and says how to
+fix it. The engine imports nothing of ours, so this module lives here and the rest of
+fastinit imports it.
+"""
+
+from __future__ import annotations
+
+import operator
+from typing import Any
+
+
+def _shown(value: Any) -> str:
+    """``repr(value)``, cut short: a pasted megabyte does not belong in a message."""
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def check_int(value: Any, name: str, *, minimum: int | None = None,
+              maximum: int | None = None, fix: str = "") -> int:
+    """``value`` as a Python int, or an error naming ``name``, the value and the fix.
+
+    Anything with ``__index__`` is an integer (``int``, ``numpy.int64``, ``numpy.uint8``);
+    ``bool`` is not (``True`` for a count is a mistake, never a count of one), nor are
+    floats, even whole ones, nor strings.
+
+    Parameters
+    ----------
+    value : object
+        What the caller passed.
+    name : str
+        The argument as the caller knows it, e.g. ``"Job.max_threads"`` or ``"threads"``.
+    minimum, maximum : int or None
+        Inclusive bounds; None for no bound.
+    fix : str
+        How to fix a bad value, appended after ``"; "``.
+
+    Returns
+    -------
+    int
+
+    Raises
+    ------
+    TypeError
+        ``value`` is not an integer.
+    ValueError
+        ``value`` is an integer outside ``[minimum, maximum]``.
+    """
+    suffix = f"; {fix}" if fix else ""
+    # numpy.bool_ has no __index__ and fails below; Python's bool has one.
+    if isinstance(value, bool):
+        raise TypeError(f"{name} must be an integer, got {value!r}{suffix}")
+    try:
+        number = operator.index(value)
+    except TypeError:
+        raise TypeError(f"{name} must be an integer, got {_shown(value)} "
+                        f"({type(value).__name__}){suffix}") from None
+    if minimum is not None and number < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {number}{suffix}")
+    if maximum is not None and number > maximum:
+        raise ValueError(f"{name} must be <= {maximum}, got {_shown(number)}{suffix}")
+    return number
+
+
+def check_callable(value: Any, name: str, signature: str, *, optional: bool = False) -> None:
+    """TypeError unless ``value`` is callable (or None, when ``optional``).
+
+    Parameters
+    ----------
+    value : object
+    name : str
+        The argument as the caller knows it.
+    signature : str
+        How it will be called, e.g. ``"progress(done, total)"``.
+    optional : bool
+        Whether None is allowed.
+    """
+    if value is None and optional:
+        return
+    if not callable(value):
+        allowed = " or None" if optional else ""
+        raise TypeError(f"{name} must be callable as {signature}{allowed}, got {_shown(value)}")
+
+
+def check_event(value: Any, name: str) -> None:
+    """TypeError unless ``value`` is None or looks like a `threading.Event` (is_set, set)."""
+    if value is not None and not (callable(getattr(value, "is_set", None))
+                                  and callable(getattr(value, "set", None))):
+        raise TypeError(f"{name} must be a threading.Event or None, got {_shown(value)}")
