@@ -2,7 +2,9 @@
 
 Everything about the descriptor's layout lives here, once: field offsets, the flag bits,
 how node and zone are packed into ``flags``, the buddy markers, and the (simulated) virtual
-addresses that free-list links hold.
+addresses that free-list links hold. The arithmetic on them (a pfn's descriptor, its
+``lru`` address, a free-list head's address, the node and zone of ``flags``) is in
+``fastinit.kernels._layout``, written once for the kernels and for Python.
 
 Layout, grouped by 8-byte words as in ``include/linux/mm_types.h`` (v5.8, 64 bytes)::
 
@@ -95,8 +97,11 @@ MIGRATE_TYPES = 5
 MIGRATETYPE_NAMES = ("Unmovable", "Movable", "Reclaimable", "HighAtomic", "Isolate")
 
 # Simulated kernel virtual addresses, so list links look and compare like the kernel's:
-# descriptors live in the vmemmap, free-list heads in the zones (in the direct map).
-VMEMMAP_START = 0xFFFFEA0000000000
+# descriptors live in the vmemmap, free-list heads in the zones (in the direct map). With
+# 5-level paging (MAX_PHYSMEM_BITS 52) the vmemmap starts at 0xffd4000000000000 and has room
+# for the descriptor of every pfn below MAX_PFN (4-level's 0xffffea0000000000 would wrap
+# past 2**64 above 1.4 PiB).
+VMEMMAP_START = 0xFFD4000000000000
 LRU_OFFSET = 8
 FREE_AREA_BASE = 0xFFFF888100000000
 LIST_HEAD_SIZE = 16
@@ -113,54 +118,3 @@ def align_up(value, alignment):
 def pfn_up(address):
     """First whole page at or after byte ``address`` (``PFN_UP()``)."""
     return -(-address // PAGE_SIZE)
-
-
-def page_links(nid: int, zid: int) -> int:
-    """``flags`` value with only the node and zone set, as ``set_page_links()`` leaves it."""
-    return ((nid & NODES_MASK) << NODES_PGSHIFT) | ((zid & ZONES_MASK) << ZONES_PGSHIFT)
-
-
-def flags_node(flags):
-    """Node number stored in ``flags`` (scalar or array)."""
-    return (flags >> NODES_PGSHIFT) & NODES_MASK
-
-
-def flags_zone(flags):
-    """Zone index stored in ``flags`` (scalar or array)."""
-    return (flags >> ZONES_PGSHIFT) & ZONES_MASK
-
-
-def lru_address(pfn):
-    """Address of the ``lru`` list_head of the descriptor of ``pfn`` (scalar or array)."""
-    return VMEMMAP_START + pfn * PAGE_DTYPE.itemsize + LRU_OFFSET
-
-
-def lru_pfn(address):
-    """Inverse of `lru_address`."""
-    return (address - VMEMMAP_START - LRU_OFFSET) // PAGE_DTYPE.itemsize
-
-
-def free_list_address(nid: int, zid: int, order: int, migratetype: int) -> int:
-    """Address of a zone's ``free_area[order].free_list[migratetype]`` list head."""
-    slot = ((nid * MAX_NR_ZONES + zid) * NR_ORDERS + order) * MIGRATE_TYPES + migratetype
-    return FREE_AREA_BASE + slot * LIST_HEAD_SIZE
-
-
-def decode_free_list_address(address: int) -> tuple[int, int, int, int] | None:
-    """``(nid, zid, order, migratetype)`` of a list-head address, or None if it is not one."""
-    offset = address - FREE_AREA_BASE
-    limit = MAX_NUMNODES * MAX_NR_ZONES * NR_ORDERS * MIGRATE_TYPES * LIST_HEAD_SIZE
-    if offset < 0 or offset >= limit or offset % LIST_HEAD_SIZE:
-        return None
-    slot, migratetype = divmod(offset // LIST_HEAD_SIZE, MIGRATE_TYPES)
-    slot, order = divmod(slot, NR_ORDERS)
-    nid, zid = divmod(slot, MAX_NR_ZONES)
-    return nid, zid, order, migratetype
-
-
-def is_lru_address(address) -> bool:
-    """True where ``address`` points at a descriptor's lru field (scalar or array)."""
-    offset = np.asarray(address, dtype=np.uint64) - np.uint64(VMEMMAP_START + LRU_OFFSET)
-    below = np.asarray(address, dtype=np.uint64) < np.uint64(VMEMMAP_START + LRU_OFFSET)
-    return (~below) & (offset % np.uint64(PAGE_DTYPE.itemsize) == 0) & \
-        (offset // np.uint64(PAGE_DTYPE.itemsize) < np.uint64(MAX_PFN))

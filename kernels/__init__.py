@@ -4,19 +4,11 @@ Kernels are private and trust their input: the Python layer in ``fastinit`` vali
 every range and array before a kernel sees it. All of them use the one decorator in
 ``_jit.py``.
 
-Numba keys its on-disk cache on each kernel's own source file only, so an edit to a module
-a kernel imports (the page layout, a helper kernel, an intrinsic) would leave stale machine
-code in the cache. Unless the user chose a cache directory (NUMBA_CACHE_DIR), kernels cache
-in a directory named after a digest of every file they depend on, so any such edit starts
-a fresh cache.
+Their compiled code is cached in fastinit's own folder, keyed on every file they depend
+on (``_cache.py``); importing them changes no process-wide Numba setting.
 """
 
-import hashlib
-import os
-import tempfile
 from pathlib import Path
-
-import numba
 
 import fastinit
 
@@ -39,32 +31,3 @@ def _check_same_tree() -> None:
 
 _check_same_tree()
 
-
-def _dependency_digest() -> str:
-    import fastinit.layout
-    files = sorted(Path(__file__).resolve().parent.glob("*.py"))
-    files.append(Path(fastinit.layout.__file__))
-    # Bounds checking changes the machine code but not the cache key: keep them apart.
-    digest = hashlib.sha256(numba.__version__.encode())
-    digest.update(os.environ.get("NUMBA_BOUNDSCHECK", "").encode())
-    for path in files:
-        digest.update(path.read_bytes())
-    return digest.hexdigest()[:16]
-
-
-def _choose_cache_dir() -> None:
-    if os.environ.get("NUMBA_CACHE_DIR"):
-        return
-    base = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
-    for root in (base, Path(tempfile.gettempdir())):
-        candidate = root / "fastinit" / f"numba-{_dependency_digest()}"
-        try:
-            candidate.mkdir(parents=True, exist_ok=True)
-        except OSError:
-            continue
-        if os.access(candidate, os.W_OK):
-            numba.config.CACHE_DIR = str(candidate)
-            return
-
-
-_choose_cache_dir()

@@ -5,17 +5,18 @@ happens on the importing (main) thread before any helper thread can call a kerne
 serializes compilation under a global lock), and a call with the wrong dtype or layout
 fails at the call instead of silently compiling a slower specialization.
 
-Caching caveat: Numba's cache is keyed on the kernel's own source file. Constants imported
-from ``fastinit.layout`` are frozen into the compiled code, and an edit there does not
-invalidate the cache; clear ``kernels/__pycache__`` (or set ``NUMBA_CACHE_DIR``) after
-changing the layout.
+Compiled code is cached on disk in fastinit's own folder, keyed on every file a kernel
+depends on (``_cache.py``): editing the layout or a helper recompiles the kernels, and
+other libraries' Numba caches are left where Numba puts them.
 """
 
 from __future__ import annotations
 
 import numba
 from numba import types
+from numba.core import typeinfer
 
+from fastinit.kernels._cache import kernel_cache
 from fastinit.layout import PAGE_DTYPE
 
 # Descriptor arrays are always C-contiguous 1-D arrays of the aligned 64-byte record.
@@ -24,14 +25,14 @@ PFNS = types.int64[::1]
 PFN_RANGES = types.int64[:, ::1]
 COUNTS = types.int64[:, ::1]
 PAGEBLOCK_TYPES = types.uint8[::1]
+# Local free lists of one call (see fastinit.kernels._layout).
+LISTS = types.int64[:, :, ::1]
 
 _OPTIONS = dict(
     # Compiled code only; object mode would hold the GIL and be 100x slower.
     nopython=True,
     # Helper threads run kernels concurrently; kernels touch no Python objects.
     nogil=True,
-    # Reuse machine code across processes: a warm start costs milliseconds, not seconds.
-    cache=True,
     # Kernels trust their input (the Python layer validates); NUMBA_BOUNDSCHECK=1 in the
     # environment still turns checks on for a test run.
     boundscheck=False,
@@ -53,5 +54,16 @@ def kernel(*signatures, parallel: bool = False):
         called from several threads at once can abort under the workqueue layer).
     """
     def decorate(fn):
-        return numba.jit(list(signatures), parallel=parallel, **_OPTIONS)(fn)
+        dispatcher = numba.jit(parallel=parallel, **_OPTIONS)(fn)
+        # Reuse machine code across processes (a warm start costs milliseconds, not
+        # seconds), from our own cache: Numba's cache=True would key it on this file alone.
+        cache = kernel_cache(fn)
+        if cache is not None:
+            dispatcher._cache = cache
+        # What numba.jit(signatures) does, with our cache in place before compiling.
+        with typeinfer.register_dispatcher(dispatcher):
+            for signature in signatures:
+                dispatcher.compile(signature)
+        dispatcher.disable_compile()
+        return dispatcher
     return decorate

@@ -1,15 +1,14 @@
 """Free pages into buddy free lists kept local to one kernel call.
 
 A call owns every free list entry it creates: lists are threaded through the descriptors'
-``lru`` fields, and both ends of a local list point at the zone's list head (the address
-``list_base + (order * MIGRATE_TYPES + migratetype) * 16``), as if the zone list were
-empty. The caller then splices each local list onto the zone's list under the zone lock,
-patching only the first entry and the zone's old tail. Merging only ever meets entries of
-the same call, because a buddy lies in the same max-order block, and a call covers whole
-max-order blocks (deferred chunks are section-aligned; early init frees a zone at once).
+``lru`` fields, and both ends of a local list point at the zone's list head, as if the
+zone list were empty. The caller then splices each local list onto the zone's list under
+the zone lock, patching only the first entry and the zone's old tail. Merging only ever
+meets entries of the same call, because a buddy lies in the same max-order block, and a
+call covers whole max-order blocks (deferred chunks are section-aligned; early init frees
+a zone at once).
 
-``lists`` is an int64 array of shape (3, NR_ORDERS, MIGRATE_TYPES): first pfn, last pfn
-(-1 when empty) and length of each local list.
+``lists`` holds the local lists (see `fastinit.kernels._layout`).
 """
 
 from __future__ import annotations
@@ -17,81 +16,50 @@ from __future__ import annotations
 import numpy as np
 from numba import types
 
-from fastinit.kernels._jit import PAGEBLOCK_TYPES, PAGES, PFN_RANGES, PFNS, kernel
+from fastinit.kernels._jit import LISTS, PAGEBLOCK_TYPES, PAGES, PFN_RANGES, PFNS, kernel
+from fastinit.kernels._layout import (COUNT, FIRST, LAST, descriptor_index, largest_order,
+                                      list_append_run, list_head, lru_address, lru_pfn,
+                                      max_order_pieces, pageblock_index, zone_id)
 from fastinit.kernels.page_init import init_single_page
-from fastinit.layout import (LIST_HEAD_SIZE, LIST_POISON1, LIST_POISON2, LRU_OFFSET,
-                           MAPCOUNT_NONE, MAX_ORDER, MAX_ORDER_NR_PAGES, MIGRATE_MOVABLE,
-                           MIGRATE_TYPES,
-                           PAGE_BUDDY_MAPCOUNT, PAGEBLOCK_NR_PAGES, PAGEBLOCK_ORDER,
-                           PAGES_PER_SECTION, PG_RESERVED, SECTION_SHIFT, VMEMMAP_START)
+from fastinit.layout import (LIST_POISON1, LIST_POISON2, MAPCOUNT_NONE, MAX_ORDER,
+                             MAX_ORDER_NR_PAGES, MIGRATE_MOVABLE, PAGE_BUDDY_MAPCOUNT,
+                             PAGE_DTYPE, PAGEBLOCK_NR_PAGES, PAGEBLOCK_ORDER, PG_RESERVED)
 
-LISTS = types.int64[:, :, ::1]
-_SECTION_MASK = PAGES_PER_SECTION - 1
-_PAGEBLOCKS_SHIFT = SECTION_SHIFT - PAGEBLOCK_ORDER
 # Migratetypes below MIGRATE_PCPTYPES may merge with each other at pageblock order.
 _MIGRATE_PCPTYPES = 3
-_FIRST, _LAST, _COUNT = 0, 1, 2
-
-
-@kernel(types.int64(PFNS, types.int64, types.int64))
-def _index(slots, base_pfn, pfn):
-    return slots[(pfn - base_pfn) >> SECTION_SHIFT] * PAGES_PER_SECTION + (pfn & _SECTION_MASK)
-
-
-@kernel(types.int64(PFNS, types.int64, types.int64))
-def _pageblock(slots, base_pfn, pfn):
-    section = slots[(pfn - base_pfn) >> SECTION_SHIFT]
-    return (section << _PAGEBLOCKS_SHIFT) + ((pfn & _SECTION_MASK) >> PAGEBLOCK_ORDER)
-
-
-@kernel(types.uint64(types.int64))
-def _lru(pfn):
-    return np.uint64(VMEMMAP_START + LRU_OFFSET) + np.uint64(pfn) * np.uint64(64)
-
-
-@kernel(types.int64(types.uint64))
-def _lru_pfn(address):
-    return np.int64((address - np.uint64(VMEMMAP_START + LRU_OFFSET)) // np.uint64(64))
-
-
-@kernel(types.uint64(types.uint64, types.int64, types.int64))
-def _list_head(list_base, order, migratetype):
-    return list_base + np.uint64((order * MIGRATE_TYPES + migratetype) * LIST_HEAD_SIZE)
+_STRIDE = np.uint64(PAGE_DTYPE.itemsize)
 
 
 @kernel(types.void(PAGES, PFNS, types.int64, types.int64, types.int64, types.int64,
                    types.uint64, LISTS))
 def _add_to_tail(pages, slots, base_pfn, pfn, order, migratetype, list_base, lists):
-    head = _list_head(list_base, order, migratetype)
-    i = _index(slots, base_pfn, pfn)
-    last = lists[_LAST, order, migratetype]
+    head = list_head(list_base, order, migratetype)
+    i = descriptor_index(slots, base_pfn, pfn)
+    last = list_append_run(lists, order, migratetype, pfn, pfn, 1)
     pages[i]["lru_next"] = head
     if last < 0:
         pages[i]["lru_prev"] = head
-        lists[_FIRST, order, migratetype] = pfn
     else:
-        pages[i]["lru_prev"] = _lru(last)
-        pages[_index(slots, base_pfn, last)]["lru_next"] = _lru(pfn)
-    lists[_LAST, order, migratetype] = pfn
-    lists[_COUNT, order, migratetype] += 1
+        pages[i]["lru_prev"] = lru_address(last)
+        pages[descriptor_index(slots, base_pfn, last)]["lru_next"] = lru_address(pfn)
 
 
 @kernel(types.void(PAGES, PFNS, types.int64, types.int64, types.int64, types.int64,
                    types.uint64, LISTS))
 def _del_from_list(pages, slots, base_pfn, pfn, order, migratetype, list_base, lists):
-    head = _list_head(list_base, order, migratetype)
-    i = _index(slots, base_pfn, pfn)
+    head = list_head(list_base, order, migratetype)
+    i = descriptor_index(slots, base_pfn, pfn)
     next_address = pages[i]["lru_next"]
     prev_address = pages[i]["lru_prev"]
     if prev_address == head:
-        lists[_FIRST, order, migratetype] = -1 if next_address == head else _lru_pfn(next_address)
+        lists[FIRST, order, migratetype] = -1 if next_address == head else lru_pfn(next_address)
     else:
-        pages[_index(slots, base_pfn, _lru_pfn(prev_address))]["lru_next"] = next_address
+        pages[descriptor_index(slots, base_pfn, lru_pfn(prev_address))]["lru_next"] = next_address
     if next_address == head:
-        lists[_LAST, order, migratetype] = -1 if prev_address == head else _lru_pfn(prev_address)
+        lists[LAST, order, migratetype] = -1 if prev_address == head else lru_pfn(prev_address)
     else:
-        pages[_index(slots, base_pfn, _lru_pfn(next_address))]["lru_prev"] = prev_address
-    lists[_COUNT, order, migratetype] -= 1
+        pages[descriptor_index(slots, base_pfn, lru_pfn(next_address))]["lru_prev"] = prev_address
+    lists[COUNT, order, migratetype] -= 1
     # list_del() poisons the links; the page stops being a buddy.
     pages[i]["lru_next"] = np.uint64(LIST_POISON1)
     pages[i]["lru_prev"] = np.uint64(LIST_POISON2)
@@ -107,17 +75,17 @@ def free_one_page(pages, pageblock_mt, slots, base_pfn, pfn, order, list_base, l
     The block ``[pfn, pfn + 2**order)`` must already have refcount 0 and PG_reserved clear.
     It goes to the list of its pageblock's migratetype, at the tail (``FPI_TO_TAIL``).
     """
-    migratetype = np.int64(pageblock_mt[_pageblock(slots, base_pfn, pfn)])
-    zone_bits = pages[_index(slots, base_pfn, pfn)]["flags"] >> np.uint64(51)
+    migratetype = np.int64(pageblock_mt[pageblock_index(slots, base_pfn, pfn)])
+    zone = zone_id(pages[descriptor_index(slots, base_pfn, pfn)]["flags"])
     while order < MAX_ORDER:
         buddy_pfn = pfn ^ (1 << order)
-        buddy = pages[_index(slots, base_pfn, buddy_pfn)]
+        buddy = pages[descriptor_index(slots, base_pfn, buddy_pfn)]
         if (buddy["mapcount"] != PAGE_BUDDY_MAPCOUNT or buddy["private"] != order
-                or buddy["flags"] >> np.uint64(51) != zone_bits):
+                or zone_id(buddy["flags"]) != zone):
             break
         buddy_mt = migratetype
         if order >= PAGEBLOCK_ORDER:
-            buddy_mt = np.int64(pageblock_mt[_pageblock(slots, base_pfn, buddy_pfn)])
+            buddy_mt = np.int64(pageblock_mt[pageblock_index(slots, base_pfn, buddy_pfn)])
             if buddy_mt != migratetype and (migratetype >= _MIGRATE_PCPTYPES
                                             or buddy_mt >= _MIGRATE_PCPTYPES):
                 break
@@ -125,10 +93,10 @@ def free_one_page(pages, pageblock_mt, slots, base_pfn, pfn, order, list_base, l
         if buddy_mt != migratetype:
             # The merged block takes the freed block's type, pageblock by pageblock.
             for block in range(buddy_pfn, buddy_pfn + (1 << order), PAGEBLOCK_NR_PAGES):
-                pageblock_mt[_pageblock(slots, base_pfn, block)] = migratetype
+                pageblock_mt[pageblock_index(slots, base_pfn, block)] = migratetype
         pfn &= buddy_pfn
         order += 1
-    i = _index(slots, base_pfn, pfn)
+    i = descriptor_index(slots, base_pfn, pfn)
     pages[i]["private"] = order
     pages[i]["mapcount"] = PAGE_BUDDY_MAPCOUNT
     _add_to_tail(pages, slots, base_pfn, pfn, order, migratetype, list_base, lists)
@@ -137,7 +105,7 @@ def free_one_page(pages, pageblock_mt, slots, base_pfn, pfn, order, list_base, l
 @kernel(types.void(PAGES, PFNS, types.int64, types.int64, types.int64))
 def _prepare_free(pages, slots, base_pfn, pfn, count):
     """``__free_pages_core()`` before the free: clear PG_reserved, refcount 0."""
-    i = _index(slots, base_pfn, pfn)
+    i = descriptor_index(slots, base_pfn, pfn)
     keep = ~np.uint64(PG_RESERVED)
     for j in range(i, i + count):
         pages[j]["flags"] = pages[j]["flags"] & keep
@@ -176,9 +144,7 @@ def free_pages_ranges(pages, pageblock_mt, slots, base_pfn, ranges, list_base, l
     for r in range(ranges.shape[0]):
         pfn, end = ranges[r, 0], ranges[r, 1]
         while pfn < end:
-            order = MAX_ORDER
-            while order > 0 and ((pfn & ((1 << order) - 1)) != 0 or pfn + (1 << order) > end):
-                order -= 1
+            order = largest_order(pfn, end)
             _prepare_free(pages, slots, base_pfn, pfn, 1 << order)
             free_one_page(pages, pageblock_mt, slots, base_pfn, pfn, order, list_base, lists)
             pfn += 1 << order
@@ -195,20 +161,20 @@ def init_free_piece(pages, pageblock_mt, slots, base_pfn, spfn, epfn, links, lis
     A whole aligned max-order block is freed at once, anything less page by page, as
     ``deferred_free_pages()`` does; pageblocks starting in the piece become MOVABLE.
     """
-    i = _index(slots, base_pfn, spfn)
-    lru = np.uint64(VMEMMAP_START + LRU_OFFSET) + np.uint64(spfn) * np.uint64(64)
+    i = descriptor_index(slots, base_pfn, spfn)
+    lru = lru_address(spfn)
     for j in range(i, i + epfn - spfn):
         init_single_page(pages, j, links, lru)
-        lru += np.uint64(64)
+        lru += _STRIDE
     if epfn - spfn == MAX_ORDER_NR_PAGES and (spfn & (MAX_ORDER_NR_PAGES - 1)) == 0:
         for block in range(spfn, epfn, PAGEBLOCK_NR_PAGES):
-            pageblock_mt[_pageblock(slots, base_pfn, block)] = MIGRATE_MOVABLE
+            pageblock_mt[pageblock_index(slots, base_pfn, block)] = MIGRATE_MOVABLE
         _prepare_free(pages, slots, base_pfn, spfn, epfn - spfn)
         free_one_page(pages, pageblock_mt, slots, base_pfn, spfn, MAX_ORDER, list_base, lists)
     else:
         for pfn in range(spfn, epfn):
             if (pfn & (PAGEBLOCK_NR_PAGES - 1)) == 0:
-                pageblock_mt[_pageblock(slots, base_pfn, pfn)] = MIGRATE_MOVABLE
+                pageblock_mt[pageblock_index(slots, base_pfn, pfn)] = MIGRATE_MOVABLE
             _prepare_free(pages, slots, base_pfn, pfn, 1)
             free_one_page(pages, pageblock_mt, slots, base_pfn, pfn, 0, list_base, lists)
 
@@ -219,14 +185,16 @@ def deferred_init_chunk(pages, pageblock_mt, slots, base_pfn, ranges, start_pfn,
                         links, list_base, lists):
     """``deferred_init_memmap_chunk()``: init then free the free ranges in a chunk.
 
-    For every max-order piece of every free range inside ``[start_pfn, end_pfn)``: the
+    For every max-order piece of every free range inside ``[start_pfn, end_pfn)`` (see
+    `fastinit.kernels._layout.max_order_pieces`; a run of whole blocks block by block), the
     descriptors are initialized, then freed (`init_free_piece`). Two passes per piece, as
     the kernel does, with plain stores: this is the reference path.
 
     Parameters
     ----------
     ranges : ndarray of int64, shape (n, 2)
-        The node's free ranges in the deferred zone, sorted; clipped to the chunk here.
+        The node's free ranges in the deferred zone, sorted and disjoint; those outside
+        the chunk are skipped and the others clipped to it.
     start_pfn, end_pfn : int
         The chunk.
     links : uint64
@@ -240,13 +208,10 @@ def deferred_init_chunk(pages, pageblock_mt, slots, base_pfn, ranges, start_pfn,
         Pages initialized (and freed).
     """
     done = 0
-    for r in range(ranges.shape[0]):
-        spfn, epfn = max(ranges[r, 0], start_pfn), min(ranges[r, 1], end_pfn)
-        while spfn < epfn:
-            # Up to the next max-order boundary: ALIGN(spfn + 1, MAX_ORDER_NR_PAGES).
-            piece_end = min((spfn + MAX_ORDER_NR_PAGES) & ~(MAX_ORDER_NR_PAGES - 1), epfn)
-            init_free_piece(pages, pageblock_mt, slots, base_pfn, spfn, piece_end, links,
+    for spfn, epfn, whole in max_order_pieces(ranges, start_pfn, end_pfn):
+        step = MAX_ORDER_NR_PAGES if whole else epfn - spfn
+        for piece in range(spfn, epfn, step):
+            init_free_piece(pages, pageblock_mt, slots, base_pfn, piece, piece + step, links,
                             list_base, lists)
-            done += piece_end - spfn
-            spfn = piece_end
+        done += epfn - spfn
     return done

@@ -2,8 +2,7 @@
 
 Descriptors exist only for present sections (the sparse vmemmap). ``slots`` maps each
 section from ``base_pfn`` on to its slot in ``pages`` (-1 for a section without
-descriptors), so the descriptor of ``pfn`` is at
-``slots[(pfn - base_pfn) >> SECTION_SHIFT] * PAGES_PER_SECTION + pfn % PAGES_PER_SECTION``.
+descriptors); `fastinit.kernels._layout.descriptor_index` finds a pfn's descriptor.
 """
 
 from __future__ import annotations
@@ -12,10 +11,11 @@ import numpy as np
 from numba import types
 
 from fastinit.kernels._jit import PAGES, PFNS, kernel
-from fastinit.layout import (LRU_OFFSET, MAPCOUNT_NONE, PAGES_PER_SECTION, PG_RESERVED,
-                           SECTION_SHIFT, VMEMMAP_START)
+from fastinit.kernels._layout import descriptor_index, lru_address
+from fastinit.layout import MAPCOUNT_NONE, PAGES_PER_SECTION, PG_RESERVED, PAGE_DTYPE
 
 _SECTION_MASK = PAGES_PER_SECTION - 1
+_STRIDE = np.uint64(PAGE_DTYPE.itemsize)
 
 
 @kernel(types.void(PAGES, types.int64, types.uint64, types.uint64))
@@ -67,11 +67,11 @@ def init_pages_range(pages, slots, base_pfn, start_pfn, end_pfn, links, reserved
     pfn = start_pfn
     while pfn < end_pfn:
         section_end = min(end_pfn, (pfn | _SECTION_MASK) + 1)
-        i = slots[(pfn - base_pfn) >> SECTION_SHIFT] * PAGES_PER_SECTION + (pfn & _SECTION_MASK)
-        lru = np.uint64(VMEMMAP_START + LRU_OFFSET) + np.uint64(pfn) * np.uint64(64)
+        i = descriptor_index(slots, base_pfn, pfn)
+        lru = lru_address(pfn)
         for _ in range(section_end - pfn):
             init_single_page(pages, i, flags, lru)
             i += 1
-            lru += np.uint64(64)
+            lru += _STRIDE
         pfn = section_end
     return end_pfn - start_pfn

@@ -26,11 +26,12 @@ from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from fastinit.kernels._jit import PAGEBLOCK_TYPES, PAGES, PFN_RANGES, PFNS, kernel
-from fastinit.kernels.buddy_free import LISTS, _index, _lru, _pageblock, init_free_piece
-from fastinit.layout import (LIST_HEAD_SIZE, MAPCOUNT_NONE, MAX_ORDER, MAX_ORDER_NR_PAGES,
-                           MIGRATE_MOVABLE, MIGRATE_TYPES, PAGE_BUDDY_MAPCOUNT,
-                           PAGEBLOCK_NR_PAGES)
+from fastinit.kernels._jit import LISTS, PAGEBLOCK_TYPES, PAGES, PFN_RANGES, PFNS, kernel
+from fastinit.kernels._layout import (descriptor_index, list_append_max_order_run,
+                                      lru_address, max_order_pieces, pageblock_index)
+from fastinit.kernels.buddy_free import init_free_piece
+from fastinit.layout import (MAPCOUNT_NONE, MAX_ORDER, MAX_ORDER_NR_PAGES, MIGRATE_MOVABLE,
+                             PAGE_BUDDY_MAPCOUNT, PAGE_DTYPE, PAGEBLOCK_NR_PAGES)
 
 WORDS = types.uint64[::1]
 _VECTOR = ir.VectorType(ir.IntType(64), 8)
@@ -40,8 +41,9 @@ _X86 = platform.machine().lower() in ("x86_64", "amd64")
 _WORD6_TAIL = np.uint64(MAPCOUNT_NONE & 0xFFFFFFFF)
 _WORD6_HEAD = np.uint64(PAGE_BUDDY_MAPCOUNT & 0xFFFFFFFF)
 _ZERO = np.uint64(0)
-_STRIDE = np.uint64(64)
-_MOVABLE_LIST = MAX_ORDER * MIGRATE_TYPES + MIGRATE_MOVABLE
+_STRIDE = np.uint64(PAGE_DTYPE.itemsize)
+_WORDS = PAGE_DTYPE.itemsize // 8
+_BLOCK_BYTES = np.uint64(MAX_ORDER_NR_PAGES * PAGE_DTYPE.itemsize)
 
 
 @intrinsic
@@ -98,35 +100,30 @@ def stream_max_order_blocks(words, pageblock_mt, slots, base_pfn, spfn, epfn, li
     Each block becomes a free block of order MAX_ORDER on the MOVABLE list, appended in
     pfn order after whatever the local list already holds.
     """
-    head = list_base + np.uint64(_MOVABLE_LIST * LIST_HEAD_SIZE)
-    last = lists[1, MAX_ORDER, MIGRATE_MOVABLE]
-    previous = head if last < 0 else _lru(last)
+    if epfn <= spfn:
+        return
+    head, last = list_append_max_order_run(lists, list_base, spfn, epfn)
+    previous = head if last < 0 else lru_address(last)
     for block in range(spfn, epfn, MAX_ORDER_NR_PAGES):
         for pageblock in range(block, block + MAX_ORDER_NR_PAGES, PAGEBLOCK_NR_PAGES):
-            pageblock_mt[_pageblock(slots, base_pfn, pageblock)] = MIGRATE_MOVABLE
-        i = _index(slots, base_pfn, block)
-        lru = _lru(block)
+            pageblock_mt[pageblock_index(slots, base_pfn, pageblock)] = MIGRATE_MOVABLE
+        i = descriptor_index(slots, base_pfn, block)
+        lru = lru_address(block)
         following = head if block + MAX_ORDER_NR_PAGES >= epfn else \
-            lru + np.uint64(MAX_ORDER_NR_PAGES * 64)
-        store_record_nt(words, i * 8, (links, following, previous, _ZERO, _ZERO,
-                                       np.uint64(MAX_ORDER), _WORD6_HEAD, _ZERO))
+            lru + _BLOCK_BYTES
+        store_record_nt(words, i * _WORDS, (links, following, previous, _ZERO, _ZERO,
+                                            np.uint64(MAX_ORDER), _WORD6_HEAD, _ZERO))
         # The other pages: no branch, one 64-byte streaming store each.
         for j in range(i + 1, i + MAX_ORDER_NR_PAGES):
             lru += _STRIDE
-            store_record_nt(words, j * 8, (links, lru, lru, _ZERO, _ZERO, _ZERO,
-                                           _WORD6_TAIL, _ZERO))
-        previous = _lru(block)
-    count = (epfn - spfn) // MAX_ORDER_NR_PAGES
-    if count:
-        if last < 0:
-            lists[0, MAX_ORDER, MIGRATE_MOVABLE] = spfn
-        else:
-            # The earlier tail now points at this run: a plain store to a line this thread
-            # streamed, ordered after that streaming store by the fence.
-            store_fence()
-            words[_index(slots, base_pfn, last) * 8 + 1] = _lru(spfn)
-        lists[1, MAX_ORDER, MIGRATE_MOVABLE] = epfn - MAX_ORDER_NR_PAGES
-        lists[2, MAX_ORDER, MIGRATE_MOVABLE] += count
+            store_record_nt(words, j * _WORDS, (links, lru, lru, _ZERO, _ZERO, _ZERO,
+                                                _WORD6_TAIL, _ZERO))
+        previous = lru_address(block)
+    if last >= 0:
+        # The earlier tail now points at this run: a plain store to a line this thread
+        # streamed, ordered after that streaming store by the fence.
+        store_fence()
+        words[descriptor_index(slots, base_pfn, last) * _WORDS + 1] = lru_address(spfn)
 
 
 @kernel(types.int64(PAGES, WORDS, PAGEBLOCK_TYPES, PFNS, types.int64, PFN_RANGES, types.int64,
@@ -145,19 +142,13 @@ def deferred_init_chunk_stream(pages, words, pageblock_mt, slots, base_pfn, rang
     Other parameters and the result are as for `deferred_init_chunk`.
     """
     done = 0
-    for r in range(ranges.shape[0]):
-        spfn, epfn = max(ranges[r, 0], start_pfn), min(ranges[r, 1], end_pfn)
-        while spfn < epfn:
-            piece_end = min((spfn + MAX_ORDER_NR_PAGES) & ~(MAX_ORDER_NR_PAGES - 1), epfn)
-            if piece_end - spfn == MAX_ORDER_NR_PAGES:
-                # The run of whole blocks from here; the range's tail is the last piece.
-                piece_end = spfn + (epfn - spfn) // MAX_ORDER_NR_PAGES * MAX_ORDER_NR_PAGES
-                stream_max_order_blocks(words, pageblock_mt, slots, base_pfn, spfn,
-                                        piece_end, links, list_base, lists)
-            else:
-                init_free_piece(pages, pageblock_mt, slots, base_pfn, spfn, piece_end, links,
-                                list_base, lists)
-            done += piece_end - spfn
-            spfn = piece_end
+    for spfn, epfn, whole in max_order_pieces(ranges, start_pfn, end_pfn):
+        if whole:
+            stream_max_order_blocks(words, pageblock_mt, slots, base_pfn, spfn, epfn, links,
+                                    list_base, lists)
+        else:
+            init_free_piece(pages, pageblock_mt, slots, base_pfn, spfn, epfn, links,
+                            list_base, lists)
+        done += epfn - spfn
     store_fence()
     return done

@@ -14,11 +14,11 @@ from pathlib import Path
 
 import numpy as np
 
-from fastinit.mm.buddy import new_local_lists
 from fastinit.mm.deferred import CHUNK_KERNELS
 from fastinit.bench.membw import memset_limit
 from fastinit.mm.memmap import Memmap
-from fastinit.layout import PAGES_PER_SECTION, free_list_address, page_links
+from fastinit.kernels._layout import new_local_lists, page_links, zone_list_base
+from fastinit.layout import PAGES_PER_SECTION
 
 
 def main():
@@ -33,8 +33,8 @@ def main():
     memmap.raw.fill(1)
     end = nr_sections * PAGES_PER_SECTION
     free = np.array([[0, end]], dtype=np.int64)
-    links = np.uint64(page_links(0, 2))
-    list_base = np.uint64(free_list_address(0, 2, 0, 0))
+    links = page_links(0, 2)
+    list_base = zone_list_base(0, 2)
     memset = memset_limit(memmap.raw[:memmap.pages.nbytes], 1, args.repeat)
     rows = []
     print(f"{memmap.pages.nbytes / 2**30:.2f} GiB of descriptors; memset 0x5a: "

@@ -6,7 +6,8 @@ compare the two field by field on small arrays.
 
 import numpy as np
 
-from fastinit.layout import (MAPCOUNT_NONE, PAGES_PER_SECTION, PG_RESERVED, lru_address)
+from fastinit.kernels._layout import lru_address, zone_id
+from fastinit.layout import MAPCOUNT_NONE, PAGES_PER_SECTION, PG_RESERVED
 
 
 def descriptor_index(slots, base_pfn, pfn):
@@ -63,11 +64,11 @@ class NaiveBuddy:
 
     def free_block(self, pfn, order):
         migratetype = int(self.pageblock_mt[self.pageblock(pfn)])
-        zone_id = int(self.pages["flags"][self.index(pfn)]) >> 51
+        zone = zone_id(self.pages["flags"][self.index(pfn)])
         while order < MAX_ORDER:
             buddy = pfn ^ (1 << order)
             if self.free.get(buddy, (None,))[0] != order or \
-                    int(self.pages["flags"][self.index(buddy)]) >> 51 != zone_id:
+                    zone_id(self.pages["flags"][self.index(buddy)]) != zone:
                 break
             buddy_mt = self.free[buddy][1]
             if order >= PAGEBLOCK_ORDER and buddy_mt != migratetype and \

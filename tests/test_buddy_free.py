@@ -5,18 +5,19 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import naive
-from fastinit.mm.buddy import new_local_lists
+from fastinit.kernels._layout import new_local_lists
 from fastinit.kernels.buddy_free import deferred_init_chunk, free_pages_ranges
 from fastinit.kernels.page_init import init_pages_range
 from fastinit.kernels.streaming import deferred_init_chunk_stream
+from fastinit.kernels._layout import page_links, zone_list_base
 from fastinit.layout import (MIGRATE_MOVABLE, PAGE_DTYPE, PAGES_PER_SECTION,
-                           PAGEBLOCKS_PER_SECTION, free_list_address, page_links)
+                             PAGEBLOCKS_PER_SECTION)
 
 S = PAGES_PER_SECTION
 BASE = 8 * S                       # somewhere past the low zones
 SLOTS = np.array([1, 0], np.int64)  # two sections, slots not in section order
 LINKS = page_links(1, 2)
-LIST_BASE = np.uint64(free_list_address(1, 2, 0, 0))
+LIST_BASE = zone_list_base(1, 2)
 
 
 def aligned_pages(count):

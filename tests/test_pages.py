@@ -9,7 +9,8 @@ from hypothesis import strategies as st
 import naive
 from fastinit.mm.buddy import ZoneFreeArea
 from fastinit.mm.memmap import Memmap
-from fastinit.layout import MAX_PFN, PAGES_PER_SECTION as S, page_links
+from fastinit.kernels._layout import page_links
+from fastinit.layout import MAX_PFN, PAGES_PER_SECTION as S
 from fastinit.mm.pages import free_pages, init_pages
 
 SECTIONS = np.array([0, 1, 5], np.int64)  # pfns [0, 2S) and [5S, 6S) have descriptors

@@ -25,12 +25,13 @@ import fastinit.kernels.peers
 import fastinit.kernels.streaming
 from fastinit import Job, do_multithreaded
 from fastinit.mm.run import boot
-from fastinit.mm.buddy import new_local_lists
+from fastinit.kernels._layout import new_local_lists
 from fastinit.engine.cpus import usable_cpus
 from fastinit.kernels.streaming import stream_max_order_blocks
 from fastinit.bench.membw import memset_limit
 from fastinit.mm.memmap import Memmap
-from fastinit.layout import PAGES_PER_SECTION, free_list_address, page_links
+from fastinit.kernels._layout import free_list_address, page_links
+from fastinit.layout import PAGES_PER_SECTION
 from fastinit.machine.spec import parse_spec
 
 pytestmark = pytest.mark.perf
@@ -145,7 +146,8 @@ WARM_START = textwrap.dedent("""
     import numpy as np
     import fastinit
     from fastinit.kernels.page_init import init_pages_range
-    from fastinit.layout import PAGE_DTYPE, page_links
+    from fastinit.kernels._layout import page_links
+    from fastinit.layout import PAGE_DTYPE
     pages = np.empty(32768, PAGE_DTYPE)
     init_pages_range(pages, np.zeros(1, np.int64), 0, 0, 1, np.uint64(page_links(0, 0)), False)
     print(time.perf_counter() - began)

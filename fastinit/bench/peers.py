@@ -17,33 +17,31 @@ import time
 import numba
 import numpy as np
 
-from fastinit.mm.run import BootResult
-from fastinit.mm.buddy import new_local_lists
+from fastinit.kernels._layout import (descriptor_index, list_append_max_order_run,
+                                      lru_address, max_order_pieces, new_local_lists,
+                                      page_links)
 from fastinit.kernels.buddy_free import init_free_piece
 from fastinit.kernels.peers import fill_max_order_blocks_prange
+from fastinit.layout import (MAPCOUNT_NONE, MAX_ORDER, MAX_ORDER_NR_PAGES, MIGRATE_MOVABLE,
+                             PAGE_BUDDY_MAPCOUNT, PAGEBLOCK_NR_PAGES)
 from fastinit.mm.memmap import Memmap
-from fastinit.layout import (LIST_HEAD_SIZE, MAPCOUNT_NONE, MAX_ORDER, MAX_ORDER_NR_PAGES,
-                           MIGRATE_MOVABLE, MIGRATE_TYPES, PAGE_BUDDY_MAPCOUNT,
-                           PAGEBLOCK_NR_PAGES, lru_address, page_links)
+from fastinit.mm.run import BootResult
 
 # NumPy works on this many descriptors at a time, so temporaries stay in cache.
 _NUMPY_BATCH = 1 << 16
 
 
-def _fill_numpy(memmap: Memmap, spfn: int, epfn: int, links: int, list_base: int,
-                lists: np.ndarray) -> None:
+def _fill_numpy(memmap: Memmap, spfn: int, epfn: int, links, list_base, lists: np.ndarray) -> None:
     pages = memmap.pages
-    head = list_base + (MAX_ORDER * MIGRATE_TYPES + MIGRATE_MOVABLE) * LIST_HEAD_SIZE
-    last = int(lists[1, MAX_ORDER, MIGRATE_MOVABLE])
+    base, slots = memmap.slots(spfn, epfn)
     for start, end in memmap.present_runs(spfn, epfn):
-        first = memmap.index(start)
+        first = descriptor_index(slots, base, start)
         for offset in range(0, end - start, _NUMPY_BATCH):
             lo, hi = first + offset, first + min(offset + _NUMPY_BATCH, end - start)
-            lru = lru_address(np.arange(start + offset, start + hi - first, dtype=np.uint64))
             part = pages[lo:hi]
             part["flags"] = links
-            part["lru_next"] = lru
-            part["lru_prev"] = lru
+            part["lru_next"] = part["lru_prev"] = lru_address(
+                np.arange(start + offset, start + offset + hi - lo))
             part["mapping"] = 0
             part["index"] = 0
             part["private"] = 0
@@ -53,26 +51,22 @@ def _fill_numpy(memmap: Memmap, spfn: int, epfn: int, links: int, list_base: int
         memmap.pageblock_mt[first // PAGEBLOCK_NR_PAGES:(first + end - start) // PAGEBLOCK_NR_PAGES] = \
             MIGRATE_MOVABLE
     heads = np.arange(spfn, epfn, MAX_ORDER_NR_PAGES, dtype=np.int64)
-    index = memmap.index(heads)
+    index = descriptor_index(slots, base, heads)
     pages["private"][index] = MAX_ORDER
     pages["mapcount"][index] = PAGE_BUDDY_MAPCOUNT
-    addresses = lru_address(heads.astype(np.uint64))
+    head, last = list_append_max_order_run(lists, list_base, spfn, epfn)
+    addresses = lru_address(heads)
     previous = lru_address(last) if last >= 0 else head
     pages["lru_prev"][index] = np.concatenate(([previous], addresses[:-1]))
     pages["lru_next"][index] = np.concatenate((addresses[1:], [head]))
     if last >= 0:
         pages["lru_next"][memmap.index(last)] = addresses[0]
-    else:
-        lists[0, MAX_ORDER, MIGRATE_MOVABLE] = spfn
-    lists[1, MAX_ORDER, MIGRATE_MOVABLE] = int(heads[-1])
-    lists[2, MAX_ORDER, MIGRATE_MOVABLE] += len(heads)
 
 
-def _fill_prange(memmap: Memmap, spfn: int, epfn: int, links: int, list_base: int,
-                 lists: np.ndarray) -> None:
+def _fill_prange(memmap: Memmap, spfn: int, epfn: int, links, list_base, lists: np.ndarray) -> None:
     base, slots = memmap.slots(spfn, epfn)
     fill_max_order_blocks_prange(memmap.pages, memmap.pageblock_mt, slots, base, spfn, epfn,
-                                 np.uint64(links), np.uint64(list_base), lists)
+                                 links, list_base, lists)
 
 
 PEERS = {"numba.prange": _fill_prange, "numpy": _fill_numpy}
@@ -98,19 +92,16 @@ def peer_deferred_init(result: BootResult, peer: str, threads: int = 1) -> float
         area = result.zones[(node.nid, zone.zid)]
         links = page_links(node.nid, zone.zid)
         lists = new_local_lists()
+        free = plan.free_ranges(node.nid, node.first_deferred_pfn, zone.end_pfn)
         done = 0
-        for spfn, epfn in plan.free_ranges(node.nid, node.first_deferred_pfn,
-                                           zone.end_pfn).tolist():
-            base, slots = memmap.slots(spfn, epfn)
-            while spfn < epfn:
-                piece_end = min((spfn + MAX_ORDER_NR_PAGES) & ~(MAX_ORDER_NR_PAGES - 1), epfn)
-                if piece_end - spfn == MAX_ORDER_NR_PAGES:
-                    piece_end = spfn + (epfn - spfn) // MAX_ORDER_NR_PAGES * MAX_ORDER_NR_PAGES
-                    fill(memmap, spfn, piece_end, links, int(area.list_base), lists)
-                else:
-                    init_free_piece(memmap.pages, memmap.pageblock_mt, slots, base, spfn,
-                                    piece_end, np.uint64(links), area.list_base, lists)
-                done += piece_end - spfn
-                spfn = piece_end
+        for spfn, epfn, whole in max_order_pieces(free, node.first_deferred_pfn, zone.end_pfn):
+            spfn, epfn = int(spfn), int(epfn)
+            if whole:
+                fill(memmap, spfn, epfn, links, area.list_base, lists)
+            else:
+                base, slots = memmap.slots(spfn, epfn)
+                init_free_piece(memmap.pages, memmap.pageblock_mt, slots, base, spfn, epfn,
+                                links, area.list_base, lists)
+            done += epfn - spfn
         area.splice(memmap, lists, done)
     return time.perf_counter() - began

@@ -2,7 +2,8 @@
 
 Each zone keeps, per order and migratetype, a circular doubly linked list through the
 descriptors' ``lru`` fields, with its head in the zone (a simulated address, see
-`fastinit.layout.free_list_address`). Kernels build lists local to one call; `splice` appends
+`fastinit.kernels._layout.free_list_address`). Kernels build lists local to one call
+(`fastinit.kernels._layout.new_local_lists`); `splice` appends
 them to the zone's lists under the zone's lock, the only lock deferred init takes besides
 the engine's.
 """
@@ -13,19 +14,10 @@ import threading
 
 import numpy as np
 
+from fastinit.kernels._layout import (COUNT, FIRST, LAST, list_head, lru_address, lru_pfn,
+                                      zone_list_base)
+from fastinit.layout import LIST_HEAD_SIZE, MIGRATE_TYPES, NR_ORDERS
 from fastinit.mm.memmap import Memmap
-from fastinit.layout import (LIST_HEAD_SIZE, MIGRATE_TYPES, NR_ORDERS, free_list_address,
-                           lru_address, lru_pfn)
-
-
-def new_local_lists() -> np.ndarray:
-    """Empty local lists for a kernel call: int64 array of shape (3, NR_ORDERS, MIGRATE_TYPES).
-
-    Rows are the first pfn, the last pfn (-1 when empty) and the length of each list.
-    """
-    lists = np.full((3, NR_ORDERS, MIGRATE_TYPES), -1, dtype=np.int64)
-    lists[2] = 0
-    return lists
 
 
 class ZoneFreeArea:
@@ -44,16 +36,16 @@ class ZoneFreeArea:
 
     def __init__(self, nid: int, zid: int):
         self.nid, self.zid = nid, zid
-        self.list_base = np.uint64(free_list_address(nid, zid, 0, 0))
-        own = free_list_address(nid, zid, 0, 0) + LIST_HEAD_SIZE * np.arange(
-            NR_ORDERS * MIGRATE_TYPES, dtype=np.uint64).reshape(NR_ORDERS, MIGRATE_TYPES)
+        self.list_base = zone_list_base(nid, zid)
+        own = list_head(self.list_base, np.arange(NR_ORDERS)[:, None],
+                        np.arange(MIGRATE_TYPES)[None, :])
         self.heads = np.stack([own, own], axis=-1).astype(np.uint64)
         self.nr_free = np.zeros((NR_ORDERS, MIGRATE_TYPES), dtype=np.int64)
         self.managed = 0
         self.lock = threading.Lock()
 
     def head_address(self, order: int, migratetype: int) -> int:
-        return free_list_address(self.nid, self.zid, order, migratetype)
+        return int(list_head(self.list_base, order, migratetype))
 
     def splice(self, memmap: Memmap, lists: np.ndarray, freed: int) -> None:
         """Append a kernel call's local lists to this zone's lists (tail, like FPI_TO_TAIL).
@@ -69,9 +61,9 @@ class ZoneFreeArea:
         prev_field = memmap.pages["lru_prev"]
         next_field = memmap.pages["lru_next"]
         with self.lock:
-            for order, migratetype in zip(*np.nonzero(lists[2])):
+            for order, migratetype in zip(*np.nonzero(lists[COUNT])):
                 order, migratetype = int(order), int(migratetype)
-                first, last = int(lists[0, order, migratetype]), int(lists[1, order, migratetype])
+                first, last = int(lists[FIRST, order, migratetype]), int(lists[LAST, order, migratetype])
                 tail = int(self.heads[order, migratetype, 1])
                 prev_field[memmap.index(first)] = tail
                 if tail == self.head_address(order, migratetype):
@@ -79,7 +71,7 @@ class ZoneFreeArea:
                 else:
                     next_field[memmap.index(lru_pfn(tail))] = lru_address(first)
                 self.heads[order, migratetype, 1] = lru_address(last)
-                self.nr_free[order, migratetype] += lists[2, order, migratetype]
+                self.nr_free[order, migratetype] += lists[COUNT, order, migratetype]
             self.managed += freed
 
     def free_by_order(self) -> list[int]:

@@ -25,13 +25,14 @@ from dataclasses import dataclass
 import numpy as np
 
 from fastinit.mm.plan import BootPlan, NodePlan
-from fastinit.mm.buddy import ZoneFreeArea, new_local_lists
+from fastinit.mm.buddy import ZoneFreeArea
+from fastinit.kernels._layout import new_local_lists, page_links
 from fastinit.kernels.buddy_free import deferred_init_chunk
 from fastinit.kernels.streaming import deferred_init_chunk_stream
 from fastinit.mm.memmap import Memmap
 from fastinit.engine.interrupts import ctrl_c_held
 from fastinit.engine.padata import Job, JobCancelled, JobReport, do_multithreaded
-from fastinit.layout import PAGES_PER_SECTION, page_links
+from fastinit.layout import PAGES_PER_SECTION
 from fastinit.engine.workpool import shared_pool
 
 
@@ -83,7 +84,7 @@ class _ChunkContext:
         self.nid = node.nid
         self.memmap = memmap
         self.area = area
-        self.links = np.uint64(page_links(node.nid, zone.zid))
+        self.links = page_links(node.nid, zone.zid)
         self.free = plan.free_ranges(node.nid, node.first_deferred_pfn, zone.end_pfn)
         self.kernel = CHUNK_KERNELS[kernel]
         self.chunk_hook = chunk_hook

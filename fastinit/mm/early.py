@@ -13,12 +13,12 @@ from __future__ import annotations
 import numpy as np
 
 from fastinit.mm.plan import BootPlan, NodePlan
-from fastinit.mm.buddy import ZoneFreeArea, new_local_lists
+from fastinit.mm.buddy import ZoneFreeArea
+from fastinit.kernels._layout import new_local_lists, page_links
 from fastinit.kernels.buddy_free import free_pages_ranges
 from fastinit.kernels.page_init import init_pages_range
 from fastinit.mm.memmap import Memmap
-from fastinit.layout import (MIGRATE_MOVABLE, PAGEBLOCK_NR_PAGES, PG_RESERVED, align_up,
-                             page_links)
+from fastinit.layout import MIGRATE_MOVABLE, PAGEBLOCK_NR_PAGES, PG_RESERVED, align_up
 from fastinit.machine.topology import intersect
 
 
@@ -26,7 +26,7 @@ def init_range(memmap: Memmap, start: int, end: int, nid: int, zid: int,
                reserved: bool) -> int:
     """Initialize ``[start, end)`` (pfns with descriptors only) for node ``nid``, zone ``zid``."""
     done = 0
-    links = np.uint64(page_links(nid, zid))
+    links = page_links(nid, zid)
     for s, e in memmap.present_runs(start, end):
         base, slots = memmap.slots(s, e)
         done += init_pages_range(memmap.pages, slots, base, s, e, links, reserved)

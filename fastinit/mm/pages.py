@@ -15,9 +15,9 @@ from fastinit.engine.validate import check_int
 from fastinit.mm.buddy import ZoneFreeArea
 from fastinit.mm.early import free_into_zone, init_range
 from fastinit.mm.memmap import Memmap
+from fastinit.kernels._layout import page_links, zone_id
 from fastinit.layout import (MAX_NUMNODES, MAX_ORDER_NR_PAGES, MAX_PFN, MIGRATE_TYPES,
-                           PAGE_BUDDY_MAPCOUNT, PAGEBLOCK_NR_PAGES, ZONE_NAMES,
-                           ZONES_PGSHIFT, align_up, page_links)
+                             PAGE_BUDDY_MAPCOUNT, PAGEBLOCK_NR_PAGES, ZONE_NAMES, align_up)
 
 
 def _integer(name: str, value, lo: int, hi: int) -> int:
@@ -137,12 +137,11 @@ def free_pages(memmap: Memmap, area: ZoneFreeArea, ranges) -> int:
         bad = int(np.flatnonzero(starts[1:] < ends[:-1])[0]) + 1
         raise ValueError(f"range {bad} starts at {starts[bad]}, before range {bad - 1} ends "
                          f"({ends[bad - 1]}); sort the ranges and merge overlaps")
-    links = page_links(area.nid, area.zid) >> ZONES_PGSHIFT
+    zone = zone_id(page_links(area.nid, area.zid))
     for start, end in table.tolist():
         _check_present(memmap, start, end)
         first = memmap.index(start)
-        if (memmap.pages["flags"][first:first + end - start] >> np.uint64(ZONES_PGSHIFT)
-                != np.uint64(links)).any():
+        if (zone_id(memmap.pages["flags"][first:first + end - start]) != zone).any():
             raise ValueError(f"descriptors in [{start:#x}, {end:#x}) are not initialized for "
                              f"node {area.nid} zone {ZONE_NAMES[area.zid]}; run init_pages "
                              f"on them first")

@@ -21,13 +21,13 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from fastinit.mm.run import BootResult
-from fastinit.mm.buddy import new_local_lists
 from fastinit.kernels.buddy_free import deferred_init_chunk
 from fastinit.mm.memmap import Memmap, memmap_bytes
 from fastinit.layout import (LIST_POISON1, LIST_POISON2, MAPCOUNT_NONE, MAX_ORDER,
                            PAGE_BUDDY_MAPCOUNT, PAGEBLOCK_NR_PAGES, PAGEBLOCKS_PER_SECTION,
                            PAGES_PER_SECTION, PG_RESERVED, SECTION_SHIFT, ZONES_PGSHIFT,
-                           align_up, lru_address, page_links)
+                           align_up)
+from fastinit.kernels._layout import lru_address, new_local_lists, page_links
 from fastinit.machine.topology import intersect, subtract
 
 # 16 MiB of descriptors per window: with its copies verify needs ~100 MiB whatever the

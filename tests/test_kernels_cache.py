@@ -1,0 +1,111 @@
+"""The kernels' on-disk cache: our own folder, keyed on every file the kernels depend on.
+
+Each case runs fresh Python processes on a copy of the source tree with its own cache
+folders, so nothing here depends on (or disturbs) the cache the rest of the suite uses.
+"""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from fastinit.kernels._cache import dependency_digest, dependency_files
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# Runs a kernel whose output holds a layout constant (the lru link holds VMEMMAP_START).
+KERNEL_RUN = """
+import json, numpy as np, numba
+import fastinit.kernels.page_init as page_init
+from fastinit.layout import PAGE_DTYPE
+pages = np.zeros(32768, PAGE_DTYPE)
+page_init.init_pages_range(pages, np.zeros(1, np.int64), 0, 0, 1, np.uint64(0), False)
+stats = page_init.init_pages_range.stats
+result = {"lru": int(pages["lru_next"][0]), "hits": sum(stats.cache_hits.values()),
+          "misses": sum(stats.cache_misses.values()), "path": stats.cache_path,
+          "numba_cache_dir": numba.config.CACHE_DIR}
+print(json.dumps(result))
+"""
+
+UNRELATED_LIBRARY = """
+import numba
+
+@numba.njit(cache=True)
+def add_one(x):
+    return x + 1
+"""
+
+
+def checkout(tmp_path: Path) -> Path:
+    tree = tmp_path / "checkout"
+    for folder in ("fastinit", "kernels"):
+        shutil.copytree(ROOT / folder, tree / folder, ignore=shutil.ignore_patterns("__pycache__"))
+    return tree
+
+
+def run(code: str, cwd: Path, home: Path) -> dict:
+    env = {key: value for key, value in os.environ.items() if not key.startswith("NUMBA_")}
+    env.update(HOME=str(home), XDG_CACHE_HOME=str(home / "xdg"), PYTHONPATH=str(cwd))
+    done = subprocess.run([sys.executable, "-c", code], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_importing_the_kernels_leaves_other_libraries_caches_alone(tmp_path):
+    tree, home = checkout(tmp_path), tmp_path / "home"
+    library = tmp_path / "library"
+    library.mkdir()
+    (library / "unrelated_library.py").write_text(UNRELATED_LIBRARY)
+    code = KERNEL_RUN + f"""
+import sys
+sys.path.insert(0, {str(library)!r})
+import unrelated_library
+assert unrelated_library.add_one(1) == 2
+print(json.dumps(dict(result, unrelated=unrelated_library.add_one.stats.cache_path)))
+"""
+    found = run(code, tree, home)
+    assert found["numba_cache_dir"] == ""  # no process-wide setting changed
+    ours = Path(found["path"])
+    assert ours.is_relative_to(home / "xdg" / "fastinit")
+    assert any(ours.glob("page_init.init_pages_range-*.nbi"))
+    assert Path(found["unrelated"]) == library / "__pycache__"
+    assert any((library / "__pycache__").glob("unrelated_library.add_one-*.nbi"))
+    assert not list((home / "xdg").rglob("unrelated_library*"))
+
+
+def test_an_edit_to_the_layout_recompiles_the_kernels_and_nothing_else_does(tmp_path):
+    tree, home = checkout(tmp_path), tmp_path / "home"
+    first = run(KERNEL_RUN, tree, home)
+    again = run(KERNEL_RUN, tree, home)
+    assert (again["hits"], again["misses"]) == (1, 0)
+    assert again["lru"] == first["lru"]
+    layout = tree / "fastinit" / "layout.py"
+    text = layout.read_text()
+    assert "VMEMMAP_START = 0xFFD4000000000000" in text
+    layout.write_text(text.replace("VMEMMAP_START = 0xFFD4000000000000",
+                                   "VMEMMAP_START = 0xFFD5000000000000"))
+    edited = run(KERNEL_RUN, tree, home)
+    assert (edited["hits"], edited["misses"]) == (0, 1)
+    assert edited["lru"] == first["lru"] + 0x0001000000000000
+    assert edited["path"] == first["path"]  # the stale entries were replaced, not piled up
+
+
+def test_the_cache_key_covers_every_kernel_module_and_the_layout(tmp_path):
+    files = dependency_files()
+    names = {path.name for path in files}
+    assert {"layout.py", "_layout.py", "_jit.py", "buddy_free.py", "streaming.py"} <= names
+    assert {p.name for p in (ROOT / "kernels").glob("*.py")} <= names
+    copies = []
+    for path in files:
+        copies.append(tmp_path / f"{len(copies)}-{path.name}")
+        copies[-1].write_bytes(path.read_bytes())
+    before = dependency_digest(copies)
+    for copy in copies:
+        original = copy.read_bytes()
+        copy.write_bytes(original + b"\n# edited\n")
+        assert dependency_digest(copies) != before, copy.name
+        copy.write_bytes(original)
+    assert dependency_digest(copies) == before
