@@ -1,0 +1,196 @@
+"""Real-kernel oracle campaign: boot Linux under QEMU on random layouts, compare with fastinit.
+
+For each seed, tests/qemu_oracle draws a machine and a kernel command line, boots Debian's
+kernel on it (TCG), reads the kernel's printed figures and /proc/zoneinfo, and compares
+them with ``fastinit topology --dmesg LOG --json``. Every capture is kept in --out (one
+directory per seed, the same format as tests/data/qemu cases), so --replay can compare them
+again with a changed fastinit without booting anything.
+
+    flock /work/coord/bench.lock ... is taken per batch by the script itself (--lock):
+    python perf/oracle_campaign.py --seeds 0:50 --out /tmp/oracle-run [--jobs 2]
+    python perf/oracle_campaign.py --replay /tmp/oracle-run
+    python perf/oracle_campaign.py --seeds 7 --save-mismatches tests/data/qemu
+
+Prints one line per layout and a summary (layouts, boots that failed, match rate, boot
+time); writes summary.json into --out. Exit status 1 if any layout mismatched.
+"""
+
+import argparse
+import contextlib
+import fcntl
+import json
+import statistics
+import sys
+import tempfile
+import time
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+import qemu_oracle as qo  # noqa: E402
+from qemu_oracle.corpus import cases  # noqa: E402
+
+
+def parse_seeds(text: str) -> list[int]:
+    """``0:50`` (a range), ``3,7,11`` or a mix: ``0:10,42``."""
+    seeds = []
+    for part in text.split(","):
+        if ":" in part:
+            lo, hi = part.split(":")
+            seeds += range(int(lo), int(hi))
+        elif part.strip():
+            seeds.append(int(part))
+    return seeds
+
+
+@contextlib.contextmanager
+def bench_lock(path: str | None):
+    """Hold the shared bench lock (flock) for one batch of boots."""
+    if not path:
+        yield
+        return
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def kind_of(figure: str) -> str:
+    """A mismatch's kind, for the summary: 'zone Movable spanned', 'memory ranges', ..."""
+    words = figure.split()
+    if figure.startswith("node ") and len(words) > 2:
+        words = words[2:]
+    return " ".join(words)
+
+
+def evaluate(name: str, layout, serial: str, seconds: float | None) -> dict:
+    """Read the kernel's figures from a capture and compare them with fastinit."""
+    report = qo.read_report(serial)
+    record = {"name": name, "seed": layout.seed, "layout": layout.describe(),
+              "boot_s": seconds}
+    if not report.complete:
+        record["status"] = "boot-failed"
+        record["why"] = report.panic or "the initramfs did not finish (timeout or crash)"
+        return record
+    comparison = qo.compare(report, qo.run_fastinit(report.console))
+    record["status"] = "match" if comparison.ok else "mismatch"
+    record["figures"] = len(comparison.checks)
+    record["problems"] = comparison.lines()
+    record["kinds"] = sorted({kind_of(c.figure) for c in comparison.mismatches} |
+                             ({"fastinit refused the log"} if comparison.error else set()))
+    record["not_modelled"] = comparison.not_modelled
+    return record
+
+
+def boot_one(seed: int, tools, initramfs: str, workdir: str, timeout: float):
+    layout = qo.generate(seed)
+    return layout, qo.boot(layout, tools, initramfs, workdir, timeout)
+
+
+def summarize(records: list[dict]) -> dict:
+    booted = [r for r in records if r["status"] != "boot-failed"]
+    matched = [r for r in booted if r["status"] == "match"]
+    times = [r["boot_s"] for r in records if r.get("boot_s")]
+    kinds = Counter(kind for r in booted for kind in r.get("kinds", []))
+    return {
+        "layouts": len(records), "booted": len(booted),
+        "boot_failed": len(records) - len(booted), "matched": len(matched),
+        "match_rate": round(len(matched) / len(booted), 4) if booted else None,
+        "figures_compared": sum(r.get("figures", 0) for r in booted),
+        "boot_seconds": {"median": round(statistics.median(times), 2),
+                         "min": round(min(times), 2), "max": round(max(times), 2)}
+        if times else None,
+        "mismatch_kinds": dict(kinds.most_common()),
+        "mismatched_seeds": [r["seed"] for r in booted if r["status"] != "match"],
+        "failed_seeds": [r["seed"] for r in records if r["status"] == "boot-failed"],
+    }
+
+
+def print_record(record: dict) -> None:
+    time_text = f"{record['boot_s']:5.1f}s" if record.get("boot_s") else "  -   "
+    print(f"{record['status']:<11} {time_text} {record['layout']}", flush=True)
+    for problem in record.get("problems", [])[:12]:
+        print(f"      {problem}")
+    if record["status"] == "boot-failed":
+        print(f"      {record['why']}")
+
+
+def run(args) -> list[dict]:
+    tools = qo.find_tools()
+    if isinstance(tools, str):
+        sys.exit(f"oracle_campaign: {tools}")
+    seeds = parse_seeds(args.seeds)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    records = []
+    with tempfile.TemporaryDirectory(prefix="fastinit-oracle-") as workdir:
+        initramfs = str(qo.build_initramfs(tools.busybox, workdir))
+        for first in range(0, len(seeds), args.batch):
+            batch = seeds[first:first + args.batch]
+            with bench_lock(args.lock), ThreadPoolExecutor(args.jobs) as pool:
+                boots = list(pool.map(lambda s: boot_one(s, tools, initramfs, workdir,
+                                                         args.timeout), batch))
+            for layout, boot in boots:
+                name = f"seed-{layout.seed}"
+                record = evaluate(name, layout, boot.serial, boot.seconds)
+                meta = {"kernel": tools.kernel, "qemu_command": list(boot.command),
+                        "boot_seconds": round(boot.seconds, 2),
+                        "qemu_returncode": boot.returncode,
+                        "captured": time.strftime("%Y-%m-%d"),
+                        "status_when_captured": record["status"],
+                        "problems_when_captured": record.get("problems", [])}
+                qo.save_case(out, name, layout, boot.serial, meta)
+                if args.save_mismatches and record["status"] == "mismatch":
+                    qo.save_case(args.save_mismatches, f"qemu-{name}", layout, boot.serial,
+                                 meta)
+                print_record(record)
+                records.append(record)
+    return records
+
+
+def replay(directory: str) -> list[dict]:
+    records = []
+    for path in cases(directory):
+        case = qo.load_case(path)
+        record = evaluate(case.name, case.layout, case.serial, case.meta.get("boot_seconds"))
+        print_record(record)
+        records.append(record)
+    return records
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seeds", default="0:30", help="e.g. 0:50 or 3,7,11 (default 0:30)")
+    parser.add_argument("--out", default=None, help="keep every capture here "
+                        "(default: a new directory under /tmp)")
+    parser.add_argument("--replay", metavar="DIR", help="compare the captures in DIR again, "
+                        "booting nothing")
+    parser.add_argument("--jobs", type=int, default=2, help="guests booted at once (2)")
+    parser.add_argument("--batch", type=int, default=8,
+                        help="boots per hold of the bench lock (8)")
+    parser.add_argument("--lock", default="/work/coord/bench.lock",
+                        help="flock this file around each batch ('' for none)")
+    parser.add_argument("--timeout", type=float, default=180.0, help="seconds per boot")
+    parser.add_argument("--save-mismatches", metavar="DIR",
+                        help="also save mismatching captures as cases here "
+                             "(e.g. tests/data/qemu)")
+    args = parser.parse_args()
+    if args.replay:
+        records = replay(args.replay)
+        out = Path(args.replay)
+    else:
+        args.out = args.out or tempfile.mkdtemp(prefix="oracle-campaign-")
+        records = run(args)
+        out = Path(args.out)
+    summary = summarize(records)
+    (out / "summary.json").write_text(json.dumps({"summary": summary, "records": records},
+                                                 indent=2) + "\n")
+    print(json.dumps(summary, indent=2))
+    return 1 if summary["mismatched_seeds"] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
