@@ -65,9 +65,10 @@ assert PAGE_DTYPE.isalignedstruct
 assert [PAGE_DTYPE.fields[name][1] for name in PAGE_DTYPE.names] == \
     [0, 8, 16, 24, 32, 40, 48, 52, 56]
 
-# Zone indices (ZONE_MOVABLE exists in Linux but no source here creates one).
-ZONE_DMA, ZONE_DMA32, ZONE_NORMAL = 0, 1, 2
-ZONE_NAMES = ("DMA", "DMA32", "Normal")
+# Zone indices as x86-64 numbers them; ZONE_MOVABLE exists when kernelcore= or movablecore=
+# ask for it (ZONE_DEVICE, 4, only ever holds hot-plugged device memory).
+ZONE_DMA, ZONE_DMA32, ZONE_NORMAL, ZONE_MOVABLE = 0, 1, 2, 3
+ZONE_NAMES = ("DMA", "DMA32", "Normal", "Movable")
 MAX_NR_ZONES = 4
 
 # x86-64 zone limits in pfns: DMA below 16 MiB, DMA32 below 4 GiB.

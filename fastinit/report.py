@@ -17,7 +17,10 @@ def topology_lines(topology: Topology) -> list[str]:
     lines = ["Zone ranges:"]
     for name, start, end in topology.zone_ranges():
         lines.append(f"  {name:<8} {_mem(start, end) if end > start else 'empty'}")
-    lines += ["Movable zone start for each node", "Early memory node ranges"]
+    lines.append("Movable zone start for each node")
+    lines += [f"  Node {nid}: {pfn << PAGE_SHIFT:#018x}"
+              for nid, pfn in sorted(topology.movable_start.items())]
+    lines.append("Early memory node ranges")
     for start, end, nid in topology.memory_ranges():
         lines.append(f"  node {nid:>3}: {_mem(start, end)}")
     for node in topology.memory_nodes:
@@ -30,7 +33,7 @@ def topology_lines(topology: Topology) -> list[str]:
     lines.append(f"{'node':>4} {'cpus':>5} {'zone':<7} {'start_pfn':>12} {'spanned':>12} "
                  f"{'present':>12} {'unavailable':>11}")
     for node in topology.nodes:
-        zones = topology.zones(node.nid) if node.ranges else []
+        zones = topology.zones(node.nid, spanned=True) if node.ranges else []
         if not zones:
             lines.append(f"{node.nid:>4} {node.cpus:>5} {'-':<7} (no memory)")
         for zone in zones:
@@ -55,7 +58,7 @@ def topology_json(topology: Topology) -> dict:
             "ranges": [[start, end] for start, end in node.ranges],
             "zones": [{"name": z.name, "start_pfn": z.start_pfn, "spanned": z.spanned,
                        "present": z.present, "unavailable": unavailable.get((node.nid, z.zid), 0)}
-                      for z in (topology.zones(node.nid) if node.ranges else [])],
+                      for z in (topology.zones(node.nid, spanned=True) if node.ranges else [])],
         } for node in topology.nodes],
     }
 

@@ -33,7 +33,8 @@ PREFIX = re.compile(r"^(?:<\d>)?(?:[A-Z][a-z]{2} [ 0-9]\d \d\d:\d\d:\d\d \S+ ker
                     r"|\[[A-Z][a-z]{2} [A-Z][a-z]{2} [ 0-9]\d \d\d:\d\d:\d\d \d{4}\] )?")
 # Lines the parser reads; the rest is noise it must ignore.
 READ = re.compile(r"e820|\[mem|SRAT|last_pfn|physical RAM map|Brought up|Booted up|Allowing|"
-                  r"NUMA|Faking a node|NODE_DATA|RAMDISK|crashkernel|Linux version")
+                  r"NUMA|Faking a node|NODE_DATA|RAMDISK|crashkernel|Linux version|"
+                  r"[Cc]ommand line")
 NOISE = [line[PREFIX.match(line).end():] for text in LOGS.values() for line in log_lines(text)
          if line.strip() and not READ.search(line)]
 HOSTS = ["host", "lit.home.arpa", "ip-10-0-0-7", "capstonealzheimer"]
@@ -249,7 +250,8 @@ def check_topology(topology: Topology) -> None:
         zones = topology.zones(node.nid)
         assert [z.zid for z in zones] == sorted({z.zid for z in zones}) and zones
         for zone in zones:
-            lo, hi = ZONE_LIMITS[zone.zid]
+            # ZONE_MOVABLE has no limits of its own: it is cut from the top of the node.
+            lo, hi = ZONE_LIMITS[zone.zid] if zone.zid < len(ZONE_LIMITS) else (0, MAX_PFN)
             assert lo <= zone.start_pfn < zone.end_pfn <= hi, zone
             assert node.start_pfn <= zone.start_pfn and zone.end_pfn <= node.end_pfn, zone
             assert 0 < zone.present <= zone.spanned, zone

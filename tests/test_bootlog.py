@@ -73,7 +73,8 @@ def test_mixed_prefixes_in_one_log():
 def test_linux_2_6_e820_format_with_exclusive_end():
     text = ("BIOS-e820: 0000000000000000 - 000000000009fc00 (usable)\n"
             "BIOS-e820: 0000000000100000 - 0000000040000000 (usable)\n")
-    assert parse_bootlog(text).nodes[0].ranges == ((0, 159), (256, 0x40000))
+    # Page 0 is the BIOS's whatever the map says (trim_bios_range()).
+    assert parse_bootlog(text).nodes[0].ranges == ((1, 159), (256, 0x40000))
 
 
 def test_update_after_last_pfn_only_reserves():
@@ -200,7 +201,7 @@ def test_duplicated_srat_line_does_not_hide_memory_without_node():
     # got the first GiB only).
     text = "\n".join(RAM_MAP + ["SRAT: Node 0 PXM 0 [mem 0x0-0x3fffffff]"] * 2)
     topology = parse_bootlog(text)
-    assert topology.nodes[0].ranges == ((0, 0x9F), (0x100, 0x80000))
+    assert topology.nodes[0].ranges == ((1, 0x9F), (0x100, 0x80000))
     assert "using one node" in topology.notes[0]
 
 
@@ -223,8 +224,9 @@ def test_srat_block_inside_one_page_gives_no_inverted_range():
     text = "\n".join(RAM_MAP + ["SRAT: Node 0 PXM 0 [mem 0x0-0x10ff]",
                                 "SRAT: Node 1 PXM 1 [mem 0x1100-0x1eff]",
                                 "SRAT: Node 0 PXM 0 [mem 0x1f00-0x7fffffff]"])
+    # Page 0 is the BIOS's, page 1 is in no node's whole page, node 1 gets no whole page.
     assert [n.ranges for n in parse_bootlog(text).nodes] == \
-        [((0, 1), (2, 0x9F), (0x100, 0x80000)), ()]
+        [((2, 0x9F), (0x100, 0x80000)), ()]
 
 
 def test_srat_covering_none_of_a_small_ram_falls_back_to_one_node():
@@ -288,8 +290,9 @@ def test_1_pib_map_gives_its_figures_in_time_linear_in_sections():
     topology = parse_bootlog("BIOS-e820: [mem 0x0000000000001000-0x0003ffffffffffff] usable")
     assert topology.max_pfn == MAX_PFN >> 2
     assert len(topology.present_sections()) == MAX_PFN >> 17
+    # Page 0 and 640K..1M: the kernel's trim_bios_range() takes them whatever the map says.
     assert [(u.start_pfn, u.end_pfn, u.pages) for u in topology.unavailable_ranges()] == \
-        [(0, 1, 1)]
+        [(0, 1, 1), (0xA0, 0x100, 0x60)]
     assert best_of_3(lambda _: topology.present_sections(), None) < \
         20 * best_of_3(np.arange, MAX_PFN >> 17)
 

@@ -53,7 +53,7 @@ BAD_INIT = [
     (dict(start_pfn=3 * S, end_pfn=3 * S + 1), "have no descriptors"),
     (dict(nid=1024), "nid = 1024 is outside 0..1023"),
     (dict(nid=-1), "nid = -1"),
-    (dict(zid=3), "zid = 3 is outside 0..2"),
+    (dict(zid=4), "zid = 4 is outside 0..3"),  # 3 is ZONE_MOVABLE
     (dict(reserved="yes"), "reserved must be True or False"),
 ]
 

@@ -20,10 +20,12 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from fastinit.machine import e820
 from fastinit.layout import MAX_NUMNODES, NR_CPUS, PAGE_SHIFT, pfn_up
-from fastinit.machine.srat import SratBlock, cpus_per_node, split_by_srat
-from fastinit.machine.topology import Node, Topology, intersect, merge_ranges
+from fastinit.machine import e820
+from fastinit.machine.assemble import Firmware, assemble
+from fastinit.machine.cmdline import COMMAND_LINE_SIZE, parse_cmdline
+from fastinit.machine.srat import SratBlock
+from fastinit.machine.topology import Topology
 
 _HEX = r"(?:0x)?([0-9a-fA-F]+)"
 _MEM = rf"\[mem {_HEX}-{_HEX}\]"
@@ -49,6 +51,10 @@ _CRASH_HEX = re.compile(r"crashkernel reserved: 0x([0-9a-fA-F]+) - 0x([0-9a-fA-F
 _CRASH_MB = re.compile(r"Reserving (\d+)MB of memory at (\d+)MB for crashkernel")
 _RESERVED = [re.compile(rf"NODE_DATA(?:\(\d+\) allocated)? {_MEM}"),
              re.compile(rf"RAMDISK: {_MEM}"), _CRASH_HEX, _CRASH_MB]
+# setup_arch() prints the command line first; start_kernel() again, as "Kernel command line".
+_CMDLINE = re.compile(r"Command line: (.*)")
+_KERNEL_CMDLINE = re.compile(r"Kernel command line: (.*)")
+_KERNEL_NOT_RAM = ".text .data .bss are not marked as E820_TYPE_RAM"
 # The kernel's own caps: E820_MAX_ENTRIES (128 + 3 * MAX_NUMNODES), NR_NODE_MEMBLKS, and
 E820_MAX_ENTRIES = 128 + 3 * MAX_NUMNODES
 NR_NODE_MEMBLKS = 2 * MAX_NUMNODES
@@ -73,6 +79,13 @@ class BootLog:
     # come after e820__memblock_setup() and only reserve memory (EFI ESRT, memreserve).
     memblock_table: list[e820.Entry] | None = None
     late_reserved: list[tuple[int, int]] = field(default_factory=list)
+    command_line: str | None = None
+    kernel_command_line: str | None = None
+    # A "user-defined physical RAM map" was printed: mem=/memmap= are already in the table.
+    user_map: bool = False
+    # The map left the kernel's image out of RAM: the kernel adds it back, and says where
+    # only in a KERN_DEBUG "e820: remove" line (without a type) right after the warning.
+    kernel_not_ram: bool = False
 
 
 def log_lines(text: str) -> list[str]:
@@ -99,12 +112,16 @@ def _decimal(text: str, limit: int, what: str, source: str, number: int, line: s
 
 
 def _mem_range(match: re.Match, first: int, source: str, number: int, line: str,
-               inclusive: bool = True) -> tuple[int, int]:
+               inclusive: bool = True, clip: bool = False) -> tuple[int, int]:
     start, last = int(match.group(first), 16), int(match.group(first + 1), 16)
     end = last + 1 if inclusive else last
     if end <= start:
         raise _error(source, number, line, "range ends before it starts",
                      "fix or delete the line")
+    if clip and start < e820.MAX_ADDRESS:
+        # An edit reaching past physical memory ("mem=" removes up to 0xfffffffffffffffe)
+        # changes nothing there: only its part below 52 bits matters.
+        end = min(end, e820.MAX_ADDRESS)
     if end > e820.MAX_ADDRESS:
         raise _error(source, number, line, "address beyond 52-bit physical memory",
                      "fix or delete the line")
@@ -147,6 +164,7 @@ def scan(text: str, source: str) -> BootLog:
                 if label != table_label:  # a newly printed table replaces the old one
                     log.table, table_label = [], label
                     log.tables_seen += 1
+                    log.user_map = label == "user"
                     log.memblock_table, log.late_reserved = None, []
                 elif log.table is log.memblock_table:
                     log.table = list(log.table)  # memblock's snapshot stays as it was
@@ -180,16 +198,24 @@ def scan(text: str, source: str) -> BootLog:
             continue
         _scan_cpus(log, line, number)
         _scan_reserved(log, line, number)
+        if "ommand line: " in line:
+            _scan_command_line(log, line)
+        elif _KERNEL_NOT_RAM in line:
+            log.kernel_not_ram = True
     return log
 
 
 def _apply_edit(log: BootLog, match: re.Match, source: str, number: int, line: str) -> None:
     """One ``e820: update`` or ``e820: remove`` line, applied to the sanitized table."""
-    start, end = _mem_range(match, 1, source, number, line)
+    start, end = _mem_range(match, 1, source, number, line, clip=True)
     if match.re is _REMOVE:
         old_text = match.group(3).strip()
         old = _type(old_text, source, number, line) if old_text else None
         log.table = e820.edit(log.table, start, end, old, None)
+        if log.kernel_not_ram and old is None:
+            # e820_add_kernel_range(): the image's range, cut out above, comes back as RAM.
+            log.table = e820.sanitize(log.table + [(start, end, e820.E820_RAM)])
+            log.kernel_not_ram = False
         return
     old = _type(match.group(3), source, number, line)
     new = _type(match.group(4), source, number, line)
@@ -225,6 +251,14 @@ def _scan_cpus(log: BootLog, line: str, number: int) -> None:
         log.cpus_up = max(allowed - hotplug, 1)
 
 
+def _scan_command_line(log: BootLog, line: str) -> None:
+    # Only the first of each: a later one would be another boot's (or a quoted message).
+    if log.command_line is None and (match := _CMDLINE.search(line)) is not None:
+        log.command_line = match.group(1)[:COMMAND_LINE_SIZE]
+    elif log.kernel_command_line is None and (match := _KERNEL_CMDLINE.search(line)):
+        log.kernel_command_line = match.group(1)[:COMMAND_LINE_SIZE]
+
+
 def _scan_reserved(log: BootLog, line: str, number: int) -> None:
     for pattern in _RESERVED:
         if (match := pattern.search(line)) is not None:
@@ -253,23 +287,20 @@ def parse_bootlog(text: str, source: str = "dmesg") -> Topology:
                          f"'BIOS-e820: [mem 0x0000000000000000-0x000000000009fbff] usable' "
                          f"(pass the log from the very start of boot)")
     table = e820.sanitize(log.table if log.memblock_table is None else log.memblock_table)
-    memory = e820.memory_pfn_ranges(table)
-    if not memory:
-        raise ValueError(f"{source}: the e820 map has no usable RAM of a whole page; "
-                         f"check that the BIOS-e820 lines are complete")
-    notes: list[str] = []
-    by_node = None if log.numa_off else split_by_srat(log.srat, memory, log.source, notes)
-    # Without NUMA (off, or SRAT unusable) the kernel puts everything on node 0.
-    numa = by_node is not None
-    by_node = by_node if numa else {0: memory}
-    nids = sorted(set(by_node) | (set(log.apic_nodes) if numa else set()))
-    cpus = cpus_per_node(log.apic_nodes, log.cpus_up, nids, numa, notes)
-    nodes = tuple(Node(nid, cpus[nid], tuple(merge_ranges(by_node.get(nid, [])))) for nid in nids)
-    # Clipped to the memory nodes got: RAM in no SRAT range is no node's to reserve.
-    noded = merge_ranges(r for node in nodes for r in node.ranges)
-    reserved = tuple(merge_ranges([r for s, e in log.reserved + log.late_reserved
-                                   for r in intersect(noded, s, e)]))
-    return Topology(nodes, reserved=reserved, source=source, notes=tuple(notes))
+    text_line = log.command_line if log.command_line is not None else log.kernel_command_line
+    try:
+        cmdline = parse_cmdline(text_line or "")
+    except ValueError as error:
+        raise ValueError(f"{source}: kernel command line: {error}") from None
+    firmware = Firmware(table, log.srat, log.apic_nodes, log.cpus_up, log.numa_off,
+                        log.user_map, log.reserved + log.late_reserved, crash_logged=True)
+    notes = []
+    if log.kernel_not_ram:
+        notes.append("the kernel's image lies outside the RAM of the e820 map ('.text .data "
+                     ".bss are not marked as E820_TYPE_RAM!') and the log does not say where "
+                     "(the kernel prints it only at loglevel=8): the memory ranges derived "
+                     "here miss it")
+    return assemble(firmware, cmdline, source, notes)
 
 
 def read_bootlog(path: str) -> tuple[Topology, str]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import bisect
 import re
 
-from fastinit.layout import PAGE_SHIFT, pfn_up
+from fastinit.layout import PAGE_SHIFT, PAGE_SIZE, pfn_up
 
 E820_RAM = 1
 E820_RESERVED = 2
@@ -107,23 +107,10 @@ def sanitize(entries: list[Entry]) -> list[Entry]:
     return result
 
 
-def update(entries: list[Entry], start: int, end: int, old: int, new: int) -> list[Entry]:
-    """``e820__range_update()``: parts of ``old``-type entries in [start, end) become ``new``."""
-    result = []
-    for s, e, kind in entries:
-        if kind != old or e <= start or s >= end:
-            result.append((s, e, kind))
-            continue
-        if s < start:
-            result.append((s, start, kind))
-        result.append((max(s, start), min(e, end), new))
-        if e > end:
-            result.append((end, e, kind))
-    return sanitize(result)
-
-
-def remove(entries: list[Entry], start: int, end: int, old: int | None) -> list[Entry]:
-    """``e820__range_remove()``: cut [start, end) out of entries (of type ``old`` if given)."""
+def _cut(entries: list[Entry], start: int, end: int, old: int | None,
+         new: int | None) -> list[Entry]:
+    """Parts of entries in [start, end) (of type ``old`` if given) retyped to ``new``, or
+    removed if ``new`` is None; not sanitized (the kernel edits its raw table in place)."""
     result = []
     for s, e, kind in entries:
         if (old is not None and kind != old) or e <= start or s >= end:
@@ -131,9 +118,69 @@ def remove(entries: list[Entry], start: int, end: int, old: int | None) -> list[
             continue
         if s < start:
             result.append((s, start, kind))
+        if new is not None:
+            result.append((max(s, start), min(e, end), new))
         if e > end:
             result.append((end, e, kind))
-    return sanitize(result)
+    return result
+
+
+def update(entries: list[Entry], start: int, end: int, old: int, new: int) -> list[Entry]:
+    """``e820__range_update()``: parts of ``old``-type entries in [start, end) become ``new``."""
+    return sanitize(_cut(entries, start, end, old, new))
+
+
+def remove(entries: list[Entry], start: int, end: int, old: int | None) -> list[Entry]:
+    """``e820__range_remove()``: cut [start, end) out of entries (of type ``old`` if given)."""
+    return sanitize(_cut(entries, start, end, old, None))
+
+
+def apply_edits(table: list[Entry], edits) -> list[Entry]:
+    """The command line's ``mem=`` and ``memmap=`` edits, in order, then sanitized.
+
+    As ``parse_early_param()`` runs them: on the raw table, each edit seeing the entries the
+    previous ones left (an added range overlapping RAM is resolved only by the final
+    sanitize, where the higher type wins). Addresses are clipped to 52 bits.
+
+    Parameters
+    ----------
+    table : list of (int, int, int)
+    edits : iterable of fastinit.machine.cmdline.E820Edit
+    """
+    entries = list(table)
+    for change in edits:
+        start = min(change.start, MAX_ADDRESS)
+        end = min(change.start + change.size, MAX_ADDRESS)
+        if change.kind == "exactmap":
+            entries = []
+        elif change.kind == "limit":
+            entries = _cut(entries, start, MAX_ADDRESS, E820_RAM, None)
+        elif change.kind == "add":
+            if start < end:
+                entries.append((start, end, change.type))
+        elif change.kind == "update":
+            entries = _cut(entries, start, end, change.from_type, change.type)
+        elif change.kind == "remove":
+            entries = _cut(entries, start, end, change.from_type, None)
+        else:
+            raise ValueError(f"unknown e820 edit {change.kind!r} ({change.option})")
+    return sanitize(entries)
+
+
+# The BIOS owns page 0 and 640 KiB..1 MiB is the legacy VGA/ROM hole (trim_bios_range()).
+BIOS_BEGIN, BIOS_END = 0xA0000, 0x100000
+
+
+def trim_bios(table: list[Entry]) -> list[Entry]:
+    """``trim_bios_range()``: page 0 becomes reserved and RAM in 640K..1M is removed.
+
+    Every x86 kernel does this before memblock takes the map; a boot log shows it only in
+    KERN_DEBUG lines (``e820: update [mem 0x00000000-0x00000fff] usable ==> reserved``), so
+    it must be applied whether or not they are in the log (applying it twice changes
+    nothing).
+    """
+    entries = _cut(table, 0, PAGE_SIZE, E820_RAM, E820_RESERVED)
+    return sanitize(_cut(entries, BIOS_BEGIN, BIOS_END, E820_RAM, None))
 
 
 def edit(table: list[Entry], start: int, end: int, old: int | None,

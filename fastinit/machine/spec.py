@@ -13,6 +13,10 @@ Layout: nodes take consecutive slices of the physical address space, each ``SIZE
 (the PCI hole below 4 GiB is skipped, not counted). As on real x86 firmware, page 0 and the
 legacy hole 640K-1M are not RAM, and boot reserves the first 1 MiB and a 32 MiB kernel image
 at 16 MiB.
+
+A kernel command line (``cmdline=``, e.g. ``"mem=6G movablecore=25% numa=fake=4"``) is
+applied as on a boot log: the machine becomes an e820 table and an SRAT (with more than one
+node), and the kernel's rules take it from there (see `fastinit.machine.assemble`).
 """
 
 from __future__ import annotations
@@ -22,6 +26,10 @@ from fractions import Fraction
 
 from fastinit.engine.cpus import usable_cpus
 from fastinit.layout import MAX_DMA32_PFN, MAX_NUMNODES, MAX_PFN, NR_CPUS, PAGE_SHIFT
+from fastinit.machine import e820
+from fastinit.machine.assemble import Firmware, assemble
+from fastinit.machine.cmdline import parse_cmdline
+from fastinit.machine.srat import SratBlock
 from fastinit.machine.topology import Node, Topology, intersect, subtract
 
 _UNITS = {"": 0, "K": 10, "M": 20, "G": 30, "T": 40, "P": 50}
@@ -66,7 +74,8 @@ def _whole(text: str, what: str, limit: int) -> int:
     return int(text)
 
 
-def parse_spec(spec: str, default_cpus: int | None = None) -> Topology:
+def parse_spec(spec: str, default_cpus: int | None = None,
+               cmdline: str | None = None) -> Topology:
     """Build a `Topology` from a spec string (see the module docstring).
 
     Parameters
@@ -75,6 +84,8 @@ def parse_spec(spec: str, default_cpus: int | None = None) -> Topology:
         E.g. ``"2x64G,cpus=8"``.
     default_cpus : int or None
         CPUs per node when the spec names none; None means `usable_cpus()`.
+    cmdline : str or None
+        A kernel command line to boot the machine with.
 
     Returns
     -------
@@ -118,12 +129,13 @@ def parse_spec(spec: str, default_cpus: int | None = None) -> Topology:
                       NR_CPUS) if colon else cpus_default
         node_sizes += [(size, cpus)] * int(count)
     return layout(node_sizes, pci_hole, source=f"spec {spec.strip()[:100]}"
-                  f"{'...' if len(spec.strip()) > 100 else ''}")
+                  f"{'...' if len(spec.strip()) > 100 else ''}", cmdline=cmdline)
 
 
 def layout(node_sizes: list[tuple[int, int]], pci_hole: int = 1 << 30,
-           source: str = "spec") -> Topology:
-    """Lay out nodes of ``(size_bytes, cpus)`` on an x86-like physical address map."""
+           source: str = "spec", cmdline: str | None = None) -> Topology:
+    """Lay out nodes of ``(size_bytes, cpus)`` on an x86-like physical address map, booted
+    with the kernel command line ``cmdline`` if given."""
     pci_start = MAX_DMA32_PFN - (pci_hole >> PAGE_SHIFT)
     holes = _LOW_HOLES + [(pci_start, MAX_DMA32_PFN)]
     nodes, cursor = [], 0
@@ -142,4 +154,26 @@ def layout(node_sizes: list[tuple[int, int]], pci_hole: int = 1 << 30,
         cursor = end
     memory = [r for node in nodes for r in node.ranges]
     reserved = tuple(r for lo, hi in _BOOT_RESERVED for r in intersect(memory, lo, hi))
-    return Topology(tuple(nodes), reserved=reserved, source=source)
+    if cmdline is None:
+        return Topology(tuple(nodes), reserved=reserved, source=source)
+    if not isinstance(cmdline, str):
+        raise TypeError(f"cmdline must be the text of a kernel command line, "
+                        f"got {type(cmdline).__name__}")
+    return assemble(_firmware(nodes, list(reserved)),
+                    parse_cmdline(cmdline, sum(size for size, _ in node_sizes)),
+                    f"{source} cmdline {cmdline.strip()[:100]!r}", [])
+
+
+def _firmware(nodes: list[Node], reserved: list[tuple[int, int]]) -> Firmware:
+    """The e820 table and SRAT a firmware would give for the laid-out nodes."""
+    table = [(s << PAGE_SHIFT, e << PAGE_SHIFT, e820.E820_RAM) for n in nodes for s, e in n.ranges]
+    srat, apic_nodes, apic = [], {}, 0
+    if len(nodes) > 1:
+        for node in nodes:
+            if node.ranges:
+                srat.append(SratBlock(node.nid, node.start_pfn << PAGE_SHIFT,
+                                      node.end_pfn << PAGE_SHIFT, False, 0))
+            apic_nodes[node.nid] = set(range(apic, apic + node.cpus))
+            apic += node.cpus
+    return Firmware(e820.sanitize(table), srat, apic_nodes, sum(n.cpus for n in nodes),
+                    reserved=reserved, crash_logged=False)

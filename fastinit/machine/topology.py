@@ -8,67 +8,21 @@ pages in unavailable ranges, where deferral starts) is computed here, with the k
 
 from __future__ import annotations
 
-import bisect
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 
 from fastinit.layout import (MAX_DMA32_PFN, MAX_DMA_PFN, MAX_NUMNODES, MAX_PFN,
-                             PAGES_PER_SECTION, SECTION_SHIFT, ZONE_NAMES, align_up)
+                             PAGES_PER_SECTION, SECTION_SHIFT, ZONE_NAMES)
+from fastinit.machine.cmdline import KernelCmdline
+# Re-exported: the range arithmetic has always been imported from here.
+from fastinit.machine.ranges import (Range, intersect, merge_ranges,  # noqa: F401
+                                     section_align_up, subtract)
+from fastinit.machine.zones import arch_zone_windows, node_zones, zone_movable_pfns
 
 # Zone limits in pfns on x86-64: [start, end) before clipping to the machine.
 ZONE_LIMITS = ((0, MAX_DMA_PFN), (MAX_DMA_PFN, MAX_DMA32_PFN), (MAX_DMA32_PFN, MAX_PFN))
-
-Range = tuple[int, int]
-
-
-def section_align_up(pfn: int) -> int:
-    """Round ``pfn`` up to a section boundary (SECTION_ALIGN_UP)."""
-    return align_up(pfn, PAGES_PER_SECTION)
-
-
-def intersect(ranges: tuple[Range, ...] | list[Range], lo: int, hi: int) -> list[Range]:
-    """The parts of sorted, disjoint ``ranges`` inside ``[lo, hi)``."""
-    if lo >= hi:  # nothing is inside; the loop below would yield an inverted range
-        return []
-    # Ends are sorted too, so the first range ending after lo is found by bisection.
-    first = bisect.bisect_right(ranges, lo, key=lambda r: r[1])
-    result = []
-    for index in range(first, len(ranges)):
-        s, e = ranges[index]
-        if s >= hi:
-            break
-        result.append((max(s, lo), min(e, hi)))
-    return result
-
-
-def merge_ranges(ranges) -> list[Range]:
-    """Sort ranges and merge the overlapping and touching ones."""
-    merged: list[Range] = []
-    for start, end in sorted(ranges):
-        if merged and start <= merged[-1][1]:
-            merged[-1] = (merged[-1][0], max(end, merged[-1][1]))
-        else:
-            merged.append((start, end))
-    return merged
-
-
-def subtract(ranges: list[Range], holes: list[Range]) -> list[Range]:
-    """Sorted ``ranges`` minus the union of ``holes`` (both lists of [start, end))."""
-    result = []
-    holes = sorted(holes)
-    for start, end in ranges:
-        position = start
-        for hole_start, hole_end in holes:
-            # An empty hole removes nothing, so it must not split the range either.
-            if hole_end <= position or hole_start >= end or hole_start >= hole_end:
-                continue
-            if hole_start > position:
-                result.append((position, hole_start))
-            position = max(position, hole_end)
-        if position < end:
-            result.append((position, end))
-    return result
 
 
 @dataclass(frozen=True)
@@ -78,7 +32,7 @@ class Zone:
     Attributes
     ----------
     nid, zid : int
-        Node and zone index (0 DMA, 1 DMA32, 2 Normal).
+        Node and zone index (0 DMA, 1 DMA32, 2 Normal, 3 Movable).
     start_pfn, end_pfn : int
         The zone's span, ``[start_pfn, end_pfn)``; holes included.
     present : int
@@ -158,12 +112,16 @@ class Topology:
         Where the description came from, for reports.
     notes : tuple of str
         What the source said that the model could not use as is (shown to the user).
+    cmdline : KernelCmdline
+        The kernel command line the machine booted with (its ``kernelcore=`` and
+        ``movablecore=`` shape the zones; the rest was applied by the source).
     """
 
     nodes: tuple[Node, ...]
     reserved: tuple[Range, ...] = ()
     source: str = "spec"
     notes: tuple[str, ...] = field(default=(), compare=False)
+    cmdline: KernelCmdline = KernelCmdline()
 
     def __post_init__(self):
         self.check()
@@ -233,34 +191,44 @@ class Topology:
     def present_pages(self) -> int:
         return sum(n.present_pages for n in self.nodes)
 
+    @cached_property
+    def _windows(self) -> list[Range]:
+        return arch_zone_windows(self.min_pfn, self.max_pfn)
+
     def zone_ranges(self) -> list[tuple[str, int, int]]:
         """The "Zone ranges" the kernel prints: ``(name, start_pfn, end_pfn)``, end exclusive.
 
         Each limit is clipped to the machine's last pfn (empty zones come out as
         ``start == end``), as ``zone_sizes_init()`` does on x86-64 since Linux 4.x.
         """
-        result, start = [], self.min_pfn
-        for zid, (_, limit) in enumerate(ZONE_LIMITS):
-            end = max(min(limit, self.max_pfn), start)
-            result.append((ZONE_NAMES[zid], start, end))
-            start = end
-        return result
+        return [(ZONE_NAMES[zid], lo, hi) for zid, (lo, hi) in enumerate(self._windows)]
 
-    def zones(self, nid: int) -> list[Zone]:
-        """The node's populated zones, lowest first.
+    @cached_property
+    def movable_start(self) -> dict[int, int]:
+        """``nid -> pfn`` where ZONE_MOVABLE begins ("Movable zone start for each node")."""
+        cmdline = self.cmdline
+        if cmdline.kernelcore is None and cmdline.movablecore is None:
+            return {}
+        return zone_movable_pfns({n.nid: list(n.ranges) for n in self.memory_nodes},
+                                 self._windows, cmdline.kernelcore, cmdline.movablecore)
 
-        A zone spans the node's span clamped to the zone's limits
-        (``zone_spanned_pages_in_node()``), so it can reach past its last memory page.
+    @cached_property
+    def _zones(self) -> dict[int, list[Zone]]:
+        return {node.nid: [Zone(node.nid, *figures) for figures in
+                           node_zones(list(node.ranges), self._windows,
+                                      self.movable_start.get(node.nid))]
+                for node in self.memory_nodes}
+
+    def zones(self, nid: int, spanned: bool = False) -> list[Zone]:
+        """The node's populated zones (or, with ``spanned``, every zone with a span), lowest
+        first.
+
+        A zone spans the node's span clamped to the zone's limits and cut where ZONE_MOVABLE
+        starts (``zone_spanned_pages_in_node()``), so it can reach past its last memory page
+        and, rarely, hold none (such a zone is not populated: boot gives it no pages).
         """
-        node = self.node(nid)
-        result = []
-        for zid, (lo, hi) in enumerate(ZONE_LIMITS):
-            parts = intersect(node.ranges, lo, hi)
-            if parts:
-                start = min(max(node.start_pfn, lo), hi)
-                end = min(max(node.end_pfn, lo), hi)
-                result.append(Zone(nid, zid, start, end, sum(e - s for s, e in parts)))
-        return result
+        zones = self._zones.get(self.node(nid).nid, [])
+        return list(zones) if spanned else [zone for zone in zones if zone.present]
 
     def zone(self, nid: int, zid: int) -> Zone:
         for zone in self.zones(nid):

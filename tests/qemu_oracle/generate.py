@@ -182,7 +182,8 @@ def _memory_options(rng: random.Random, machine: str, total_mib: int) -> list[st
         entries = []
         for _ in range(rng.choice([1, 1, 1, 2, 3])):
             kind = rng.choices("$#!@", [0.5, 0.25, 0.15, 0.1])[0]
-            size = int(2 ** rng.uniform(12, 29))
+            # At most a quarter of RAM: a reservation eating it all only makes the boot OOM.
+            size = min(int(2 ** rng.uniform(12, 29)), total_mib * MIB // 4)
             if rng.random() < 0.7:
                 size = max(size - size % MIB, MIB)
             elif rng.random() < 0.8:
@@ -206,6 +207,9 @@ def _memory_options(rng: random.Random, machine: str, total_mib: int) -> list[st
                     f"memmap={rng.randint(256, low - 16)}M@1M"]
         if total_mib > low:
             options.append(f"memmap={rng.randint(1, total_mib - low)}M@4G")
+        # With KASLR the kernel may land outside the exact map; the kernel then adds its
+        # image back as RAM and says where only at loglevel=8. Sensible uses pin it.
+        options.append("nokaslr" if rng.random() < 0.7 else "loglevel=8")
     return options
 
 
@@ -235,7 +239,8 @@ def _hugepage_options(rng: random.Random, cpu: str, total_mib: int,
     if rng.random() < 0.7:
         count = rng.randint(1, max(total_mib // 2 // 3, 1))
         if rng.random() < 0.15:
-            count = total_mib  # more than fits: the kernel allocates what it can
+            # More than a node can hold: the kernel allocates what it can there.
+            count = total_mib * 3 // 10
         options.append("hugepagesz=2M")
         if nodes >= 2 and rng.random() < 0.3:
             parts = [f"{nid}:{rng.randint(0, count // nodes + 1)}" for nid in range(nodes)
