@@ -10,7 +10,7 @@ written independently of fastinit's own log parser), and the comparison with
 Used by ``pytest -m qemu`` (tests/test_qemu_oracle.py) and by perf/oracle_campaign.py.
 """
 
-from qemu_oracle.compare import Comparison, compare, run_fastinit
+from qemu_oracle.compare import Comparison, compare, run_fastinit, run_fastinit_here
 from qemu_oracle.corpus import Case, load_case, save_case
 from qemu_oracle.generate import Layout, NodeSpec, generate
 from qemu_oracle.initramfs import build_initramfs
@@ -19,4 +19,4 @@ from qemu_oracle.runner import Boot, Tools, boot, find_tools
 
 __all__ = ["Boot", "Case", "Comparison", "KernelReport", "Layout", "NodeSpec", "Tools", "boot",
            "build_initramfs", "compare", "find_tools", "generate", "load_case", "read_report",
-           "run_fastinit", "save_case"]
+           "run_fastinit", "run_fastinit_here", "save_case"]

@@ -92,6 +92,26 @@ def run_fastinit(console: str, timeout: float = 300.0) -> FastinitResult:
     return FastinitResult(process.returncode, document, process.stderr.strip())
 
 
+def run_fastinit_here(console: str, directory: str) -> FastinitResult:
+    """The same as `run_fastinit`, in this process (``fastinit.cli.main``): for the test
+    suite, which checks many captured logs and should not start a Python for each."""
+    import contextlib
+    import io
+
+    from fastinit.cli import main
+    path = os.path.join(directory, "console.log")
+    with open(path, "w", encoding="utf-8", newline="") as handle:
+        handle.write(console)
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        status = main(["topology", "--dmesg", path, "--json"])
+    try:
+        document = json.loads(out.getvalue()) if out.getvalue().strip() else None
+    except json.JSONDecodeError:
+        document = None
+    return FastinitResult(status, document, err.getvalue().strip())
+
+
 def _merged(ranges) -> list[tuple[int, int]]:
     result: list[tuple[int, int]] = []
     for start, end in sorted(tuple(r) for r in ranges):
