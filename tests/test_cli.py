@@ -1,6 +1,7 @@
 """The command line: what users type, what they read, and the exit status."""
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -116,10 +117,114 @@ def test_installed_console_script_runs():
 
 def test_progress_bar_draws_its_label_and_reaches_100_percent():
     import io
-    from fastinit.cli import ProgressBar
+    from fastinit.engine.progress import ProgressBar
     stream = io.StringIO()
     bar = ProgressBar(1000, "sparse_init", stream=stream)
     for _ in range(4):
         bar(250)
-    assert stream.getvalue().endswith("] 100%")
+    assert "] 100%" in stream.getvalue()
     assert "sparse_init" in stream.getvalue()
+
+
+def test_progress_bar_shows_rate_and_time_left():
+    import io
+    from fastinit.engine.progress import ProgressBar
+    now = [100.0]
+    stream = io.StringIO()
+    bar = ProgressBar(4000, "deferred init", unit_bytes=64, stream=stream, clock=lambda: now[0])
+    now[0] += 2.0
+    bar(1000)  # 1000 pages of 64 bytes in 2 s: 32 kB/s, 3000 left: 6 s
+    assert stream.getvalue().rstrip().endswith("25%   32.0 kB/s  ETA 0:06")
+    now[0] += 6.0
+    bar(3000)
+    assert stream.getvalue().rstrip().endswith("100%   32.0 kB/s  0:08 total")
+
+
+def fastinit_cli(*argv, **kwargs):
+    return subprocess.run([sys.executable, "-m", "fastinit.cli", *argv], text=True,
+                          capture_output=True, **kwargs)
+
+
+def test_closed_pipe_ends_quietly_with_sigpipe_status():
+    # Issue 9 item 12: `fastinit topology --spec 1x5G | true` printed a BrokenPipeError.
+    reader, writer = os.pipe()
+    os.close(reader)  # the reader is gone before anything is written, as with `| true`
+    try:
+        done = subprocess.run([sys.executable, "-m", "fastinit.cli", "topology", "--spec",
+                               "1x5G"], stdout=writer, stderr=subprocess.PIPE, text=True)
+    finally:
+        os.close(writer)
+    assert done.returncode == 141
+    assert done.stderr == ""
+
+
+def test_reader_that_leaves_after_one_line_ends_it_quietly():
+    # `| head -1` on output bigger than a pipe's buffer.
+    process = subprocess.Popen([sys.executable, "-m", "fastinit.cli", "topology", "--spec",
+                                "1x5G", "--json"], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    with process:
+        assert process.stdout.readline().startswith("{")
+        process.stdout.close()
+        assert process.wait(60) in (0, 141)  # 0 if it had written everything already
+        assert process.stderr.read() == ""
+
+
+def test_full_disk_on_stdout_says_so_and_exits_74():
+    with open("/dev/full", "w") as full:
+        done = subprocess.run([sys.executable, "-m", "fastinit.cli", "topology", "--spec",
+                               "1x5G"], stdout=full, stderr=subprocess.PIPE, text=True)
+    assert done.returncode == 74
+    assert done.stderr == ("fastinit topology: error: cannot write the output: No space left "
+                           "on device\n")
+
+
+def test_spec_without_unit_says_sizes_are_bytes(capsys):
+    # Issue 9 item 16.
+    for spec in ("2x64", "1x4K"):
+        status, out, err = run(capsys, "topology", "--spec", spec)
+        assert status == 2 and out == ""
+        assert "sizes are in bytes unless a unit follows" in err and "2x64G" in err
+
+
+def test_boot_log_that_is_a_device_exits_2_at_once(capsys):
+    status, out, err = run(capsys, "topology", "--dmesg", "/dev/zero")
+    assert status == 2 and "is a character device, not a log" in err
+
+
+def test_verify_help_describes_checking_a_file_and_has_no_force():
+    done = fastinit_cli("verify", "--help")
+    assert done.returncode == 0
+    assert "--force" not in done.stdout
+    assert "back the memmap" not in done.stdout
+    assert "check this memmap file" in done.stdout
+
+
+def test_empty_memmap_file_is_refused_as_an_empty_path():
+    done = fastinit_cli("verify", "--memmap-file", "")
+    assert done.returncode == 2
+    assert "--memmap-file: empty path" in done.stderr and "--force" not in done.stderr
+
+
+def test_more_threads_than_cpus_warns_naming_the_flag(capsys):
+    from fastinit.engine.cpus import usable_cpus
+    status, out, err = run(capsys, "boot", "--spec", "1x1G", "--threads",
+                           str(usable_cpus() + 1), "--json")
+    assert status == 0
+    assert (f"warning: --threads {usable_cpus() + 1} is more than the {usable_cpus()} CPUs"
+            in err)
+    assert "OversubscriptionWarning" not in err
+    node = json.loads(out)["nodes"][0]
+    assert node["threads"] <= usable_cpus()
+
+
+def test_type_error_from_the_library_exits_2_without_traceback(capsys, monkeypatch):
+    from fastinit.cli import commands
+
+    def wrong_kind(args):
+        raise TypeError("threads must be an integer, got 1.5 (float)")
+
+    monkeypatch.setattr(commands, "load_topology", wrong_kind)
+    status, out, err = run(capsys, "topology", "--spec", "1x1G")
+    assert status == 2 and out == ""
+    assert err == "fastinit topology: error: --threads must be an integer, got 1.5 (float)\n"

@@ -121,12 +121,26 @@ def test_stream_kernel_throughput_at_least_60_percent_of_memset():
 
 
 @pytest.mark.skipif(usable_cpus() < 2, reason="needs two usable CPUs")
-def test_two_thread_deferred_init_not_slower_than_one():
+def test_two_threads_scale_deferred_init_as_well_as_they_scale_memset():
+    # Where one core saturates memory bandwidth, two threads are not faster (37.9 vs 37.1 ms
+    # failed "two < one" on a busy machine). The hardware's own scaling is the bar: memset
+    # of the same bytes at one and two threads, measured interleaved with the boots so load
+    # hits both alike. Deferred init must scale within 20% of it: a lock, a GIL held or
+    # helpers that never run would cost 50% and more, noise a few percent.
     topology = parse_spec("1x64G,cpus=2")
     memmap = boot(topology, threads=1).memmap
-    one = best(lambda: boot(topology, threads=1, memmap=memmap).timings["deferred"])
-    two = best(lambda: boot(topology, threads=2, memmap=memmap).timings["deferred"])
-    assert two < one, f"2 threads {two * 1e3:.1f} ms, 1 thread {one * 1e3:.1f} ms"
+    nbytes = sum(n.pages for n in boot(topology, threads=1, memmap=memmap).nodes) * 64
+    buffer = memmap.raw[:nbytes]
+    one = two = memset_one = memset_two = float("inf")
+    for _ in range(7):
+        one = min(one, boot(topology, threads=1, memmap=memmap).timings["deferred"])
+        two = min(two, boot(topology, threads=2, memmap=memmap).timings["deferred"])
+        memset_one = min(memset_one, memset_limit(buffer, 1, 1))
+        memset_two = min(memset_two, memset_limit(buffer, 2, 1))
+    ours, limit = two / one, memset_two / memset_one
+    assert ours <= limit * 1.2, (
+        f"2 threads {two * 1e3:.1f} ms / 1 thread {one * 1e3:.1f} ms = {ours:.2f}, memset "
+        f"{memset_two * 1e3:.1f} / {memset_one * 1e3:.1f} ms = {limit:.2f}")
 
 
 def test_scheduler_overhead_per_chunk_below_50us():

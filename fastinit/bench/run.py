@@ -18,8 +18,11 @@ import numba
 import numpy as np
 
 import fastinit
+from fastinit.mm.deferred import check_kernel
 from fastinit.mm.run import boot, prepare
 from fastinit.engine.cpus import usable_cpus
+from fastinit.engine.validate import check_int
+from fastinit.engine.workpool import shared_pool
 from fastinit.bench.membw import memset_limit
 from fastinit.layout import PAGE_DTYPE
 from fastinit.bench.peers import peer_deferred_init
@@ -28,7 +31,29 @@ from fastinit.machine.topology import Topology
 
 @dataclass
 class BenchRow:
+    """One thread count: deferred init against memset with the threads that really ran.
+
+    Attributes
+    ----------
+    threads : int
+        Threads per node asked for.
+    threads_run : int
+        Threads that ran deferred init at once, all nodes together (fewer than asked when
+        the pool has fewer CPUs); memset ran with as many.
+    deferred_ms, deferred_ms_stdev : float
+        Median and standard deviation of the repeats, milliseconds.
+    gbps : float
+        Descriptor bytes written per second at the median, in GB/s (1e9 bytes).
+    memset_ms : float
+        Best memset of the same bytes with ``threads_run`` threads, milliseconds.
+    ratio_to_memset : float
+        ``memset_ms / deferred_ms``: above 1 means faster than memset.
+    speedup : float
+        The first row's time over this row's.
+    """
+
     threads: int
+    threads_run: int
     deferred_ms: float
     deferred_ms_stdev: float
     gbps: float
@@ -38,19 +63,28 @@ class BenchRow:
 
 
 @dataclass
+class PeerRow:
+    """A peer at one thread count: median and stdev in milliseconds."""
+
+    name: str
+    threads: int
+    ms: float
+    ms_stdev: float
+
+
+@dataclass
 class BenchResult:
     machine: dict
     source: str
     kernel: str
+    repeat: int
     deferred_bytes: int
     first_touch_ms: float
     rows: list[BenchRow] = field(default_factory=list)
-    peers: dict[str, float] = field(default_factory=dict)
+    peers: list[PeerRow] = field(default_factory=list)
 
     def to_json(self) -> dict:
-        document = asdict(self)
-        document["rows"] = [asdict(row) for row in self.rows]
-        return document
+        return asdict(self)
 
 
 def machine_description() -> dict:
@@ -67,6 +101,12 @@ def machine_description() -> dict:
             "python": platform.python_version(), "numpy": np.__version__,
             "numba": numba.__version__, "llvmlite": llvmlite.__version__,
             "fastinit": fastinit.__version__}
+
+
+def _median_stdev(times: list[float]) -> tuple[float, float]:
+    """Median and sample standard deviation in milliseconds (stdev 0 for one run)."""
+    return (statistics.median(times) * 1e3,
+            statistics.stdev(times) * 1e3 if len(times) > 1 else 0.0)
 
 
 def run_bench(topology: Topology, threads: list[int], repeat: int = 5,
@@ -86,32 +126,36 @@ def run_bench(topology: Topology, threads: list[int], repeat: int = 5,
         Also time the peers (numba.prange at each thread count, numpy at one thread,
         fastinit's plain-store kernel at each thread count).
     """
-    if repeat < 1 or not threads or min(threads) < 1:
-        raise ValueError("bench needs --repeat >= 1 and thread counts >= 1")
+    repeat = check_int(repeat, "repeat", minimum=1, fix="boots per thread count, e.g. 5")
+    if not isinstance(threads, (list, tuple)) or not threads:
+        raise TypeError(f"threads must be a non-empty list of thread counts, got {threads!r}")
+    threads = [check_int(count, "threads", minimum=1, fix="thread counts start at 1")
+               for count in threads]
+    check_kernel(kernel)
     first = prepare(topology, threads=threads[0])
     memmap = first.memmap
-    result = BenchResult(machine_description(), topology.source, kernel, 0,
+    result = BenchResult(machine_description(), topology.source, kernel, repeat, 0,
                          first.timings["sparse_init"] * 1e3)
     # Warm the kernels and the memory once before timing.
     boot(topology, threads=threads[0], kernel=kernel, memmap=memmap)
+    pool_size = shared_pool().size
     for count in threads:
-        times, pages = [], 0
+        times, pages, ran = [], 0, 1
         for _ in range(repeat):
             booted = boot(topology, threads=count, kernel=kernel, memmap=memmap)
             times.append(booted.timings["deferred"])
             pages = sum(n.pages for n in booted.nodes)
+            # Node jobs run side by side, at most the pool's size of threads in all.
+            ran = max(ran, min(pool_size, sum(n.report.nworks for n in booted.nodes
+                                              if n.report is not None)))
         nbytes = pages * PAGE_DTYPE.itemsize
         result.deferred_bytes = nbytes
-        median = statistics.median(times)
-        memset = memset_limit(memmap.raw[:max(nbytes, 4096)], count, repeat)
-        result.rows.append(BenchRow(
-            threads=count, deferred_ms=median * 1e3,
-            deferred_ms_stdev=statistics.stdev(times) * 1e3 if len(times) > 1 else 0.0,
-            gbps=nbytes / median / 1e9, memset_ms=memset * 1e3,
-            ratio_to_memset=memset / median))
-    base = result.rows[0].deferred_ms
+        median, stdev = _median_stdev(times)
+        memset = memset_limit(memmap.raw[:max(nbytes, 4096)], ran, repeat) * 1e3
+        result.rows.append(BenchRow(count, ran, median, stdev, nbytes / median / 1e6, memset,
+                                    memset / median))
     for row in result.rows:
-        row.speedup = base / row.deferred_ms
+        row.speedup = result.rows[0].deferred_ms / row.deferred_ms
     if peers:
         _bench_peers(topology, threads, repeat, memmap, result)
     return result
@@ -121,18 +165,21 @@ def _bench_peers(topology, threads, repeat, memmap, result) -> None:
     runs = [("numba.prange", count) for count in threads
             if count <= numba.config.NUMBA_NUM_THREADS] + [("numpy", 1)]
     for name, count in runs:
-        best = []
+        times = []
         for _ in range(max(1, min(repeat, 3) if name == "numpy" else repeat)):
             prepared = prepare(topology, threads=count, memmap=memmap)
-            best.append(peer_deferred_init(prepared, name, count))
-        result.peers[f"{name} ({count} thread{'s' if count > 1 else ''})"] = \
-            statistics.median(best) * 1e3
+            times.append(peer_deferred_init(prepared, name, count))
+        result.peers.append(PeerRow(name, count, *_median_stdev(times)))
     if result.kernel != "plain":
-        for count in threads:
-            times = [boot(topology, threads=count, kernel="plain", memmap=memmap)
+        for row in result.rows:
+            times = [boot(topology, threads=row.threads, kernel="plain", memmap=memmap)
                      .timings["deferred"] for _ in range(repeat)]
-            result.peers[f"fastinit plain stores ({count} thread{'s' if count > 1 else ''})"] = \
-                statistics.median(times) * 1e3
+            result.peers.append(PeerRow("fastinit plain stores", row.threads_run,
+                                        *_median_stdev(times)))
+
+
+def _threads_label(count: int) -> str:
+    return f"{count} thread{'s' if count != 1 else ''}"
 
 
 def bench_lines(result: BenchResult, node_cpus: int) -> list[str]:
@@ -145,49 +192,33 @@ def bench_lines(result: BenchResult, node_cpus: int) -> list[str]:
              f"{result.deferred_bytes / 2**30:.2f} GiB of descriptors ({result.kernel} kernel)",
              f"first touch of the memmap (allocation, cold): {result.first_touch_ms:.0f} ms",
              "",
-             "               deferred init (median of repeats)      memset 0x5a, same bytes",
-             "               ------------------------------------   ----------------------",
-             "node% (thr)    speedup  time_ms (stdev)     GB/s       time_ms   deferred/memset"]
+             f"                         deferred init (median of {result.repeat})"
+             f"{'':<18}memset 0x5a, same bytes, same threads",
+             "                         ----------------------------------------   "
+             "-------------------------------------",
+             "node% (thr)  ran  speedup  saved  time_ms (stdev)     GB/s     time_ms  "
+             "deferred/memset"]
+    base = result.rows[0]
     for row in result.rows:
         share = 100 * row.threads // max(node_cpus, 1)
-        saved = "--" if row is result.rows[0] else \
-            f"{100 * (1 - row.deferred_ms / result.rows[0].deferred_ms):.1f}%"
-        lines.append(f"{share:>4}% ({row.threads:>3})  {saved:>7}  {row.deferred_ms:7.1f} "
-                     f"({row.deferred_ms_stdev:5.1f})  {row.gbps:7.2f}     {row.memset_ms:7.1f}"
-                     f"   {row.ratio_to_memset:6.2f}x")
-    lines.append("speedup: time saved against the first row, as in the series' tables; "
-                 "deferred/memset > 1 means faster than memset")
+        speedup, saved = ("--", "--") if row is base else \
+            (f"{row.speedup:.2f}x", f"{100 * (1 - row.deferred_ms / base.deferred_ms):.1f}%")
+        lines.append(f"{share:>4}% ({row.threads:>3})  {row.threads_run:>3}  {speedup:>7}  "
+                     f"{saved:>5}  {row.deferred_ms:7.1f} ({row.deferred_ms_stdev:5.1f})  "
+                     f"{row.gbps:7.2f}     {row.memset_ms:7.1f}   {row.ratio_to_memset:6.2f}x")
+    lines.append("ran: threads that really ran at once (memset used as many); saved: time "
+                 "saved against the first row, as in the series' tables; deferred/memset > 1 "
+                 "means faster than memset")
     if result.peers:
-        ours = {row.threads: row.deferred_ms for row in result.rows}
-        lines += ["", "peers, same semantics, same run (median ms; speedup of fastinit at the same thread count)"]
-        for name, ms in result.peers.items():
-            count = int(name.rsplit("(", 1)[1].split()[0])
-            mine = ours.get(count)
-            ratio = f"   fastinit {ms / mine:5.2f}x faster" if mine else ""
-            lines.append(f"  {name:<40} {ms:9.1f}{ratio}")
+        ours = {row.threads_run: row.deferred_ms for row in result.rows}
+        lines += ["", "peers, same semantics, same run (median ms; fastinit at the same number "
+                      "of threads)"]
+        for peer in result.peers:
+            label = f"{peer.name} ({_threads_label(peer.threads)})"
+            mine, verdict = ours.get(peer.threads), ""
+            if mine:
+                ratio = peer.ms / mine
+                verdict = (f"   fastinit {ratio:5.2f}x faster" if ratio >= 1 else
+                           f"   fastinit {1 / ratio:5.2f}x slower")
+            lines.append(f"  {label:<40} {peer.ms:9.1f}{verdict}")
     return lines
-
-
-def plot(result: BenchResult, path: str) -> None:
-    """Speedup and GB/s against threads, with the memset limit as a line (needs matplotlib)."""
-    try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        raise ValueError("--plot needs matplotlib: pip install 'fastinit[perf]'") from None
-    threads = [row.threads for row in result.rows]
-    figure, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
-    left.plot(threads, [row.speedup for row in result.rows], "o-", label="deferred init")
-    left.plot(threads, [t / threads[0] for t in threads], ":", color="grey", label="linear")
-    left.set(xlabel="threads per node", ylabel="speedup over first row", title="Speedup")
-    left.legend()
-    right.plot(threads, [row.gbps for row in result.rows], "o-", label="deferred init")
-    right.plot(threads, [result.deferred_bytes / row.memset_ms / 1e6 for row in result.rows],
-               "s--", label="memset 0x5a (limit)")
-    right.set(xlabel="threads per node", ylabel="GB/s", title="Write bandwidth")
-    right.legend()
-    figure.suptitle(f"fastinit bench: {result.source}")
-    figure.tight_layout()
-    figure.savefig(path, dpi=100)
-

@@ -18,12 +18,12 @@ from __future__ import annotations
 import re
 import sys
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from fastinit.layout import MAX_NUMNODES, NR_CPUS, PAGE_SHIFT, pfn_up
 from fastinit.machine import e820
 from fastinit.machine.assemble import Firmware, assemble
 from fastinit.machine.cmdline import COMMAND_LINE_SIZE, parse_cmdline
+from fastinit.machine.logfile import read_capped, read_log_bytes
 from fastinit.machine.srat import SratBlock
 from fastinit.machine.topology import Topology
 
@@ -306,12 +306,9 @@ def parse_bootlog(text: str, source: str = "dmesg") -> Topology:
 def read_bootlog(path: str) -> tuple[Topology, str]:
     """Read and parse a boot log file (``-`` for stdin); returns the topology and the text."""
     if path == "-":
-        text = sys.stdin.buffer.read().decode("utf-8", errors="replace")
+        text = read_capped(sys.stdin.buffer, "<stdin>").decode("utf-8", errors="replace")
         source = "<stdin>"
     else:
-        try:
-            text = Path(path).read_bytes().decode("utf-8", errors="replace")
-        except OSError as error:
-            raise ValueError(f"cannot read boot log {path!r}: {error.strerror}") from None
+        text = read_log_bytes(path).decode("utf-8", errors="replace")
         source = path
     return parse_bootlog(text, source), text

@@ -128,8 +128,17 @@ def parse_spec(spec: str, default_cpus: int | None = None,
         cpus = _whole(cpus_text, f"{name}, CPUs of {group.strip()[:60]!r}",
                       NR_CPUS) if colon else cpus_default
         node_sizes += [(size, cpus)] * int(count)
-    return layout(node_sizes, pci_hole, source=f"spec {spec.strip()[:100]}"
-                  f"{'...' if len(spec.strip()) > 100 else ''}", cmdline=cmdline)
+    source = f"spec {spec.strip()[:100]}{'...' if len(spec.strip()) > 100 else ''}"
+    try:
+        return layout(node_sizes, pci_hole, source=source, cmdline=cmdline)
+    except ValueError as error:
+        if "no usable memory" not in str(error):
+            raise
+        # "2x64" is 64 bytes: say so, not only "no usable memory on any node".
+        largest = max(size for size, _ in node_sizes)
+        raise ValueError(f"{name}: no usable memory on any node: sizes are in bytes unless "
+                         f"a unit follows (the largest node here has {largest} bytes); write "
+                         f"the unit, e.g. 2x64G") from None
 
 
 def layout(node_sizes: list[tuple[int, int]], pci_hole: int = 1 << 30,

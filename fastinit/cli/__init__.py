@@ -1,0 +1,165 @@
+"""The ``fastinit`` command line: topology, boot, verify, bench."""
+
+from __future__ import annotations
+
+import argparse
+import errno
+import sys
+import warnings
+
+import fastinit
+from fastinit.cli.commands import cmd_bench, cmd_boot, cmd_topology, cmd_verify
+from fastinit.cli.output import (EXIT_OUTPUT, EXIT_PIPE, OutputError, as_flags, say,
+                                 silence_stdout)
+from fastinit.engine.padata import OversubscriptionWarning
+
+DESCRIPTION = """\
+fastinit simulates how Linux initializes struct page for every page of memory at boot
+("deferred struct page init"), in parallel with a padata-style job engine and Numba
+kernels, for this machine, a machine described by its kernel boot log, or a short spec.
+
+machines:
+  (default)        this machine: /sys, /proc/zoneinfo, /proc/iomem
+  --dmesg FILE     a kernel boot log (dmesg, journalctl -k, syslog); - reads stdin
+  --spec SPEC      e.g. 2x384G,cpus=52 (N nodes of a size, CPUs per node);
+                   1x256G; 2x16G:4+1x8G:0 (a memory-only node); pci_hole=SIZE
+  --cmdline TEXT   with --spec: the kernel command line it boots with (mem=, memmap=,
+                   movablecore=, kernelcore=, numa=off, numa=fake=, crashkernel=);
+                   a boot log carries its own
+
+exit status: 0 ok, 1 verification (or topology's check against the log) failed, 2 bad input, 74 output could not be
+written (disk full), 130 interrupted, 141 output pipe closed (as SIGPIPE would)
+"""
+
+
+ARCH_HELP = "thread cap per node: x86 (Linux 5.8, all CPUs of the node; default), " \
+            "generic (5.8 elsewhere: 1), linux-6.11 (the node's CPUs everywhere)"
+
+def _machine_args(parser: argparse.ArgumentParser) -> None:
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--dmesg", metavar="FILE", help="read the machine from a boot log "
+                        "(- for stdin)")
+    source.add_argument("--spec", metavar="SPEC", help="describe the machine, e.g. "
+                        "2x64G,cpus=8")
+    parser.add_argument("--cmdline", metavar="TEXT", help="kernel command line of a --spec "
+                        "machine, e.g. 'movablecore=25%% numa=fake=4'")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of text")
+
+
+def _nonempty_path(text: str) -> str:
+    if not text.strip():
+        raise argparse.ArgumentTypeError("empty path; name a file, e.g. --memmap-file m.bin")
+    return text
+
+
+def _threads_arg(parser: argparse.ArgumentParser, group=None) -> None:
+    (group or parser).add_argument("--threads", type=int, metavar="N",
+                                   help="threads per node, instead of the arch profile")
+
+
+def _boot_args(parser: argparse.ArgumentParser) -> None:
+    _machine_args(parser)
+    threads = parser.add_mutually_exclusive_group()
+    threads.add_argument("--arch", default="x86", help=ARCH_HELP)
+    _threads_arg(parser, threads)
+    parser.add_argument("--kernel", default="stream", choices=("stream", "plain"),
+                        help="deferred-init kernel: stream (one pass, streaming stores; "
+                             "default) or plain (the kernel's two passes, ordinary stores)")
+    parser.add_argument("--no-progress", action="store_true",
+                        help="no progress bar, even on a terminal")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="fastinit", description=DESCRIPTION,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"fastinit {fastinit.__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    topology = commands.add_parser(
+        "topology", help="print the machine as the kernel sees it: zones, node ranges, holes",
+        description="Print zone ranges, early memory node ranges, and per node and zone the "
+                    "spanned, present and unavailable pages. With --dmesg, the figures are "
+                    "checked against the kernel's own lines in the log.")
+    _machine_args(topology)
+    boot = commands.add_parser(
+        "boot", help="simulate boot-time struct page init (early + parallel deferred)",
+        description="Allocate the memmap, run early init on one thread and deferred init "
+                    "with one padata job per node, and report kernel-style timings, a per-node "
+                    "table and the buddy allocator's state.")
+    _boot_args(boot)
+    boot.add_argument("--memmap-file", metavar="PATH", type=_nonempty_path,
+                      help="back the memmap with this file (for memmaps larger than RAM); "
+                           "it is marked complete only when the boot finishes")
+    boot.add_argument("--force", action="store_true",
+                      help="overwrite an existing --memmap-file")
+    boot.add_argument("--verify", action="store_true",
+                      help="also check the result against the serial reference")
+    verify = commands.add_parser(
+        "verify", help="boot and check the result, or check a memmap file a boot left",
+        description="Without --memmap-file: the same as 'boot --verify'. With --memmap-file "
+                    "PATH: check the file an earlier 'fastinit boot --memmap-file PATH' "
+                    "wrote, against the serial reference; the machine is read from the "
+                    "file's header (--dmesg or --spec, if given, must name the same "
+                    "machine). A file whose run was killed or failed is reported "
+                    "incomplete. Exit status 1 if any check fails or the file is incomplete.")
+    _boot_args(verify)
+    verify.add_argument("--memmap-file", metavar="PATH", type=_nonempty_path,
+                        help="check this memmap file, which 'fastinit boot --memmap-file' "
+                             "wrote, instead of booting")
+    bench = commands.add_parser(
+        "bench", help="deferred init against memset (the write limit) and the peers",
+        description="Boot the machine repeatedly on one pre-faulted memmap for each thread "
+                    "count and report deferred-init time (median, stdev), speedup, GB/s and "
+                    "the ratio to glibc memset of a non-zero byte over the same bytes with the "
+                    "same threads, all measured in this run; then the peers (numba.prange, "
+                    "NumPy field by field, fastinit's plain-store kernel). First touch of the "
+                    "memmap is reported separately. A thread count above the usable CPUs "
+                    "is measured with the threads that really ran, and says so.")
+    _machine_args(bench)
+    bench.add_argument("--threads", default=None, metavar="1,2,...",
+                       help="thread counts per node (default: 1 and every power of two up "
+                            "to the usable CPUs)")
+    bench.add_argument("--repeat", type=int, default=5, metavar="N",
+                       help="boots per thread count (default 5)")
+    bench.add_argument("--kernel", default="stream", choices=("stream", "plain"),
+                       help="deferred-init kernel to measure (default stream)")
+    bench.add_argument("--no-peers", action="store_true", help="skip the peers")
+    bench.add_argument("--plot", metavar="FILE.png",
+                       help="draw time, speedup and GB/s against threads, with the peers "
+                            "(.png, .svg or .pdf; needs the perf extra); checked before the "
+                            "benchmark runs")
+    return parser
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    handlers = {"topology": cmd_topology, "boot": cmd_boot, "bench": cmd_bench,
+                "verify": cmd_verify}
+    command = "fastinit"
+    try:
+        args = parser.parse_args(argv)
+        command = f"fastinit {args.command}" if args.command else command
+        if args.command is None:
+            parser.print_help()
+            status = 0
+        else:
+            with warnings.catch_warnings():
+                # The commands say it themselves, naming the flag (warn_threads).
+                warnings.simplefilter("ignore", OversubscriptionWarning)
+                status = handlers[args.command](args)
+        try:
+            sys.stdout.flush()
+        except OSError as error:
+            raise OutputError(error) from error
+        return status
+    except (BrokenPipeError, OutputError) as failure:
+        error = failure.error if isinstance(failure, OutputError) else failure
+        silence_stdout()
+        if error.errno == errno.EPIPE:
+            return EXIT_PIPE  # the reader left (| head, | true): no message, like Unix tools
+        say(f"{command}: error: cannot write the output: {error.strerror or error}")
+        return EXIT_OUTPUT
+    except (ValueError, TypeError) as error:
+        say(f"{command}: error: {as_flags(str(error))}")
+        return 2
+    except KeyboardInterrupt:
+        say(f"{command}: interrupted; every thread was stopped")
+        return 130

@@ -1,0 +1,7 @@
+"""``python -m fastinit.cli``: the command line."""
+
+import sys
+
+from fastinit.cli import main
+
+sys.exit(main())
