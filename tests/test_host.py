@@ -70,3 +70,40 @@ def test_this_machine_reads_proc():
     topology = this_machine()
     assert topology.present_pages > 0
     assert all(node.cpus >= 0 for node in topology.nodes)
+
+
+MOVABLE_ZONEINFO = """\
+Node 0, zone      DMA
+        spanned  4095
+        present  3998
+  start_pfn:           1
+Node 0, zone    DMA32
+        spanned  1044480
+        present  782336
+  start_pfn:           4096
+Node 0, zone   Normal
+        spanned  786432
+        present  786432
+  start_pfn:           1048576
+Node 0, zone  Movable
+        spanned  262144
+        present  262144
+  start_pfn:           1835008
+"""
+MOVABLE_IOMEM = """\
+00001000-0009efff : System RAM
+00100000-bfffffff : System RAM
+100000000-1ffffffff : System RAM
+"""
+
+
+def test_host_booted_with_movablecore_has_the_movable_zone_its_zoneinfo_shows():
+    # 1 GiB movable of 1834910 pages: the kernel keeps 1572766, 158 + 786176 of them below
+    # 4 GiB, so ZONE_MOVABLE starts 786432 pages into Normal, at 1835008 (1024-aligned).
+    topology = this_machine(MOVABLE_ZONEINFO, MOVABLE_IOMEM, cmdline="ro movablecore=1G")
+    assert [(z.name, z.start_pfn, z.present) for z in topology.zones(0)][-2:] == \
+        [("Normal", 1048576, 786432), ("Movable", 1835008, 262144)]
+    assert not topology.notes
+    # Without the command line the derived Normal zone disagrees with zoneinfo, and says so.
+    plain = this_machine(MOVABLE_ZONEINFO, MOVABLE_IOMEM, cmdline="")
+    assert any("zone Normal" in note for note in plain.notes)

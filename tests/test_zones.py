@@ -95,3 +95,19 @@ def test_kernelcore_and_movablecore_from_the_same_line_take_the_larger_kernel_sh
     alone = parse_cmdline("kernelcore=90%")
     assert zone_movable_pfns(LOW, LOW_WINDOWS, both.kernelcore, both.movablecore) == \
         zone_movable_pfns(LOW, LOW_WINDOWS, alone.kernelcore, None)
+
+
+def test_memmap_file_keeps_the_movable_zone_for_a_later_verify(tmp_path):
+    from fastinit import boot
+    from fastinit.mm.run import load
+    from fastinit.mm.verify import verify
+    topology = parse_spec("1x1G,cpus=2", cmdline="movablecore=30%")
+    path = str(tmp_path / "movable.bin")
+    boot(topology, threads=2, memmap_file=path)
+    loaded = load(path)
+    assert loaded.plan.topology.movable_start == topology.movable_start
+    assert verify(loaded).ok
+    # The same machine without its command line has other zones: another machine.
+    import pytest
+    with pytest.raises(ValueError, match="another machine"):
+        load(path, parse_spec("1x1G,cpus=2"))

@@ -1,5 +1,6 @@
 """This machine as a topology: nodes and CPUs from sysfs, zones from /proc/zoneinfo, memory
-ranges from /proc/iomem.
+ranges from /proc/iomem, and its kernel command line from /proc/cmdline (whose
+``kernelcore=``/``movablecore=`` give the nodes a Movable zone).
 
 /proc/iomem shows real addresses only to root; for others every address reads as zero,
 and the node's zone spans from zoneinfo stand in for its memory (holes then count as
@@ -14,6 +15,7 @@ from pathlib import Path
 
 from fastinit.engine.cpus import SYSFS_NODES, parse_cpulist
 from fastinit.layout import PAGE_SHIFT, pfn_up
+from fastinit.machine.cmdline import KernelCmdline, parse_cmdline
 from fastinit.machine.topology import Node, Topology, intersect, merge_ranges
 
 _ZONE_HEADER = re.compile(r"^Node (\d+), zone\s+(\w+)")
@@ -55,8 +57,16 @@ def _node_cpu_counts(sysfs_nodes: Path) -> dict[int, int]:
     return counts
 
 
+def _cmdline(text: str | None, notes: list[str]) -> KernelCmdline:
+    try:
+        return parse_cmdline(text or "")
+    except ValueError as error:  # kernelcore=mirror: zones as if it were not there
+        notes.append(f"/proc/cmdline: {error}")
+        return KernelCmdline()
+
+
 def this_machine(zoneinfo: str | None = None, iomem: str | None = None,
-                 sysfs_nodes: Path = SYSFS_NODES) -> Topology:
+                 sysfs_nodes: Path = SYSFS_NODES, cmdline: str | None = None) -> Topology:
     """The machine fastinit runs on.
 
     Parameters
@@ -65,7 +75,15 @@ def this_machine(zoneinfo: str | None = None, iomem: str | None = None,
         Texts of /proc/zoneinfo and /proc/iomem (read from /proc when None).
     sysfs_nodes : Path
         Where the NUMA nodes are listed.
+    cmdline : str or None
+        The kernel command line; read from /proc/cmdline when None and zoneinfo is read
+        from /proc too.
     """
+    if cmdline is None and zoneinfo is None:
+        try:
+            cmdline = Path("/proc/cmdline").read_text().strip()
+        except OSError:
+            cmdline = ""
     if zoneinfo is None:
         zoneinfo = Path("/proc/zoneinfo").read_text()
     if iomem is None:
@@ -91,10 +109,13 @@ def this_machine(zoneinfo: str | None = None, iomem: str | None = None,
     if not ram:
         notes.append("/proc/iomem hides addresses (run as root for exact ranges); "
                      "zone spans stand in for memory, holes included")
-    topology = Topology(tuple(nodes), source="this machine", notes=tuple(notes))
+    kernel_cmdline = _cmdline(cmdline, notes)
+    topology = Topology(tuple(nodes), source="this machine", notes=tuple(notes),
+                        cmdline=kernel_cmdline)
     for (nid, name), fields in sorted(zones.items()):
         derived = {z.name: z.present for z in topology.zones(nid)}.get(name)
         if derived is not None and derived != fields["present"]:
             notes.append(f"node {nid} zone {name}: {derived} present pages derived, "
                          f"/proc/zoneinfo says {fields['present']}")
-    return Topology(topology.nodes, source="this machine", notes=tuple(notes))
+    return Topology(topology.nodes, source="this machine", notes=tuple(notes),
+                    cmdline=kernel_cmdline)

@@ -31,6 +31,7 @@ from fastinit.mm.memmap import Memmap, gib, memmap_bytes
 from fastinit.layout import (MIGRATE_TYPES, NR_ORDERS, PAGE_DTYPE, PAGE_SIZE,
                            PAGEBLOCKS_PER_SECTION, PAGES_PER_SECTION, VMEMMAP_START,
                            ZONES_PGSHIFT, align_up)
+from fastinit.machine.cmdline import parse_cmdline
 from fastinit.machine.topology import Node, Topology
 
 MAGIC = b"FASTINIT-MEMMAP\0"
@@ -68,27 +69,33 @@ def descriptor_layout() -> dict:
 
 
 def topology_to_json(topology: Topology) -> dict:
+    # The command line is kept for its kernelcore=/movablecore=, which shape the zones.
     return {"source": topology.source, "notes": list(topology.notes),
             "reserved": [list(r) for r in topology.reserved],
             "nodes": [{"nid": n.nid, "cpus": n.cpus, "ranges": [list(r) for r in n.ranges]}
-                      for n in topology.nodes]}
+                      for n in topology.nodes],
+            "cmdline": topology.cmdline.text}
 
 
 def topology_from_json(document: dict) -> Topology:
     nodes = tuple(Node(n["nid"], n["cpus"], tuple(tuple(r) for r in n["ranges"]))
                   for n in document["nodes"])
     return Topology(nodes, tuple(tuple(r) for r in document["reserved"]),
-                    document["source"], tuple(document["notes"]))
+                    document["source"], tuple(document["notes"]),
+                    parse_cmdline(document.get("cmdline", "")))
 
 
 def topology_fingerprint(topology: Topology) -> str:
-    """SHA-256 of what decides the descriptors: node ids, memory ranges, reserved memory.
+    """SHA-256 of what decides the descriptors: node ids, memory ranges, reserved memory,
+    where ZONE_MOVABLE starts.
 
     CPU counts and the source's name are left out: they change threads, not results.
     """
-    canonical = json.dumps({"nodes": [[n.nid, [list(r) for r in n.ranges]]
-                                      for n in topology.nodes],
-                            "reserved": [list(r) for r in topology.reserved]})
+    facts = {"nodes": [[n.nid, [list(r) for r in n.ranges]] for n in topology.nodes],
+             "reserved": [list(r) for r in topology.reserved]}
+    if topology.movable_start:  # only then: files without a movable zone keep their print
+        facts["movable"] = sorted(topology.movable_start.items())
+    canonical = json.dumps(facts)
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
