@@ -66,8 +66,10 @@ def kind_of(figure: str) -> str:
     return " ".join(words)
 
 
-def evaluate(name: str, layout, serial: str, seconds: float | None) -> dict:
-    """Read the kernel's figures from a capture and compare them with fastinit."""
+def evaluate(name: str, layout, serial: str, seconds: float | None,
+             subprocess: bool = False) -> dict:
+    """Read the kernel's figures from a capture and compare them with fastinit (run in this
+    process through its command-line entry point, or as its own process)."""
     report = qo.read_report(serial)
     record = {"name": name, "seed": layout.seed, "layout": layout.describe(),
               "boot_s": seconds}
@@ -75,7 +77,12 @@ def evaluate(name: str, layout, serial: str, seconds: float | None) -> dict:
         record["status"] = "boot-failed"
         record["why"] = report.panic or "the initramfs did not finish (timeout or crash)"
         return record
-    comparison = qo.compare(report, qo.run_fastinit(report.console))
+    if subprocess:
+        result = qo.run_fastinit(report.console)
+    else:
+        with tempfile.TemporaryDirectory(prefix="oracle-compare-") as directory:
+            result = qo.run_fastinit_here(report.console, directory)
+    comparison = qo.compare(report, result)
     record["status"] = "match" if comparison.ok else "mismatch"
     record["figures"] = len(comparison.checks)
     record["problems"] = comparison.lines()
@@ -135,7 +142,7 @@ def run(args) -> list[dict]:
                                                          args.timeout), batch))
             for layout, boot in boots:
                 name = f"seed-{layout.seed}"
-                record = evaluate(name, layout, boot.serial, boot.seconds)
+                record = evaluate(name, layout, boot.serial, boot.seconds, args.subprocess)
                 meta = {"kernel": tools.kernel, "qemu_command": list(boot.command),
                         "boot_seconds": round(boot.seconds, 2),
                         "qemu_returncode": boot.returncode,
@@ -151,11 +158,12 @@ def run(args) -> list[dict]:
     return records
 
 
-def replay(directory: str) -> list[dict]:
+def replay(directory: str, subprocess: bool) -> list[dict]:
     records = []
     for path in cases(directory):
         case = qo.load_case(path)
-        record = evaluate(case.name, case.layout, case.serial, case.meta.get("boot_seconds"))
+        record = evaluate(case.name, case.layout, case.serial, case.meta.get("boot_seconds"),
+                          subprocess)
         print_record(record)
         records.append(record)
     return records
@@ -174,12 +182,16 @@ def main() -> int:
     parser.add_argument("--lock", default="/work/coord/bench.lock",
                         help="flock this file around each batch ('' for none)")
     parser.add_argument("--timeout", type=float, default=180.0, help="seconds per boot")
+    parser.add_argument("--subprocess", action="store_true",
+                        help="run 'fastinit topology --dmesg LOG --json' as a process for each "
+                             "layout, as a user would (default: its entry point, in this "
+                             "process)")
     parser.add_argument("--save-mismatches", metavar="DIR",
                         help="also save mismatching captures as cases here "
                              "(e.g. tests/data/qemu)")
     args = parser.parse_args()
     if args.replay:
-        records = replay(args.replay)
+        records = replay(args.replay, args.subprocess)
         out = Path(args.replay)
     else:
         args.out = args.out or tempfile.mkdtemp(prefix="oracle-campaign-")

@@ -5,6 +5,9 @@ the kernel's printed figures agree."""
 import json
 from pathlib import Path
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from fastinit.cli import main
 from fastinit.machine.bootlog import parse_bootlog
 from fastinit.machine.spec import parse_spec
@@ -144,3 +147,26 @@ def test_cmdline_option_for_spec_machines_only(capsys):
     assert status == 2 and "--cmdline applies to --spec machines" in err
     status, _, err = run(capsys, "boot", "--spec", "1x1G", "--cmdline", "kernelcore=mirror")
     assert status == 2 and "kernelcore=mirror" in err
+
+
+OPTIONS = ["mem=3G", "mem=700M", "memmap=1G$2G", "memmap=64M#0x10000000", "memmap=2G!4G",
+           "memmap=exactmap", "memmap=640K@0", "memmap=1G@1M", "memmap=512M", "numa=off",
+           "numa=noacpi", "numa=fake=3", "numa=fake=256M", "numa=fake=2U", "numa=fake=64",
+           "movablecore=20%", "movablecore=1G", "kernelcore=60%", "kernelcore=3G",
+           "crashkernel=128M", "crashkernel=256M,high", "crashkernel=64M@16M", "mem=0"]
+
+
+@settings(max_examples=120, deadline=None, derandomize=True, database=None)
+@given(st.lists(st.sampled_from(OPTIONS), max_size=5),
+       st.sampled_from(["2x4G,cpus=2", "1x6G", "3x1G+1x0:2,cpus=1", "1x512M"]))
+def test_any_command_line_on_a_spec_gives_a_consistent_machine_or_a_clear_error(options, spec):
+    import fuzz_corpus as fc
+    try:
+        topology = parse_spec(spec, cmdline=" ".join(options))
+    except ValueError as error:
+        assert "no usable RAM" in str(error) or "no usable memory" in str(error), error
+        return
+    fc.check_topology(topology)
+    for nid, pfn in topology.movable_start.items():
+        zones = topology.zones(nid)
+        assert zones[-1].name == "Movable" and zones[-1].start_pfn == pfn

@@ -81,6 +81,8 @@ class BootLog:
     late_reserved: list[tuple[int, int]] = field(default_factory=list)
     command_line: str | None = None
     kernel_command_line: str | None = None
+    # Where the command line used was printed, for errors: (line number, line).
+    command_line_at: tuple[int, str] = (0, "")
     # A "user-defined physical RAM map" was printed: mem=/memmap= are already in the table.
     user_map: bool = False
     # The map left the kernel's image out of RAM: the kernel adds it back, and says where
@@ -199,7 +201,7 @@ def scan(text: str, source: str) -> BootLog:
         _scan_cpus(log, line, number)
         _scan_reserved(log, line, number)
         if "ommand line: " in line:
-            _scan_command_line(log, line)
+            _scan_command_line(log, line, number)
         elif _KERNEL_NOT_RAM in line:
             log.kernel_not_ram = True
     return log
@@ -251,12 +253,15 @@ def _scan_cpus(log: BootLog, line: str, number: int) -> None:
         log.cpus_up = max(allowed - hotplug, 1)
 
 
-def _scan_command_line(log: BootLog, line: str) -> None:
+def _scan_command_line(log: BootLog, line: str, number: int) -> None:
     # Only the first of each: a later one would be another boot's (or a quoted message).
     if log.command_line is None and (match := _CMDLINE.search(line)) is not None:
         log.command_line = match.group(1)[:COMMAND_LINE_SIZE]
+        log.command_line_at = (number, line)
     elif log.kernel_command_line is None and (match := _KERNEL_CMDLINE.search(line)):
         log.kernel_command_line = match.group(1)[:COMMAND_LINE_SIZE]
+        if log.command_line is None:
+            log.command_line_at = (number, line)
 
 
 def _scan_reserved(log: BootLog, line: str, number: int) -> None:
@@ -291,7 +296,8 @@ def parse_bootlog(text: str, source: str = "dmesg") -> Topology:
     try:
         cmdline = parse_cmdline(text_line or "")
     except ValueError as error:
-        raise ValueError(f"{source}: kernel command line: {error}") from None
+        raise _error(source, *log.command_line_at, str(error),
+                     "edit the command line in the log") from None
     firmware = Firmware(table, log.srat, log.apic_nodes, log.cpus_up, log.numa_off,
                         log.user_map, log.reserved + log.late_reserved, crash_logged=True)
     notes = []
