@@ -14,18 +14,11 @@ from dataclasses import dataclass, field
 from fastinit.layout import PAGE_SHIFT
 from fastinit.machine import e820
 from fastinit.machine.cmdline import KernelCmdline
+from fastinit.machine.crashkernel import place_crashkernel
 from fastinit.machine.numa_emu import emulate
-from fastinit.machine.ranges import Range, intersect, merge_ranges, subtract
+from fastinit.machine.ranges import Range, intersect, merge_ranges
 from fastinit.machine.srat import MemBlock, SratBlock, cpus_per_node, node_memory, srat_meminfo
 from fastinit.machine.topology import Node, Topology
-
-# reserve_crashkernel() on x86-64: 16 MiB aligned, below 4 GiB first, else below 64 TiB.
-CRASH_ALIGN = (16 << 20) >> PAGE_SHIFT
-CRASH_LOW_MAX = (4 << 30) >> PAGE_SHIFT
-CRASH_HIGH_MAX = (64 << 40) >> PAGE_SHIFT
-# reserve_crashkernel_low(): DMA memory below 4 GiB when the kernel went high.
-CRASH_LOW_DEFAULT = (256 << 20) >> PAGE_SHIFT
-
 
 @dataclass
 class Firmware:
@@ -65,48 +58,6 @@ def end_of_ram_pfn(table: list[e820.Entry]) -> int:
     """``e820__end_of_ram_pfn()``: the end of the last RAM entry, in whole pages."""
     return max((end >> PAGE_SHIFT for _, end, kind in table if kind == e820.E820_RAM),
                default=0)
-
-
-def _alloc_top_down(free: list[Range], pages: int, align: int, lo: int, hi: int):
-    for start, end in reversed(intersect(free, lo, hi)):
-        place = (end - pages) // align * align
-        if place >= start:
-            return place
-    return None
-
-
-def place_crashkernel(cmdline: KernelCmdline, memory: list[Range],
-                      reserved: list[Range], notes: list[str]) -> list[Range]:
-    """Where ``reserve_crashkernel()`` puts the crash kernel's memory (pfn ranges)."""
-    crash = cmdline.crashkernel
-    if crash is None:
-        return []
-    pages = -(-crash.size >> PAGE_SHIFT)
-    free = subtract(memory, reserved)
-    if crash.base:
-        start = crash.base >> PAGE_SHIFT
-        if intersect(free, start, start + pages) != [(start, start + pages)]:
-            notes.append("crashkernel reservation failed - memory is in use.")
-            return []
-        return [(start, start + pages)]
-    place = None
-    if not crash.high:
-        place = _alloc_top_down(free, pages, CRASH_ALIGN, CRASH_ALIGN, CRASH_LOW_MAX)
-    if place is None:
-        place = _alloc_top_down(free, pages, CRASH_ALIGN, CRASH_ALIGN, CRASH_HIGH_MAX)
-    if place is None:
-        notes.append("crashkernel reservation failed - No suitable area found.")
-        return []
-    result = [(place, place + pages)]
-    if place >= CRASH_LOW_MAX:
-        low = -(-crash.low >> PAGE_SHIFT) if crash.low is not None else CRASH_LOW_DEFAULT
-        low_place = _alloc_top_down(subtract(free, result), low, CRASH_ALIGN, 0,
-                                    CRASH_LOW_MAX) if low else None
-        if low and low_place is None:
-            notes.append("crashkernel low memory reservation failed.")
-            return []
-        result += [(low_place, low_place + low)] if low else []
-    return result
 
 
 def assemble(firmware: Firmware, cmdline: KernelCmdline, source: str,
@@ -151,6 +102,7 @@ def assemble(firmware: Firmware, cmdline: KernelCmdline, source: str,
     noded = merge_ranges(r for node in nodes for r in node.ranges)
     reserved = [r for s, e in firmware.reserved for r in intersect(noded, s, e)]
     if not firmware.crash_logged:
-        reserved += place_crashkernel(cmdline, noded, merge_ranges(reserved), notes)
+        reserved += place_crashkernel(cmdline.crashkernel, noded, merge_ranges(reserved),
+                                      notes)
     return Topology(nodes, reserved=tuple(merge_ranges(reserved)), source=source,
                     notes=tuple(notes), cmdline=cmdline)

@@ -21,6 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from fastinit.machine import e820
+from fastinit.machine.crashkernel import Crashkernel, parse_crashkernel
 from fastinit.machine.numbers import memparse, strtoull
 
 # Longest command line x86 kernels take (COMMAND_LINE_SIZE).
@@ -70,17 +71,6 @@ class NumaFake:
     nodes: int = 0
     size: int = 0
     uniform: bool = False
-
-
-@dataclass(frozen=True)
-class Crashkernel:
-    """``crashkernel=``: ``size`` bytes, at ``base`` (0: anywhere), ``high``: above 4 GiB
-    first, with ``low`` bytes below 4 GiB for DMA (None: the kernel's default)."""
-
-    size: int
-    base: int = 0
-    high: bool = False
-    low: int | None = None
 
 
 @dataclass(frozen=True)
@@ -210,34 +200,6 @@ def _numa_fake(value: str) -> NumaFake:
     return NumaFake(nodes=strtoull(value, base=0)[0])
 
 
-def _crashkernel(value: str, system_ram: int | None) -> tuple[str, Crashkernel | None]:
-    """``crashkernel=`` in its forms: ``("plain" | "high" | "low", size and base)``."""
-    head = value.split(",")[0]
-    if ":" in head.split("@")[0]:
-        return "plain", _crashkernel_ranges(value, system_ram)
-    size, rest = memparse(value)
-    if rest in (",high", ",low"):
-        return rest[1:], Crashkernel(size, high=rest == ",high") if size else None
-    base = memparse(rest[1:])[0] if rest.startswith("@") else 0
-    return "plain", Crashkernel(size, base) if size else None
-
-
-def _crashkernel_ranges(text: str, system_ram: int | None) -> Crashkernel | None:
-    """``crashkernel=start-[end]:size[,...][@base]``: the size of the range holding RAM."""
-    body, _, at = text.partition("@")
-    if system_ram is None:
-        return None
-    for piece in body.split(","):
-        span, _, size_text = piece.partition(":")
-        low_text, _, high_text = span.partition("-")
-        low = memparse(low_text)[0]
-        high = memparse(high_text)[0] if high_text else None
-        if system_ram >= low and (high is None or system_ram < high):
-            size = memparse(size_text)[0]
-            return Crashkernel(size, memparse(at)[0] if at else 0) if size else None
-    return None
-
-
 def parse_cmdline(text: str, system_ram: int | None = None) -> KernelCmdline:
     """Parse a kernel command line.
 
@@ -321,7 +283,7 @@ def _on_numa(name, value, fields, _ram):
 
 def _on_crashkernel(name, value, fields, ram):
     # The last of each form counts; a plain one wins over ",high" (reserve_crashkernel()).
-    form, crash = _crashkernel(value, ram)
+    form, crash = parse_crashkernel(value, ram)
     fields.setdefault("crash", {})[form] = crash
 
 
