@@ -53,7 +53,7 @@ def find_tools() -> Tools | str:
                         key=_version_key)
         kernel = images[-1] if images else None
     if kernel is None or not os.access(kernel, os.R_OK):
-        missing.append("a readable kernel image (/boot/vmlinuz-*)")
+        missing.append(f"a readable kernel image ({kernel or '/boot/vmlinuz-*'})")
     busybox = next((p for p in ("/bin/busybox", "/usr/bin/busybox")
                     if os.access(p, os.X_OK)), None)
     if busybox is None:
