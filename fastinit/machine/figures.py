@@ -30,6 +30,9 @@ _MOVABLE_HEADER = re.compile(r"Movable zone start (?:PFN )?for each node")
 # "  Node 1: 0x00000000a0000000" (an address, since 2.6.3x) or a decimal pfn (older).
 _MOVABLE_START = re.compile(rf"^\s+Node {_N}: (?:0x([0-9a-fA-F]{{1,16}})|{_N})\s*$")
 _ZEROED = re.compile(rf"Zeroed struct page in unavailable ranges: {_N} pages")
+# mem_init_print_info(): "Memory: 260860K/2096628K available (...)"; the second figure is
+# every node's present pages.
+_MEMORY = re.compile(rf"Memory: {_N}K/{_N}K available")
 _DEFERRED = re.compile(rf"node {_N} deferred pages initialised in {_N}ms")
 _VERSION = re.compile(rf"Linux version {_N}\.{_N}")
 # "x86/mm: Fix zone ranges boot printout" (v3.19) clipped the printed limits to the RAM.
@@ -47,6 +50,7 @@ class KernelFigures:
     zone_present: dict[tuple[int, str], int] = field(default_factory=dict)
     unavailable: dict[tuple[int, str], int] = field(default_factory=dict)
     zeroed_unavailable: int | None = None
+    physpages_kib: int | None = None
     deferred_ms: dict[int, int] = field(default_factory=dict)
     # None: the log has no "Movable zone start for each node" header to read them from.
     movable_start: dict[int, int] | None = None
@@ -113,6 +117,8 @@ def read_figures(text: str) -> KernelFigures:
             figures.unavailable[key] = figures.unavailable.get(key, 0) + int(match.group(3))
         elif match := _ZEROED.search(line):
             figures.zeroed_unavailable = int(match.group(1))
+        elif figures.physpages_kib is None and (match := _MEMORY.search(line)):
+            figures.physpages_kib = int(match.group(2))
         elif match := _DEFERRED.search(line):
             figures.deferred_ms[int(match.group(1))] = int(match.group(2))
         elif figures.version is None and (match := _VERSION.search(line)):
@@ -157,6 +163,10 @@ def checks(topology: Topology, figures: KernelFigures) -> list[FigureCheck]:
     if figures.unavailable:
         result.append(FigureCheck("pages in unavailable ranges by node and zone",
                                   figures.unavailable, ours_unavailable))
+    if figures.physpages_kib is not None:
+        result.append(FigureCheck("present memory, all nodes (KiB, the Memory: line)",
+                                  figures.physpages_kib,
+                                  topology.present_pages << PAGE_SHIFT >> 10))
     if figures.zeroed_unavailable is not None:
         result.append(FigureCheck("pages in unavailable ranges, all nodes",
                                   figures.zeroed_unavailable, sum(ours_unavailable.values())))

@@ -5,6 +5,7 @@ only its JSON output and exit status are used. Figures compared:
 
 - each node's memory ranges ("Early memory node ranges");
 - pages in unavailable ranges per node and zone (the kernel's lines, summed per zone);
+- all nodes' present memory (the total of the ``Memory:`` line);
 - per node and zone, ``spanned``, ``present`` and ``start_pfn`` from /proc/zoneinfo (for
   every zone either side has: a zone only one side has is a mismatch);
 - per node and huge page size, ``nr_hugepages`` from sysfs, once fastinit's JSON reports
@@ -166,6 +167,10 @@ def compare(report: KernelReport, result: FastinitResult) -> Comparison:
             checks.append(Check(f"{name} start_pfn", kernel.get("start_pfn"),
                                 ours.get("start_pfn")))
 
+    if report.physpages_kib is not None:
+        checks.append(Check("present memory, all nodes (KiB, the Memory: line)",
+                            report.physpages_kib,
+                            sum(z.get("present", 0) for z in zones.values()) * 4))
     if any("hugepages" in node for node in nodes.values()):
         for nid in sorted(set(report.hugepages) | set(nodes)):
             kernel = {f"{size}kB": count for size, count in

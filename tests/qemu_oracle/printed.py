@@ -32,6 +32,7 @@ _ZONEINFO_FIGURE = re.compile(r"^\s+(spanned|present|managed)\s+(\d+)$")
 _ZONEINFO_START = re.compile(r"^\s+start_pfn:\s+(\d+)$")
 _HUGEPAGES = re.compile(r"/node(\d+)/hugepages/hugepages-(\d+)kB/nr_hugepages (\d+)$")
 _DEFERRED = re.compile(r"^node (\d+) deferred pages initialised in (\d+)ms")
+_MEMORY = re.compile(r"^Memory: (\d+)K/(\d+)K available")
 
 
 @dataclass
@@ -64,6 +65,8 @@ class KernelReport:
         The kernel's ``HugeTLB:`` lines.
     deferred_ms : dict
         ``nid -> ms`` from "node N deferred pages initialised in Mms".
+    physpages_kib : int or None
+        The total of "Memory: free/totalK available": every node's present pages, in KiB.
     complete : bool
         The initramfs printed everything and reached power-off.
     panic : str or None
@@ -81,6 +84,7 @@ class KernelReport:
     hugepages: dict = field(default_factory=dict)
     hugetlb_lines: list = field(default_factory=list)
     deferred_ms: dict = field(default_factory=dict)
+    physpages_kib: int | None = None
     complete: bool = False
     panic: str | None = None
 
@@ -135,6 +139,8 @@ def _read_console(report: KernelReport) -> None:
             report.unavailable[key] = report.unavailable.get(key, 0) + int(match.group(3))
         elif match := _DEFERRED.match(line):
             report.deferred_ms[int(match.group(1))] = int(match.group(2))
+        elif (match := _MEMORY.match(line)) and report.physpages_kib is None:
+            report.physpages_kib = int(match.group(2))
 
 
 def _section(lines: list[str], begin: str, end: str) -> list[str] | None:
