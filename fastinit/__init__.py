@@ -5,7 +5,9 @@ machine model and the Numba kernels on first use, so ``import fastinit`` stays c
 
 Subpackages, in pipeline order: `fastinit.engine` (jobs and threads), `fastinit.layout`
 (the page descriptor), `fastinit.machine` (the machine model), `fastinit.mm` (the simulated
-boot), `fastinit.kernels` (Numba kernels), `fastinit.bench` (measurements).
+boot), `fastinit.arrays` (users' own arrays: `empty`, `fill`,
+`create_memmap`), `fastinit.kernels` (Numba
+kernels), `fastinit.bench` (measurements).
 """
 
 from pathlib import Path as _Path
@@ -26,7 +28,10 @@ if not (_Path(__file__).parent / "kernels").is_dir() and \
 _LAZY = {"boot": "fastinit.mm.run",
          "create_memmap": "fastinit.arrays.memmapfile",
          "open_memmap": "fastinit.arrays.memmapfile",
-         "MemmapFile": "fastinit.arrays.memmapfile"}
+         "MemmapFile": "fastinit.arrays.memmapfile",
+         "empty": "fastinit.arrays.alloc", "allocation": "fastinit.arrays.alloc",
+         "Allocation": "fastinit.arrays.alloc",
+         "fill": "fastinit.arrays.fill", "FillReport": "fastinit.arrays.fill"}
 
 
 def __getattr__(name):
@@ -38,4 +43,4 @@ def __getattr__(name):
 
 __all__ = ["Job", "JobCancelled", "JobInterrupted", "JobReport", "OversubscriptionWarning",
            "do_multithreaded", "boot", "create_memmap", "open_memmap", "MemmapFile",
-           "__version__"]
+           "empty", "allocation", "Allocation", "fill", "FillReport", "__version__"]

@@ -67,3 +67,15 @@ def kernel(*signatures, parallel: bool = False):
         dispatcher.disable_compile()
         return dispatcher
     return decorate
+
+
+def generated_kernel(fn, *signatures):
+    """Compile ``fn``, built at run time from generated source, eagerly for ``signatures``.
+
+    The options are `kernel`'s with one exception: no on-disk cache. Numba can only cache
+    a function defined in a source file, and a generated kernel calls a function of the
+    user's (`fastinit.fill`'s ``record``) whose code Numba's cache key would not cover:
+    an edited ``record`` would run stale machine code. Callers keep the compiled kernel
+    in memory instead, per process.
+    """
+    return numba.jit(list(signatures), parallel=False, **dict(_OPTIONS, cache=False))(fn)

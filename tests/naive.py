@@ -144,3 +144,29 @@ def deferred_init_chunk(pages, pageblock_mt, slots, base_pfn, ranges, start_pfn,
                     buddy.free_block(pfn, 0)
             spfn = piece_end
     return buddy.finish()
+
+
+# --- fastinit.fill ----------------------------------------------------------------------
+# NumPy does the layout and the conversions here (field names, astype), not the leaves and
+# casts the kernels are generated from.
+
+def _assign(target, value):
+    """Write ``value`` into ``target``, a view (0-d, or a sub-array), converting with astype."""
+    if target.ndim:
+        for k in range(target.shape[0]):
+            _assign(target[k, ...], value[k])
+    elif target.dtype.names is not None:
+        for position, name in enumerate(target.dtype.names):
+            _assign(target[name], value[position])
+    else:
+        target[...] = np.asarray(value).astype(target.dtype)
+
+
+def fill(array, record, start=0):
+    """``fastinit.fill``: element k (flat, C order) = record(start + k); padding zero."""
+    out = np.zeros(array.size, array.dtype)
+    for k in range(array.size):
+        _assign(out[k, ...], record(start + k))
+    # Bytes, not elements: assigning a structured array skips the padding.
+    array.reshape(-1).view(np.uint8)[...] = out.view(np.uint8)
+    return array

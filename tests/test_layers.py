@@ -1,6 +1,7 @@
 """The layers import only downward: the tree reads as the pipeline, and no stage reaches up.
 
     layout, engine  <-  machine  <-  mm (with the kernels)  <-  bench, report, cli
+    layout, engine, kernels  <-  arrays (users' own arrays)  <-  mm, bench
 
 Imports are read from the source (every ``import`` and ``from ... import``, also inside
 functions), so a lazy import cannot hide an upward dependency.

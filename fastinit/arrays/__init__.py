@@ -1,6 +1,9 @@
-"""Users' own arrays: crash-safe memmap files for any dtype (`create_memmap`, `open_memmap`).
+"""Users' own arrays: crash-safe memmap files for any dtype (`create_memmap`, `open_memmap`),
+parallel huge-page allocation (`empty`) and streaming fills (`fill`).
 
-Modules: `fileformat` (the on-disk format), `memmapfile` (create, open, complete),
+Modules: `alloc` (`empty`, `allocation`), `touch` (parallel first touch), `fill` (`fill`),
+`records` (which dtypes and record functions fill takes), `fileformat` (the on-disk
+format), `memmapfile` (create, open, complete),
 `atomic` (write beside, rename when complete, locks), `checksum` (the data checksum),
 `errors` (why a file is refused).
 """
