@@ -92,6 +92,11 @@ def test_boot_refuses_to_overwrite_a_memmap_file_without_force(capsys, tmp_path)
     status, _, err = run(capsys, "boot", "--spec", "1x1G", "--memmap-file", str(path))
     assert status == 2 and "--force" in err
     assert path.read_bytes() == b"precious"
+    # --force replaces fastinit memmap files only; any other file needs saying so.
+    status, _, err = run(capsys, "boot", "--spec", "1x1G", "--memmap-file", str(path), "--force")
+    assert status == 2 and "--replace-any-file" in err and path.read_bytes() == b"precious"
+    assert run(capsys, "boot", "--spec", "1x1G", "--memmap-file", str(path), "--force",
+               "--replace-any-file")[0] == 0
     assert run(capsys, "boot", "--spec", "1x1G", "--memmap-file", str(path), "--force")[0] == 0
 
 

@@ -1,6 +1,6 @@
-"""Memmap files: header, states, checks on open, and what a crash or a failure leaves."""
+"""Page memmap files: what a boot leaves, what a failure or a kill leaves, and everything a
+file says checked before verify uses it (the file is untrusted input)."""
 
-import hashlib
 import json
 import os
 import signal
@@ -13,18 +13,25 @@ import threading
 import numpy as np
 import pytest
 
-from fastinit.mm.run import boot, load
+from fastinit.arrays import fileformat as fmt
 from fastinit.cli import main
-from fastinit.mm.memmap_file import (IncompleteMemmapError, MemmapFileError, open_file,
-                                  topology_fingerprint)
+from fastinit.layout import PAGE_DTYPE, PAGEBLOCKS_PER_SECTION, PAGES_PER_SECTION
 from fastinit.machine.spec import parse_spec
+from fastinit.mm.memmap_file import (DamagedMemmapError, IncompleteMemmapError,
+                                     MemmapFileError, open_file, topology_fingerprint)
+from fastinit.mm.run import boot, load
 from fastinit.mm.verify import verify
+from memmap_tools import mutate_data, parts, reseal
 
 SPEC = "2x1G,cpus=2"
 
 
 def boot_into(path, spec=SPEC, **options):
     return boot(parse_spec(spec), threads=2, memmap_file=str(path), **options)
+
+
+def listing(directory):
+    return sorted(p.name for p in directory.iterdir())
 
 
 def test_a_finished_boot_leaves_a_complete_file_that_verifies(tmp_path):
@@ -39,16 +46,20 @@ def test_a_finished_boot_leaves_a_complete_file_that_verifies(tmp_path):
         assert np.array_equal(loaded.zones[key].nr_free, area.nr_free)
         assert loaded.zones[key].managed == area.managed
     assert verify(loaded).ok
+    del loaded
+    assert listing(tmp_path) == ["m.bin"]
 
 
 def test_file_memmap_equals_the_in_memory_one(tmp_path):
     in_file = boot_into(tmp_path / "m.bin")
     in_memory = boot(parse_spec(SPEC), threads=1, kernel="plain")
     heads = in_memory.memmap.pages["mapcount"] == -129
+    raws = []
     for result in (in_file, in_memory):  # list order depends on chunk timing
-        result.memmap.pages["lru_next"][heads] = 0
-        result.memmap.pages["lru_prev"][heads] = 0
-    assert np.array_equal(in_file.memmap.raw, in_memory.memmap.raw)
+        pages = result.memmap.pages.copy()
+        pages["lru_next"][heads] = pages["lru_prev"][heads] = 0
+        raws.append(pages.tobytes() + result.memmap.pageblock_mt.tobytes())
+    assert raws[0] == raws[1]
 
 
 def test_file_blocks_are_reserved_up_front(tmp_path):
@@ -64,18 +75,19 @@ def test_loaded_memmap_is_read_only(tmp_path):
         loaded.memmap.pages["refcount"][0] = 5
 
 
-def test_existing_file_is_not_overwritten_without_force(tmp_path):
+def test_an_existing_file_is_replaced_only_with_force(tmp_path):
     path = tmp_path / "m.bin"
-    path.write_bytes(b"precious")
+    boot_into(path)
+    before = path.read_bytes()
     with pytest.raises(MemmapFileError, match="exists; pass --force"):
-        boot_into(path)
-    assert path.read_bytes() == b"precious"
-    boot_into(path, force=True)
-    assert load(str(path)).memmap.file.state == "complete"
+        boot_into(path, spec="1x1G")
+    assert path.read_bytes() == before
+    boot_into(path, spec="1x1G", force=True)
+    assert load(str(path)).plan.topology.present_pages == parse_spec("1x1G").present_pages
 
 
 def test_missing_directory_is_a_clear_error(tmp_path):
-    with pytest.raises(MemmapFileError, match="cannot use .*No such file"):
+    with pytest.raises(MemmapFileError, match="its directory .*No such file"):
         boot_into(tmp_path / "no" / "such" / "m.bin")
 
 
@@ -85,7 +97,7 @@ def test_a_file_that_is_not_a_memmap_is_refused(tmp_path):
     with pytest.raises(MemmapFileError, match="not a fastinit memmap file"):
         load(str(path))
     (tmp_path / "empty").write_bytes(b"")
-    with pytest.raises(MemmapFileError, match="too short"):
+    with pytest.raises(MemmapFileError, match="not a fastinit memmap file"):
         load(str(tmp_path / "empty"))
 
 
@@ -95,34 +107,29 @@ def rewrite(path, offset, data):
         file.write(data)
 
 
-def test_another_format_version_is_refused_naming_both(tmp_path):
+def test_format_version_1_files_are_refused_naming_both_versions(tmp_path):
     path = tmp_path / "m.bin"
     boot_into(path)
-    rewrite(path, 16, struct.pack("<I", 7))
-    with pytest.raises(MemmapFileError, match="format version 7, this fastinit reads "
-                                              "version 1"):
+    rewrite(path, 16, struct.pack("<I", 1))
+    with pytest.raises(MemmapFileError, match="format version 1, this fastinit reads "
+                                              "version 2; write it again"):
         load(str(path))
 
 
 def test_damaged_header_is_refused(tmp_path):
     path = tmp_path / "m.bin"
     boot_into(path)
-    rewrite(path, 64 + 3, b"#")
-    with pytest.raises(MemmapFileError, match="damaged header"):
-        load(str(path))
+    for offset in (fmt.HEADER_BYTES + 3, 64 + 3):  # the metadata, the fixed header
+        rewrite(path, offset, b"#")
+        with pytest.raises(MemmapFileError, match="damaged header"):
+            load(str(path))
 
 
 def test_another_descriptor_layout_is_refused(tmp_path):
     path = tmp_path / "m.bin"
     boot_into(path)
-    memmap, _ = open_file(str(path))
-    meta = dict(memmap.file.meta)
-    del memmap
-    meta["layout"] = dict(meta["layout"], page_itemsize=128)
-    text = json.dumps(meta).encode()
-    assert len(text) < meta["data_offset"] - 64
-    rewrite(path, 24, struct.pack("<Q32s", len(text), hashlib.sha256(text).digest()))
-    rewrite(path, 64, text)
+    reseal(path, meta=lambda d: {**d, "metadata": {**d["metadata"], "layout": {
+        **d["metadata"]["layout"], "page_itemsize": 128}}})
     with pytest.raises(MemmapFileError, match="another layout"):
         load(str(path))
 
@@ -146,17 +153,25 @@ def test_file_for_another_machine_is_refused(tmp_path):
     assert load(str(path), parse_spec("2x1G,cpus=7")).memmap.file.state == "complete"
 
 
-def test_corrupted_descriptor_in_a_complete_file_fails_verification(tmp_path, capsys):
+def test_a_changed_descriptor_is_caught_by_the_data_checksum(tmp_path, capsys):
     path = tmp_path / "m.bin"
     booted = boot_into(path)
-    offset = booted.memmap.file.layout.data_offset + 64 * (len(booted.memmap.pages) - 5)
+    offset = booted.memmap.file.handle._offset + 64 * (len(booted.memmap.pages) - 5)
     del booted
     rewrite(path, offset, b"\x01")
+    assert main(["verify", "--memmap-file", str(path)]) == 1
+    assert "is damaged: its data no longer matches the checksum" in capsys.readouterr().err
+
+
+def test_a_forged_descriptor_with_a_resealed_checksum_fails_verification(tmp_path, capsys):
+    path = tmp_path / "m.bin"
+    pages = len(boot_into(path).memmap.pages)
+    mutate_data(path, 64 * (pages - 5), b"\x01")
     assert main(["verify", "--memmap-file", str(path)]) == 1
     assert "verification FAILED" in capsys.readouterr().out
 
 
-def test_a_failed_boot_marks_the_file_failed(tmp_path, capsys):
+def test_a_failed_boot_leaves_no_file_and_the_old_one_intact(tmp_path, capsys):
     path = tmp_path / "m.bin"
     calls = []
 
@@ -167,11 +182,14 @@ def test_a_failed_boot_marks_the_file_failed(tmp_path, capsys):
 
     with pytest.raises(OSError, match="injected fault"):
         boot_into(path, chunk_hook=fail_third_chunk)
-    with pytest.raises(IncompleteMemmapError, match="state failed.*stopped with an error"):
-        load(str(path))
-    assert open_file(str(path), require_complete=False)[0].file.state == "failed"
-    assert main(["verify", "--memmap-file", str(path)]) == 1
-    assert "incomplete" in capsys.readouterr().err
+    assert listing(tmp_path) == []
+    boot_into(path, spec="1x1G")
+    before = path.read_bytes()
+    calls.clear()
+    with pytest.raises(OSError, match="injected fault"):
+        boot_into(path, force=True, chunk_hook=fail_third_chunk)
+    assert path.read_bytes() == before and listing(tmp_path) == ["m.bin"]
+    assert main(["verify", "--memmap-file", str(path)]) == 0
 
 
 def test_reusing_a_file_memmap_marks_it_initializing_until_done(tmp_path):
@@ -185,6 +203,21 @@ def test_reusing_a_file_memmap_marks_it_initializing_until_done(tmp_path):
     assert verify(load(str(path))).ok
 
 
+def test_a_failure_while_reusing_a_file_marks_it_failed(tmp_path):
+    path = tmp_path / "m.bin"
+    first = boot_into(path)
+
+    def fail(*chunk):
+        raise OSError("injected fault")
+
+    with pytest.raises(OSError):
+        boot(parse_spec(SPEC), threads=2, memmap=first.memmap, chunk_hook=fail)
+    with pytest.raises(IncompleteMemmapError, match="state failed.*stopped with an error"):
+        load(str(path))
+    memmap, _ = open_file(str(path), require_complete=False)
+    assert memmap.file.state == "failed"
+
+
 KILLED_MID_INIT = textwrap.dedent("""
     import sys, threading, time
     from fastinit.mm.run import boot
@@ -196,14 +229,14 @@ KILLED_MID_INIT = textwrap.dedent("""
             if len(calls) == 3:
                 print("mid-init", flush=True)
                 time.sleep(120)
-    boot(parse_spec(sys.argv[2]), threads=2, memmap_file=sys.argv[1], chunk_hook=hook)
+    boot(parse_spec(sys.argv[2]), threads=2, memmap_file=sys.argv[1], chunk_hook=hook,
+         force=True)
     print("finished", flush=True)
 """)
 
 
-def test_kill_9_in_the_middle_of_deferred_init_leaves_an_incomplete_file(tmp_path, capsys):
-    path = tmp_path / "m.bin"
-    child = subprocess.Popen([sys.executable, "-c", KILLED_MID_INIT, str(path), SPEC],
+def kill_mid_init(path, spec=SPEC):
+    child = subprocess.Popen([sys.executable, "-c", KILLED_MID_INIT, str(path), spec],
                              stdout=subprocess.PIPE, text=True)
     timer = threading.Timer(120, child.kill)  # never hang the suite
     timer.start()
@@ -214,9 +247,23 @@ def test_kill_9_in_the_middle_of_deferred_init_leaves_an_incomplete_file(tmp_pat
     finally:
         timer.cancel()
         child.stdout.close()
-    with pytest.raises(IncompleteMemmapError, match="state initializing.*did not finish"):
+
+
+def test_kill_9_in_the_middle_of_deferred_init_leaves_the_old_file(tmp_path, capsys):
+    path = tmp_path / "m.bin"
+    kill_mid_init(path)
+    left = [name for name in listing(tmp_path) if ".fastinit-tmp-" in name]
+    # Only our temporary file and the lock file the killed writer held.
+    assert len(left) == 1 and listing(tmp_path) == [".m.bin.fastinit-lock"] + left
+    with pytest.raises(IncompleteMemmapError, match="does not exist; a fastinit writing "
+                                                    "it was killed"):
         load(str(path))
-    memmap, _ = open_file(str(path), require_complete=False)
-    assert memmap.file.state == "initializing"
     assert main(["verify", "--memmap-file", str(path)]) == 1
-    assert "incomplete" in capsys.readouterr().err
+    assert "was killed" in capsys.readouterr().err
+    boot_into(path, spec="1x1G")  # the next writer removes what the killed one left
+    before = path.read_bytes()
+    kill_mid_init(path)
+    assert path.read_bytes() == before
+    assert main(["verify", "--memmap-file", str(path)]) == 0
+    boot_into(path, force=True)
+    assert listing(tmp_path) == ["m.bin"]

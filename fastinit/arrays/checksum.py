@@ -7,6 +7,7 @@ a damaged, zeroed or sparse data region is refused before anything reads it.
 from __future__ import annotations
 
 import threading
+import weakref
 
 import numpy as np
 
@@ -33,9 +34,12 @@ def data_checksum(data: np.ndarray, threads: int | None = None) -> int:
     words = data[:nwords * 8].view(np.uint64)
     parts: list[int] = []
     lock = threading.Lock()
+    # An idle helper thread keeps its last task (and so this closure) until its next
+    # one: a strong reference here would keep a file's mapping and lock alive that long.
+    held = weakref.ref(words)
 
     def add(start: int, end: int, arg) -> None:
-        part = int(mix_sum(words[start:end], start))
+        part = int(mix_sum(held()[start:end], start))
         with lock:
             parts.append(part)
 

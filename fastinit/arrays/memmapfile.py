@@ -181,10 +181,16 @@ class MemmapFile:
         _WRITERS.add(self)
 
     def close(self) -> None:
-        """Release the file; one being written and not completed is failed first."""
+        """Release the file (its lock and descriptors; arrays stay readable while they
+        live); one being written and not completed is failed first."""
         self.fail()
         self._finished = True
         self._release()
+        for name in ("_fd", "_dfd"):
+            fd = getattr(self, name)
+            setattr(self, name, None)
+            if fd is not None:
+                os.close(fd)
 
     def _release(self) -> None:
         if self._lock is not None:
@@ -203,9 +209,6 @@ class MemmapFile:
     def __del__(self):
         try:
             self.close()
-            if self._fd is not None:
-                os.close(self._fd)
-            os.close(self._dfd)
         except (OSError, AttributeError, TypeError):
             pass  # at interpreter exit modules may be gone; the OS releases the rest
 
@@ -330,10 +333,12 @@ def open_file(path, mode: str = "r", *, kind: str | None = None,
         raise ValueError(f"mode must be 'r' or 'r+', got {mode!r}")
     shown, directory, name = atomic.split_path(path)
     dfd = atomic.open_directory(shown, directory)
-    lock = fd = None
+    lock = fd = handle = None
     try:
         if not os.path.lexists(shown):
-            raise MemmapFileError(f"{shown} does not exist{atomic.temp_note(dfd, name)}")
+            note = atomic.temp_note(dfd, name)  # a writer killed or at work: incomplete
+            raise (IncompleteMemmapError if note else MemmapFileError)(
+                f"{shown} does not exist{note}")
         lock = atomic.PathLock(shown, dfd, name, exclusive=mode == "r+")
         fd = atomic.open_regular(shown, writable=mode == "r+")
         size = os.fstat(fd).st_size
@@ -365,6 +370,7 @@ def open_file(path, mode: str = "r", *, kind: str | None = None,
         access = mmap.ACCESS_WRITE if mode == "r+" else mmap.ACCESS_READ
         region = mmap.mmap(fd, total, access=access)
         handle = MemmapFile(shown, dfd, fd, lock, region, document, specs, mode)
+        lock = fd = dfd = None  # the handle owns them now: closing it releases them
         if check_data and header.state == fmt.COMPLETE and \
                 data_checksum(handle.data) != header.data_checksum:
             raise DamagedMemmapError(f"{shown} is damaged: its data no longer matches the "
@@ -373,11 +379,14 @@ def open_file(path, mode: str = "r", *, kind: str | None = None,
             handle._start_update()
         return handle
     except BaseException:
+        if handle is not None:
+            handle.close()
         if lock is not None:
             lock.release()
         if fd is not None:
             os.close(fd)
-        os.close(dfd)
+        if dfd is not None:
+            os.close(dfd)
         raise
 
 

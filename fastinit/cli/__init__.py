@@ -90,7 +90,11 @@ def build_parser() -> argparse.ArgumentParser:
                       help="back the memmap with this file (for memmaps larger than RAM); "
                            "it is marked complete only when the boot finishes")
     boot.add_argument("--force", action="store_true",
-                      help="overwrite an existing --memmap-file")
+                      help="replace an existing fastinit --memmap-file (the new one is "
+                           "written beside it and takes its place only when complete)")
+    boot.add_argument("--replace-any-file", action="store_true",
+                      help="with --force, replace any regular file, not only a fastinit "
+                           "memmap file (never a device, FIFO, directory or symlink)")
     boot.add_argument("--verify", action="store_true",
                       help="also check the result against the serial reference")
     verify = commands.add_parser(

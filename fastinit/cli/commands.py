@@ -77,7 +77,9 @@ def cmd_boot(args: argparse.Namespace, verify: bool = False) -> int:
     try:
         result = boot(topology, arch=args.arch, threads=args.threads,
                       memmap_file=getattr(args, "memmap_file", None),
-                      force=getattr(args, "force", False), kernel=args.kernel, progress=bar,
+                      force=getattr(args, "force", False),
+                      replace_any_file=getattr(args, "replace_any_file", False),
+                      kernel=args.kernel, progress=bar,
                       touch_progress=touch_bar)
     finally:
         if bar is not None:
@@ -94,14 +96,14 @@ def cmd_verify(args: argparse.Namespace) -> int:
     if args.memmap_file is None:
         return cmd_boot(args, verify=True)
     from fastinit.mm.run import load
-    from fastinit.mm.memmap_file import IncompleteMemmapError
+    from fastinit.mm.memmap_file import DamagedMemmapError, IncompleteMemmapError
     from fastinit.report import boot_json, memmap_file_lines
     from fastinit.mm.verify import verify as run_verify
     named = args.dmesg is not None or args.spec is not None
     topology = load_topology(args)[0] if named else None
     try:
         result = load(args.memmap_file, topology)
-    except IncompleteMemmapError as error:
+    except (IncompleteMemmapError, DamagedMemmapError) as error:
         say(f"fastinit verify: FAILED: {error}")
         return 1
     verification = run_verify(result)

@@ -14,7 +14,7 @@ import mmap
 import numpy as np
 
 from fastinit.engine.memory import available_memory
-from fastinit.layout import (HPAGE_PMD_SIZE, PAGE_DTYPE, PAGEBLOCKS_PER_SECTION,
+from fastinit.layout import (HPAGE_PMD_SIZE, MAX_PFN, PAGE_DTYPE, PAGEBLOCKS_PER_SECTION,
                              PAGES_PER_SECTION, SECTION_SHIFT)
 
 
@@ -25,6 +25,24 @@ def gib(nbytes: int) -> str:
 def memmap_bytes(nr_sections: int) -> int:
     """Bytes a memmap of ``nr_sections`` present sections needs (descriptors + pageblocks)."""
     return nr_sections * (PAGES_PER_SECTION * PAGE_DTYPE.itemsize + PAGEBLOCKS_PER_SECTION)
+
+
+def check_sections(sections) -> np.ndarray:
+    """Section numbers as a read-only int64 array; ValueError unless strictly increasing
+    and inside the 52-bit physical address space (a slot is found by bisection)."""
+    try:
+        array = np.array(sections, dtype=np.int64, copy=True)
+    except (TypeError, ValueError, OverflowError):
+        raise ValueError(f"sections must be integers, got {sections!r}") from None
+    if array.ndim != 1:
+        raise ValueError(f"sections must be a 1-D array, got shape {array.shape}")
+    if len(array) and (array[0] < 0 or array[-1] >= MAX_PFN >> SECTION_SHIFT):
+        raise ValueError(f"sections must be in 0..{(MAX_PFN >> SECTION_SHIFT) - 1}")
+    if np.any(np.diff(array) <= 0):
+        raise ValueError(f"sections must be sorted and unique, got {array[:8].tolist()}...; "
+                         f"pass np.unique(sections)")
+    array.setflags(write=False)
+    return array
 
 
 class Memmap:
@@ -42,21 +60,33 @@ class Memmap:
         All of it as bytes: the descriptors, then the pageblock migratetypes.
     storage : str
         "memory" or the backing file's path.
-    file : MemmapFile or None
-        The header of a file-backed memmap (`fastinit.mm.memmap_file`).
+    file : PageFile or None
+        The memmap file behind a file-backed memmap (`fastinit.mm.memmap_file`).
+
+    Every attribute is read-only; ``sections`` is a read-only array.
     """
 
-    def __init__(self, sections: np.ndarray, buffer, storage: str, owner=None):
-        self.sections = np.ascontiguousarray(sections, dtype=np.int64)
-        nr_pages = len(self.sections) * PAGES_PER_SECTION
-        raw = np.frombuffer(buffer, dtype=np.uint8, count=memmap_bytes(len(self.sections)))
-        self.raw = raw
-        self.pages = raw[:nr_pages * PAGE_DTYPE.itemsize].view(PAGE_DTYPE)
-        self.words = raw[:nr_pages * PAGE_DTYPE.itemsize].view(np.uint64)
-        self.pageblock_mt = raw[nr_pages * PAGE_DTYPE.itemsize:]
+    def __init__(self, sections: np.ndarray, buffer, storage: str, owner=None, file=None):
+        self._sections = check_sections(sections)
+        nr_pages = len(self._sections) * PAGES_PER_SECTION
+        raw = np.frombuffer(buffer, dtype=np.uint8, count=memmap_bytes(len(self._sections)))
+        self._raw = raw
+        self._pages = raw[:nr_pages * PAGE_DTYPE.itemsize].view(PAGE_DTYPE)
+        self._words = raw[:nr_pages * PAGE_DTYPE.itemsize].view(np.uint64)
+        self._pageblock_mt = raw[nr_pages * PAGE_DTYPE.itemsize:]
         self.storage = storage
-        self.file = None  # a fastinit.mm.memmap_file.MemmapFile when backed by a memmap file
+        self._file = file
         self._owner = owner  # keeps the mmap or file mapping alive
+
+    # The arrays are read-only attributes: the checked entry points (fastinit.mm.pages)
+    # validate pfns against `sections` and trust that the other arrays match it, so none
+    # of them may be swapped for an array of another length after construction.
+    sections = property(lambda self: self._sections, doc="Present sections (read-only).")
+    pages = property(lambda self: self._pages, doc="The descriptors.")
+    pageblock_mt = property(lambda self: self._pageblock_mt, doc="Pageblock migratetypes.")
+    words = property(lambda self: self._words, doc="The descriptors as 64-bit words.")
+    raw = property(lambda self: self._raw, doc="Descriptors and migratetypes as bytes.")
+    file = property(lambda self: self._file, doc="The memmap file behind it, or None.")
 
     @classmethod
     def in_memory(cls, sections: np.ndarray) -> Memmap:
@@ -67,7 +97,7 @@ class Memmap:
         ValueError
             If it does not fit in the memory available now (names the size and the fix).
         """
-        size = memmap_bytes(len(sections))
+        size = memmap_bytes(len(check_sections(sections)))
         available = available_memory()
         if size > available * 0.9:
             raise ValueError(f"the memmap needs {gib(size)} but only {gib(available)} of "

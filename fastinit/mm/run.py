@@ -82,28 +82,32 @@ def first_touch(memmap: Memmap, threads: int | None = None,
 
 
 def allocate(plan: BootPlan, memmap_file: str | None = None, force: bool = False,
-             kernel: str = DEFAULT_KERNEL) -> Memmap:
-    """The memmap for a plan: in memory, or in ``memmap_file`` (created ``initializing``)."""
+             kernel: str = DEFAULT_KERNEL, replace_any_file: bool = False) -> Memmap:
+    """The memmap for a plan: in memory, or in a new ``memmap_file`` (beside the path
+    until the boot completes)."""
     if memmap_file is None:
         return Memmap.in_memory(plan.sections)
-    return memmap_files.create(plan, memmap_file, force=force, kernel=kernel)
+    return memmap_files.create(plan, memmap_file, force=force, kernel=kernel,
+                               replace_any_file=replace_any_file)
 
 
 @contextmanager
 def _failure_recorded(memmap: Memmap):
-    """Mark a memmap file ``failed`` if the block raises or is interrupted."""
+    """If the block raises or is interrupted, a new memmap file is removed (its path
+    keeps what it had) and a reused one is marked ``failed``."""
     try:
         yield
     except BaseException:
         if memmap.file is not None:
-            memmap.file.set_state(memmap_files.FAILED)
+            memmap.file.fail()
         raise
 
 
 def prepare(topology: Topology, *, arch: str = DEFAULT_ARCH, threads: int | None = None,
             memmap_file: str | None = None, force: bool = False,
             memmap: Memmap | None = None, kernel: str = DEFAULT_KERNEL,
-            touch_progress: Callable[[int], None] | None = None) -> BootResult:
+            touch_progress: Callable[[int], None] | None = None,
+            replace_any_file: bool = False) -> BootResult:
     """Everything before deferred init: plan, memmap (allocated and touched), early init.
 
     Parameters are as for `boot`; ``memmap`` reuses an already touched memmap of the same
@@ -114,17 +118,17 @@ def prepare(topology: Topology, *, arch: str = DEFAULT_ARCH, threads: int | None
     BootResult
         With ``nodes`` still empty.
     """
-    _check_machine_arguments(topology, memmap_file, force, memmap)
+    _check_machine_arguments(topology, memmap_file, force, memmap, replace_any_file)
     plan = plan_boot(topology, arch, threads)
     timings = {}
     fresh = memmap is None
     began = time.perf_counter()
     if fresh:
-        memmap = allocate(plan, memmap_file, force, kernel)
+        memmap = allocate(plan, memmap_file, force, kernel, replace_any_file)
     elif not np.array_equal(memmap.sections, plan.sections):
         raise ValueError("the memmap given was made for another machine; allocate a new one")
     elif memmap.file is not None:
-        memmap.file.set_state(memmap_files.INITIALIZING)
+        memmap.file.begin_update()
     with _failure_recorded(memmap):
         if fresh:
             first_touch(memmap, progress=touch_progress)
@@ -139,7 +143,7 @@ def prepare(topology: Topology, *, arch: str = DEFAULT_ARCH, threads: int | None
     return BootResult(plan, memmap, zones, [], timings)
 
 
-def _check_machine_arguments(topology, memmap_file, force, memmap) -> None:
+def _check_machine_arguments(topology, memmap_file, force, memmap, replace_any_file) -> None:
     """Refuse arguments of the wrong kind here (TypeError), not as a traceback from deep
     inside."""
     if not isinstance(topology, Topology):
@@ -148,8 +152,9 @@ def _check_machine_arguments(topology, memmap_file, force, memmap) -> None:
                         f"fastinit.machine.bootlog.read_bootlog or fastinit.machine.host.this_machine")
     if memmap_file is not None and not isinstance(memmap_file, (str, os.PathLike)):
         raise TypeError(f"memmap_file must be a path, got {memmap_file!r}")
-    if not isinstance(force, bool):
-        raise TypeError(f"force must be True or False, got {force!r}")
+    for name, value in (("force", force), ("replace_any_file", replace_any_file)):
+        if not isinstance(value, bool):
+            raise TypeError(f"{name} must be True or False, got {value!r}")
     if memmap is not None and not isinstance(memmap, Memmap):
         raise TypeError(f"memmap must be a fastinit.mm.memmap.Memmap, got "
                         f"{type(memmap).__name__}")
@@ -168,7 +173,8 @@ def boot(topology: Topology, *, arch: str = DEFAULT_ARCH, threads: int | None = 
          progress: Callable[[int], None] | None = None, cancel: threading.Event | None = None,
          chunk_hook: Callable[[int, int, int], None] | None = None,
          memmap: Memmap | None = None,
-         touch_progress: Callable[[int], None] | None = None) -> BootResult:
+         touch_progress: Callable[[int], None] | None = None,
+         replace_any_file: bool = False) -> BootResult:
     """Simulate the boot-time struct page initialization of ``topology``.
 
     Parameters
@@ -183,7 +189,9 @@ def boot(topology: Topology, *, arch: str = DEFAULT_ARCH, threads: int | None = 
     memmap_file : str or None
         Back the memmap with this file instead of memory.
     force : bool
-        Overwrite an existing ``memmap_file``.
+        Replace an existing fastinit memmap file at ``memmap_file``. The new file is
+        written beside it and renamed over it only when the boot completed: until then,
+        and if the boot fails or is interrupted, the old file stays as it was.
     kernel : str
         Deferred-init kernel (see `fastinit.mm.deferred.CHUNK_KERNELS`).
     progress : callable or None
@@ -196,6 +204,9 @@ def boot(topology: Topology, *, arch: str = DEFAULT_ARCH, threads: int | None = 
         Reuse this already touched memmap (made for the same machine).
     touch_progress : callable or None
         ``touch_progress(nbytes)`` as the new memmap is first touched (any thread).
+    replace_any_file : bool
+        With ``force``, replace any regular file at ``memmap_file`` (never a directory,
+        device, FIFO, socket or symbolic link).
 
     Returns
     -------
@@ -204,7 +215,8 @@ def boot(topology: Topology, *, arch: str = DEFAULT_ARCH, threads: int | None = 
     _check_callbacks(progress, cancel, chunk_hook, touch_progress)
     check_kernel(kernel)  # before a memmap file is created for nothing
     result = prepare(topology, arch=arch, threads=threads, memmap_file=memmap_file,
-                     force=force, memmap=memmap, kernel=kernel, touch_progress=touch_progress)
+                     force=force, memmap=memmap, kernel=kernel, touch_progress=touch_progress,
+                     replace_any_file=replace_any_file)
     with _failure_recorded(result.memmap):
         began = time.perf_counter()
         result.nodes = deferred_init(result.plan, result.memmap, result.zones, kernel=kernel,
@@ -217,7 +229,7 @@ def boot(topology: Topology, *, arch: str = DEFAULT_ARCH, threads: int | None = 
     return result
 
 
-def load(path: str, topology: Topology | None = None) -> BootResult:
+def load(path: str, topology: Topology | None = None, *, check_data: bool = True) -> BootResult:
     """The result a finished boot left in a memmap file, for `fastinit.mm.verify.verify`.
 
     Parameters
@@ -226,31 +238,31 @@ def load(path: str, topology: Topology | None = None) -> BootResult:
         A memmap file written by ``boot(..., memmap_file=path)``.
     topology : Topology or None
         If given, the file must have been written for this machine.
+    check_data : bool
+        Compare the data checksum written at completion (one read of the file).
 
     Returns
     -------
     BootResult
         With the file's memmap (read-only), the plan remade from the machine stored in the
-        file, and the zones' free areas as the boot left them; ``nodes`` is empty.
+        file, and the zones' free areas as the boot left them; ``nodes`` is empty. The
+        file stays locked for reading (no fastinit replaces it) while the memmap lives.
 
     Raises
     ------
     fastinit.mm.memmap_file.IncompleteMemmapError
         The run that wrote the file did not finish.
+    fastinit.mm.memmap_file.DamagedMemmapError
+        Its data changed since it was completed, or breaks the buddy model's bounds.
     fastinit.mm.memmap_file.MemmapFileError
-        The file is not a usable memmap file (see `fastinit.mm.memmap_file.open_file`).
+        The file is not a usable page memmap file (see
+        `fastinit.mm.memmap_file.open_file`).
     """
-    memmap, stored = memmap_files.open_file(path, topology=topology)
-    plan = plan_boot(stored, memmap.file.meta["arch"], None)
+    memmap, plan = memmap_files.open_file(path, topology=topology, check_data=check_data)
     zones = {}
     for record in memmap.file.zone_state():
         area = ZoneFreeArea(int(record["nid"]), int(record["zid"]))
         area.heads[:], area.nr_free[:] = record["heads"], record["nr_free"]
         area.managed = int(record["managed"])
         zones[(area.nid, area.zid)] = area
-    expected = {(node.nid, zone.zid) for node in plan.nodes for zone in node.zones}
-    if set(zones) != expected:
-        raise memmap_files.MemmapFileError(
-            f"{path} has a damaged zone state (its zones are not the machine's); write it "
-            f"again with fastinit boot --memmap-file PATH --force")
     return BootResult(plan, memmap, zones, [], {})
