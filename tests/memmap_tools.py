@@ -45,3 +45,10 @@ def mutate_data(path, offset: int, new: bytes) -> None:
     data = bytearray(data)
     data[offset:offset + len(new)] = new
     reseal(path, data=data)
+
+
+def array_offset(path, name: str) -> int:
+    """Where array ``name`` starts in the data region of ``path``."""
+    _, meta, _ = parts(path)
+    arrays = fmt.decode_metadata(meta)[1]
+    return next(a.offset for a in arrays if a.name == name)

@@ -1,7 +1,8 @@
 """Faults injected mid-init: a raising chunk or Ctrl-C stops the boot promptly, every thread
-is joined, the error names node and chunk, and a memmap file is left marked failed."""
+is joined, the error names node and chunk, and a memmap file's path keeps what it had."""
 
 import signal
+from pathlib import Path
 import threading
 import time
 
@@ -10,7 +11,6 @@ import pytest
 from fastinit.mm import deferred
 from fastinit.mm.run import boot, load
 from fastinit.cli import main
-from fastinit.mm.memmap_file import IncompleteMemmapError
 from fastinit.machine.spec import parse_spec
 from fastinit.engine.workpool import shared_pool
 
@@ -88,7 +88,10 @@ def test_ctrl_c_after_k_chunks_stops_every_thread():
     assert_no_thread_left_working()
 
 
-def test_ctrl_c_in_the_cli_exits_130_and_leaves_the_file_failed(tmp_path, capsys, monkeypatch):
+def test_ctrl_c_in_the_cli_exits_130_and_leaves_the_old_file(tmp_path, capsys, monkeypatch):
+    path = str(tmp_path / "m.bin")
+    assert main(["boot", "--spec", "1x1G", "--memmap-file", path, "--no-progress"]) == 0
+    before = Path(path).read_bytes()
     hook = FaultAfter(3, 0, send_ctrl_c)
     chunk = deferred.deferred_init_memmap_chunk
 
@@ -97,14 +100,14 @@ def test_ctrl_c_in_the_cli_exits_130_and_leaves_the_file_failed(tmp_path, capsys
         chunk(start, end, ctx)
 
     monkeypatch.setattr(deferred, "deferred_init_memmap_chunk", interrupted_chunk)
-    path = str(tmp_path / "m.bin")
     status = main(["boot", "--spec", SPEC, "--threads", str(THREADS), "--memmap-file", path,
-                   "--no-progress"])
+                   "--no-progress", "--force"])
     assert status == 130
     assert "interrupted; every thread was stopped" in capsys.readouterr().err
     assert_no_thread_left_working()
-    with pytest.raises(IncompleteMemmapError, match="state failed"):
-        load(path)
+    assert Path(path).read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.bin"]
+    assert load(path).plan.topology.source == "spec 1x1G"
 
 
 def test_fault_in_a_file_backed_boot_is_never_reported_good(tmp_path, capsys):
@@ -112,8 +115,9 @@ def test_fault_in_a_file_backed_boot_is_never_reported_good(tmp_path, capsys):
     with pytest.raises(RuntimeError):
         boot(parse_spec(SPEC), threads=THREADS, memmap_file=path,
              chunk_hook=FaultAfter(4, 1, raise_fault))
-    assert main(["verify", "--memmap-file", path]) == 1
-    assert "is incomplete (state failed)" in capsys.readouterr().err
+    assert main(["verify", "--memmap-file", path]) == 2
+    assert "m.bin does not exist" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_a_boot_after_a_fault_runs_clean():
