@@ -46,3 +46,35 @@ def test_in_memory_refuses_what_does_not_fit(monkeypatch):
     monkeypatch.setattr(memmap_module, "available_memory", lambda: 1 << 20)
     with pytest.raises(ValueError, match=r"needs 0\.01 GiB .* --memmap-file PATH"):
         Memmap.in_memory(SECTIONS)
+
+
+@pytest.mark.parametrize("name", ["pages", "pageblock_mt", "sections", "words", "raw", "file"])
+def test_the_arrays_cannot_be_swapped_from_under_the_checks(name):
+    m = Memmap.in_memory(SECTIONS)
+    with pytest.raises(AttributeError):
+        setattr(m, name, getattr(m, name)[:1].copy() if name != "file" else None)
+
+
+def test_sections_are_a_read_only_copy():
+    given = SECTIONS.copy()
+    m = Memmap.in_memory(given)
+    with pytest.raises(ValueError, match="read-only"):
+        m.sections[0] = 9
+    given[0] = 4  # the caller's array is not the memmap's
+    assert m.sections[0] == 0
+
+
+@pytest.mark.parametrize("sections, words", [
+    (np.array([5, 3, 9]), "sorted and unique"), (np.array([1, 1, 2]), "sorted and unique"),
+    (np.array([[0, 1]]), "1-D"), (np.array([-1, 0]), "sections must be in"),
+    (np.array([2**40]), "sections must be in"), (["a"], "integers")])
+def test_unsorted_duplicate_or_out_of_range_sections_are_refused(sections, words):
+    with pytest.raises(ValueError, match=words):
+        Memmap.in_memory(sections)
+
+
+def test_boot_refuses_a_memmap_made_for_other_sections():
+    from fastinit.machine.spec import parse_spec
+    from fastinit.mm.run import boot
+    with pytest.raises(ValueError, match="made for another machine"):
+        boot(parse_spec("1x1G"), memmap=Memmap.in_memory(np.arange(3)))
