@@ -215,3 +215,22 @@ def test_pool_size_is_checked_like_every_integer():
         WorkerPool(2.0)
     with pytest.raises(ValueError, match="WorkerPool size must be >= 1"):
         WorkerPool(0)
+
+
+def test_shutdown_joins_every_idle_helper_and_the_pool_still_works():
+    pool = WorkerPool(2)
+    gate = threading.Barrier(2)
+    ran_on = set()
+
+    def work(start, end, arg):
+        ran_on.add(threading.current_thread())
+        gate.wait(10)
+
+    do_multithreaded(Job(work, start=0, size=2, max_threads=2), pool=pool)
+    (helper,) = ran_on - {threading.current_thread()}
+    pool.shutdown()
+    assert not helper.is_alive()
+    ran_on.clear()
+    report = do_multithreaded(Job(work, start=0, size=2, max_threads=2), pool=pool)
+    assert report.nworks == 2 and helper not in ran_on  # a new helper was made
+    pool.shutdown()

@@ -16,6 +16,7 @@ import time
 
 import numpy as np
 
+from fastinit.engine.validate import check_int
 from fastinit.layout import PAGE_SIZE, align_up
 
 _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
@@ -36,10 +37,11 @@ def memset_seconds(buffer: np.ndarray, threads: int, byte: int = FILL_BYTE) -> f
     threads : int
         Concurrent calls, each over an equal, 4 KiB-aligned share.
     """
+    if not isinstance(buffer, np.ndarray):
+        raise TypeError(f"buffer must be a NumPy array, got {type(buffer).__name__}")
     if not buffer.flags.c_contiguous:
-        raise ValueError("memset_seconds needs a C-contiguous array")
-    if threads < 1:
-        raise ValueError(f"threads must be at least 1, got {threads}")
+        raise ValueError("buffer must be C-contiguous: memset fills one run of bytes")
+    threads = check_int(threads, "threads", minimum=1, fix="memset runs on 1 thread or more")
     base, size = buffer.ctypes.data, buffer.nbytes
     # Equal shares, rounded up to whole 4 KiB pages.
     share = max(align_up(-(-size // threads), PAGE_SIZE), PAGE_SIZE)

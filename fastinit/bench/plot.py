@@ -23,7 +23,7 @@ def _pyplot():
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        raise ValueError("--plot needs matplotlib: pip install 'fastinit[perf]'") from None
+        raise ValueError("plot needs matplotlib: pip install 'fastinit[perf]'") from None
     return plt
 
 
@@ -31,16 +31,16 @@ def check_plot_path(path: str) -> None:
     """ValueError now, before any measurement, if ``path`` cannot take the plot."""
     target = Path(path)
     if target.suffix.lower() not in PLOT_FORMATS:
-        raise ValueError(f"--plot {path!r}: the format comes from the file name; end it in "
+        raise ValueError(f"plot {path!r}: the format comes from the file name; end it in "
                          f"{', '.join(PLOT_FORMATS)}")
     folder = target.parent if str(target.parent) else Path(".")
     if not folder.is_dir():
-        raise ValueError(f"--plot {path!r}: the folder {str(folder)!r} does not exist; "
+        raise ValueError(f"plot {path!r}: the folder {str(folder)!r} does not exist; "
                          f"create it or write the plot elsewhere")
     if target.is_dir():
-        raise ValueError(f"--plot {path!r} is a folder; name a file in it")
+        raise ValueError(f"plot {path!r} is a folder; name a file in it")
     if not os.access(folder, os.W_OK) or (target.exists() and not os.access(target, os.W_OK)):
-        raise ValueError(f"--plot {path!r}: no permission to write there")
+        raise ValueError(f"plot {path!r}: no permission to write there")
     _pyplot()
 
 

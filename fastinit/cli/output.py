@@ -15,7 +15,8 @@ EXIT_PIPE = 128 + 13  # what a shell shows for a tool that SIGPIPE ended
 
 # Library errors name the argument (``threads must be >= 1``); the user typed a flag.
 ARGUMENT_FLAGS = {"threads": "--threads", "arch": "--arch", "memmap_file": "--memmap-file",
-                  "force": "--force", "kernel": "--kernel", "repeat": "--repeat"}
+                  "force": "--force", "kernel": "--kernel", "repeat": "--repeat",
+                  "plot": "--plot"}
 
 
 def as_flags(message: str) -> str:

@@ -103,22 +103,28 @@ class JobState:
         if chunk is None:
             chunk = self.claim(worker)
         thread_fn, arg, units = self.job.thread_fn, self.job.fn_arg, 0
-        try:
-            while chunk is not None:
+        while chunk is not None:
+            try:
+                thread_fn(chunk[0], chunk[1], arg)
+            except BaseException as error:
+                self._account(worker, units, began)
+                self.fail(error, chunk)
+                return
+            units += chunk[1] - chunk[0]
+            self.finish(*chunk)
+            if after_chunk is not None:
                 try:
-                    thread_fn(chunk[0], chunk[1], arg)
-                except BaseException as error:
-                    self.fail(error, chunk)
-                    return
-                units += chunk[1] - chunk[0]
-                self.finish(*chunk)
-                if after_chunk is not None:
                     after_chunk()
-                chunk = self.claim(worker)
-        finally:
-            # Two clock reads per worker, not per chunk: the loop's wall time is its work.
-            self.worker_units[worker] += units
-            self.worker_seconds[worker] += time.perf_counter() - began
+                except BaseException:
+                    self._account(worker, units, began)
+                    raise
+            chunk = self.claim(worker)
+        self._account(worker, units, began)
+
+    def _account(self, worker: int, units: int, began: float) -> None:
+        # Two clock reads per worker, not per chunk: the loop's wall time is its work.
+        self.worker_units[worker] += units
+        self.worker_seconds[worker] += time.perf_counter() - began
 
     def helper(self, worker: int, cpus: tuple[int, ...] | None) -> Callable[[Any], None]:
         """The task a pool helper runs for this job as ``worker``, pinned to ``cpus``.
@@ -129,7 +135,8 @@ class JobState:
         """
         def task(pool_worker: Any) -> None:
             try:
-                pool_worker.pin(cpus)
+                if cpus is not pool_worker.pinned:  # unpinned helper, plain job: no call
+                    pool_worker.pin(cpus)
             except BaseException as error:
                 error.add_note(f"while pinning helper {worker} to CPUs {cpus or 'of the process'}")
                 self.fail(error, None)

@@ -209,8 +209,10 @@ def do_multithreaded(job: Job, *, progress: Callable[[int, int], Any] | None = N
     """
     if not isinstance(job, Job):
         raise TypeError(f"do_multithreaded needs a fastinit.Job, got {type(job).__name__}")
-    check_callable(progress, "progress", "progress(done, total)", optional=True)
-    check_event(cancel, "cancel")
+    if progress is not None:
+        check_callable(progress, "progress", "progress(done, total)")
+    if cancel is not None:
+        check_event(cancel, "cancel")
     if pool is not None and not isinstance(pool, WorkerPool):
         raise TypeError(f"pool must be a fastinit.engine.workpool.WorkerPool or None, got "
                         f"{type(pool).__name__}")

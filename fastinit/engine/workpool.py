@@ -166,11 +166,6 @@ class WorkerPool:
         with self._lock:
             return len(self._all) - len(self._idle) + len(self._callers)
 
-    def threads(self) -> list[threading.Thread]:
-        """The helper threads that exist now (for tests and diagnostics)."""
-        with self._lock:
-            return [w.thread for w in self._all]
-
     def shutdown(self) -> None:
         """Stop every idle helper and join it; helpers still running are left alone."""
         with self._lock:
