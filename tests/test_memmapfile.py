@@ -380,3 +380,20 @@ def test_a_file_of_another_kind_is_refused_by_open_memmap(tmp_path):
         assert sorted(handle.arrays) == ["x", "y"]
     with pytest.raises(MemmapFileError, match="holds 'something-else', not 'array'"):
         open_memmap(tmp_path / "p.bin")
+
+
+def test_bytes_between_metadata_and_data_must_be_zero(tmp_path):
+    path = tmp_path / "a.bin"
+    write(path)
+    meta_len = struct.unpack_from("<Q", path.read_bytes(), 24)[0]
+    rewrite(path, fmt.HEADER_BYTES + meta_len + 5, b"\x01")  # covered by no checksum
+    with pytest.raises(MemmapFileError, match="bytes after the metadata are not zero"):
+        open_memmap(path)
+
+
+def test_an_unknown_checksum_kind_is_refused(tmp_path):
+    path = tmp_path / "a.bin"
+    write(path)
+    reseal(path, lambda d: {**d, "checksum": "mix6"})
+    with pytest.raises(MemmapFileError, match="checksum of kind 'mix6'"):
+        open_memmap(path)

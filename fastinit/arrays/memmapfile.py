@@ -352,6 +352,15 @@ def open_file(path, mode: str = "r", *, kind: str | None = None,
         except (ValueError, TypeError, OverflowError, KeyError, IndexError) as error:
             raise MemmapFileError(f"{shown} has metadata this fastinit cannot use: "
                                   f"{error}; {_REDO}") from None
+        if document["checksum"] != CHECKSUM_NAME:
+            raise MemmapFileError(f"{shown} has a data checksum of kind "
+                                  f"{document['checksum'][:40]!r}, this fastinit computes "
+                                  f"{CHECKSUM_NAME!r}; {_REDO}")
+        padding = os.pread(fd, fmt.data_offset(header.meta_len) - fmt.HEADER_BYTES
+                           - header.meta_len, fmt.HEADER_BYTES + header.meta_len)
+        if padding.strip(b"\0"):  # no checksum covers it: it must be what we write
+            raise MemmapFileError(f"{shown} has a damaged header (bytes after the metadata "
+                                  f"are not zero); {_REDO}")
         if kind is not None and document["kind"] != kind:
             raise MemmapFileError(f"{shown} holds {document['kind'][:64]!r}, not {kind!r}; "
                                   f"name a {kind} file")
