@@ -108,8 +108,11 @@ def verify_lines(verification: VerifyReport | None) -> list[str]:
     """Each check passed, each problem found, and the verdict (nothing if not verified)."""
     if verification is None:
         return []
-    return ([""] + [f"verify: ok   {check}" for check in verification.checks]
-            + [f"verify: FAIL {problem}" for problem in verification.problems]
+    lines = [""]
+    for check in verification.checks:
+        lines.append(f"verify: {'ok  ' if check.ok else 'FAIL'} {check.summary}")
+        lines += [f"        {problem}" for problem in check.problems]
+    return (lines
             + ["verified: parallel result equals the serial reference" if verification.ok
                else "verification FAILED"])
 
@@ -153,4 +156,7 @@ def boot_json(result: BootResult, verification: VerifyReport | None) -> dict:
         "nodes": nodes,
         "verified": None if verification is None else verification.ok,
         "verify_problems": [] if verification is None else verification.problems,
+        "verify_checks": [] if verification is None else [
+            {"check": check.name, "ok": check.ok, "summary": check.summary,
+             "problems": check.problems} for check in verification.checks],
     }

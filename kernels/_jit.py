@@ -27,6 +27,13 @@ COUNTS = types.int64[:, ::1]
 PAGEBLOCK_TYPES = types.uint8[::1]
 # Local free lists of one call (see fastinit.kernels._layout).
 LISTS = types.int64[:, :, ::1]
+# What verify reads and never writes (a memmap file is mapped read-only).
+RO_PAGES = types.Array(numba.from_dtype(PAGE_DTYPE), 1, "C", readonly=True)
+RO_WORDS = types.Array(types.uint64, 1, "C", readonly=True)
+RO_PAGEBLOCK_TYPES = types.Array(types.uint8, 1, "C", readonly=True)
+RO_PFNS = types.Array(types.int64, 1, "C", readonly=True)
+RO_PFN_RANGES = types.Array(types.int64, 2, "C", readonly=True)
+RO_U64 = types.Array(types.uint64, 1, "C", readonly=True)
 
 _OPTIONS = dict(
     # Compiled code only; object mode would hold the GIL and be 100x slower.

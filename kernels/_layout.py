@@ -45,6 +45,12 @@ def _inline(fn):
     return register_jitable(inline="always")(fn)
 
 
+def _loop(fn):
+    """Register ``fn`` (it has a loop) for kernels, where LLVM inlines it as it sees fit:
+    Numba's own inlining of loops trips its IR checks (NumbaIRAssumptionWarning)."""
+    return register_jitable(fn)
+
+
 @_inline
 def descriptor_index(slots, base_pfn, pfn):
     """Position of ``pfn``'s descriptor in the sparse memmap (int64).
@@ -108,10 +114,18 @@ def free_list_address(nid, zid, order, migratetype):
     return list_head(zone_list_base(nid, zid), order, migratetype)
 
 
+@_inline
+def clear_local_lists(lists):
+    """Make ``lists`` (int64, shape (3, NR_ORDERS, MIGRATE_TYPES)) empty local lists."""
+    lists[FIRST] = -1
+    lists[LAST] = -1
+    lists[COUNT] = 0
+
+
 def new_local_lists():
     """Empty local lists: int64 array of shape (3, NR_ORDERS, MIGRATE_TYPES)."""
-    lists = np.full((3, NR_ORDERS, MIGRATE_TYPES), -1, dtype=np.int64)
-    lists[COUNT] = 0
+    lists = np.empty((3, NR_ORDERS, MIGRATE_TYPES), dtype=np.int64)
+    clear_local_lists(lists)
     return lists
 
 
@@ -143,7 +157,7 @@ def list_append_max_order_run(lists, list_base, spfn, epfn):
     return list_head(list_base, MAX_ORDER, MIGRATE_MOVABLE), previous
 
 
-@_inline
+@_loop
 def largest_order(pfn, end):
     """Order of the largest naturally aligned block (<= MAX_ORDER) at ``pfn`` that ends at
     or before ``end``: one step of the buddy decomposition of a range."""
@@ -153,7 +167,7 @@ def largest_order(pfn, end):
     return order
 
 
-@_inline
+@_loop
 def first_range_after(ranges, pfn):
     """Index of the first of the sorted, disjoint ``ranges`` (int64, shape (n, 2)) that
     ends after ``pfn`` (n if none)."""

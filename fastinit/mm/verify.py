@@ -1,46 +1,59 @@
 """Check a boot: the parallel result against the serial reference, and the model's invariants.
 
-Three independent checks, each over windows of sections so memory stays bounded:
+Four checks, each over the whole memmap:
 
-1. Serial reference: every deferred window is redone on one thread with the plain
-   two-pass kernel, from the state before deferred init, and must match byte for byte,
-   except the list links of free-block heads (list order depends on which chunk finished
-   first) and the pageblock migratetypes must match too.
-2. Free lists: every list of every zone is walked: links consistent both ways, entries
-   are free-block heads of the list's order, aligned, inside the zone, of the list's
-   migratetype, each block on one list only, counts equal to ``nr_free``, no orphan heads.
-3. Canonical buddy state: the free blocks are exactly the buddy decomposition of each
-   zone's free pages (memory minus reserved), and ``managed`` counts them; every other
-   descriptor holds what early init gives it (node and zone links, reserved, refcount).
+1. **Serial reference**: every section a deferred job covered is redone on one thread
+   with the plain two-pass kernel, from the state before deferred init, and must match
+   byte for byte, except the list links of free-block heads (list order depends on which
+   chunk finished first); the pageblock migratetypes must match too.
+2. **Free lists**: every list of every zone is walked: links point at descriptors and
+   agree both ways, entries are free-block heads of the list's order, aligned, inside the
+   zone, of the list's migratetype, each block on one list only, counts equal ``nr_free``,
+   and no free-block head is missing from the lists.
+3. **Canonical buddy state**: the free blocks are exactly the buddy decomposition of each
+   zone's free pages (memory minus reserved), and ``managed`` counts them.
+4. **Expected state**: every descriptor holds what the boot gives it (node and zone
+   links, reserved, counts, the fields init leaves zero, lru links), and every pageblock
+   its migratetype.
+
+How: the lists are walked first, on one thread (`fastinit.kernels.check_lists`); then
+checks 1, 3 and 4 run together in one pass over the sections
+(`fastinit.kernels.check_sections`), in parallel through the padata engine, each thread
+with a one-section scratch copy, so memory stays bounded (2 MiB per thread and a bit per
+descriptor) whatever the memmap's size. Nothing read from the memmap is trusted: every
+link is checked before it is followed, every walk is bounded by what the layout allows,
+and every value used as an index is checked first (see the two kernel modules).
 """
 
 from __future__ import annotations
 
+import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from fastinit.engine.padata import Job, do_multithreaded
+from fastinit.kernels import check_lists as lists
+from fastinit.kernels import check_sections as sections
+from fastinit.kernels._layout import largest_order, new_local_lists, page_links, zone_id
+from fastinit.layout import (MIGRATE_TYPES, MIGRATETYPE_NAMES, PAGE_DTYPE, PAGEBLOCK_NR_PAGES,
+                             PAGEBLOCKS_PER_SECTION, PAGES_PER_SECTION)
+from fastinit.mm.expected import ExpectedState, expected_state
 from fastinit.mm.run import BootResult
-from fastinit.kernels.buddy_free import deferred_init_chunk
-from fastinit.mm.memmap import Memmap, memmap_bytes
-from fastinit.layout import (LIST_POISON1, LIST_POISON2, MAPCOUNT_NONE, MAX_ORDER,
-                           PAGE_BUDDY_MAPCOUNT, PAGEBLOCK_NR_PAGES, PAGEBLOCKS_PER_SECTION,
-                           PAGES_PER_SECTION, PG_RESERVED, SECTION_SHIFT, ZONES_PGSHIFT,
-                           align_up)
-from fastinit.kernels._layout import lru_address, new_local_lists, page_links
-from fastinit.machine.topology import intersect, subtract
 
-# 16 MiB of descriptors per window: with its copies verify needs ~100 MiB whatever the
-# memmap's size, so a memmap file larger than RAM can be checked in a small cgroup.
-WINDOW_SECTIONS = 8
 _MAX_PROBLEMS = 20
+# Sections per kernel call: progress is reported after each batch (32 MiB of descriptors).
+_BATCH = 16
 
 
 @dataclass
-class VerifyReport:
-    """Outcome of `verify`: what was checked and every problem found (first few)."""
+class Check:
+    """One of verify's checks: what it covered, and the problems it found (the first few)."""
 
-    checks: list[str] = field(default_factory=list)
+    name: str
+    summary: str = ""
     problems: list[str] = field(default_factory=list)
 
     @property
@@ -52,211 +65,220 @@ class VerifyReport:
             self.problems.append(text)
 
 
+@dataclass
+class VerifyReport:
+    """Outcome of `verify`: the four checks in order, each with its problems."""
+
+    checks: list[Check] = field(default_factory=list)
+
+    @property
+    def problems(self) -> list[str]:
+        return [problem for check in self.checks for problem in check.problems]
+
+    @property
+    def ok(self) -> bool:
+        return all(check.ok for check in self.checks)
+
+
 def buddy_decomposition(start: int, end: int) -> list[tuple[int, int]]:
     """Largest naturally aligned blocks (order <= MAX_ORDER) covering ``[start, end)``."""
     blocks, pfn = [], start
     while pfn < end:
-        order = MAX_ORDER
-        while order and (pfn & ((1 << order) - 1) or pfn + (1 << order) > end):
-            order -= 1
+        order = largest_order(pfn, end)
         blocks.append((pfn, order))
         pfn += 1 << order
     return blocks
 
 
-def _windows(result: BootResult, start: int, end: int):
-    step = WINDOW_SECTIONS * PAGES_PER_SECTION
-    for lo in range(start, end, step):
-        yield lo, min(lo + step, end)
+def _readonly(array: np.ndarray) -> np.ndarray:
+    """A read-only view: what the check kernels take (a memmap file is mapped read-only)."""
+    view = np.ascontiguousarray(array).view()
+    view.flags.writeable = False
+    return view
 
 
-def check_serial_reference(result: BootResult, report: VerifyReport) -> None:
-    memmap, plan = result.memmap, result.plan
-    compared = 0
-    for node in plan.nodes:
-        if node.first_deferred_pfn is None:
-            continue
-        zone = node.deferred_zone
-        free = plan.free_ranges(node.nid, node.first_deferred_pfn, zone.end_pfn)
-        links = np.uint64(page_links(node.nid, zone.zid))
-        area = result.zones[(node.nid, zone.zid)]
-        for lo, hi in _windows(result, *node.job):
-            sections = memmap.sections[np.searchsorted(memmap.sections, lo >> SECTION_SHIFT):
-                                       np.searchsorted(memmap.sections, hi >> SECTION_SHIFT)]
-            if not len(sections):
-                continue
-            scratch = Memmap(sections, bytearray(memmap_bytes(len(sections))), "scratch")
-            first = memmap.slot_of_section(int(sections[0]))
-            count = len(sections) * PAGES_PER_SECTION
-            scratch.pages[:] = memmap.pages[first * PAGES_PER_SECTION:][:count]
-            blocks = len(sections) * PAGEBLOCKS_PER_SECTION
-            scratch.pageblock_mt[:] = memmap.pageblock_mt[first * PAGEBLOCKS_PER_SECTION:][:blocks]
-            window_free = free[(free[:, 1] > lo) & (free[:, 0] < hi)]
-            for s, e in window_free.tolist():
-                s, e = max(s, lo), min(e, hi)
-                # Garbage where deferred init writes, so reading before writing shows.
-                scratch.raw[scratch.index(s) * 64:(scratch.index(e - 1) + 1) * 64] = 0xA5
-                aligned = np.arange(align_up(s, PAGEBLOCK_NR_PAGES), e,
-                                    PAGEBLOCK_NR_PAGES, dtype=np.int64)
-                scratch.pageblock_mt[scratch.index(aligned) // PAGEBLOCK_NR_PAGES] = 0
-            base, slots = scratch.slots(lo, hi)
-            deferred_init_chunk(scratch.pages, scratch.pageblock_mt, slots, base,
-                                np.ascontiguousarray(window_free), lo, hi, links,
-                                area.list_base, new_local_lists())
-            real = memmap.pages[first * PAGES_PER_SECTION:][:count]
-            _compare_window(real, scratch, memmap, first, blocks, lo, report)
-            compared += count
-    report.checks.append(f"deferred init equals the serial reference ({compared} "
-                         f"descriptors byte for byte, free-block links aside)")
+def _zone_name(result: BootResult, pfn: int) -> str:
+    for node in result.plan.nodes:
+        for zone in node.zones:
+            if zone.start_pfn <= pfn < zone.end_pfn:
+                return f"node {node.nid} zone {zone.name}"
+    return "no zone"
 
 
-def _compare_window(real, scratch, memmap, first_slot, blocks, lo, report) -> None:
-    words_real = real.view(np.uint64).reshape(-1, 8).copy()
-    words_ref = scratch.pages.view(np.uint64).reshape(-1, 8).copy()
-    heads = real["mapcount"] == PAGE_BUDDY_MAPCOUNT
-    words_real[heads, 1:3] = 0
-    words_ref[scratch.pages["mapcount"] == PAGE_BUDDY_MAPCOUNT, 1:3] = 0
-    differ = np.flatnonzero(np.any(words_real != words_ref, axis=1))
-    if len(differ):
-        pfn = int(scratch.pfns()[differ[0]])
-        report.problem(f"descriptor of pfn {pfn:#x} differs from the serial reference "
-                       f"({len(differ)} descriptors differ in the window at {lo:#x})")
-    real_mt = memmap.pageblock_mt[first_slot * PAGEBLOCKS_PER_SECTION:][:blocks]
-    if not np.array_equal(real_mt, scratch.pageblock_mt):
-        report.problem(f"pageblock migratetypes differ from the serial reference in the "
-                       f"window at {lo:#x}")
+_LIST_PROBLEMS = {
+    lists.BAD_LINK: "link {value:#x} points to no descriptor",
+    lists.PREV_BROKEN: "pfn {value:#x} prev link is broken",
+    lists.NOT_A_FREE_BLOCK: "pfn {value:#x} is not a free block of that order in that zone",
+    lists.WRONG_MIGRATETYPE: "pfn {value:#x} sits on the wrong migratetype",
+    lists.LISTED_TWICE: "pfn {value:#x} is listed twice or the list loops",
+    lists.TOO_LONG: "the list goes on past nr_free = {nr_free} entries (at pfn {value:#x})",
+    lists.HEAD_PREV: "head's prev is not the last entry",
+    lists.COUNT_MISMATCH: "{value} entries but nr_free says {nr_free}",
+    lists.NR_FREE_IMPOSSIBLE: "nr_free = {value} is more than the zone's {span} pages hold",
+}
 
 
-def check_free_lists(result: BootResult, report: VerifyReport) -> dict:
-    """Walk every list; returns {(nid, zid): set of (pfn, order)} of the blocks found."""
+def check_free_lists(result: BootResult, check: Check) -> tuple[np.ndarray, int]:
+    """Walk every zone's lists. Returns the bit per descriptor of the listed blocks
+    (uint8, shape (ceil(nr_pages / 8),)) and how many blocks the lists hold."""
     memmap = result.memmap
-    pages = memmap.pages
-    found: dict[tuple[int, int], set] = {}
-    seen_blocks = 0
-    for (nid, zid), area in result.zones.items():
+    pages, pageblock_mt = _readonly(memmap.pages), _readonly(memmap.pageblock_mt)
+    present = _readonly(memmap.sections)
+    listed = np.zeros((len(pages) + 7) // 8, np.uint8)
+    counts = np.zeros(2, np.int64)
+    for (nid, zid), area in sorted(result.zones.items()):
         zone = result.plan.topology.zone(nid, zid)
-        blocks = found.setdefault((nid, zid), set())
-        for order in range(MAX_ORDER + 1):
-            for mt in range(area.nr_free.shape[1]):
-                head = area.head_address(order, mt)
-                previous, address, length = head, int(area.heads[order, mt, 0]), 0
-                while address != head:
-                    pfn = (address - lru_address(0)) // 64
-                    index = memmap.index(pfn) if 0 <= pfn and (address - lru_address(0)) % 64 == 0 else -1
-                    where = f"node {nid} zone {zone.name} order {order} list {mt}"
-                    if index < 0:
-                        report.problem(f"{where}: link {address:#x} points to no descriptor")
-                        break
-                    page = pages[index]
-                    if int(page["lru_prev"]) != previous:
-                        report.problem(f"{where}: pfn {pfn:#x} prev link is broken")
-                    if (page["mapcount"] != PAGE_BUDDY_MAPCOUNT or page["private"] != order
-                            or pfn % (1 << order) or not zone.start_pfn <= pfn < zone.end_pfn
-                            or (int(page["flags"]) >> ZONES_PGSHIFT) != (page_links(nid, zid) >> ZONES_PGSHIFT)):
-                        report.problem(f"{where}: pfn {pfn:#x} is not a free block of that "
-                                       f"order in that zone")
-                    if memmap.pageblock_mt[index // PAGEBLOCK_NR_PAGES] != mt:
-                        report.problem(f"{where}: pfn {pfn:#x} sits on the wrong migratetype")
-                    if (pfn, order) in blocks or length > area.nr_free[order, mt]:
-                        report.problem(f"{where}: pfn {pfn:#x} is listed twice or the list loops")
-                        break
-                    blocks.add((pfn, order))
-                    previous, address, length = address, int(page["lru_next"]), length + 1
-                if int(area.heads[order, mt, 1]) != previous:
-                    report.problem(f"node {nid} zone {zone.name} order {order} list {mt}: "
-                                   f"head's prev is not the last entry")
-                if length != area.nr_free[order, mt]:
-                    report.problem(f"node {nid} zone {zone.name} order {order} list {mt}: "
-                                   f"{length} entries but nr_free says {area.nr_free[order, mt]}")
-        seen_blocks += len(blocks)
-    heads = int(np.count_nonzero(pages["mapcount"] == PAGE_BUDDY_MAPCOUNT))
-    if heads != seen_blocks:
-        report.problem(f"{heads} descriptors are free-block heads but the lists hold {seen_blocks}")
-    report.checks.append(f"free lists well-formed ({seen_blocks} blocks)")
-    return found
+        found = np.zeros((_MAX_PROBLEMS, 4), np.int64)
+        before = int(counts[0])
+        nr_free = np.ascontiguousarray(area.nr_free, np.int64)
+        lists.walk_free_lists(pages, pageblock_mt, present,
+                              np.ascontiguousarray(area.heads, np.uint64), nr_free,
+                              zone.start_pfn, zone.end_pfn, zone_id(page_links(nid, zid)),
+                              area.list_base, listed, found, counts)
+        for kind, order, migratetype, value in found[:int(counts[0]) - before].tolist():
+            if kind == lists.BAD_LINK:
+                value &= (1 << 64) - 1
+            text = _LIST_PROBLEMS[kind].format(value=value, span=zone.spanned,
+                                               nr_free=int(nr_free[order, migratetype]))
+            check.problem(f"node {nid} zone {zone.name} order {order} list {migratetype} "
+                          f"({MIGRATETYPE_NAMES[migratetype]}): {text}")
+        if int(counts[0]) - before > _MAX_PROBLEMS:
+            check.problem(f"node {nid} zone {zone.name}: {int(counts[0]) - before} problems "
+                          f"in its free lists in all")
+    check.summary = f"free lists well-formed ({int(counts[1])} blocks)"
+    return listed, int(counts[1])
 
 
-def check_buddy_state(result: BootResult, found: dict, report: VerifyReport) -> None:
-    plan, memmap = result.plan, result.memmap
-    for node in plan.nodes:
-        for zone in node.zones:
-            free = plan.free_ranges(node.nid, zone.start_pfn, zone.end_pfn)
-            expected = {b for s, e in free.tolist() for b in buddy_decomposition(s, e)}
-            got = found.get((node.nid, zone.zid), set())
-            if expected != got:
-                report.problem(f"node {node.nid} zone {zone.name}: free blocks are not the "
-                               f"buddy decomposition of its free pages "
-                               f"({len(expected ^ got)} blocks differ)")
-            pages = int((free[:, 1] - free[:, 0]).sum()) if len(free) else 0
-            if result.zones[(node.nid, zone.zid)].managed != pages:
-                report.problem(f"node {node.nid} zone {zone.name}: managed "
-                               f"{result.zones[(node.nid, zone.zid)].managed}, free pages {pages}")
-    report.checks.append("free blocks are the canonical buddy decomposition; managed counts them")
-    _check_descriptor_states(result, report)
+class _SectionPass:
+    """What every chunk of the section pass needs (the job's ``fn_arg``)."""
+
+    def __init__(self, result: BootResult, expected: ExpectedState, listed: np.ndarray,
+                 progress: Callable[[int], None] | None):
+        memmap = result.memmap
+        words = memmap.pages.view(np.uint64) if memmap.pages.size else np.zeros(0, np.uint64)
+        self.arrays = (_readonly(words), _readonly(memmap.pageblock_mt),
+                       _readonly(memmap.sections))
+        self.expected = tuple(_readonly(a) for a in (
+            expected.pieces, expected.piece_links, expected.piece_reserved, expected.movable,
+            expected.jobs, expected.job_links, expected.job_list_base, expected.job_free,
+            expected.job_free_bounds, listed))
+        self.progress = progress
+        self.lock = threading.Lock()
+        self.spare: list[tuple] = []
+        self.out = np.zeros((sections.NR_KINDS, 2), np.int64)
+
+    def scratch(self) -> tuple:
+        with self.lock:
+            if self.spare:
+                return self.spare.pop()
+        pages = np.empty(PAGES_PER_SECTION, PAGE_DTYPE)
+        return (pages, pages.view(np.uint64), np.empty(PAGEBLOCKS_PER_SECTION, np.uint8),
+                new_local_lists(), np.empty(PAGES_PER_SECTION, np.int8))
+
+    def add(self, out: np.ndarray, scratch: tuple) -> None:
+        with self.lock:
+            self.spare.append(scratch)
+            for kind in np.flatnonzero(out[:, 0]):
+                if self.out[kind, 0] == 0 or out[kind, 1] < self.out[kind, 1]:
+                    self.out[kind, 1] = out[kind, 1]
+            self.out[:, 0] += out[:, 0]
 
 
-def _check_descriptor_states(result: BootResult, report: VerifyReport) -> None:
-    """Every descriptor: links, reserved flag, counts, and the fields init leaves zero."""
-    plan, memmap, topology = result.plan, result.memmap, result.plan.topology
-    # (start, end, links, reserved) pieces covering every pfn that has a descriptor.
-    pieces = []
-    for node in plan.nodes:
-        for zone in node.zones:
-            links = page_links(node.nid, zone.zid)
-            memory = intersect(topology.node(node.nid).ranges, zone.start_pfn, zone.end_pfn)
-            free = [tuple(r) for r in plan.free_ranges(node.nid, zone.start_pfn,
-                                                       zone.end_pfn).tolist()]
-            pieces += [(s, e, links, False) for s, e in free]
-            pieces += [(s, e, links, True) for s, e in subtract(memory, free)]
-    for hole in topology.unavailable_ranges():
-        pieces.append((hole.start_pfn, hole.end_pfn, page_links(hole.nid, hole.zid), True))
-    pieces.sort()
-    wrong, first_wrong, checked = 0, None, 0
-    for slot in range(0, len(memmap.sections), WINDOW_SECTIONS):
-        sections = memmap.sections[slot:slot + WINDOW_SECTIONS]
-        pages = memmap.pages[slot * PAGES_PER_SECTION:][:len(sections) * PAGES_PER_SECTION]
-        pfns = ((sections[:, None] << SECTION_SHIFT)
-                + np.arange(PAGES_PER_SECTION, dtype=np.int64)).ravel()
-        expected = np.full(len(pages), np.uint64(1) << np.uint64(63), dtype=np.uint64)
-        reserved = np.ones(len(pages), dtype=bool)
-        lo, hi = int(pfns[0]), int(pfns[-1]) + 1
-        for s, e, links, is_reserved in pieces:
-            if e <= lo or s >= hi:
-                continue
-            inside = (pfns >= s) & (pfns < e)
-            expected[inside] = links
-            reserved[inside] = is_reserved
-        flags = pages["flags"]
-        bad = flags != (expected | np.where(reserved, np.uint64(PG_RESERVED), np.uint64(0)))
-        bad |= pages["refcount"] != reserved.astype(np.int32)
-        heads = pages["mapcount"] == PAGE_BUDDY_MAPCOUNT
-        bad |= ~heads & ((pages["mapcount"] != MAPCOUNT_NONE) | (pages["private"] != 0))
-        bad |= (pages["mapping"] != 0) | (pages["index"] != 0) | (pages["memcg_data"] != 0)
-        own = lru_address(pfns.astype(np.uint64))
-        linked_to_self = (pages["lru_next"] == own) & (pages["lru_prev"] == own)
-        poisoned = (pages["lru_next"] == np.uint64(LIST_POISON1)) & \
-            (pages["lru_prev"] == np.uint64(LIST_POISON2)) & ~reserved
-        bad |= ~heads & ~linked_to_self & ~poisoned
-        if bad.any():
-            wrong += int(bad.sum())
-            first_wrong = first_wrong if first_wrong is not None else \
-                int(pfns[np.flatnonzero(bad)[0]])
-        checked += len(pages)
-    if wrong:
-        report.problem(f"{wrong} descriptors hold a wrong state, first pfn {first_wrong:#x}")
-    report.checks.append(f"every descriptor holds its expected state ({checked} descriptors)")
+def _check_slots(start: int, end: int, ctx: _SectionPass) -> None:
+    """The job's thread function: checks 1, 3 and 4 over the sections in slots [start, end)."""
+    scratch = ctx.scratch()
+    out = np.zeros((sections.NR_KINDS, 2), np.int64)
+    try:
+        for lo in range(start, end, _BATCH):
+            hi = min(lo + _BATCH, end)
+            sections.check_sections(*ctx.arrays, lo, hi, *ctx.expected, *scratch, out)
+            if ctx.progress is not None:
+                ctx.progress((hi - lo) * PAGES_PER_SECTION)
+    finally:
+        ctx.add(out, scratch)
 
 
-def verify(result: BootResult) -> VerifyReport:
-    """Run all checks on a finished boot.
+def _report_sections(result: BootResult, expected: ExpectedState, out: np.ndarray,
+                     blocks: int, report: VerifyReport) -> None:
+    reference, free_lists, buddy, state = report.checks
+    count = {kind: int(out[kind, 0]) for kind in range(sections.NR_KINDS)}
+    first = {kind: int(out[kind, 1]) for kind in range(sections.NR_KINDS)}
+    if count[sections.REFERENCE_DIFFERS]:
+        reference.problem(f"descriptor of pfn {first[sections.REFERENCE_DIFFERS]:#x} differs "
+                          f"from the serial reference ({count[sections.REFERENCE_DIFFERS]} "
+                          f"descriptors differ)")
+    if count[sections.REFERENCE_MIGRATETYPE_DIFFERS]:
+        reference.problem(f"pageblock migratetypes differ from the serial reference "
+                          f"({count[sections.REFERENCE_MIGRATETYPE_DIFFERS]} pageblocks, the "
+                          f"first at pfn {first[sections.REFERENCE_MIGRATETYPE_DIFFERS]:#x})")
+    if count[sections.REFERENCE_SKIPPED]:
+        reference.problem(f"{count[sections.REFERENCE_SKIPPED]} sections could not be redone "
+                          f"(a pageblock migratetype out of range), the first at pfn "
+                          f"{first[sections.REFERENCE_SKIPPED]:#x}")
+    reference.summary = (f"deferred init equals the serial reference "
+                         f"({count[sections.COMPARED]} descriptors byte for byte, free-block "
+                         f"links aside)")
+    if count[sections.NOT_LISTED]:
+        free_lists.problem(f"{count[sections.NOT_LISTED]} descriptors are free-block heads on "
+                           f"no free list, the first at pfn {first[sections.NOT_LISTED]:#x} "
+                           f"(the lists hold {blocks} blocks, {count[sections.HEADS]} "
+                           f"descriptors head one)")
+    if count[sections.NOT_CANONICAL]:
+        pfn = first[sections.NOT_CANONICAL]
+        buddy.problem(f"free blocks are not the buddy decomposition of the free pages: "
+                      f"{count[sections.NOT_CANONICAL]} descriptors differ, the first at pfn "
+                      f"{pfn:#x} ({_zone_name(result, pfn)})")
+    for (nid, zid), free in expected.zone_free.items():
+        pages = int((free[:, 1] - free[:, 0]).sum())
+        if result.zones[(nid, zid)].managed != pages:
+            buddy.problem(f"node {nid} zone {result.plan.topology.zone(nid, zid).name}: "
+                          f"managed {result.zones[(nid, zid)].managed}, free pages {pages}")
+    buddy.summary = "free blocks are the canonical buddy decomposition; managed counts them"
+    _report_states(result, count, first, state)
+
+
+def _report_states(result: BootResult, count: dict, first: dict, state: Check) -> None:
+    memmap = result.memmap
+    if count[sections.WRONG_STATE]:
+        state.problem(f"{count[sections.WRONG_STATE]} descriptors hold a wrong state, first "
+                      f"pfn {first[sections.WRONG_STATE]:#x}")
+    for kind, what in ((sections.MIGRATETYPE_INVALID, f"a migratetype >= {MIGRATE_TYPES}"),
+                       (sections.MIGRATETYPE_WRONG, "the wrong migratetype")):
+        if count[kind]:
+            value = int(memmap.pageblock_mt[memmap.index(first[kind]) // PAGEBLOCK_NR_PAGES])
+            state.problem(f"{count[kind]} pageblocks hold {what}, the first at pfn "
+                          f"{first[kind]:#x} ({value})")
+    state.summary = (f"every descriptor holds its expected state ({count[sections.CHECKED]} "
+                     f"descriptors, {len(memmap.pageblock_mt)} pageblocks)")
+
+
+def verify(result: BootResult, *, threads: int | None = None,
+           progress: Callable[[int], None] | None = None) -> VerifyReport:
+    """Run the four checks on a finished boot; its time goes to ``result.timings["verify"]``.
+
+    Parameters
+    ----------
+    result : BootResult
+        A boot's result, or `fastinit.mm.run.load` of a memmap file.
+    threads : int or None
+        Threads for the section pass (None: the usable CPUs).
+    progress : callable or None
+        ``progress(pages)`` as descriptors are checked (any thread), ``len(memmap.pages)``
+        in all.
 
     Returns
     -------
     VerifyReport
         ``ok`` is True only if every check passed.
     """
-    report = VerifyReport()
-    check_serial_reference(result, report)
-    found = check_free_lists(result, report)
-    check_buddy_state(result, found, report)
+    began = time.perf_counter()
+    report = VerifyReport([Check("serial reference"), Check("free lists"),
+                           Check("canonical buddy state"), Check("expected state")])
+    expected = expected_state(result.plan)
+    listed, blocks = check_free_lists(result, report.checks[1])
+    ctx = _SectionPass(result, expected, listed, progress)
+    do_multithreaded(Job(_check_slots, start=0, size=len(result.memmap.sections), align=1,
+                         min_chunk=1, max_threads=threads, fn_arg=ctx))
+    _report_sections(result, expected, ctx.out, blocks, report)
+    result.timings["verify"] = time.perf_counter() - began
     return report

@@ -1,0 +1,322 @@
+"""Check a booted memmap section by section, as verify's parallel pass does.
+
+For each section, one read of its descriptors (a section is 2 MiB of them: it stays in
+cache while it is checked three ways):
+
+- **serial reference**: where a deferred job covers the section, its free ranges are
+  redone with the plain two-pass kernel (`deferred_init_chunk`) in a one-section scratch
+  copy, from the state before deferred init (the free descriptors scribbled over, their
+  pageblocks UNMOVABLE); the real descriptors must equal it byte for byte except the list
+  links of free-block heads (list order depends on which chunk finished first), and so
+  must the pageblock migratetypes;
+- **canonical buddy state**: a descriptor heads a free block exactly where the buddy
+  decomposition of the free ranges starts one, with that order, and every head is on a
+  free list (the bits `fastinit.kernels.check_lists.walk_free_lists` set);
+- **expected state** of every descriptor (node and zone links, reserved, counts, the
+  fields init leaves zero, lru links) and of every pageblock's migratetype.
+
+Nothing read from the memmap can steer a write: pageblock migratetypes are checked before
+the reference kernel uses them as list indices (a section holding one out of range is not
+redone), and in the scratch copy a descriptor outside the free ranges never looks like a
+free block, so the reference kernel never merges with it nor follows its links.
+
+Problems are counted per kind in ``out`` (int64, shape (NR_KINDS, 2)): how many, and the
+lowest pfn (-1 if none).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import types
+
+from fastinit.kernels._jit import (LISTS, PAGEBLOCK_TYPES, PAGES, PFN_RANGES,
+                                   RO_PAGEBLOCK_TYPES, RO_PFN_RANGES, RO_PFNS, RO_U64, RO_WORDS,
+                                   kernel)
+from fastinit.kernels._layout import (clear_local_lists, first_range_after, largest_order,
+                                      lru_address)
+from fastinit.kernels.buddy_free import deferred_init_chunk
+from fastinit.layout import (LIST_POISON1, LIST_POISON2, MIGRATE_MOVABLE,
+                             MIGRATE_TYPES, MIGRATE_UNMOVABLE, PAGE_BUDDY_MAPCOUNT,
+                             PAGE_DTYPE, PAGEBLOCK_NR_PAGES, PAGEBLOCKS_PER_SECTION,
+                             PAGES_PER_SECTION, PG_RESERVED, SECTION_SHIFT)
+
+# Kinds of problem (rows of ``out``), and two tallies.
+(REFERENCE_DIFFERS, REFERENCE_MIGRATETYPE_DIFFERS, REFERENCE_SKIPPED, MIGRATETYPE_INVALID,
+ MIGRATETYPE_WRONG, WRONG_STATE, NOT_CANONICAL, NOT_LISTED, HEADS, CHECKED,
+ COMPARED) = range(11)
+NR_KINDS = 11
+
+_WORDS = PAGE_DTYPE.itemsize // 8
+# Garbage where deferred init writes, so a read before a write shows in the comparison.
+_SCRIBBLE = np.uint64(0xA5A5A5A5A5A5A5A5)
+_OUT = types.int64[:, ::1]
+# Pages checked at a time: 512 KiB of descriptors and their scratch copy stay in L2.
+_SPAN = 8192
+# Word 6 of a descriptor: mapcount in the low half (PageBuddy's value marks a free block's
+# head), refcount in the high half.
+_LOW = np.uint64(0xFFFFFFFF)
+_BUDDY = np.uint64(PAGE_BUDDY_MAPCOUNT & 0xFFFFFFFF)
+_POISON1, _POISON2 = np.uint64(LIST_POISON1), np.uint64(LIST_POISON2)
+_STRIDE = np.uint64(PAGE_DTYPE.itemsize)
+_RO_BYTES = types.Array(types.uint8, 1, "C", readonly=True)
+
+
+@kernel(types.void(_OUT, types.int64, types.int64, types.int64))
+def _note(out, kind, count, pfn):
+    """Add ``count`` problems of ``kind``, the first at ``pfn``."""
+    if count:
+        if out[kind, 0] == 0 or pfn < out[kind, 1]:
+            out[kind, 1] = pfn
+        out[kind, 0] += count
+
+
+@kernel(types.boolean(RO_PFN_RANGES, types.int64))
+def _inside(ranges, pfn):
+    """Whether ``pfn`` lies in one of the sorted, disjoint ``ranges``."""
+    r = first_range_after(ranges, pfn)
+    return r < ranges.shape[0] and ranges[r, 0] <= pfn
+
+
+@kernel(types.boolean(RO_PAGEBLOCK_TYPES, types.int64, types.int64, RO_PFN_RANGES, _OUT))
+def _check_pageblocks(pageblock_mt, slot, first_pfn, movable, out):
+    """Each pageblock of the section: a valid migratetype, MOVABLE exactly where one of
+    ``movable`` holds its first pfn. Returns whether all are valid list indices."""
+    valid = True
+    for b in range(PAGEBLOCKS_PER_SECTION):
+        migratetype = pageblock_mt[slot * PAGEBLOCKS_PER_SECTION + b]
+        pfn = first_pfn + b * PAGEBLOCK_NR_PAGES
+        if migratetype >= MIGRATE_TYPES:
+            valid = False
+            _note(out, MIGRATETYPE_INVALID, 1, pfn)
+        expected = MIGRATE_MOVABLE if _inside(movable, pfn) else MIGRATE_UNMOVABLE
+        if migratetype != expected:
+            _note(out, MIGRATETYPE_WRONG, 1, pfn)
+    return valid
+
+
+@kernel(types.void(types.int8[::1], types.int64, types.int64, types.int64, RO_PFN_RANGES,
+                   _RO_BYTES))
+def _expected_heads(expected_order, first_pfn, lo, hi, pieces, reserved):
+    """Order of the free block the buddy decomposition starts at each pfn of ``[lo, hi)``
+    (-1: none), at its offset from ``first_pfn``."""
+    expected_order[lo - first_pfn:hi - first_pfn] = -1
+    r = first_range_after(pieces, lo)
+    while r < pieces.shape[0] and pieces[r, 0] < hi:
+        if not reserved[r]:
+            pfn, end = max(pieces[r, 0], lo), min(pieces[r, 1], hi)
+            while pfn < end:
+                order = largest_order(pfn, end)
+                expected_order[pfn - first_pfn] = order
+                pfn += 1 << order
+        r += 1
+
+
+@kernel(types.void(RO_WORDS, types.int64, types.uint64[::1], types.int64, types.int64))
+def _copy_span(words, slot, scratch_words, lo, hi):
+    """Copy the descriptors at section offsets ``[lo, hi)`` into the scratch copy, where
+    none may look like a free block: the reference kernel must never merge with one it did
+    not free itself, nor follow its links."""
+    begin = slot * PAGES_PER_SECTION * _WORDS
+    scratch_words[lo * _WORDS:hi * _WORDS] = words[begin + lo * _WORDS:begin + hi * _WORDS]
+    for j in range(lo, hi):
+        if scratch_words[j * _WORDS + 6] & _LOW == _BUDDY:
+            scratch_words[j * _WORDS + 6] |= _LOW
+
+
+@kernel(types.void(RO_WORDS, types.int64, types.uint64[::1], PAGEBLOCK_TYPES, PFN_RANGES,
+                   types.int64, types.int64, types.int64, types.int64, types.int64,
+                   types.boolean))
+def _before_deferred_init(words, slot, scratch_words, scratch_mt, free, first_pfn, lo, hi,
+                          start, end, copy):
+    """The span ``[lo, hi)`` as deferred init of ``[start, end)`` found it, in the scratch
+    copy: garbage in the descriptors of the ``free`` ranges (so a read before a write
+    shows), their pageblocks UNMOVABLE (the kernel allocates the bitmap zeroed), and, if
+    ``copy``, the rest of the span as the memmap holds it."""
+    done = lo - first_pfn
+    for r in range(free.shape[0]):
+        s, e = max(free[r, 0], start) - first_pfn, min(free[r, 1], end) - first_pfn
+        if s < e:
+            if copy:
+                _copy_span(words, slot, scratch_words, done, s)
+            scratch_words[s * _WORDS:e * _WORDS] = _SCRIBBLE
+            for j in range(s + (-s & (PAGEBLOCK_NR_PAGES - 1)), e, PAGEBLOCK_NR_PAGES):
+                scratch_mt[j // PAGEBLOCK_NR_PAGES] = MIGRATE_UNMOVABLE
+            done = e
+    if copy:
+        _copy_span(words, slot, scratch_words, done, hi - first_pfn)
+
+
+@kernel(types.void(RO_WORDS, types.int64, types.int64, types.int64, types.uint64, types.boolean,
+                   types.int8[::1], _RO_BYTES, types.uint64[::1], types.boolean, _OUT))
+def _check_descriptor(words, index, pfn, j, flags, reserved, expected_order, listed,
+                      scratch_words, compare, out):
+    """Checks 1, 3 and 4 of one descriptor (``words`` index ``index``, section offset ``j``)
+    in detail: the slow path, for heads of free blocks and for anything not as expected."""
+    w, r = index * _WORDS, j * _WORDS
+    word6 = words[w + 6]
+    head = word6 & _LOW == _BUDDY
+    order = expected_order[j]
+    if head != (order >= 0) or head and words[w + 5] != np.uint64(max(order, 0)):
+        _note(out, NOT_CANONICAL, 1, pfn)
+    refcount = np.uint64(1 if reserved else 0) << np.uint64(32)
+    bad = (words[w] ^ flags) | words[w + 3] | words[w + 4] | words[w + 7]
+    if head:
+        out[HEADS, 0] += 1
+        bad |= word6 ^ (refcount | _BUDDY)
+        if not listed[index >> 3] & (1 << (index & 7)):
+            _note(out, NOT_LISTED, 1, pfn)
+    else:
+        own = lru_address(pfn)
+        bad |= (word6 ^ (refcount | _LOW)) | words[w + 5]
+        # list_del() of a buddy merged into a larger block leaves its links poisoned.
+        if not (words[w + 1] == own and words[w + 2] == own) and (
+                reserved or words[w + 1] != _POISON1 or words[w + 2] != _POISON2):
+            bad = np.uint64(1)
+    if bad:
+        _note(out, WRONG_STATE, 1, pfn)
+    if compare:
+        delta = np.uint64(0)
+        for k in (0, 3, 4, 5, 6, 7):
+            delta |= words[w + k] ^ scratch_words[r + k]
+        # A head's links depend on which chunk finished first: the lists are walked instead.
+        if not head and scratch_words[r + 6] & _LOW != _BUDDY:
+            delta |= (words[w + 1] ^ scratch_words[r + 1]) | (words[w + 2] ^ scratch_words[r + 2])
+        if delta:
+            _note(out, REFERENCE_DIFFERS, 1, pfn)
+
+
+@kernel(types.void(RO_WORDS, types.int64, types.int64, types.int64, types.int64, types.uint64,
+                   types.boolean, types.int8[::1], _RO_BYTES, types.uint64[::1], types.boolean,
+                   _OUT))
+def _check_piece(words, slot, first_pfn, start, end, links, reserved, expected_order, listed,
+                 scratch_words, compare, out):
+    """Checks 1 (if ``compare``), 3 and 4 for ``[start, end)``, a piece of the section with
+    one node and zone (``links``) and one reserved flag.
+
+    This loop reads every descriptor of the memmap, so its common case (a descriptor
+    exactly as init leaves it, equal to the reference, heading no block) costs a few
+    word operations and one branch; anything else takes `_check_descriptor`.
+    """
+    flags = links | np.uint64(PG_RESERVED if reserved else 0)
+    word6 = (np.uint64(1 if reserved else 0) << np.uint64(32)) | _LOW
+    base = slot * PAGES_PER_SECTION
+    own = lru_address(start)
+    for pfn in range(start, end):
+        j = pfn - first_pfn
+        w, r = (base + j) * _WORDS, j * _WORDS
+        delta = ((words[w] ^ flags) | (words[w + 1] ^ own) | (words[w + 2] ^ own) | words[w + 3]
+                 | words[w + 4] | words[w + 5] | (words[w + 6] ^ word6) | words[w + 7])
+        if compare:
+            for k in range(_WORDS):
+                delta |= words[w + k] ^ scratch_words[r + k]
+        if delta or expected_order[j] >= 0:
+            _check_descriptor(words, base + j, pfn, j, flags, reserved, expected_order, listed,
+                              scratch_words, compare, out)
+        own += _STRIDE
+
+
+@kernel(types.void(RO_WORDS, RO_PAGEBLOCK_TYPES, RO_PFNS, types.int64, types.int64,
+                   RO_PFN_RANGES, RO_U64, _RO_BYTES, RO_PFN_RANGES, RO_PFN_RANGES, RO_U64, RO_U64,
+                   RO_PFN_RANGES, RO_PFNS, _RO_BYTES, PAGES, types.uint64[::1], PAGEBLOCK_TYPES,
+                   LISTS, types.int8[::1], _OUT))
+def check_sections(words, pageblock_mt, sections, slot_lo, slot_hi, pieces, piece_links,
+                   piece_reserved, movable, jobs, job_links, job_list_base, job_free,
+                   job_free_bounds, listed, scratch, scratch_words, scratch_mt, scratch_lists,
+                   expected_order, out):
+    """Check the sections in slots ``[slot_lo, slot_hi)`` (see the module docstring).
+
+    Parameters
+    ----------
+    words : ndarray of uint64, shape (nr_pages * 8,)
+        The memmap's descriptors, as words.
+    pageblock_mt : ndarray of uint8, shape (nr_sections * PAGEBLOCKS_PER_SECTION,)
+    sections : ndarray of int64, shape (nr_sections,)
+    slot_lo, slot_hi : int
+        The slots to check.
+    pieces : ndarray of int64, shape (n, 2)
+        Sorted, disjoint pfn ranges that have descriptors and what each should hold:
+    piece_links : ndarray of uint64, shape (n,)
+        ``page_links(nid, zid)`` of each piece;
+    piece_reserved : ndarray of uint8, shape (n,)
+        1 for reserved memory and holes, 0 for free memory. A pfn of a present section
+        outside every piece should have no state at all: any is wrong.
+    movable : ndarray of int64, shape (m, 2)
+        Sorted, disjoint pfn ranges; a pageblock starting in one is MOVABLE, others
+        UNMOVABLE.
+    jobs : ndarray of int64, shape (k, 2)
+        Each node's deferred job ``[start, end)``, sorted.
+    job_links, job_list_base : ndarray of uint64, shape (k,)
+        Links and free-list base of each job's zone.
+    job_free : ndarray of int64, shape (f, 2)
+        Each job's free ranges (sorted), one job after the other.
+    job_free_bounds : ndarray of int64, shape (k + 1,)
+        Job ``x``'s free ranges are ``job_free[job_free_bounds[x]:job_free_bounds[x + 1]]``.
+    listed : ndarray of uint8, shape (ceil(nr_pages / 8),)
+        A bit per descriptor on a free list.
+    scratch, scratch_words, scratch_mt, scratch_lists, expected_order
+        One section's worth of working memory (descriptors and the same memory as words,
+        pageblocks, local lists, int8 per page), owned by the caller's thread.
+    out : ndarray of int64, shape (NR_KINDS, 2)
+        Problem counts and first pfns, added to.
+    """
+    one_slot = np.zeros(1, np.int64)
+    for slot in range(slot_lo, slot_hi):
+        first_pfn = sections[slot] << SECTION_SHIFT
+        valid = _check_pageblocks(pageblock_mt, slot, first_pfn, movable, out)
+        scratch_mt[:] = pageblock_mt[slot * PAGEBLOCKS_PER_SECTION:
+                                     (slot + 1) * PAGEBLOCKS_PER_SECTION]
+        skipped = redone = False
+        # Span by span, so the scratch copy and the expected orders stay in the L2 cache.
+        for lo in range(first_pfn, first_pfn + PAGES_PER_SECTION, _SPAN):
+            hi = lo + _SPAN
+            compare_lo, compare_hi = hi, lo
+            x = first_range_after(jobs, lo)
+            while x < jobs.shape[0] and jobs[x, 0] < hi:
+                # Serial reference: redo this job's part of the span in the scratch copy.
+                start, end = max(jobs[x, 0], lo), min(jobs[x, 1], hi)
+                free = job_free[job_free_bounds[x]:job_free_bounds[x + 1]]
+                r = first_range_after(free, start)
+                if r < free.shape[0] and free[r, 0] < end:
+                    skipped = skipped or not valid
+                    if valid:
+                        # The few ranges the part touches, as the C array the kernel takes.
+                        nearby = free[r:first_range_after(free, end - 1) + 1].copy()
+                        # The first job copies the span but its free ranges; a second
+                        # one's free ranges lie in what the first copied.
+                        _before_deferred_init(words, slot, scratch_words, scratch_mt, nearby,
+                                              first_pfn, lo, hi, start, end,
+                                              compare_lo >= compare_hi)
+                        clear_local_lists(scratch_lists)
+                        deferred_init_chunk(scratch, scratch_mt, one_slot, first_pfn, nearby,
+                                            start, end, job_links[x], job_list_base[x],
+                                            scratch_lists)
+                        compare_lo, compare_hi = min(compare_lo, start), max(compare_hi, end)
+                        out[COMPARED, 0] += end - start
+                        redone = True
+                x += 1
+            # Every descriptor, piece by piece; a pfn in no piece should have no state.
+            _expected_heads(expected_order, first_pfn, lo, hi, pieces, piece_reserved)
+            position = lo
+            r = first_range_after(pieces, lo)
+            while r < pieces.shape[0] and pieces[r, 0] < hi:
+                start, end = max(pieces[r, 0], lo), min(pieces[r, 1], hi)
+                _note(out, WRONG_STATE, start - position, position)
+                # The part the reference redid, and the parts before and after it.
+                cuts = (start, max(start, min(compare_lo, end)), min(end, max(compare_hi, start)),
+                        end)
+                for c in range(3):
+                    if cuts[c] < cuts[c + 1]:
+                        _check_piece(words, slot, first_pfn, cuts[c], cuts[c + 1], piece_links[r],
+                                     piece_reserved[r] != 0, expected_order, listed,
+                                     scratch_words, c == 1, out)
+                position = end
+                r += 1
+            _note(out, WRONG_STATE, hi - position, position)
+        if redone:
+            for b in range(PAGEBLOCKS_PER_SECTION):
+                if pageblock_mt[slot * PAGEBLOCKS_PER_SECTION + b] != scratch_mt[b]:
+                    _note(out, REFERENCE_MIGRATETYPE_DIFFERS, 1,
+                          first_pfn + b * PAGEBLOCK_NR_PAGES)
+        if skipped:
+            _note(out, REFERENCE_SKIPPED, 1, first_pfn)
+        out[CHECKED, 0] += PAGES_PER_SECTION
