@@ -108,7 +108,7 @@ def verify_lines(verification: VerifyReport | None) -> list[str]:
     """Each check passed, each problem found, and the verdict (nothing if not verified)."""
     if verification is None:
         return []
-    lines = [""]
+    lines = ["", f"verify: four checks in {verification.elapsed * 1e3:.0f} ms"]
     for check in verification.checks:
         lines.append(f"verify: {'ok  ' if check.ok else 'FAIL'} {check.summary}")
         lines += [f"        {problem}" for problem in check.problems]

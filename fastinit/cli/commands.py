@@ -61,11 +61,23 @@ def warn_threads(command: str, threads: int | None) -> None:
             f"this process may use; deferred init runs at most {cpus} threads at once")
 
 
+def run_verify(args: argparse.Namespace, result):
+    """`fastinit.mm.verify.verify` with a progress bar on a terminal."""
+    from fastinit.mm.verify import verify
+    bar = None
+    if sys.stderr.isatty() and not args.no_progress and not args.json:
+        bar = ProgressBar(len(result.memmap.pages), "verify", unit_bytes=64)
+    try:
+        return verify(result, progress=bar)
+    finally:
+        if bar is not None:
+            bar.close()
+
+
 def cmd_boot(args: argparse.Namespace, verify: bool = False) -> int:
     from fastinit.mm.run import boot
     from fastinit.mm.plan import plan_boot
     from fastinit.report import boot_json, boot_lines
-    from fastinit.mm.verify import verify as run_verify
     topology, _ = load_topology(args)
     warn_threads(args.command, args.threads)
     plan = plan_boot(topology, args.arch, args.threads)
@@ -84,7 +96,8 @@ def cmd_boot(args: argparse.Namespace, verify: bool = False) -> int:
     finally:
         if bar is not None:
             bar.close()
-    verification = run_verify(result) if verify or getattr(args, "verify", False) else None
+    verification = run_verify(args, result) if verify or getattr(args, "verify", False) \
+        else None
     if args.json:
         emit(json.dumps(boot_json(result, verification), indent=2))
     else:
@@ -98,7 +111,6 @@ def cmd_verify(args: argparse.Namespace) -> int:
     from fastinit.mm.run import load
     from fastinit.mm.memmap_file import DamagedMemmapError, IncompleteMemmapError
     from fastinit.report import boot_json, memmap_file_lines
-    from fastinit.mm.verify import verify as run_verify
     named = args.dmesg is not None or args.spec is not None
     topology = load_topology(args)[0] if named else None
     try:
@@ -106,7 +118,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     except (IncompleteMemmapError, DamagedMemmapError) as error:
         say(f"fastinit verify: FAILED: {error}")
         return 1
-    verification = run_verify(result)
+    verification = run_verify(args, result)
     if args.json:
         document = boot_json(result, verification)
         document["memmap_file"] = {key: result.memmap.file.meta[key] for key in

@@ -67,9 +67,11 @@ class Check:
 
 @dataclass
 class VerifyReport:
-    """Outcome of `verify`: the four checks in order, each with its problems."""
+    """Outcome of `verify`: the four checks in order, each with its problems, and the
+    seconds they took."""
 
     checks: list[Check] = field(default_factory=list)
+    elapsed: float = 0.0
 
     @property
     def problems(self) -> list[str]:
@@ -280,5 +282,5 @@ def verify(result: BootResult, *, threads: int | None = None,
     do_multithreaded(Job(_check_slots, start=0, size=len(result.memmap.sections), align=1,
                          min_chunk=1, max_threads=threads, fn_arg=ctx))
     _report_sections(result, expected, ctx.out, blocks, report)
-    result.timings["verify"] = time.perf_counter() - began
+    report.elapsed = result.timings["verify"] = time.perf_counter() - began
     return report
