@@ -7,8 +7,8 @@ list stops after as many entries as the zone could hold, and every descriptor is
 at most once over all lists (a bit per descriptor): the walk ends in time bounded by the
 memmap's size whatever the file says, and reads nothing outside the arrays.
 
-Problems are recorded, not raised, as rows ``(kind, order, migratetype, value)`` of an int64
-array; ``value`` is a pfn or, for `BAD_LINK`, the link (an address, as int64 bits).
+Problems are recorded, not raised: per kind, how many and the first one's order,
+migratetype and value (a pfn or, for `BAD_LINK`, the link: an address, as int64 bits).
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from fastinit.layout import (LRU_OFFSET, MAX_ORDER, MAX_PFN, MIGRATE_TYPES,
 # Problem kinds.
 BAD_LINK, PREV_BROKEN, NOT_A_FREE_BLOCK, WRONG_MIGRATETYPE, LISTED_TWICE, TOO_LONG, \
     HEAD_PREV, COUNT_MISMATCH, NR_FREE_IMPOSSIBLE = range(9)
+NR_KINDS = 9
 
 _LRU_BASE = np.uint64(VMEMMAP_START + LRU_OFFSET)
 _LRU_LIMIT = np.uint64(MAX_PFN)
@@ -49,23 +50,21 @@ def descriptor_of_link(sections, address):
     return slot * PAGES_PER_SECTION + (pfn & (PAGES_PER_SECTION - 1))
 
 
-@kernel(types.int64(types.int64[:, ::1], types.int64, types.int64, types.int64, types.int64,
-                    types.int64))
-def _note(problems, count, kind, order, migratetype, value):
-    """Record a problem if there is room; returns the new count of problems."""
-    if count < problems.shape[0]:
-        problems[count, 0] = kind
-        problems[count, 1] = order
-        problems[count, 2] = migratetype
-        problems[count, 3] = value
-    return count + 1
+@kernel(types.void(types.int64[:, ::1], types.int64, types.int64, types.int64, types.int64))
+def _note(problems, kind, order, migratetype, value):
+    """Count a problem of ``kind``, and keep the first one's details."""
+    if problems[kind, 0] == 0:
+        problems[kind, 1] = order
+        problems[kind, 2] = migratetype
+        problems[kind, 3] = value
+    problems[kind, 0] += 1
 
 
 @kernel(types.int64(RO_PAGES, RO_PAGEBLOCK_TYPES, RO_PFNS, types.uint64[:, :, ::1],
                     types.int64[:, ::1], types.int64, types.int64, types.uint64, types.uint64,
-                    types.uint8[::1], types.int64[:, ::1], types.int64[::1]))
+                    types.uint8[::1], types.int64[:, ::1]))
 def walk_free_lists(pages, pageblock_mt, sections, heads, nr_free, zone_start, zone_end,
-                    zone, list_base, listed, problems, counts):
+                    zone, list_base, listed, problems):
     """Walk every free list of one zone and check each entry.
 
     Parameters
@@ -86,17 +85,16 @@ def walk_free_lists(pages, pageblock_mt, sections, heads, nr_free, zone_start, z
         Address of the zone's ``free_area[0].free_list[0]``.
     listed : ndarray of uint8, shape (ceil(nr_sections * PAGES_PER_SECTION / 8),)
         A bit per descriptor, set here for every list entry (shared by all zones).
-    problems : ndarray of int64, shape (cap, 4)
-        Filled with the first ``cap`` problems.
-    counts : ndarray of int64, shape (2,)
-        Incremented: problems found, blocks listed.
+    problems : ndarray of int64, shape (NR_KINDS, 4)
+        Per kind of problem: how many (added to), and the first one's order, migratetype
+        and value.
 
     Returns
     -------
     int
-        Entries visited (at most the descriptors in the memmap plus one per list).
+        Blocks listed (each descriptor is visited at most once over all calls sharing
+        ``listed``).
     """
-    found = counts[0]
     visited = 0
     for order in range(MAX_ORDER + 1):
         # Aligned blocks of this order that touch the zone: no list can be longer.
@@ -104,15 +102,14 @@ def walk_free_lists(pages, pageblock_mt, sections, heads, nr_free, zone_start, z
         for migratetype in range(MIGRATE_TYPES):
             expected = nr_free[order, migratetype]
             if expected < 0 or expected > possible:
-                found = _note(problems, found, NR_FREE_IMPOSSIBLE, order, migratetype, expected)
+                _note(problems, NR_FREE_IMPOSSIBLE, order, migratetype, expected)
             limit = min(max(expected, 0), possible)
             head = list_head(list_base, order, migratetype)
             previous, address, length, whole = head, heads[order, migratetype, 0], 0, True
             while address != head:
                 index = descriptor_of_link(sections, address)
                 if index < 0:
-                    found = _note(problems, found, BAD_LINK, order, migratetype,
-                                  np.int64(address))
+                    _note(problems, BAD_LINK, order, migratetype, np.int64(address))
                     whole = False
                     break
                 pfn = (sections[index // PAGES_PER_SECTION] << SECTION_SHIFT) + \
@@ -120,25 +117,23 @@ def walk_free_lists(pages, pageblock_mt, sections, heads, nr_free, zone_start, z
                 bit = np.uint8(1 << (index & 7))
                 if listed[index >> 3] & bit or length >= limit:
                     kind = LISTED_TWICE if listed[index >> 3] & bit else TOO_LONG
-                    found = _note(problems, found, kind, order, migratetype, pfn)
+                    _note(problems, kind, order, migratetype, pfn)
                     whole = False
                     break
                 listed[index >> 3] |= bit
-                counts[1] += 1
                 visited += 1
                 page = pages[index]
                 if page["lru_prev"] != previous:
-                    found = _note(problems, found, PREV_BROKEN, order, migratetype, pfn)
+                    _note(problems, PREV_BROKEN, order, migratetype, pfn)
                 if (page["mapcount"] != PAGE_BUDDY_MAPCOUNT or page["private"] != order
                         or pfn & ((1 << order) - 1) or pfn < zone_start or pfn >= zone_end
                         or zone_id(page["flags"]) != zone):
-                    found = _note(problems, found, NOT_A_FREE_BLOCK, order, migratetype, pfn)
+                    _note(problems, NOT_A_FREE_BLOCK, order, migratetype, pfn)
                 if pageblock_mt[index >> PAGEBLOCK_ORDER] != migratetype:
-                    found = _note(problems, found, WRONG_MIGRATETYPE, order, migratetype, pfn)
+                    _note(problems, WRONG_MIGRATETYPE, order, migratetype, pfn)
                 previous, address, length = address, page["lru_next"], length + 1
             if whole and heads[order, migratetype, 1] != previous:
-                found = _note(problems, found, HEAD_PREV, order, migratetype, 0)
+                _note(problems, HEAD_PREV, order, migratetype, 0)
             if whole and length != expected:
-                found = _note(problems, found, COUNT_MISMATCH, order, migratetype, length)
-    counts[0] = found
+                _note(problems, COUNT_MISMATCH, order, migratetype, length)
     return visited

@@ -45,6 +45,9 @@ from fastinit.layout import (LIST_POISON1, LIST_POISON2, MIGRATE_MOVABLE,
  MIGRATETYPE_WRONG, WRONG_STATE, NOT_CANONICAL, NOT_LISTED, HEADS, CHECKED,
  COMPARED) = range(11)
 NR_KINDS = 11
+KIND_NAMES = ("REFERENCE_DIFFERS", "REFERENCE_MIGRATETYPE_DIFFERS", "REFERENCE_SKIPPED",
+              "MIGRATETYPE_INVALID", "MIGRATETYPE_WRONG", "WRONG_STATE", "NOT_CANONICAL",
+              "NOT_LISTED", "HEADS", "CHECKED", "COMPARED")
 
 _WORDS = PAGE_DTYPE.itemsize // 8
 # Garbage where deferred init writes, so a read before a write shows in the comparison.
@@ -301,9 +304,9 @@ def check_sections(words, pageblock_mt, sections, slot_lo, slot_hi, pieces, piec
             while r < pieces.shape[0] and pieces[r, 0] < hi:
                 start, end = max(pieces[r, 0], lo), min(pieces[r, 1], hi)
                 _note(out, WRONG_STATE, start - position, position)
-                # The part the reference redid, and the parts before and after it.
-                cuts = (start, max(start, min(compare_lo, end)), min(end, max(compare_hi, start)),
-                        end)
+                # The part the reference redid (cuts 1 to 2), and the parts around it.
+                middle = min(max(compare_lo, start), end) if compare_lo < compare_hi else end
+                cuts = (start, middle, min(max(compare_hi, middle), end), end)
                 for c in range(3):
                     if cuts[c] < cuts[c + 1]:
                         _check_piece(words, slot, first_pfn, cuts[c], cuts[c + 1], piece_links[r],

@@ -170,3 +170,97 @@ def fill(array, record, start=0):
     # Bytes, not elements: assigning a structured array skips the padding.
     array.reshape(-1).view(np.uint8)[...] = out.view(np.uint8)
     return array
+
+
+# --- verify ----------------------------------------------------------------------------
+# What a boot leaves, computed per pfn with Python sets and NumPy masks from the plan, to
+# compare with the check kernels' tallies (fastinit.kernels.check_sections).
+
+from fastinit.kernels._layout import page_links  # noqa: E402
+from fastinit.layout import PAGEBLOCKS_PER_SECTION, SECTION_SHIFT  # noqa: E402
+from fastinit.machine.topology import intersect, subtract  # noqa: E402
+from fastinit.mm.early import early_limit  # noqa: E402
+
+
+def _pieces(plan):
+    """(start, end, links, reserved) covering every pfn that has a descriptor."""
+    topology, pieces = plan.topology, []
+    for node in plan.nodes:
+        for zone in node.zones:
+            links = int(page_links(node.nid, zone.zid))
+            memory = intersect(topology.node(node.nid).ranges, zone.start_pfn, zone.end_pfn)
+            free = [tuple(r) for r in plan.free_ranges(node.nid, zone.start_pfn,
+                                                       zone.end_pfn).tolist()]
+            pieces += [(s, e, links, False) for s, e in free]
+            pieces += [(s, e, links, True) for s, e in subtract(memory, free)]
+    for hole in topology.unavailable_ranges():
+        pieces.append((hole.start_pfn, hole.end_pfn, int(page_links(hole.nid, hole.zid)), True))
+    return sorted(pieces)
+
+
+def wrong_descriptors(result):
+    """Sorted pfns whose descriptor does not hold what the boot gives it (verify's check 4)."""
+    plan, memmap = result.plan, result.memmap
+    pieces, wrong = _pieces(plan), []
+    for slot, section in enumerate(memmap.sections.tolist()):
+        pfns = (section << SECTION_SHIFT) + np.arange(PAGES_PER_SECTION, dtype=np.int64)
+        pages = memmap.pages[slot * PAGES_PER_SECTION:(slot + 1) * PAGES_PER_SECTION]
+        expected = np.full(len(pfns), 1 << 63, dtype=np.uint64)  # no piece: nothing fits
+        reserved = np.ones(len(pfns), dtype=bool)
+        for s, e, links, is_reserved in pieces:
+            inside = (pfns >= s) & (pfns < e)
+            expected[inside] = links
+            reserved[inside] = is_reserved
+        bad = pages["flags"] != (expected | np.where(reserved, np.uint64(PG_RESERVED),
+                                                     np.uint64(0)))
+        bad |= pages["refcount"] != reserved.astype(np.int32)
+        heads = pages["mapcount"] == PAGE_BUDDY_MAPCOUNT
+        bad |= ~heads & ((pages["mapcount"] != MAPCOUNT_NONE) | (pages["private"] != 0))
+        bad |= (pages["mapping"] != 0) | (pages["index"] != 0) | (pages["memcg_data"] != 0)
+        own = lru_address(pfns)
+        linked_to_self = (pages["lru_next"] == own) & (pages["lru_prev"] == own)
+        poisoned = (pages["lru_next"] == np.uint64(LIST_POISON1)) & \
+            (pages["lru_prev"] == np.uint64(LIST_POISON2)) & ~reserved
+        bad |= ~heads & ~linked_to_self & ~poisoned
+        wrong.append(pfns[bad])
+    return np.concatenate(wrong) if wrong else np.zeros(0, np.int64)
+
+
+def misplaced_heads(result):
+    """Sorted pfns where a free-block head is, or should be, but not of the canonical order."""
+    expected = {}
+    for s, e, _, is_reserved in _pieces(result.plan):
+        pfn = s
+        while pfn < e and not is_reserved:
+            order = MAX_ORDER
+            while order and (pfn % (1 << order) or pfn + (1 << order) > e):
+                order -= 1
+            expected[pfn] = order
+            pfn += 1 << order
+    pages, odd = result.memmap.pages, set()
+    heads = np.flatnonzero(pages["mapcount"] == PAGE_BUDDY_MAPCOUNT)
+    found = dict(zip(result.memmap.pfns()[heads].tolist(), pages["private"][heads].tolist()))
+    for pfn in set(expected) | set(found):
+        if expected.get(pfn) != found.get(pfn):
+            odd.add(pfn)
+    return np.array(sorted(odd), dtype=np.int64)
+
+
+def wrong_pageblocks(result):
+    """Sorted first pfns of pageblocks whose migratetype is not what the boot leaves:
+    MOVABLE where early init marked memory or deferred init freed the pageblock's start."""
+    plan, memmap = result.plan, result.memmap
+    movable = []
+    for node in plan.nodes:
+        for zone in node.zones:
+            movable += intersect(plan.topology.node(node.nid).ranges, zone.start_pfn,
+                                 early_limit(node, zone))
+        if node.first_deferred_pfn is not None:
+            movable += plan.free_ranges(node.nid, node.first_deferred_pfn,
+                                        node.deferred_zone.end_pfn).tolist()
+    starts = ((memmap.sections[:, None] << SECTION_SHIFT)
+              + PAGEBLOCK_NR_PAGES * np.arange(PAGEBLOCKS_PER_SECTION)).ravel()
+    want = np.zeros(len(starts), np.uint8)
+    for s, e in movable:
+        want[(starts >= s) & (starts < e)] = MIGRATE_MOVABLE
+    return starts[memmap.pageblock_mt != want]

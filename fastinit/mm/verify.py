@@ -67,11 +67,13 @@ class Check:
 
 @dataclass
 class VerifyReport:
-    """Outcome of `verify`: the four checks in order, each with its problems, and the
-    seconds they took."""
+    """Outcome of `verify`: the four checks in order, each with its problems, the seconds
+    they took, and the section pass's tallies: ``{kind: (count, first pfn or -1)}`` with the
+    kinds of `fastinit.kernels.check_sections` in lower case (``"wrong_state"``...)."""
 
     checks: list[Check] = field(default_factory=list)
     elapsed: float = 0.0
+    tallies: dict[str, tuple[int, int]] = field(default_factory=dict)
 
     @property
     def problems(self) -> list[str]:
@@ -127,28 +129,28 @@ def check_free_lists(result: BootResult, check: Check) -> tuple[np.ndarray, int]
     pages, pageblock_mt = _readonly(memmap.pages), _readonly(memmap.pageblock_mt)
     present = _readonly(memmap.sections)
     listed = np.zeros((len(pages) + 7) // 8, np.uint8)
-    counts = np.zeros(2, np.int64)
+    blocks = 0
     for (nid, zid), area in sorted(result.zones.items()):
         zone = result.plan.topology.zone(nid, zid)
-        found = np.zeros((_MAX_PROBLEMS, 4), np.int64)
-        before = int(counts[0])
+        found = np.zeros((lists.NR_KINDS, 4), np.int64)
         nr_free = np.ascontiguousarray(area.nr_free, np.int64)
-        lists.walk_free_lists(pages, pageblock_mt, present,
-                              np.ascontiguousarray(area.heads, np.uint64), nr_free,
-                              zone.start_pfn, zone.end_pfn, zone_id(page_links(nid, zid)),
-                              area.list_base, listed, found, counts)
-        for kind, order, migratetype, value in found[:int(counts[0]) - before].tolist():
+        blocks += lists.walk_free_lists(pages, pageblock_mt, present,
+                                        np.ascontiguousarray(area.heads, np.uint64), nr_free,
+                                        zone.start_pfn, zone.end_pfn,
+                                        zone_id(page_links(nid, zid)), area.list_base,
+                                        listed, found)
+        for kind, (count, order, migratetype, value) in enumerate(found.tolist()):
+            if not count:
+                continue
             if kind == lists.BAD_LINK:
                 value &= (1 << 64) - 1
             text = _LIST_PROBLEMS[kind].format(value=value, span=zone.spanned,
                                                nr_free=int(nr_free[order, migratetype]))
+            more = f" ({count} such problems in the zone's lists)" if count > 1 else ""
             check.problem(f"node {nid} zone {zone.name} order {order} list {migratetype} "
-                          f"({MIGRATETYPE_NAMES[migratetype]}): {text}")
-        if int(counts[0]) - before > _MAX_PROBLEMS:
-            check.problem(f"node {nid} zone {zone.name}: {int(counts[0]) - before} problems "
-                          f"in its free lists in all")
-    check.summary = f"free lists well-formed ({int(counts[1])} blocks)"
-    return listed, int(counts[1])
+                          f"({MIGRATETYPE_NAMES[migratetype]}): {text}{more}")
+    check.summary = f"free lists well-formed ({blocks} blocks)"
+    return listed, blocks
 
 
 class _SectionPass:
@@ -282,5 +284,8 @@ def verify(result: BootResult, *, threads: int | None = None,
     do_multithreaded(Job(_check_slots, start=0, size=len(result.memmap.sections), align=1,
                          min_chunk=1, max_threads=threads, fn_arg=ctx))
     _report_sections(result, expected, ctx.out, blocks, report)
+    report.tallies = {name.lower(): (int(ctx.out[kind, 0]),
+                                     int(ctx.out[kind, 1]) if ctx.out[kind, 0] else -1)
+                      for kind, name in enumerate(sections.KIND_NAMES)}
     report.elapsed = result.timings["verify"] = time.perf_counter() - began
     return report
