@@ -20,8 +20,7 @@ the reference kernel uses them as list indices (a section holding one out of ran
 redone), and in the scratch copy a descriptor outside the free ranges never looks like a
 free block, so the reference kernel never merges with it nor follows its links.
 
-Problems are counted per kind in ``out`` (int64, shape (NR_KINDS, 2)): how many, and the
-lowest pfn (-1 if none).
+Problems are counted per kind in ``out`` (see `fastinit.kernels.check_descriptors`).
 """
 
 from __future__ import annotations
@@ -32,45 +31,21 @@ from numba import types
 from fastinit.kernels._jit import (LISTS, PAGEBLOCK_TYPES, PAGES, PFN_RANGES,
                                    RO_PAGEBLOCK_TYPES, RO_PFN_RANGES, RO_PFNS, RO_U64, RO_WORDS,
                                    kernel)
-from fastinit.kernels._layout import (clear_local_lists, first_range_after, largest_order,
-                                      lru_address)
+from fastinit.kernels._layout import clear_local_lists, first_range_after, largest_order
 from fastinit.kernels.buddy_free import deferred_init_chunk
-from fastinit.layout import (LIST_POISON1, LIST_POISON2, MIGRATE_MOVABLE,
-                             MIGRATE_TYPES, MIGRATE_UNMOVABLE, PAGE_BUDDY_MAPCOUNT,
-                             PAGE_DTYPE, PAGEBLOCK_NR_PAGES, PAGEBLOCKS_PER_SECTION,
-                             PAGES_PER_SECTION, PG_RESERVED, SECTION_SHIFT)
+from fastinit.kernels.check_descriptors import (BUDDY, CHECKED, COMPARED, LOW_HALF, OUT,
+                                                REFERENCE_MIGRATETYPE_DIFFERS,
+                                                REFERENCE_SKIPPED, RO_BYTES, WORDS_PER_PAGE,
+                                                WRONG_STATE, MIGRATETYPE_INVALID,
+                                                MIGRATETYPE_WRONG, check_piece, note)
+from fastinit.layout import (MIGRATE_MOVABLE, MIGRATE_TYPES, MIGRATE_UNMOVABLE,
+                             PAGEBLOCK_NR_PAGES, PAGEBLOCKS_PER_SECTION, PAGES_PER_SECTION,
+                             SECTION_SHIFT)
 
-# Kinds of problem (rows of ``out``), and two tallies.
-(REFERENCE_DIFFERS, REFERENCE_MIGRATETYPE_DIFFERS, REFERENCE_SKIPPED, MIGRATETYPE_INVALID,
- MIGRATETYPE_WRONG, WRONG_STATE, NOT_CANONICAL, NOT_LISTED, HEADS, CHECKED,
- COMPARED) = range(11)
-NR_KINDS = 11
-KIND_NAMES = ("REFERENCE_DIFFERS", "REFERENCE_MIGRATETYPE_DIFFERS", "REFERENCE_SKIPPED",
-              "MIGRATETYPE_INVALID", "MIGRATETYPE_WRONG", "WRONG_STATE", "NOT_CANONICAL",
-              "NOT_LISTED", "HEADS", "CHECKED", "COMPARED")
-
-_WORDS = PAGE_DTYPE.itemsize // 8
 # Garbage where deferred init writes, so a read before a write shows in the comparison.
 _SCRIBBLE = np.uint64(0xA5A5A5A5A5A5A5A5)
-_OUT = types.int64[:, ::1]
 # Pages checked at a time: 512 KiB of descriptors and their scratch copy stay in L2.
 _SPAN = 8192
-# Word 6 of a descriptor: mapcount in the low half (PageBuddy's value marks a free block's
-# head), refcount in the high half.
-_LOW = np.uint64(0xFFFFFFFF)
-_BUDDY = np.uint64(PAGE_BUDDY_MAPCOUNT & 0xFFFFFFFF)
-_POISON1, _POISON2 = np.uint64(LIST_POISON1), np.uint64(LIST_POISON2)
-_STRIDE = np.uint64(PAGE_DTYPE.itemsize)
-_RO_BYTES = types.Array(types.uint8, 1, "C", readonly=True)
-
-
-@kernel(types.void(_OUT, types.int64, types.int64, types.int64))
-def _note(out, kind, count, pfn):
-    """Add ``count`` problems of ``kind``, the first at ``pfn``."""
-    if count:
-        if out[kind, 0] == 0 or pfn < out[kind, 1]:
-            out[kind, 1] = pfn
-        out[kind, 0] += count
 
 
 @kernel(types.boolean(RO_PFN_RANGES, types.int64))
@@ -80,7 +55,7 @@ def _inside(ranges, pfn):
     return r < ranges.shape[0] and ranges[r, 0] <= pfn
 
 
-@kernel(types.boolean(RO_PAGEBLOCK_TYPES, types.int64, types.int64, RO_PFN_RANGES, _OUT))
+@kernel(types.boolean(RO_PAGEBLOCK_TYPES, types.int64, types.int64, RO_PFN_RANGES, OUT))
 def _check_pageblocks(pageblock_mt, slot, first_pfn, movable, out):
     """Each pageblock of the section: a valid migratetype, MOVABLE exactly where one of
     ``movable`` holds its first pfn. Returns whether all are valid list indices."""
@@ -90,15 +65,15 @@ def _check_pageblocks(pageblock_mt, slot, first_pfn, movable, out):
         pfn = first_pfn + b * PAGEBLOCK_NR_PAGES
         if migratetype >= MIGRATE_TYPES:
             valid = False
-            _note(out, MIGRATETYPE_INVALID, 1, pfn)
+            note(out, MIGRATETYPE_INVALID, 1, pfn)
         expected = MIGRATE_MOVABLE if _inside(movable, pfn) else MIGRATE_UNMOVABLE
         if migratetype != expected:
-            _note(out, MIGRATETYPE_WRONG, 1, pfn)
+            note(out, MIGRATETYPE_WRONG, 1, pfn)
     return valid
 
 
 @kernel(types.void(types.int8[::1], types.int64, types.int64, types.int64, RO_PFN_RANGES,
-                   _RO_BYTES))
+                   RO_BYTES))
 def _expected_heads(expected_order, first_pfn, lo, hi, pieces, reserved):
     """Order of the free block the buddy decomposition starts at each pfn of ``[lo, hi)``
     (-1: none), at its offset from ``first_pfn``."""
@@ -119,11 +94,11 @@ def _copy_span(words, slot, scratch_words, lo, hi):
     """Copy the descriptors at section offsets ``[lo, hi)`` into the scratch copy, where
     none may look like a free block: the reference kernel must never merge with one it did
     not free itself, nor follow its links."""
-    begin = slot * PAGES_PER_SECTION * _WORDS
-    scratch_words[lo * _WORDS:hi * _WORDS] = words[begin + lo * _WORDS:begin + hi * _WORDS]
+    begin = slot * PAGES_PER_SECTION * WORDS_PER_PAGE
+    scratch_words[lo * WORDS_PER_PAGE:hi * WORDS_PER_PAGE] = words[begin + lo * WORDS_PER_PAGE:begin + hi * WORDS_PER_PAGE]
     for j in range(lo, hi):
-        if scratch_words[j * _WORDS + 6] & _LOW == _BUDDY:
-            scratch_words[j * _WORDS + 6] |= _LOW
+        if scratch_words[j * WORDS_PER_PAGE + 6] & LOW_HALF == BUDDY:
+            scratch_words[j * WORDS_PER_PAGE + 6] |= LOW_HALF
 
 
 @kernel(types.void(RO_WORDS, types.int64, types.uint64[::1], PAGEBLOCK_TYPES, PFN_RANGES,
@@ -141,7 +116,7 @@ def _before_deferred_init(words, slot, scratch_words, scratch_mt, free, first_pf
         if s < e:
             if copy:
                 _copy_span(words, slot, scratch_words, done, s)
-            scratch_words[s * _WORDS:e * _WORDS] = _SCRIBBLE
+            scratch_words[s * WORDS_PER_PAGE:e * WORDS_PER_PAGE] = _SCRIBBLE
             for j in range(s + (-s & (PAGEBLOCK_NR_PAGES - 1)), e, PAGEBLOCK_NR_PAGES):
                 scratch_mt[j // PAGEBLOCK_NR_PAGES] = MIGRATE_UNMOVABLE
             done = e
@@ -149,79 +124,10 @@ def _before_deferred_init(words, slot, scratch_words, scratch_mt, free, first_pf
         _copy_span(words, slot, scratch_words, done, hi - first_pfn)
 
 
-@kernel(types.void(RO_WORDS, types.int64, types.int64, types.int64, types.uint64, types.boolean,
-                   types.int8[::1], _RO_BYTES, types.uint64[::1], types.boolean, _OUT))
-def _check_descriptor(words, index, pfn, j, flags, reserved, expected_order, listed,
-                      scratch_words, compare, out):
-    """Checks 1, 3 and 4 of one descriptor (``words`` index ``index``, section offset ``j``)
-    in detail: the slow path, for heads of free blocks and for anything not as expected."""
-    w, r = index * _WORDS, j * _WORDS
-    word6 = words[w + 6]
-    head = word6 & _LOW == _BUDDY
-    order = expected_order[j]
-    if head != (order >= 0) or head and words[w + 5] != np.uint64(max(order, 0)):
-        _note(out, NOT_CANONICAL, 1, pfn)
-    refcount = np.uint64(1 if reserved else 0) << np.uint64(32)
-    bad = (words[w] ^ flags) | words[w + 3] | words[w + 4] | words[w + 7]
-    if head:
-        out[HEADS, 0] += 1
-        bad |= word6 ^ (refcount | _BUDDY)
-        if not listed[index >> 3] & (1 << (index & 7)):
-            _note(out, NOT_LISTED, 1, pfn)
-    else:
-        own = lru_address(pfn)
-        bad |= (word6 ^ (refcount | _LOW)) | words[w + 5]
-        # list_del() of a buddy merged into a larger block leaves its links poisoned.
-        if not (words[w + 1] == own and words[w + 2] == own) and (
-                reserved or words[w + 1] != _POISON1 or words[w + 2] != _POISON2):
-            bad = np.uint64(1)
-    if bad:
-        _note(out, WRONG_STATE, 1, pfn)
-    if compare:
-        delta = np.uint64(0)
-        for k in (0, 3, 4, 5, 6, 7):
-            delta |= words[w + k] ^ scratch_words[r + k]
-        # A head's links depend on which chunk finished first: the lists are walked instead.
-        if not head and scratch_words[r + 6] & _LOW != _BUDDY:
-            delta |= (words[w + 1] ^ scratch_words[r + 1]) | (words[w + 2] ^ scratch_words[r + 2])
-        if delta:
-            _note(out, REFERENCE_DIFFERS, 1, pfn)
-
-
-@kernel(types.void(RO_WORDS, types.int64, types.int64, types.int64, types.int64, types.uint64,
-                   types.boolean, types.int8[::1], _RO_BYTES, types.uint64[::1], types.boolean,
-                   _OUT))
-def _check_piece(words, slot, first_pfn, start, end, links, reserved, expected_order, listed,
-                 scratch_words, compare, out):
-    """Checks 1 (if ``compare``), 3 and 4 for ``[start, end)``, a piece of the section with
-    one node and zone (``links``) and one reserved flag.
-
-    This loop reads every descriptor of the memmap, so its common case (a descriptor
-    exactly as init leaves it, equal to the reference, heading no block) costs a few
-    word operations and one branch; anything else takes `_check_descriptor`.
-    """
-    flags = links | np.uint64(PG_RESERVED if reserved else 0)
-    word6 = (np.uint64(1 if reserved else 0) << np.uint64(32)) | _LOW
-    base = slot * PAGES_PER_SECTION
-    own = lru_address(start)
-    for pfn in range(start, end):
-        j = pfn - first_pfn
-        w, r = (base + j) * _WORDS, j * _WORDS
-        delta = ((words[w] ^ flags) | (words[w + 1] ^ own) | (words[w + 2] ^ own) | words[w + 3]
-                 | words[w + 4] | words[w + 5] | (words[w + 6] ^ word6) | words[w + 7])
-        if compare:
-            for k in range(_WORDS):
-                delta |= words[w + k] ^ scratch_words[r + k]
-        if delta or expected_order[j] >= 0:
-            _check_descriptor(words, base + j, pfn, j, flags, reserved, expected_order, listed,
-                              scratch_words, compare, out)
-        own += _STRIDE
-
-
 @kernel(types.void(RO_WORDS, RO_PAGEBLOCK_TYPES, RO_PFNS, types.int64, types.int64,
-                   RO_PFN_RANGES, RO_U64, _RO_BYTES, RO_PFN_RANGES, RO_PFN_RANGES, RO_U64, RO_U64,
-                   RO_PFN_RANGES, RO_PFNS, _RO_BYTES, PAGES, types.uint64[::1], PAGEBLOCK_TYPES,
-                   LISTS, types.int8[::1], _OUT))
+                   RO_PFN_RANGES, RO_U64, RO_BYTES, RO_PFN_RANGES, RO_PFN_RANGES, RO_U64, RO_U64,
+                   RO_PFN_RANGES, RO_PFNS, RO_BYTES, PAGES, types.uint64[::1], PAGEBLOCK_TYPES,
+                   LISTS, types.int8[::1], OUT))
 def check_sections(words, pageblock_mt, sections, slot_lo, slot_hi, pieces, piece_links,
                    piece_reserved, movable, jobs, job_links, job_list_base, job_free,
                    job_free_bounds, listed, scratch, scratch_words, scratch_mt, scratch_lists,
@@ -303,23 +209,23 @@ def check_sections(words, pageblock_mt, sections, slot_lo, slot_hi, pieces, piec
             r = first_range_after(pieces, lo)
             while r < pieces.shape[0] and pieces[r, 0] < hi:
                 start, end = max(pieces[r, 0], lo), min(pieces[r, 1], hi)
-                _note(out, WRONG_STATE, start - position, position)
+                note(out, WRONG_STATE, start - position, position)
                 # The part the reference redid (cuts 1 to 2), and the parts around it.
                 middle = min(max(compare_lo, start), end) if compare_lo < compare_hi else end
                 cuts = (start, middle, min(max(compare_hi, middle), end), end)
                 for c in range(3):
                     if cuts[c] < cuts[c + 1]:
-                        _check_piece(words, slot, first_pfn, cuts[c], cuts[c + 1], piece_links[r],
+                        check_piece(words, slot, first_pfn, cuts[c], cuts[c + 1], piece_links[r],
                                      piece_reserved[r] != 0, expected_order, listed,
                                      scratch_words, c == 1, out)
                 position = end
                 r += 1
-            _note(out, WRONG_STATE, hi - position, position)
+            note(out, WRONG_STATE, hi - position, position)
         if redone:
             for b in range(PAGEBLOCKS_PER_SECTION):
                 if pageblock_mt[slot * PAGEBLOCKS_PER_SECTION + b] != scratch_mt[b]:
-                    _note(out, REFERENCE_MIGRATETYPE_DIFFERS, 1,
+                    note(out, REFERENCE_MIGRATETYPE_DIFFERS, 1,
                           first_pfn + b * PAGEBLOCK_NR_PAGES)
         if skipped:
-            _note(out, REFERENCE_SKIPPED, 1, first_pfn)
+            note(out, REFERENCE_SKIPPED, 1, first_pfn)
         out[CHECKED, 0] += PAGES_PER_SECTION

@@ -35,8 +35,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from fastinit.engine.padata import Job, do_multithreaded
+from fastinit.kernels import check_descriptors as kinds
 from fastinit.kernels import check_lists as lists
-from fastinit.kernels import check_sections as sections
+from fastinit.kernels.check_sections import check_sections
 from fastinit.kernels._layout import largest_order, new_local_lists, page_links, zone_id
 from fastinit.layout import (MIGRATE_TYPES, MIGRATETYPE_NAMES, PAGE_DTYPE, PAGEBLOCK_NR_PAGES,
                              PAGEBLOCKS_PER_SECTION, PAGES_PER_SECTION)
@@ -169,7 +170,7 @@ class _SectionPass:
         self.progress = progress
         self.lock = threading.Lock()
         self.spare: list[tuple] = []
-        self.out = np.zeros((sections.NR_KINDS, 2), np.int64)
+        self.out = np.zeros((kinds.NR_KINDS, 2), np.int64)
 
     def scratch(self) -> tuple:
         with self.lock:
@@ -191,11 +192,11 @@ class _SectionPass:
 def _check_slots(start: int, end: int, ctx: _SectionPass) -> None:
     """The job's thread function: checks 1, 3 and 4 over the sections in slots [start, end)."""
     scratch = ctx.scratch()
-    out = np.zeros((sections.NR_KINDS, 2), np.int64)
+    out = np.zeros((kinds.NR_KINDS, 2), np.int64)
     try:
         for lo in range(start, end, _BATCH):
             hi = min(lo + _BATCH, end)
-            sections.check_sections(*ctx.arrays, lo, hi, *ctx.expected, *scratch, out)
+            check_sections(*ctx.arrays, lo, hi, *ctx.expected, *scratch, out)
             if ctx.progress is not None:
                 ctx.progress((hi - lo) * PAGES_PER_SECTION)
     finally:
@@ -205,32 +206,32 @@ def _check_slots(start: int, end: int, ctx: _SectionPass) -> None:
 def _report_sections(result: BootResult, expected: ExpectedState, out: np.ndarray,
                      blocks: int, report: VerifyReport) -> None:
     reference, free_lists, buddy, state = report.checks
-    count = {kind: int(out[kind, 0]) for kind in range(sections.NR_KINDS)}
-    first = {kind: int(out[kind, 1]) for kind in range(sections.NR_KINDS)}
-    if count[sections.REFERENCE_DIFFERS]:
-        reference.problem(f"descriptor of pfn {first[sections.REFERENCE_DIFFERS]:#x} differs "
-                          f"from the serial reference ({count[sections.REFERENCE_DIFFERS]} "
+    count = {kind: int(out[kind, 0]) for kind in range(kinds.NR_KINDS)}
+    first = {kind: int(out[kind, 1]) for kind in range(kinds.NR_KINDS)}
+    if count[kinds.REFERENCE_DIFFERS]:
+        reference.problem(f"descriptor of pfn {first[kinds.REFERENCE_DIFFERS]:#x} differs "
+                          f"from the serial reference ({count[kinds.REFERENCE_DIFFERS]} "
                           f"descriptors differ)")
-    if count[sections.REFERENCE_MIGRATETYPE_DIFFERS]:
+    if count[kinds.REFERENCE_MIGRATETYPE_DIFFERS]:
         reference.problem(f"pageblock migratetypes differ from the serial reference "
-                          f"({count[sections.REFERENCE_MIGRATETYPE_DIFFERS]} pageblocks, the "
-                          f"first at pfn {first[sections.REFERENCE_MIGRATETYPE_DIFFERS]:#x})")
-    if count[sections.REFERENCE_SKIPPED]:
-        reference.problem(f"{count[sections.REFERENCE_SKIPPED]} sections could not be redone "
+                          f"({count[kinds.REFERENCE_MIGRATETYPE_DIFFERS]} pageblocks, the "
+                          f"first at pfn {first[kinds.REFERENCE_MIGRATETYPE_DIFFERS]:#x})")
+    if count[kinds.REFERENCE_SKIPPED]:
+        reference.problem(f"{count[kinds.REFERENCE_SKIPPED]} sections could not be redone "
                           f"(a pageblock migratetype out of range), the first at pfn "
-                          f"{first[sections.REFERENCE_SKIPPED]:#x}")
+                          f"{first[kinds.REFERENCE_SKIPPED]:#x}")
     reference.summary = (f"deferred init equals the serial reference "
-                         f"({count[sections.COMPARED]} descriptors byte for byte, free-block "
+                         f"({count[kinds.COMPARED]} descriptors byte for byte, free-block "
                          f"links aside)")
-    if count[sections.NOT_LISTED]:
-        free_lists.problem(f"{count[sections.NOT_LISTED]} descriptors are free-block heads on "
-                           f"no free list, the first at pfn {first[sections.NOT_LISTED]:#x} "
-                           f"(the lists hold {blocks} blocks, {count[sections.HEADS]} "
+    if count[kinds.NOT_LISTED]:
+        free_lists.problem(f"{count[kinds.NOT_LISTED]} descriptors are free-block heads on "
+                           f"no free list, the first at pfn {first[kinds.NOT_LISTED]:#x} "
+                           f"(the lists hold {blocks} blocks, {count[kinds.HEADS]} "
                            f"descriptors head one)")
-    if count[sections.NOT_CANONICAL]:
-        pfn = first[sections.NOT_CANONICAL]
+    if count[kinds.NOT_CANONICAL]:
+        pfn = first[kinds.NOT_CANONICAL]
         buddy.problem(f"free blocks are not the buddy decomposition of the free pages: "
-                      f"{count[sections.NOT_CANONICAL]} descriptors differ, the first at pfn "
+                      f"{count[kinds.NOT_CANONICAL]} descriptors differ, the first at pfn "
                       f"{pfn:#x} ({_zone_name(result, pfn)})")
     for (nid, zid), free in expected.zone_free.items():
         pages = int((free[:, 1] - free[:, 0]).sum())
@@ -243,16 +244,16 @@ def _report_sections(result: BootResult, expected: ExpectedState, out: np.ndarra
 
 def _report_states(result: BootResult, count: dict, first: dict, state: Check) -> None:
     memmap = result.memmap
-    if count[sections.WRONG_STATE]:
-        state.problem(f"{count[sections.WRONG_STATE]} descriptors hold a wrong state, first "
-                      f"pfn {first[sections.WRONG_STATE]:#x}")
-    for kind, what in ((sections.MIGRATETYPE_INVALID, f"a migratetype >= {MIGRATE_TYPES}"),
-                       (sections.MIGRATETYPE_WRONG, "the wrong migratetype")):
+    if count[kinds.WRONG_STATE]:
+        state.problem(f"{count[kinds.WRONG_STATE]} descriptors hold a wrong state, first "
+                      f"pfn {first[kinds.WRONG_STATE]:#x}")
+    for kind, what in ((kinds.MIGRATETYPE_INVALID, f"a migratetype >= {MIGRATE_TYPES}"),
+                       (kinds.MIGRATETYPE_WRONG, "the wrong migratetype")):
         if count[kind]:
             value = int(memmap.pageblock_mt[memmap.index(first[kind]) // PAGEBLOCK_NR_PAGES])
             state.problem(f"{count[kind]} pageblocks hold {what}, the first at pfn "
                           f"{first[kind]:#x} ({value})")
-    state.summary = (f"every descriptor holds its expected state ({count[sections.CHECKED]} "
+    state.summary = (f"every descriptor holds its expected state ({count[kinds.CHECKED]} "
                      f"descriptors, {len(memmap.pageblock_mt)} pageblocks)")
 
 
@@ -286,6 +287,6 @@ def verify(result: BootResult, *, threads: int | None = None,
     _report_sections(result, expected, ctx.out, blocks, report)
     report.tallies = {name.lower(): (int(ctx.out[kind, 0]),
                                      int(ctx.out[kind, 1]) if ctx.out[kind, 0] else -1)
-                      for kind, name in enumerate(sections.KIND_NAMES)}
+                      for kind, name in enumerate(kinds.KIND_NAMES)}
     report.elapsed = result.timings["verify"] = time.perf_counter() - began
     return report
