@@ -180,6 +180,12 @@ class _SectionPass:
         return (pages, pages.view(np.uint64), np.empty(PAGEBLOCKS_PER_SECTION, np.uint8),
                 new_local_lists(), np.empty(PAGES_PER_SECTION, np.int8))
 
+    def close(self) -> None:
+        """Let go of the memmap and the scratch memory: a pool helper may keep the last job
+        (and so this object) alive, and a memmap file stays locked while its arrays live."""
+        self.arrays = self.expected = None
+        self.spare.clear()
+
     def add(self, out: np.ndarray, scratch: tuple) -> None:
         with self.lock:
             self.spare.append(scratch)
@@ -282,8 +288,11 @@ def verify(result: BootResult, *, threads: int | None = None,
     expected = expected_state(result.plan)
     listed, blocks = check_free_lists(result, report.checks[1])
     ctx = _SectionPass(result, expected, listed, progress)
-    do_multithreaded(Job(_check_slots, start=0, size=len(result.memmap.sections), align=1,
-                         min_chunk=1, max_threads=threads, fn_arg=ctx))
+    try:
+        do_multithreaded(Job(_check_slots, start=0, size=len(result.memmap.sections), align=1,
+                             min_chunk=1, max_threads=threads, fn_arg=ctx))
+    finally:
+        ctx.close()
     _report_sections(result, expected, ctx.out, blocks, report)
     report.tallies = {name.lower(): (int(ctx.out[kind, 0]),
                                      int(ctx.out[kind, 1]) if ctx.out[kind, 0] else -1)
