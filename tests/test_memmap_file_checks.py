@@ -16,6 +16,7 @@ from fastinit.layout import MIGRATE_TYPES
 from fastinit.machine.spec import parse_spec
 from fastinit.mm.memmap_file import ZONE_STATE_DTYPE
 from fastinit.mm.run import boot
+from memmap_fuzz import refingerprint
 from memmap_tools import array_offset, mutate_data, parts, reseal
 
 SPEC = "1x1G,cpus=2"
@@ -61,6 +62,15 @@ def node0(change):
     return topology(lambda t: {**t, "nodes": [change(t["nodes"][0])] + t["nodes"][1:]})
 
 
+def refingerprinted(change):
+    """``change``, then the fingerprint recomputed, so the checks behind it are reached."""
+    def apply(document):
+        document = change(document)
+        refingerprint(document)
+        return document
+    return apply
+
+
 HEADER_FORGERIES = {
     "missing fingerprint": (without("fingerprint"), "lacks 'fingerprint'"),
     "missing arch": (without("arch"), "lacks 'arch'"),
@@ -82,6 +92,9 @@ HEADER_FORGERIES = {
                     "start pfn"),
     "range beyond 52 bits": (node0(lambda n: {**n, "ranges": [[1, 2**60]]}), "end pfn"),
     "inverted range": (node0(lambda n: {**n, "ranges": [[500, 100]]}), "empty"),
+    "4 PiB of memory in 8 sections": (
+        refingerprinted(node0(lambda n: {**n, "ranges": [[1, 2**40 - 1]]})),
+        "do not fit in the 8 sections"),
     "no nodes": (topology(lambda t: {**t, "nodes": []}), "0 nodes"),
     "100,000 reserved ranges": (topology(lambda t: {**t, "reserved": [[1, 2]] * 100000}),
                                 "at most 4096 ranges"),

@@ -68,8 +68,9 @@ def open_directory(shown: str, directory: str) -> int:
             from None
 
 
-def open_regular(shown: str, writable: bool = False) -> int:
-    """Open an existing regular file without ever blocking (a FIFO would block forever)."""
+def check_regular(shown: str) -> None:
+    """Refuse a path that does not lead to a regular file (checked before anything is
+    opened or locked beside it: opening a FIFO blocks, opening a device can act)."""
     try:
         before = os.stat(shown)
     except OSError as error:
@@ -77,6 +78,11 @@ def open_regular(shown: str, writable: bool = False) -> int:
     if not stat.S_ISREG(before.st_mode):
         raise MemmapFileError(f"{shown} is {kind_of(before.st_mode)}, not a fastinit memmap "
                               f"file; name a file that fastinit wrote")
+
+
+def open_regular(shown: str, writable: bool = False) -> int:
+    """Open an existing regular file without ever blocking (a FIFO would block forever)."""
+    check_regular(shown)
     flags = (os.O_RDWR if writable else os.O_RDONLY) | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
     try:
         fd = os.open(shown, flags)

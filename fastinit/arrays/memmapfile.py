@@ -247,6 +247,10 @@ def create_file(path, arrays, metadata=None, *, kind: str = "array", force: bool
     dfd = atomic.open_directory(shown, directory)
     lock = temp = fd = None
     try:
+        # Once before locking, so nothing is ever created beside a device or a FIFO, and
+        # once with the lock held, which is the check that counts.
+        atomic.check_replaceable(shown, dfd, name, force=force, replace_any=replace_any_file,
+                                 is_ours=_is_ours)
         lock = atomic.PathLock(shown, dfd, name, exclusive=True)
         old = atomic.check_replaceable(shown, dfd, name, force=force,
                                        replace_any=replace_any_file, is_ours=_is_ours)
@@ -339,6 +343,7 @@ def open_file(path, mode: str = "r", *, kind: str | None = None,
             note = atomic.temp_note(dfd, name)  # a writer killed or at work: incomplete
             raise (IncompleteMemmapError if note else MemmapFileError)(
                 f"{shown} does not exist{note}")
+        atomic.check_regular(shown)
         lock = atomic.PathLock(shown, dfd, name, exclusive=mode == "r+")
         fd = atomic.open_regular(shown, writable=mode == "r+")
         size = os.fstat(fd).st_size

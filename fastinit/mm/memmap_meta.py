@@ -154,7 +154,13 @@ def check_page_metadata(document, arch_profiles) -> tuple[Topology, dict]:
     if field(document, "kernel", str) not in KERNELS:
         raise ValueError(f"kernel {document['kernel'][:40]!r} is not one of "
                          f"{', '.join(KERNELS)}")
-    integer(field(document, "sections", int), 0, MAX_PFN // PAGES_PER_SECTION, "sections")
+    sections = integer(field(document, "sections", int), 0, MAX_PFN // PAGES_PER_SECTION,
+                       "sections")
+    # Before planning the machine (a claimed 4 PiB costs a second): its memory must fit
+    # in the sections the file holds.
+    if -(-topology.present_pages // PAGES_PER_SECTION) > sections:
+        raise ValueError(f"the machine's {topology.present_pages} pages do not fit in the "
+                         f"{sections} sections the file holds")
     threads = field(document, "threads", list)
     if len(threads) > MAX_NUMNODES:
         raise ValueError("threads lists more nodes than a machine has")
