@@ -12,7 +12,6 @@ the failures ``traceback`` (any other exception), ``signal``, ``hang``, ``memory
 from __future__ import annotations
 
 import json
-import os
 import random
 import select
 import shutil
@@ -22,7 +21,7 @@ import time
 from collections import Counter, defaultdict
 from pathlib import Path
 
-from memmap_fuzz import DATA_KINDS, META_KINDS, data_mutation, meta_mutation
+from memmap_fuzz import DATA_KINDS, data_mutation, meta_mutation
 
 FAILURES = ("traceback", "signal", "hang", "memory", "unnamed")
 KIND_WEIGHTS = {"meta-resealed": 20, "meta-raw": 4, "header-fields": 4, "size": 3,
@@ -179,5 +178,4 @@ def replay(seed: int, index: int, bases: list) -> dict:
     return {"problems": verify(load(str(base.work))).problems}
 
 
-__all__ = ["Worker", "campaign", "replay", "FAILURES", "KIND_WEIGHTS", "META_KINDS",
-           "os"]
+__all__ = ["Worker", "campaign", "replay", "FAILURES", "KIND_WEIGHTS"]

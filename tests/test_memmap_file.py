@@ -1,7 +1,6 @@
 """Page memmap files: what a boot leaves, what a failure or a kill leaves, and everything a
 file says checked before verify uses it (the file is untrusted input)."""
 
-import json
 import os
 import signal
 import struct
@@ -15,13 +14,12 @@ import pytest
 
 from fastinit.arrays import fileformat as fmt
 from fastinit.cli import main
-from fastinit.layout import PAGE_DTYPE, PAGEBLOCKS_PER_SECTION, PAGES_PER_SECTION
 from fastinit.machine.spec import parse_spec
-from fastinit.mm.memmap_file import (DamagedMemmapError, IncompleteMemmapError,
-                                     MemmapFileError, open_file, topology_fingerprint)
+from fastinit.mm.memmap_file import (IncompleteMemmapError, MemmapFileError, open_file,
+                                     topology_fingerprint)
 from fastinit.mm.run import boot, load
 from fastinit.mm.verify import verify
-from memmap_tools import mutate_data, parts, reseal
+from memmap_tools import mutate_data, reseal
 
 SPEC = "2x1G,cpus=2"
 
