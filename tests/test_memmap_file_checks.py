@@ -118,6 +118,9 @@ HEADER_FORGERIES = {
     "1e400": (lambda d: json.dumps(d).replace('"sections": ', '"sections": 1e400, "s": ')
               .encode(), "finite"),
     "not an object": (page_meta(lambda m: [m]), "not an object"),
+    "zone records with a field renamed": (lambda d: {**d, "arrays": d["arrays"][:2] + [{
+        **d["arrays"][2], "dtype": {**d["arrays"][2]["dtype"], "names": [
+            "nid", "zzz", *d["arrays"][2]["dtype"]["names"][2:]]}}]}, "other dtypes"),
     "pages array too short": (lambda d: {**d, "arrays": [{**d["arrays"][0], "shape": [5]}]
                                          + d["arrays"][1:]}, "longer than its header"),
 }

@@ -86,6 +86,16 @@ class MemmapFile:
         return self.arrays[self._specs[0].name]
 
     @property
+    def layout(self) -> list[tuple[str, np.dtype, tuple[int, ...]]]:
+        """``(name, dtype, shape)`` of each array, in file order."""
+        return [(s.name, s.dtype, s.shape) for s in self._specs]
+
+    @property
+    def header(self) -> dict:
+        """The format's own fields: format, kind, fastinit version, created, checksum."""
+        return {k: v for k, v in self._meta.items() if k not in ("arrays", "metadata")}
+
+    @property
     def state(self) -> str:
         return fmt.STATES[int.from_bytes(self._region[20:24], "little")]
 

@@ -61,8 +61,9 @@ class PageFile:
 
     def __init__(self, handle: MemmapFile):
         self.handle, self.path = handle, handle.path
-        self.meta = dict(handle.metadata, format=handle._meta["format"],
-                         fastinit=handle._meta["fastinit"], created=handle._meta["created"])
+        header = handle.header
+        self.meta = dict(handle.metadata, format=header["format"],
+                         fastinit=header["fastinit"], created=header["created"])
 
     @property
     def state(self) -> str:
@@ -152,13 +153,14 @@ def open_file(path, *, topology: Topology | None = None, require_complete: bool 
         handle.close()
         raise MemmapFileError(f"{shown} has a header this fastinit cannot use: {error}; "
                               f"{REDO}") from None
-    expected = {name: shape for name, _, shape in _page_arrays(len(plan.sections),
-                                                                 len(meta["zones"]))}
-    if {name: a.shape for name, a in handle.arrays.items()} != expected or \
-            handle.arrays["pages"].dtype != PAGE_DTYPE:
+    # Every array's dtype too, not only the shapes: the zone records' fields are read by
+    # name, and a forged dtype could rename or move them.
+    expected = {name: (np.dtype(dtype), shape) for name, dtype, shape in
+                _page_arrays(len(plan.sections), len(meta["zones"]))}
+    if {name: (dtype, shape) for name, dtype, shape in handle.layout} != expected:
         handle.close()
-        raise MemmapFileError(f"{shown} has arrays of other shapes than its machine "
-                              f"needs; {REDO}")
+        raise MemmapFileError(f"{shown} has arrays of other dtypes or shapes than its "
+                              f"machine needs; {REDO}")
     if topology is not None and topology_fingerprint(topology) != meta["fingerprint"]:
         handle.close()
         raise MemmapFileError(f"{shown} was written for another machine ({stored.source}: "
