@@ -6,6 +6,7 @@ traceback, and never an 'ok' verification."""
 import json
 import os
 import struct
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -208,3 +209,21 @@ def test_a_sparse_file_with_a_valid_header_is_refused(capsys, tmp_path, good_fil
 def parts_of(raw):
     meta_len = struct.unpack_from("<Q", raw, 24)[0]
     return None, raw[fmt.HEADER_BYTES:fmt.HEADER_BYTES + meta_len], None
+
+
+def test_issue_9_item_4_a_pageblock_byte_of_a_real_log_file_never_reaches_verify(tmp_path):
+    from fastinit.machine.bootlog import read_bootlog
+    from fastinit.mm.memmap_file import DamagedMemmapError
+    from fastinit.mm.run import load
+    log = Path(__file__).parent / "data" / "dmesg" / "kvm-512m-syslog-3.13.txt"
+    path = tmp_path / "k.bin"  # free ranges start mid-pageblock here, as on real machines
+    boot(read_bootlog(str(log))[0], threads=1, memmap_file=str(path))
+    offset = array_offset(path, "pageblock_mt")
+    blocks = array_offset(path, "zones") - offset
+    for block in range(0, blocks, 61):
+        original = parts(path)[2][offset + block:offset + block + 1]
+        mutate_data(path, offset + block, b"\xff")  # checksum resealed: only the check stops it
+        with pytest.raises(DamagedMemmapError, match="has migratetype 255"):
+            load(str(path))
+        mutate_data(path, offset + block, original)
+    assert load(str(path)).memmap.file.state == "complete"
