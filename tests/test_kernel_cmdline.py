@@ -170,3 +170,14 @@ def test_any_command_line_on_a_spec_gives_a_consistent_machine_or_a_clear_error(
     for nid, pfn in topology.movable_start.items():
         zones = topology.zones(nid)
         assert zones[-1].name == "Movable" and zones[-1].start_pfn == pfn
+
+
+def test_memmap_edits_act_on_the_raw_table_in_order():
+    # parse_memmap_one() edits the table without sanitizing between options: removing the
+    # reserved range just added leaves the RAM under it, as if nothing had been asked.
+    plain = parse_spec("1x4G,cpus=1").node(0).ranges
+    assert parse_spec("1x4G,cpus=1", cmdline="memmap=1G$1G").node(0).ranges != plain
+    assert parse_spec("1x4G,cpus=1", cmdline="memmap=1G$1G memmap=1G%1G-2").node(0).ranges \
+        == plain
+    # mem= then memmap=@ above the limit: the RAM comes back (memblock takes what is left).
+    assert parse_spec("1x4G,cpus=1", cmdline="mem=1G memmap=1G@1G").max_pfn == 2 << 18
