@@ -4,6 +4,7 @@ Debian packages are missing)."""
 
 import json
 import tempfile
+from pathlib import Path
 
 import pytest
 
@@ -127,5 +128,5 @@ def test_real_kernel_agrees_with_fastinit_on_every_figure(qemu, seed):
 def test_initramfs_is_built_with_cpio(qemu):
     _, initramfs, _ = qemu
     import gzip
-    archive = gzip.decompress(open(initramfs, "rb").read())
+    archive = gzip.decompress(Path(initramfs).read_bytes())
     assert archive.startswith(b"070701") and b"@@ZONEINFO-BEGIN@@" in archive
