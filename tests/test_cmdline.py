@@ -65,7 +65,8 @@ def test_memmap_comma_list_keeps_order_and_skips_pieces_without_a_number():
     ("kernelcore=50%", CoreSize(percent=50), None),
     ("kernelcore=512M", CoreSize(pages=512 * M >> 12), None),
     ("movablecore=0x40000000", None, CoreSize(pages=G >> 12)),
-    ("kernelcore=1G kernelcore=25%", CoreSize(percent=25), None),  # the last one counts
+    ("kernelcore=1G kernelcore=25%", CoreSize(pages=1 << 18, percent=25), None),
+    ("kernelcore=25% kernelcore=1G", CoreSize(pages=1 << 18), None),
     ("kernelcore=mirror2", CoreSize(), None),  # not "mirror": a size of 0 bytes
 ])
 def test_kernelcore_and_movablecore(text, kernelcore, movablecore):

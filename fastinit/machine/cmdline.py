@@ -108,11 +108,6 @@ class KernelCmdline:
         key = name.replace("-", "_")
         return [value for param, value in self.params if param.replace("-", "_") == key]
 
-    @property
-    def changes_memory(self) -> bool:
-        """True if an option changes the e820 map (so the kernel prints a user map)."""
-        return bool(self.e820_edits)
-
 
 def split_params(text: str) -> list[tuple[str, str | None]]:
     """The parameters of a command line as the kernel's ``next_arg()`` splits them.
@@ -179,14 +174,18 @@ def _memmap_one(text: str, option: str) -> E820Edit | None:
     return E820Edit("remove", start, size, None, from_type or None, option=option)
 
 
-def _core(value: str, option: str, warnings: list[str]) -> CoreSize:
-    """``cmdline_parse_core()``: a percent if the number ends in ``%``, else bytes."""
+def _core(value: str, option: str, warnings: list[str], previous: CoreSize | None) -> CoreSize:
+    """``cmdline_parse_core()``: a percent if the number ends in ``%``, else bytes.
+
+    A percent leaves the size an earlier option gave in place (the kernel uses it again if
+    the percent is 0); a size clears the percent.
+    """
     number, rest = strtoull(value)
     if rest.startswith("%"):
         if number > 100:
             warnings.append(f"{option}: a percent over 100 (the kernel WARNs and "
                             f"creates no movable zone)")
-        return CoreSize(percent=number)
+        return CoreSize(pages=previous.pages if previous else 0, percent=number)
     size, _ = memparse(value)
     return CoreSize(pages=size >> 12)
 
@@ -265,11 +264,13 @@ def _on_kernelcore(name, value, fields, _ram):
         raise ValueError("kernelcore=mirror: the movable zone would be made of memory that "
                          "is not mirrored (EFI memory attributes), which fastinit does not "
                          "model; remove the option or use kernelcore=SIZE or N%")
-    fields["kernelcore"] = _core(value, f"{name}={value}", fields["warnings"])
+    fields["kernelcore"] = _core(value, f"{name}={value}", fields["warnings"],
+                                 fields.get("kernelcore"))
 
 
 def _on_movablecore(name, value, fields, _ram):
-    fields["movablecore"] = _core(value, f"{name}={value}", fields["warnings"])
+    fields["movablecore"] = _core(value, f"{name}={value}", fields["warnings"],
+                                  fields.get("movablecore"))
 
 
 def _on_numa(name, value, fields, _ram):
