@@ -74,7 +74,8 @@ def test_movable_zone_is_cut_from_normal_above_4_gib():
 
 
 def test_spec_without_a_command_line_is_unchanged_by_an_empty_one():
-    assert parse_spec("2x4G+1x0:2,cpus=2", cmdline="").nodes == parse_spec("2x4G+1x0:2,cpus=2").nodes
+    spec = "2x4G+1x0:2,cpus=2"
+    assert parse_spec(spec, cmdline="").nodes == parse_spec(spec).nodes
 
 
 def test_boot_with_a_movable_zone_verifies():
