@@ -151,7 +151,7 @@ def run(args) -> list[dict]:
                         "problems_when_captured": record.get("problems", [])}
                 qo.save_case(out, name, layout, boot.serial, meta)
                 if args.save_mismatches and record["status"] == "mismatch":
-                    qo.save_case(args.save_mismatches, f"qemu-{name}", layout, boot.serial,
+                    qo.save_case(args.save_mismatches, name, layout, boot.serial,
                                  meta)
                 print_record(record)
                 records.append(record)
