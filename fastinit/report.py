@@ -6,6 +6,8 @@ from fastinit.mm.run import BootResult
 from fastinit.layout import PAGE_DTYPE, PAGE_SHIFT, ZONE_NAMES
 from fastinit.machine.topology import Topology
 from fastinit.mm.verify import VerifyReport
+from fastinit.mm import hugetlb_report
+from fastinit.mm.hugetlb_plan import planned_pools
 
 
 def _mem(start_pfn: int, end_pfn: int) -> str:
@@ -47,8 +49,10 @@ def topology_lines(topology: Topology) -> list[str]:
 
 
 def topology_json(topology: Topology) -> dict:
-    """``{"nodes": [{"nid", "cpus", "ranges", "zones": [...]}]}``, pfn ranges end-exclusive."""
+    """``{"nodes": [{"nid", "cpus", "ranges", "zones": [...], "hugepages"}]}``, pfn ranges
+    end-exclusive; ``hugepages`` per node as sysfs counts them (planned boot pools)."""
     unavailable = topology.unavailable_pages()
+    pools = planned_pools(topology)
     return {
         "source": topology.source,
         "notes": list(topology.notes),
@@ -59,6 +63,8 @@ def topology_json(topology: Topology) -> dict:
             "zones": [{"name": z.name, "start_pfn": z.start_pfn, "spanned": z.spanned,
                        "present": z.present, "unavailable": unavailable.get((node.nid, z.zid), 0)}
                       for z in (topology.zones(node.nid, spanned=True) if node.ranges else [])],
+            **({"hugepages": hugetlb_report.sysfs_counts(pools, None, node.nid)}
+               if pools is not None else {}),
         } for node in topology.nodes],
     }
 
@@ -79,16 +85,22 @@ def boot_lines(result: BootResult, verification: VerifyReport | None) -> list[st
     if "sync" in result.timings:
         lines.append(f"memmap file synced to disk and marked complete in "
                      f"{result.timings['sync'] * 1e3:.0f} ms")
+    lines += hugetlb_report.boot_section(result)
+    # With boot pools, each node's huge pages per size (sysfs names) end its row.
+    sizes = sorted(plan.pools.params.hstates, key=lambda r: r.order) \
+        if result.pools is not None else []
     lines.append("")
     lines.append(f"{'node':>4} {'threads':>7} {'chunks':>6} {'deferred_pages':>14} "
-                 f"{'time_ms':>9} {'GB/s':>7}")
+                 f"{'time_ms':>9} {'GB/s':>7}" + "".join(f" {r.size_kb:>11}kB" for r in sizes))
     for node in result.nodes:
+        counts = "".join(f" {n:>13}" for n in hugetlb_report.sysfs_counts(
+            plan.pools, result.pools, node.nid).values()) if sizes else ""
         if node.report is None:
-            lines.append(f"{node.nid:>4} {'-':>7} {'-':>6} {0:>14} {'-':>9} {'-':>7}")
+            lines.append(f"{node.nid:>4} {'-':>7} {'-':>6} {0:>14} {'-':>9} {'-':>7}{counts}")
             continue
         rate = node.pages * PAGE_DTYPE.itemsize / node.elapsed / 1e9 if node.elapsed else 0.0
         lines.append(f"{node.nid:>4} {node.report.nworks:>7} {len(node.report.chunks):>6} "
-                     f"{node.pages:>14} {node.elapsed * 1e3:>9.1f} {rate:>7.2f}")
+                     f"{node.pages:>14} {node.elapsed * 1e3:>9.1f} {rate:>7.2f}{counts}")
     lines.append("")
     return lines + zone_lines(result) + verify_lines(verification)
 
@@ -146,6 +158,7 @@ def boot_json(result: BootResult, verification: VerifyReport | None) -> dict:
                        "managed": result.zones[(node.nid, zone.zid)].managed,
                        "free_by_order": result.zones[(node.nid, zone.zid)].free_by_order()}
                       for zone in node_plan.zones],
+            "hugepages": hugetlb_report.sysfs_counts(plan.pools, result.pools, node.nid),
         })
     return {
         "source": plan.topology.source,
@@ -154,6 +167,7 @@ def boot_json(result: BootResult, verification: VerifyReport | None) -> dict:
         "memmap_storage": result.memmap.storage,
         "timings_ms": {k: round(v * 1e3, 3) for k, v in result.timings.items()},
         "nodes": nodes,
+        "hugetlb": hugetlb_report.boot_json(result),
         "verified": None if verification is None else verification.ok,
         "verify_problems": [] if verification is None else verification.problems,
         "verify_checks": [] if verification is None else [

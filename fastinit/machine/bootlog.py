@@ -17,12 +17,13 @@ from __future__ import annotations
 
 import re
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from fastinit.layout import MAX_NUMNODES, NR_CPUS, PAGE_SHIFT, pfn_up
 from fastinit.machine import e820
 from fastinit.machine.assemble import Firmware, assemble
 from fastinit.machine.cmdline import COMMAND_LINE_SIZE, parse_cmdline
+from fastinit.machine.hugetlb_params import gbpages_in_log
 from fastinit.machine.logfile import read_capped, read_log_bytes
 from fastinit.machine.srat import SratBlock
 from fastinit.machine.topology import Topology
@@ -306,7 +307,10 @@ def parse_bootlog(text: str, source: str = "dmesg") -> Topology:
                      ".bss are not marked as E820_TYPE_RAM!') and the log does not say where "
                      "(the kernel prints it only at loglevel=8): the memory ranges derived "
                      "here miss it")
-    return assemble(firmware, cmdline, source, notes)
+    topology = assemble(firmware, cmdline, source, notes)
+    if gbpages_in_log(text) is False:
+        topology = replace(topology, gbpages=False)
+    return topology
 
 
 def read_bootlog(path: str) -> tuple[Topology, str]:

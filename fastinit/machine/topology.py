@@ -115,6 +115,9 @@ class Topology:
     cmdline : KernelCmdline
         The kernel command line the machine booted with (its ``kernelcore=`` and
         ``movablecore=`` shape the zones; the rest was applied by the source).
+    gbpages : bool
+        The CPU maps 1 GiB pages (``pdpe1gb``), so ``hugepagesz=1G`` is accepted. A boot log
+        tells by its HugeTLB lines; a spec assumes a current server CPU.
     """
 
     nodes: tuple[Node, ...]
@@ -122,6 +125,7 @@ class Topology:
     source: str = "spec"
     notes: tuple[str, ...] = field(default=(), compare=False)
     cmdline: KernelCmdline = KernelCmdline()
+    gbpages: bool = True
 
     def __post_init__(self):
         self.check()

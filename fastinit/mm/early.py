@@ -19,7 +19,7 @@ from fastinit.kernels.buddy_free import free_pages_ranges
 from fastinit.kernels.page_init import init_pages_range
 from fastinit.mm.memmap import Memmap
 from fastinit.layout import MIGRATE_MOVABLE, PAGEBLOCK_NR_PAGES, PG_RESERVED, align_up
-from fastinit.machine.topology import intersect
+from fastinit.machine.topology import intersect, subtract
 
 
 def init_range(memmap: Memmap, start: int, end: int, nid: int, zid: int,
@@ -47,8 +47,14 @@ def early_limit(node: NodePlan, zone) -> int:
     return zone.end_pfn
 
 
-def early_init(plan: BootPlan, memmap: Memmap, zones: dict[tuple[int, int], ZoneFreeArea]) -> int:
-    """Run early init for every node; returns the descriptors initialized."""
+def early_init(plan: BootPlan, memmap: Memmap, zones: dict[tuple[int, int], ZoneFreeArea],
+               noinit: list | None = None) -> int:
+    """Run early init for every node; returns the descriptors initialized.
+
+    ``noinit``: sorted pfn ranges of reserved memory in the deferred part whose
+    descriptors are left unwritten (HVO'd gigantic pages' tails, which Linux 6.9
+    reserves MEMBLOCK_RSRV_NOINIT and never initializes).
+    """
     topology = plan.topology
     done = 0
     for node in plan.nodes:
@@ -64,9 +70,10 @@ def early_init(plan: BootPlan, memmap: Memmap, zones: dict[tuple[int, int], Zone
     for node in plan.nodes:
         split = node.first_deferred_pfn if node.first_deferred_pfn is not None else 1 << 62
         for start, end in node.reserved:
-            if end > split:
-                done += init_range(memmap, max(start, split), end, node.nid,
-                                   node.zones[-1].zid, reserved=True)
+            for lo, hi in subtract([(max(start, split), end)] if end > split else [],
+                                   noinit or []):
+                done += init_range(memmap, lo, hi, node.nid, node.zones[-1].zid,
+                                   reserved=True)
             if start < split:
                 index = memmap.index(np.arange(start, min(end, split), dtype=np.int64))
                 flags[index] |= np.uint64(PG_RESERVED)

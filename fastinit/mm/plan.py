@@ -12,6 +12,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from fastinit.engine.validate import check_int
+from fastinit.machine.hugetlb_params import parse_hugetlb
+from fastinit.mm.hugetlb_plan import (PoolPlan, online_nodes, place_gigantic,
+                                      plan_buddy_pools, zone_rooms)
 from fastinit.mm.memmap import memmap_bytes
 from fastinit.layout import (HPAGE_PMD_SIZE, PAGE_DTYPE, PAGE_SHIFT, PAGES_PER_SECTION,
                              SECTION_SHIFT)
@@ -75,10 +78,15 @@ class NodePlan:
 
 @dataclass(frozen=True)
 class BootPlan:
+    """A whole boot's plan: the nodes', and the HugeTLB boot pools (``pools``: gigantic
+    pages are reserved in ``NodePlan.reserved``; 2 MiB pages come from the buddy
+    allocator after deferred init)."""
+
     topology: Topology
     arch: str
     nodes: tuple[NodePlan, ...]
     sections: np.ndarray
+    pools: PoolPlan | None = None
 
     @property
     def memmap_bytes(self) -> int:
@@ -161,17 +169,27 @@ def plan_boot(topology: Topology, arch: str = DEFAULT_ARCH,
     owned = _section_nodes(topology)
     memory = [(s, e) for s, e, _ in topology.memory_ranges()]
     reserved = list(topology.reserved) + intersect(memory, *LOW_RESERVED)
-    nodes = []
+    memmaps = {}
     for node in topology.memory_nodes:
         count = owned.get(node.nid, 0)
-        memmap = _place_memmap(topology, node.nid, count, reserved) if count else []
-        reserved += memmap
+        memmaps[node.nid] = _place_memmap(topology, node.nid, count, reserved) if count else []
+        reserved += memmaps[node.nid]
+    # The command line's gigantic pages come from memblock after the memmaps.
+    params = parse_hugetlb(topology.cmdline, online_nodes(topology), topology.gbpages)
+    gigantic, messages = place_gigantic(topology, params, reserved)
+    reserved += [(pfn, pfn + (1 << order)) for pfn, order, _ in gigantic]
+    nodes = []
+    for node in topology.memory_nodes:
         node_reserved = [r for lo, hi in reserved for r in intersect(node.ranges, lo, hi)]
         first = topology.first_deferred_pfn(node.nid)
         zones = tuple(topology.zones(node.nid))
         job = (first, section_align_up(zones[-1].end_pfn)) if first is not None else (0, 0)
         cap = threads if threads is not None else node_max_threads(arch, node.cpus)
         nodes.append(NodePlan(node.nid, node.cpus, cap, zones, first, job,
-                              tuple(merge_ranges(node_reserved)), tuple(memmap)))
-    return BootPlan(topology, arch, tuple(nodes), sections)
-
+                              tuple(merge_ranges(node_reserved)), tuple(memmaps[node.nid])))
+    plan = BootPlan(topology, arch, tuple(nodes), sections)
+    # 2 MiB pages: from the buddy allocator's state after deferred init.
+    buddy, buddy_messages = plan_buddy_pools(params, zone_rooms(plan),
+                                             [node.nid for node in topology.memory_nodes])
+    pools = PoolPlan(params, tuple(gigantic), tuple(messages), buddy, tuple(buddy_messages))
+    return BootPlan(topology, arch, tuple(nodes), sections, pools)

@@ -21,6 +21,7 @@ from fastinit.engine.validate import check_callable, check_event
 from fastinit.mm.deferred import DEFAULT_KERNEL, NodeResult, check_kernel, deferred_init
 from fastinit.mm import memmap_file as memmap_files
 from fastinit.mm.early import early_init
+from fastinit.mm.hugetlb import decide_hvo, has_pools, hugetlb_init
 from fastinit.kernels.first_touch import touch_range
 from fastinit.mm.memmap import Memmap
 from fastinit.engine.padata import Job, do_multithreaded
@@ -44,7 +45,11 @@ class BootResult:
         Deferred init per node with memory.
     timings : dict of str to float
         Seconds for "sparse_init" (allocation and first touch; absent when a memmap was
-        reused), "early" and "deferred".
+        reused), "early", "deferred" and "hugetlb" (the boot pools).
+    hvo : fastinit.mm.hugetlb.HvoDecision or None
+        Which huge pages get their vmemmap remapped (decided before early init).
+    pools : fastinit.mm.hugetlb_pages.PoolResult or None
+        The HugeTLB boot pools, once allocated.
     """
 
     plan: BootPlan
@@ -52,6 +57,8 @@ class BootResult:
     zones: dict[tuple[int, int], ZoneFreeArea]
     nodes: list[NodeResult]
     timings: dict[str, float] = field(default_factory=dict)
+    hvo: object = None
+    pools: object = None
 
 
 def first_touch(memmap: Memmap, threads: int | None = None,
@@ -120,6 +127,11 @@ def prepare(topology: Topology, *, arch: str = DEFAULT_ARCH, threads: int | None
     """
     _check_machine_arguments(topology, memmap_file, force, memmap, replace_any_file)
     plan = plan_boot(topology, arch, threads)
+    hvo = decide_hvo(plan)
+    if memmap_file is not None and has_pools(plan):
+        raise ValueError("HugeTLB boot pools (hugepages= on the kernel command line) are not "
+                         "recorded in memmap files, so the file could not be verified "
+                         "later; boot in memory, or without hugepages=")
     timings = {}
     fresh = memmap is None
     began = time.perf_counter()
@@ -138,9 +150,9 @@ def prepare(topology: Topology, *, arch: str = DEFAULT_ARCH, threads: int | None
         zones = {(node.nid, zone.zid): ZoneFreeArea(node.nid, zone.zid)
                  for node in plan.nodes for zone in node.zones}
         began = time.perf_counter()
-        early_init(plan, memmap, zones)
+        early_init(plan, memmap, zones, hvo.noinit(plan))
         timings["early"] = time.perf_counter() - began
-    return BootResult(plan, memmap, zones, [], timings)
+    return BootResult(plan, memmap, zones, [], timings, hvo)
 
 
 def _check_machine_arguments(topology, memmap_file, force, memmap, replace_any_file) -> None:
@@ -222,6 +234,10 @@ def boot(topology: Topology, *, arch: str = DEFAULT_ARCH, threads: int | None = 
         result.nodes = deferred_init(result.plan, result.memmap, result.zones, kernel=kernel,
                                      progress=progress, cancel=cancel, chunk_hook=chunk_hook)
         result.timings["deferred"] = time.perf_counter() - began
+        if has_pools(result.plan):
+            began = time.perf_counter()
+            result.pools = hugetlb_init(result, result.hvo)
+            result.timings["hugetlb"] = time.perf_counter() - began
         if result.memmap.file is not None:
             began = time.perf_counter()
             result.memmap.file.complete(result.zones)

@@ -41,6 +41,7 @@ from fastinit.kernels.check_sections import check_sections
 from fastinit.kernels._layout import largest_order, new_local_lists, page_links, zone_id
 from fastinit.layout import (MIGRATE_TYPES, MIGRATETYPE_NAMES, PAGE_DTYPE, PAGEBLOCK_NR_PAGES,
                              PAGEBLOCKS_PER_SECTION, PAGES_PER_SECTION)
+from fastinit.mm import hugetlb_verify
 from fastinit.mm.expected import ExpectedState, expected_state
 from fastinit.mm.run import BootResult
 
@@ -240,7 +241,7 @@ def _report_sections(result: BootResult, expected: ExpectedState, out: np.ndarra
                       f"{count[kinds.NOT_CANONICAL]} descriptors differ, the first at pfn "
                       f"{pfn:#x} ({_zone_name(result, pfn)})")
     for (nid, zid), free in expected.zone_free.items():
-        pages = int((free[:, 1] - free[:, 0]).sum())
+        pages = hugetlb_verify.expected_managed(result, nid, zid, free)
         if result.zones[(nid, zid)].managed != pages:
             buddy.problem(f"node {nid} zone {result.plan.topology.zone(nid, zid).name}: "
                           f"managed {result.zones[(nid, zid)].managed}, free pages {pages}")
@@ -285,7 +286,8 @@ def verify(result: BootResult, *, threads: int | None = None,
     began = time.perf_counter()
     report = VerifyReport([Check("serial reference"), Check("free lists"),
                            Check("canonical buddy state"), Check("expected state")])
-    expected = expected_state(result.plan)
+    # HugeTLB pools changed some blocks after deferred init: they are checked on their own.
+    expected = hugetlb_verify.with_pools(expected_state(result.plan), result)
     listed, blocks = check_free_lists(result, report.checks[1])
     ctx = _SectionPass(result, expected, listed, progress)
     try:
@@ -294,6 +296,9 @@ def verify(result: BootResult, *, threads: int | None = None,
     finally:
         ctx.close()
     _report_sections(result, expected, ctx.out, blocks, report)
+    if result.pools is not None:
+        report.checks.append(Check("HugeTLB pools"))
+        hugetlb_verify.check_pools(result, report.checks[-1], listed)
     report.tallies = {name.lower(): (int(ctx.out[kind, 0]),
                                      int(ctx.out[kind, 1]) if ctx.out[kind, 0] else -1)
                       for kind, name in enumerate(kinds.KIND_NAMES)}

@@ -1,0 +1,159 @@
+"""What the HugeTLB jobs do to a batch of huge pages, on any thread.
+
+`PoolState` is the jobs' shared argument: it takes blocks from a zone's free lists under
+the zone's lock, gives the vmemmap pages HVO frees back to the buddy allocator, and puts
+prepared pages on their size's per-node free list (``enqueue_huge_page()``) under the
+pools' lock. Everything a verification needs later is recorded in a `PoolResult`.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from fastinit.kernels._layout import lru_address, lru_pfn
+from fastinit.kernels.buddy_alloc import free_ranges_to_zone
+from fastinit.kernels.compound import HPG_FREED, link_heads
+from fastinit.layout import LIST_HEAD_SIZE, MAX_NUMNODES
+from fastinit.machine.ranges import Range, merge_ranges
+from fastinit.mm.hvo import Remapper, freed_vmemmap, vmemmap_backing
+
+# Simulated address of hstate->hugepage_freelists[nid] (in the direct map, like zones').
+HSTATE_LIST_BASE = 0xFFFF888200000000
+
+
+def freelist_address(hstate: int, nid: int) -> int:
+    """Address of the list head of free huge pages of the ``hstate``-th size on ``nid``."""
+    return HSTATE_LIST_BASE + (hstate * MAX_NUMNODES + nid) * LIST_HEAD_SIZE
+
+
+@dataclass
+class PoolResult:
+    """What ``hugetlb_init()`` did.
+
+    Attributes
+    ----------
+    pages : dict
+        ``order -> list of (ndarray of int64 head pfns, nid)``, batch by batch.
+    jobs : dict
+        ``"alloc"`` (buddy-allocated sizes) and ``"gather"`` (gigantic pages) JobReports.
+    seconds : dict
+        Wall time of each job.
+    freed_vmemmap : list of (int, int, int, int)
+        ``(nid, zid, start, end)`` of vmemmap pages HVO gave to the buddy allocator.
+    freelists : dict
+        ``(hstate index, nid) -> (first, last)`` addresses on each per-node free list.
+    managed_added : dict
+        ``(nid, zid) -> pages`` added to ``managed``: gigantic pages and freed vmemmap.
+    remapper : Remapper or None
+    decision : HvoDecision
+    """
+
+    pages: dict = field(default_factory=dict)
+    jobs: dict = field(default_factory=dict)
+    seconds: dict = field(default_factory=dict)
+    freed_vmemmap: list = field(default_factory=list)
+    freelists: dict = field(default_factory=dict)
+    managed_added: dict = field(default_factory=dict)
+    remapper: Remapper | None = None
+    decision: object = None
+
+    def heads(self, order: int) -> np.ndarray:
+        """Head pfns of every pool page of ``order`` (int64, sorted)."""
+        batches = [heads for heads, _ in self.pages.get(order, [])]
+        return np.sort(np.concatenate(batches)) if batches else np.zeros(0, np.int64)
+
+    def counts(self) -> dict[int, dict[int, int]]:
+        """``nid -> {order: pages}``."""
+        result: dict[int, dict[int, int]] = {}
+        for order, batches in self.pages.items():
+            for heads, nid in batches:
+                sizes = result.setdefault(nid, {})
+                sizes[order] = sizes.get(order, 0) + len(heads)
+        return result
+
+
+class PoolState:
+    """Shared state of the HugeTLB jobs.
+
+    Parameters
+    ----------
+    result : fastinit.mm.run.BootResult
+        After deferred init.
+    decision : HvoDecision
+        Which pages HVO remaps.
+    """
+
+    def __init__(self, result, decision):
+        self.plan, self.memmap, self.zones = result.plan, result.memmap, result.zones
+        self.out = PoolResult(decision=decision)
+        if decision.pages:
+            self.out.remapper = Remapper(self.memmap, decision.pages)
+            self.backing = vmemmap_backing(self.plan)
+        self.slots = {key: self.memmap.slots(self.plan.topology.zone(*key).start_pfn,
+                                             self.plan.topology.zone(*key).end_pfn)
+                      for key in self.zones}
+        self.hstate_index = {request.order: index for index, request in
+                             enumerate(self.plan.pools.params.hstates)}
+        self.lock = threading.Lock()
+
+    def zone_call(self, key: tuple[int, int], fn, *args):
+        """Run a buddy kernel on zone ``key``'s own free lists, under the zone's lock."""
+        area, (base, slots) = self.zones[key], self.slots[key]
+        with area.lock:
+            return fn(self.memmap.pages, self.memmap.pageblock_mt, slots, base, area.heads,
+                      area.nr_free, area.list_base, *args)
+
+    def add_managed(self, key: tuple[int, int], pages: int) -> None:
+        with self.zones[key].lock:
+            self.zones[key].managed += pages
+        with self.lock:
+            self.out.managed_added[key] = self.out.managed_added.get(key, 0) + pages
+
+    def optimize(self, heads: np.ndarray, order: int) -> None:
+        """HVO for prepared pages: remap their vmemmap, free the pages that held it."""
+        freed: dict[tuple[int, int], list[Range]] = {}
+        for pfn in heads.tolist():
+            self.out.remapper.remap(self.memmap.index(pfn), order)
+            for start, end in freed_vmemmap(self.backing, self.memmap, pfn, order):
+                for key, piece in self.zone_pieces(start, end):
+                    freed.setdefault(key, []).append(piece)
+        for key, ranges in sorted(freed.items()):
+            ranges = np.array(merge_ranges(ranges), dtype=np.int64).reshape(-1, 2)
+            self.add_managed(key, self.zone_call(key, free_ranges_to_zone, ranges))
+            with self.lock:
+                self.out.freed_vmemmap += [(key[0], key[1], s, e) for s, e in ranges.tolist()]
+
+    def zone_pieces(self, start: int, end: int):
+        """``((nid, zid), (lo, hi))`` pieces of a range of one node's memory, by zone."""
+        for node in self.plan.nodes:
+            if not any(s <= start < e for s, e in self.plan.topology.node(node.nid).ranges):
+                continue
+            for zone in node.zones:
+                lo, hi = max(start, zone.start_pfn), min(end, zone.end_pfn)
+                if lo < hi:
+                    yield (node.nid, zone.zid), (lo, hi)
+            return
+
+    def enqueue(self, heads: np.ndarray, order: int, nid: int) -> None:
+        """``enqueue_huge_page()`` of each head in turn: each goes first on the list."""
+        if not len(heads):
+            return
+        index = self.hstate_index[order]
+        address = freelist_address(index, nid)
+        ordered = np.ascontiguousarray(heads[::-1], dtype=np.int64)
+        pages, memmap = self.memmap.pages, self.memmap
+        with self.lock:
+            base, slots = memmap.slots(int(ordered.min()), int(ordered.max()) + 1)
+            link_heads(pages, slots, base, ordered, np.uint64(address), HPG_FREED)
+            first, last = self.out.freelists.get((index, nid), (address, address))
+            new_last = int(lru_address(int(ordered[-1])))
+            pages[memmap.index(int(ordered[-1]))]["lru_next"] = first
+            if first == address:
+                last = new_last
+            else:
+                pages[memmap.index(int(lru_pfn(first)))]["lru_prev"] = new_last
+            self.out.freelists[(index, nid)] = (int(lru_address(int(ordered[0]))), last)
+            self.out.pages.setdefault(order, []).append((np.array(heads, np.int64), nid))

@@ -1,0 +1,114 @@
+"""What a boot's HugeTLB pools look like in its report: the kernel's lines, per-node
+counts keyed like sysfs, job timings and what HVO did to the memmap."""
+
+from __future__ import annotations
+
+from fastinit.machine.hugetlb_params import size_text
+from fastinit.mm.hvo import DESCRIPTORS_PER_PAGE, resident_bytes
+
+PAGE_BYTES = 4096
+
+
+def kernel_lines(plan, pools=None) -> list[str]:
+    """The kernel's HugeTLB lines, in its order: option warnings with the gigantic
+    allocations' messages among them, the 2 MiB allocation's, then per size the
+    ``registered ... pre-allocated`` and ``vmemmap can be freed`` lines."""
+    params = plan.pools.params
+    lines, gigantic = [], list(plan.pools.gigantic_messages)
+    for index, warning in enumerate(params.warnings):
+        lines += [text for after, text in gigantic if after == index]
+        lines.append(warning)
+    lines += [text for after, text in gigantic if after >= len(params.warnings)]
+    lines += list(plan.pools.buddy_messages)
+    counts = pools.counts() if pools is not None else plan.pools.counts()
+    for request in params.hstates:
+        name = size_text(request.order)
+        total = sum(sizes.get(request.order, 0) for sizes in counts.values())
+        # hugetlb_vmemmap_optimizable_size(): all but one page of the descriptors.
+        freeable = ((1 << request.order) // DESCRIPTORS_PER_PAGE - 1) * PAGE_BYTES // 1024
+        lines.append(f"HugeTLB: registered {name} page size, pre-allocated {total} pages")
+        lines.append(f"HugeTLB: {freeable} KiB vmemmap can be freed for a {name} page")
+    return lines
+
+
+def sysfs_counts(pool_plan, pools, nid: int) -> dict[str, int]:
+    """A node's ``nr_hugepages`` per registered size, keyed like sysfs (``"2048kB"``):
+    from the boot's pools, or the plan's (`fastinit.mm.hugetlb_plan.PoolPlan`)."""
+    counts = (pools.counts() if pools is not None else pool_plan.counts()).get(nid, {})
+    return {f"{request.size_kb}kB": counts.get(request.order, 0)
+            for request in sorted(pool_plan.params.hstates, key=lambda r: r.order)}
+
+
+def wants_lines(plan) -> bool:
+    """Print HugeTLB lines only when the command line asks for something HugeTLB."""
+    names = {"hugepages", "hugepagesz", "default_hugepagesz", "hugetlb_free_vmemmap"}
+    return any(name.replace("-", "_") in names for name, _ in plan.topology.cmdline.params)
+
+
+def hvo_summary(result) -> dict | None:
+    """What HVO did: pages remapped, mappings, vmemmap freed, the memmap's residency."""
+    pools = result.pools
+    if pools is None or pools.remapper is None:
+        return None
+    remapper = pools.remapper
+    resident = resident_bytes(result.memmap, remapper)
+    ideal = result.memmap.pages.nbytes - remapper.released_bytes
+    return {"pages_remapped": remapper.remapped,
+            "pages_wanted": _wanted(result),
+            "mappings": remapper.mappings, "budget": pools.decision.budget,
+            "released_bytes": remapper.released_bytes,
+            "freed_to_buddy_pages": sum(e - s for _, _, s, e in pools.freed_vmemmap),
+            "memmap_resident_bytes": resident, "memmap_ideal_bytes": ideal,
+            "memmap_bytes": result.memmap.pages.nbytes}
+
+
+def _wanted(result) -> int:
+    plan = result.plan
+    return sum(sizes for counts in plan.pools.counts().values() for sizes in counts.values())
+
+
+def timing_lines(result) -> list[str]:
+    """fastinit's own lines: each job's time and threads, and HVO's effect."""
+    pools, lines = result.pools, []
+    if pools is None:
+        return lines
+    if "alloc" in pools.jobs:
+        report = pools.jobs["alloc"]
+        lines.append(f"HugeTLB: allocation took {pools.seconds['alloc'] * 1e3:.0f}ms with "
+                     f"hugepage_allocation_threads={report.nworks}")
+    if "gather" in pools.jobs:
+        report = pools.jobs["gather"]
+        pages = len(result.plan.pools.gigantic)
+        lines.append(f"hugetlb_init: {pages} gigantic pages gathered in "
+                     f"{pools.seconds['gather'] * 1e3:.0f} ms ({report.nworks} threads, "
+                     f"{len(report.chunks)} chunks)")
+    summary = hvo_summary(result)
+    if summary is not None:
+        mib = 1 << 20
+        lines.append(f"HVO: vmemmap of {summary['pages_remapped']} of "
+                     f"{summary['pages_wanted']} huge pages remapped "
+                     f"({summary['mappings']} mappings, budget {summary['budget']}), "
+                     f"{summary['released_bytes'] / mib:.1f} MiB released; memmap resident "
+                     f"{summary['memmap_resident_bytes'] / mib:.1f} MiB of "
+                     f"{summary['memmap_bytes'] / mib:.1f} MiB (ideal "
+                     f"{summary['memmap_ideal_bytes'] / mib:.1f} MiB)")
+    return lines
+
+
+def boot_section(result) -> list[str]:
+    """Every HugeTLB line of a boot report (nothing if the boot was not asked for any)."""
+    if result.plan.pools is None or not (wants_lines(result.plan) or result.pools):
+        return []
+    return kernel_lines(result.plan, result.pools) + timing_lines(result)
+
+
+def boot_json(result) -> dict:
+    """The ``hugetlb`` object of ``boot --json``."""
+    pools = result.pools
+    jobs = {}
+    for name, report in (pools.jobs.items() if pools is not None else ()):
+        jobs[name] = {"threads": report.nworks, "chunks": len(report.chunks),
+                      "chunk_size": report.chunk_size,
+                      "ms": round(pools.seconds[name] * 1e3, 3)}
+    return {"lines": kernel_lines(result.plan, pools), "jobs": jobs,
+            "hvo": hvo_summary(result)}

@@ -1,0 +1,193 @@
+"""HugeTLB Vmemmap Optimization (HVO) on our memmap, for real.
+
+Linux keeps one 4 KiB page of each huge page's descriptors (the head and 63 tails) and
+maps every other page of them onto it read-only, giving the pages that held them back to
+the buddy allocator: 7 of 8 for a 2 MiB page (28 KiB), 4095 of 4096 for a 1 GiB page
+(16380 KiB). A descriptor of those pages then reads as the descriptor 64 places before
+it (a tail at a page boundary reads as the head: the kernel's "fake head", which
+``page_fixed_fake_head()`` resolves through the next descriptor's ``compound_head``).
+
+User space can alias pages only through mappings of a file: the first page of the huge
+page's descriptors is copied into a memfd page and mapped back over itself (read-write),
+then the same memfd page is mapped over each other page (read-only, ``MAP_FIXED``), which
+releases the anonymous pages there. Linux maps a file linearly in each mapping (VMA), so
+every aliased page is a mapping of its own, and a process may have at most
+``vm.max_map_count`` of them (65530 by default): `Remapper` gives out that budget and
+a huge page that does not fit in it keeps its descriptors, as the kernel keeps them when
+its remapping fails.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import mmap
+import os
+import threading
+
+import numpy as np
+
+from fastinit.layout import PAGE_DTYPE, PAGE_SIZE, PAGES_PER_SECTION
+from fastinit.mm.memmap import Memmap
+
+DESCRIPTORS_PER_PAGE = PAGE_SIZE // PAGE_DTYPE.itemsize
+# memmap pages (4 KiB) of descriptors of one section.
+SECTION_MAP_PAGES = PAGES_PER_SECTION // DESCRIPTORS_PER_PAGE
+# Mappings left for everything else the process maps (libraries, arenas, numpy).
+MAP_COUNT_MARGIN = 4096
+_MAP_COUNT_PATH = "/proc/sys/vm/max_map_count"
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_libc.mmap.restype = ctypes.c_void_p
+_libc.mmap.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int,
+                       ctypes.c_int, ctypes.c_long)
+_MAP_FAILED = ctypes.c_void_p(-1).value
+# <sys/mman.h> on Linux (Python's mmap module does not export MAP_FIXED).
+_MAP_FIXED = 0x10
+
+
+def mappings_per_page(order: int) -> int:
+    """Mappings HVO of one huge page of ``order`` needs: one per page of its descriptors
+    (the kept one and each alias), and one more where it splits the anonymous memmap."""
+    return (1 << order) // DESCRIPTORS_PER_PAGE + 1
+
+
+def map_count_budget() -> int:
+    """Mappings this process may still create, less a margin for everything else."""
+    try:
+        with open(_MAP_COUNT_PATH) as handle:
+            limit = int(handle.read())
+        with open("/proc/self/maps", "rb") as handle:
+            used = handle.read().count(b"\n")
+    except (OSError, ValueError):
+        return 0
+    return max(0, limit - used - MAP_COUNT_MARGIN)
+
+
+class Remapper:
+    """Maps huge pages' descriptor pages onto their first page (one memfd holds those).
+
+    Parameters
+    ----------
+    memmap : Memmap
+        An in-memory memmap (anonymous, page-aligned).
+    pages : int
+        Huge pages that will be remapped (sizes the memfd).
+    """
+
+    def __init__(self, memmap: Memmap, pages: int):
+        if memmap.file is not None or memmap.storage != "memory":
+            raise ValueError("hugetlb_free_vmemmap=on remaps the memmap in memory; it "
+                             "cannot remap a memmap file: boot without --memmap-file or "
+                             "with hugetlb_free_vmemmap=off")
+        self.memmap = memmap
+        self.base = memmap.raw.ctypes.data
+        self.fd = os.memfd_create("fastinit-hvo", os.MFD_CLOEXEC)
+        os.ftruncate(self.fd, max(pages, 1) * PAGE_SIZE)
+        self.next_slot = 0
+        self.lock = threading.Lock()
+        self.remapped = 0
+        self.released_bytes = 0
+        self.mappings = 0
+        # (first memmap page, pages) of each remapped huge page: pages after the first
+        # are aliases of it.
+        self.aliases: list[tuple[int, int]] = []
+
+    def close(self) -> None:
+        """Close the memfd (its pages stay as long as the memmap maps them)."""
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+    def _map(self, address: int, writable: bool, offset: int) -> None:
+        prot = mmap.PROT_READ | (mmap.PROT_WRITE if writable else 0)
+        got = _libc.mmap(address, PAGE_SIZE, prot, mmap.MAP_SHARED | _MAP_FIXED,
+                         self.fd, offset)
+        if got in (None, _MAP_FAILED) or got != address:
+            error = ctypes.get_errno()
+            raise OSError(error, f"HVO could not map the memmap page at {address:#x} "
+                                 f"({os.strerror(error)}); raise vm.max_map_count or boot "
+                                 f"with hugetlb_free_vmemmap=off")
+
+    def remap(self, head_index: int, order: int) -> None:
+        """Keep the first page of the descriptors from ``head_index`` on and map the other
+        ``2**order / 64 - 1`` pages onto it (the caller wrote that first page)."""
+        with self.lock:
+            slot = self.next_slot
+            self.next_slot += 1
+        offset = slot * PAGE_SIZE
+        address = self.base + head_index * PAGE_DTYPE.itemsize
+        first = self.memmap.raw[head_index * PAGE_DTYPE.itemsize:][:PAGE_SIZE]
+        os.pwrite(self.fd, first.tobytes(), offset)
+        self._map(address, True, offset)
+        count = (1 << order) // DESCRIPTORS_PER_PAGE
+        for page in range(1, count):
+            self._map(address + page * PAGE_SIZE, False, offset)
+        with self.lock:
+            self.remapped += 1
+            self.released_bytes += (count - 1) * PAGE_SIZE
+            self.mappings += count
+            self.aliases.append((head_index * PAGE_DTYPE.itemsize // PAGE_SIZE, count))
+
+
+def vmemmap_backing(plan) -> np.ndarray:
+    """Where each present section's descriptors live in physical memory.
+
+    Returns
+    -------
+    ndarray of int64, shape (nr_sections,)
+        For the section in each memmap slot, the first pfn of the 512 pages (2 MiB) holding
+        its descriptors: its node's memmap, section by section in address order (the
+        kernel's sparse buffer), a section shared by two nodes counted with the later one.
+    """
+    owner: dict[int, int] = {}
+    for start, end, nid in plan.topology.memory_ranges():
+        for section in range(start // PAGES_PER_SECTION, (end - 1) // PAGES_PER_SECTION + 1):
+            owner[section] = nid
+    backing = np.full(len(plan.sections), -1, dtype=np.int64)
+    slot_of = {int(section): slot for slot, section in enumerate(plan.sections.tolist())}
+    for node in plan.nodes:
+        sections = sorted(s for s, nid in owner.items() if nid == node.nid)
+        pieces = list(node.memmap)
+        for k, section in enumerate(sections):
+            if len(pieces) == 1:
+                start = pieces[0][0] + k * SECTION_MAP_PAGES
+            else:
+                start = pieces[k][0]
+            backing[slot_of[section]] = start
+    return backing
+
+
+def freed_vmemmap(backing: np.ndarray, memmap: Memmap, head_pfn: int,
+                  order: int) -> list[tuple[int, int]]:
+    """Physical pfn ranges of the vmemmap pages HVO frees for the huge page at
+    ``head_pfn``: every page of its descriptors but the first."""
+    ranges: list[tuple[int, int]] = []
+    first = memmap.index(head_pfn)
+    count = (1 << order) // DESCRIPTORS_PER_PAGE
+    for page in range(1, count):
+        index = first + page * DESCRIPTORS_PER_PAGE
+        slot, within = divmod(index, PAGES_PER_SECTION)
+        pfn = int(backing[slot]) + within // DESCRIPTORS_PER_PAGE
+        if ranges and ranges[-1][1] == pfn:
+            ranges[-1] = (ranges[-1][0], pfn + 1)
+        else:
+            ranges.append((pfn, pfn + 1))
+    return ranges
+
+
+def resident_bytes(memmap: Memmap, remapper: Remapper | None = None) -> int:
+    """Bytes of the memmap's descriptors resident in memory now, each page counted once.
+
+    Read from /proc/self/pagemap (the present bit of every page of the descriptors); a
+    page HVO aliased counts with the one page it shows, not again.
+    """
+    lo = memmap.pages.ctypes.data // PAGE_SIZE
+    count = -(-memmap.pages.nbytes // PAGE_SIZE)
+    with open("/proc/self/pagemap", "rb") as handle:
+        handle.seek(lo * 8)
+        entries = np.frombuffer(handle.read(count * 8), dtype=np.uint64)
+    present = (entries >> np.uint64(63)).astype(bool)
+    if remapper is not None:
+        for first, pages in remapper.aliases:
+            present[first + 1:first + pages] = False
+    return int(np.count_nonzero(present)) * PAGE_SIZE
