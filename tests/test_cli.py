@@ -37,8 +37,10 @@ def test_topology_json_shape(capsys):
     status, out, _ = run(capsys, "topology", "--spec", "2x1G,cpus=2", "--json")
     document = json.loads(out)
     node = document["nodes"][0]
-    assert set(node) == {"nid", "cpus", "ranges", "zones"}
+    assert set(node) == {"nid", "cpus", "ranges", "zones", "hugepages"}
     assert set(node["zones"][0]) == {"name", "start_pfn", "spanned", "present", "unavailable"}
+    # Like sysfs: every registered huge page size (a spec's CPU has 1 GiB pages).
+    assert node["hugepages"] == {"2048kB": 0, "1048576kB": 0}
     assert all(start < end for start, end in node["ranges"])
 
 
