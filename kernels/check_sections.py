@@ -75,6 +75,23 @@ def _check_pageblocks(pageblock_mt, slot, first_pfn, movable, out):
     return valid
 
 
+@kernel(types.void(RO_WORDS, types.int64, types.int64, types.int64, types.int64, OUT))
+def _check_untouched(words, slot, first_pfn, lo, hi, out):
+    """Descriptors of ``[lo, hi)``, in no piece, must hold no state at all (all zero).
+
+    In a whole machine's memmap every pfn of a present section is in a piece; in one
+    node's shard (`fastinit.mm.plan.BootPlan.shard`) the pfns of a section it shares with
+    a neighbour node are that node's, and the shard's boot must not have written them.
+    """
+    begin = (slot * PAGES_PER_SECTION + lo - first_pfn) * WORDS_PER_PAGE
+    for j in range(hi - lo):
+        state = np.uint64(0)
+        for k in range(WORDS_PER_PAGE):
+            state |= words[begin + j * WORDS_PER_PAGE + k]
+        if state:
+            note(out, WRONG_STATE, 1, lo + j)
+
+
 @kernel(types.void(types.int8[::1], types.int64, types.int64, types.int64, RO_PFN_RANGES,
                    RO_BYTES))
 def _expected_heads(expected_order, first_pfn, lo, hi, pieces, reserved):
@@ -214,7 +231,7 @@ def check_sections(words, pageblock_mt, sections, slot_lo, slot_hi, pieces, piec
             r = first_range_after(pieces, lo)
             while r < pieces.shape[0] and pieces[r, 0] < hi:
                 start, end = max(pieces[r, 0], lo), min(pieces[r, 1], hi)
-                note(out, WRONG_STATE, start - position, position)
+                _check_untouched(words, slot, first_pfn, position, start, out)
                 if piece_reserved[r] == CHECKED_ELSEWHERE:
                     position = end
                     r += 1
@@ -229,7 +246,7 @@ def check_sections(words, pageblock_mt, sections, slot_lo, slot_hi, pieces, piec
                                      scratch_words, c == 1, out)
                 position = end
                 r += 1
-            note(out, WRONG_STATE, hi - position, position)
+            _check_untouched(words, slot, first_pfn, position, hi, out)
         if redone:
             for b in range(PAGEBLOCKS_PER_SECTION):
                 if pageblock_mt[slot * PAGEBLOCKS_PER_SECTION + b] != scratch_mt[b]:

@@ -63,7 +63,7 @@ def early_init(plan: BootPlan, memmap: Memmap, zones: dict[tuple[int, int], Zone
                                   early_limit(node, zone)):
                 done += init_range(memmap, s, e, node.nid, zone.zid, reserved=False)
                 mark_movable(memmap, s, e)
-    for hole in topology.unavailable_ranges():
+    for hole in plan.unavailable_ranges():
         done += init_range(memmap, hole.start_pfn, hole.end_pfn, hole.nid, hole.zid,
                            reserved=True)
     flags = memmap.pages["flags"]

@@ -104,7 +104,7 @@ def expected_state(plan: BootPlan) -> ExpectedState:
             movable.append(free)
             jobs.append((node.job, page_links(node.nid, zone.zid),
                          zone_list_base(node.nid, zone.zid), free))
-    holes = topology.unavailable_ranges()
+    holes = plan.unavailable_ranges()
     pieces.append(_ranges([(h.start_pfn, h.end_pfn) for h in holes]))
     links.append(np.array([page_links(h.nid, h.zid) for h in holes], np.uint64))
     reserved.append(np.ones(len(holes), np.uint8))

@@ -148,6 +148,8 @@ def open_file(path, *, topology: Topology | None = None, require_complete: bool 
     try:
         stored, meta = check_page_metadata(handle.metadata, ARCH_PROFILES)
         plan = plan_boot(stored, meta["arch"], None)
+        if "node" in meta:  # one node's shard of a distributed boot
+            plan = plan.shard(meta["node"])
         check_against_plan(meta, plan)
     except ValueError as error:
         handle.close()

@@ -62,7 +62,7 @@ def topology_fingerprint(topology: Topology) -> str:
 
 def page_metadata(plan, kernel: str) -> dict:
     """The metadata a page memmap file stores for ``plan`` (a BootPlan)."""
-    return {
+    meta = {
         "layout": descriptor_layout(),
         "topology": topology_to_json(plan.topology),
         "fingerprint": topology_fingerprint(plan.topology),
@@ -72,6 +72,10 @@ def page_metadata(plan, kernel: str) -> dict:
         "sections": len(plan.sections),
         "zones": [[node.nid, zone.zid] for node in plan.nodes for zone in node.zones],
     }
+    if len(plan.nodes) < len(plan.topology.memory_nodes):
+        # One node's shard (`BootPlan.shard`): the file holds that node's sections only.
+        meta["node"] = plan.nodes[0].nid
+    return meta
 
 
 def field(document: dict, key: str, kind: type, what: str = "metadata"):
@@ -166,6 +170,8 @@ def check_page_metadata(document, arch_profiles) -> tuple[Topology, dict]:
         raise ValueError("threads lists more nodes than a machine has")
     for count in threads:
         integer(count, 1, NR_CPUS, "a thread count")
+    if "node" in document:
+        integer(document["node"], 0, MAX_NUMNODES - 1, "node")
     zones = field(document, "zones", list)
     if len(zones) > 4 * MAX_NUMNODES or any(type(z) is not list or len(z) != 2 for z in zones):
         raise ValueError("zones is not a list of [nid, zid] pairs")

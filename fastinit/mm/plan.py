@@ -7,7 +7,7 @@ range of each node's deferred job, and how many threads the architecture profile
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -100,6 +100,32 @@ class BootPlan:
                 return node
         raise ValueError(f"node {nid} is not in this plan (it has no memory or does not "
                          f"exist); planned nodes: {', '.join(str(n.nid) for n in self.nodes)}")
+
+    def unavailable_ranges(self) -> list:
+        """The holes (`Topology.unavailable_ranges`) charged to the planned nodes: all of
+        them for a whole machine's plan, one node's for a shard's (see `shard`)."""
+        nids = {node.nid for node in self.nodes}
+        return [hole for hole in self.topology.unavailable_ranges() if hole.nid in nids]
+
+    def shard(self, nid: int) -> BootPlan:
+        """The plan of node ``nid`` alone, to boot on a memmap of its own.
+
+        The node's plan is the whole boot's (reservations, memmap placement, deferral and
+        thread cap come from planning every node), so the shard's descriptors and buddy
+        state are byte for byte that node's part of the whole boot. Its sections are those
+        holding the node's descriptors: its memory and the holes charged to it. A section
+        shared with a neighbour node is in both shards; each writes only its own pfns.
+        """
+        ranges = list(self.topology.node(nid).ranges) + [
+            (hole.start_pfn, hole.end_pfn) for hole in self.unavailable_ranges()
+            if hole.nid == nid]
+        node = self.node(nid)
+        bounds = np.array(ranges, dtype=np.int64).reshape(-1, 2)
+        lo = np.searchsorted(self.sections, bounds[:, 0] >> SECTION_SHIFT)
+        hi = np.searchsorted(self.sections, ((bounds[:, 1] - 1) >> SECTION_SHIFT) + 1)
+        slots = np.unique(np.concatenate([np.arange(a, b) for a, b in zip(lo, hi)] or
+                                         [np.zeros(0, np.int64)]))
+        return replace(self, nodes=(node,), sections=self.sections[slots])
 
     def free_ranges(self, nid: int, lo: int, hi: int) -> np.ndarray:
         """The node's memory in ``[lo, hi)`` minus reserved memory, shape (n, 2) int64."""

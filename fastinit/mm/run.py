@@ -114,7 +114,7 @@ def prepare(topology: Topology, *, arch: str = DEFAULT_ARCH, threads: int | None
             memmap_file: str | None = None, force: bool = False,
             memmap: Memmap | None = None, kernel: str = DEFAULT_KERNEL,
             touch_progress: Callable[[int], None] | None = None,
-            replace_any_file: bool = False) -> BootResult:
+            replace_any_file: bool = False, node: int | None = None) -> BootResult:
     """Everything before deferred init: plan, memmap (allocated and touched), early init.
 
     Parameters are as for `boot`; ``memmap`` reuses an already touched memmap of the same
@@ -127,6 +127,12 @@ def prepare(topology: Topology, *, arch: str = DEFAULT_ARCH, threads: int | None
     """
     _check_machine_arguments(topology, memmap_file, force, memmap, replace_any_file)
     plan = plan_boot(topology, arch, threads)
+    if node is not None:
+        if has_pools(plan):
+            raise ValueError("a node booted alone (node=, --cluster) cannot have HugeTLB "
+                             "boot pools yet (hugepages= on the kernel command line); boot "
+                             "the machine in one process")
+        plan = plan.shard(node)
     hvo = decide_hvo(plan)
     if memmap_file is not None and has_pools(plan):
         raise ValueError("HugeTLB boot pools (hugepages= on the kernel command line) are not "
@@ -186,7 +192,7 @@ def boot(topology: Topology, *, arch: str = DEFAULT_ARCH, threads: int | None = 
          chunk_hook: Callable[[int, int, int], None] | None = None,
          memmap: Memmap | None = None,
          touch_progress: Callable[[int], None] | None = None,
-         replace_any_file: bool = False) -> BootResult:
+         replace_any_file: bool = False, node: int | None = None) -> BootResult:
     """Simulate the boot-time struct page initialization of ``topology``.
 
     Parameters
@@ -219,6 +225,9 @@ def boot(topology: Topology, *, arch: str = DEFAULT_ARCH, threads: int | None = 
     replace_any_file : bool
         With ``force``, replace any regular file at ``memmap_file`` (never a directory,
         device, FIFO, socket or symbolic link).
+    node : int or None
+        Boot this node alone, on a memmap of its sections only (`BootPlan.shard`): its
+        descriptors and zones come out as in the whole machine's boot. None: every node.
 
     Returns
     -------
@@ -228,7 +237,7 @@ def boot(topology: Topology, *, arch: str = DEFAULT_ARCH, threads: int | None = 
     check_kernel(kernel)  # before a memmap file is created for nothing
     result = prepare(topology, arch=arch, threads=threads, memmap_file=memmap_file,
                      force=force, memmap=memmap, kernel=kernel, touch_progress=touch_progress,
-                     replace_any_file=replace_any_file)
+                     replace_any_file=replace_any_file, node=node)
     with _failure_recorded(result.memmap):
         began = time.perf_counter()
         result.nodes = deferred_init(result.plan, result.memmap, result.zones, kernel=kernel,
