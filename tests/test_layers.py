@@ -26,6 +26,10 @@ ALLOWED = {
     "fastinit.bench": {"fastinit.layout", "fastinit.engine", "fastinit.machine",
                        "fastinit.kernels", "fastinit.arrays", "fastinit.mm"},
     "fastinit.report": {"fastinit.layout", "fastinit.machine", "fastinit.mm"},
+    # Nodes as dask tasks: may use everything below the command line.
+    "fastinit.distributed": {"fastinit.layout", "fastinit.engine", "fastinit.machine",
+                             "fastinit.kernels", "fastinit.arrays", "fastinit.mm",
+                             "fastinit.bench", "fastinit.report"},
 }
 
 
