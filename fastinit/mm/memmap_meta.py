@@ -160,18 +160,20 @@ def check_page_metadata(document, arch_profiles) -> tuple[Topology, dict]:
                          f"{', '.join(KERNELS)}")
     sections = integer(field(document, "sections", int), 0, MAX_PFN // PAGES_PER_SECTION,
                        "sections")
-    # Before planning the machine (a claimed 4 PiB costs a second): its memory must fit
-    # in the sections the file holds.
-    if -(-topology.present_pages // PAGES_PER_SECTION) > sections:
-        raise ValueError(f"the machine's {topology.present_pages} pages do not fit in the "
+    # Before planning the machine (a claimed 4 PiB costs a second): its memory (one
+    # node's, for a node's shard) must fit in the sections the file holds.
+    pages, whose = topology.present_pages, "machine"
+    if "node" in document:
+        nid = integer(document["node"], 0, MAX_NUMNODES - 1, "node")
+        pages, whose = topology.node(nid).present_pages, f"node {nid}"
+    if -(-pages // PAGES_PER_SECTION) > sections:
+        raise ValueError(f"the {whose}'s {pages} pages do not fit in the "
                          f"{sections} sections the file holds")
     threads = field(document, "threads", list)
     if len(threads) > MAX_NUMNODES:
         raise ValueError("threads lists more nodes than a machine has")
     for count in threads:
         integer(count, 1, NR_CPUS, "a thread count")
-    if "node" in document:
-        integer(document["node"], 0, MAX_NUMNODES - 1, "node")
     zones = field(document, "zones", list)
     if len(zones) > 4 * MAX_NUMNODES or any(type(z) is not list or len(z) != 2 for z in zones):
         raise ValueError("zones is not a list of [nid, zid] pairs")
