@@ -15,8 +15,8 @@ import pytest
 from fastinit.arrays import fileformat as fmt
 from fastinit.cli import main
 from fastinit.machine.spec import parse_spec
-from fastinit.mm.memmap_file import (IncompleteMemmapError, MemmapFileError, open_file,
-                                     topology_fingerprint)
+from fastinit.mm.memmap_file import (DamagedMemmapError, IncompleteMemmapError,
+                                     MemmapFileError, open_file, topology_fingerprint)
 from fastinit.mm.run import boot, load
 from fastinit.mm.verify import verify
 from memmap_tools import mutate_data, reseal
@@ -151,14 +151,18 @@ def test_file_for_another_machine_is_refused(tmp_path):
     assert load(str(path), parse_spec("2x1G,cpus=7")).memmap.file.state == "complete"
 
 
-def test_a_changed_descriptor_is_caught_by_the_data_checksum(tmp_path, capsys):
+def test_a_changed_descriptor_fails_verification_and_the_data_checksum(tmp_path, capsys):
     path = tmp_path / "m.bin"
     booted = boot_into(path)
-    offset = booted.memmap.file.handle._offset + 64 * (len(booted.memmap.pages) - 5)
+    offset = booted.memmap.file.handle.data.ctypes.data - \
+        booted.memmap.file.handle._base.ctypes.data + 64 * (len(booted.memmap.pages) - 5)
     del booted
     rewrite(path, offset, b"\x01")
     assert main(["verify", "--memmap-file", str(path)]) == 1
-    assert "is damaged: its data no longer matches the checksum" in capsys.readouterr().err
+    assert "verification FAILED" in capsys.readouterr().out
+    with pytest.raises(DamagedMemmapError, match="is damaged: its data no longer matches "
+                                                 "the checksum"):
+        load(str(path), check_data=True)
 
 
 def test_a_forged_descriptor_with_a_resealed_checksum_fails_verification(tmp_path, capsys):

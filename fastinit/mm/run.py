@@ -254,7 +254,7 @@ def boot(topology: Topology, *, arch: str = DEFAULT_ARCH, threads: int | None = 
     return result
 
 
-def load(path: str, topology: Topology | None = None, *, check_data: bool = True) -> BootResult:
+def load(path: str, topology: Topology | None = None, *, check_data: bool = False) -> BootResult:
     """The result a finished boot left in a memmap file, for `fastinit.mm.verify.verify`.
 
     Parameters
@@ -264,7 +264,8 @@ def load(path: str, topology: Topology | None = None, *, check_data: bool = True
     topology : Topology or None
         If given, the file must have been written for this machine.
     check_data : bool
-        Compare the data checksum written at completion (one read of the file).
+        Also compare the data checksum written at completion (see
+        `fastinit.mm.memmap_file.open_file`: verify checks more, for less).
 
     Returns
     -------
