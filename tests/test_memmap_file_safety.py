@@ -67,8 +67,9 @@ def test_verify_of_an_empty_path_says_so():
     assert done.returncode == 2 and "empty" in done.stderr
 
 
-def interrupt_when_writing(path, spec, delay, *extra):
-    """Start a boot into ``path``, and Ctrl-C it ``delay`` s after its file appears."""
+def interrupt_when_writing(path, spec, delay, *extra, signum=signal.SIGINT):
+    """Start a boot into ``path``, and Ctrl-C it (or send ``signum``) ``delay`` s after its
+    file appears."""
     child = subprocess.Popen(CLI + ["boot", "--spec", spec, "--memmap-file", str(path),
                                     "--no-progress", *extra],
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -77,7 +78,7 @@ def interrupt_when_writing(path, spec, delay, *extra):
         assert child.poll() is None and time.monotonic() < deadline
         time.sleep(0.002)
     time.sleep(delay)
-    child.send_signal(signal.SIGINT)
+    child.send_signal(signum)
     out, err = child.communicate(timeout=120)
     return child.returncode, err
 
@@ -94,6 +95,21 @@ def test_ctrl_c_while_replacing_leaves_the_old_file_byte_for_byte(tmp_path, dela
         assert "interrupted" in err and path.read_bytes() == before
     assert listing(tmp_path) == ["g.bin"]
     assert fastinit("verify", "--memmap-file", str(path)).returncode == 0
+
+
+@pytest.mark.parametrize("delay", [0, 0.05, 0.3])
+def test_sigterm_while_replacing_leaves_the_old_file_and_no_temporary_file(tmp_path, delay):
+    # Was: SIGTERM killed the process at once, leaving its temporary file behind.
+    path = tmp_path / "g.bin"
+    assert fastinit("boot", "--spec", "1x1G", "--memmap-file", str(path),
+                    "--no-progress").returncode == 0
+    before = path.read_bytes()
+    status, err = interrupt_when_writing(path, "1x32G", delay, "--force",
+                                         signum=signal.SIGTERM)
+    assert status in (128 + signal.SIGTERM, 0), err
+    if status:
+        assert "terminated (SIGTERM)" in err and path.read_bytes() == before
+    assert listing(tmp_path) == ["g.bin"]
 
 
 @pytest.mark.parametrize("delay", [0, 0.05])

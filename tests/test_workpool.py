@@ -234,3 +234,30 @@ def test_shutdown_joins_every_idle_helper_and_the_pool_still_works():
     report = do_multithreaded(Job(work, start=0, size=2, max_threads=2), pool=pool)
     assert report.nworks == 2 and helper not in ran_on  # a new helper was made
     pool.shutdown()
+
+
+@two_cpus
+def test_an_idle_helper_keeps_nothing_of_its_last_job_alive():
+    # Was: the helper's loop variables held its last task, so a job's argument (a memmap,
+    # a locked file) lived on until that helper ran another job.
+    import gc
+    import weakref
+
+    class Argument:
+        pass
+
+    pool = WorkerPool(2)
+    argument = Argument()
+    gone = weakref.ref(argument)
+    helpers_ran = set()
+    job = Job(lambda start, end, arg: (time.sleep(0.01), helpers_ran.add(threading.get_ident())),
+              start=0, size=8, max_threads=2, fn_arg=argument)
+    do_multithreaded(job, pool=pool)
+    assert len(helpers_ran) == 2  # a helper took part, so it held the job once
+    del job, argument
+    deadline = time.monotonic() + 5
+    while gone() is not None and time.monotonic() < deadline:
+        gc.collect()
+        time.sleep(0.01)
+    assert gone() is None
+    pool.shutdown()

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import errno
+import signal
 import sys
+import threading
 import warnings
 
 import fastinit
@@ -27,8 +29,9 @@ machines:
                    movablecore=, kernelcore=, numa=off, numa=fake=, crashkernel=);
                    a boot log carries its own
 
-exit status: 0 ok, 1 verification (or topology's check against the log) failed, 2 bad input, 74 output could not be
-written (disk full), 130 interrupted, 141 output pipe closed (as SIGPIPE would)
+exit status: 0 ok, 1 verification (or topology's check against the log) failed,
+2 bad input, 74 output could not be written (disk full), 130 interrupted, 141 output
+pipe closed (as SIGPIPE would), 143 terminated (SIGTERM, handled like Ctrl-C)
 """
 
 
@@ -133,7 +136,27 @@ def build_parser() -> argparse.ArgumentParser:
                             "benchmark runs")
     return parser
 
+class _Termination:
+    """SIGTERM (``kill``, a job scheduler's time limit) taken the way Ctrl-C is: every thread
+    stops, a file being written is failed and its temporary file removed, and the old file
+    stays. The handler only notes it and raises SIGINT, whose handling the engine already
+    holds back while it starts threads."""
+
+    def __init__(self):
+        self.received = False
+
+    def __call__(self, signum, frame):
+        self.received = True
+        signal.raise_signal(signal.SIGINT)
+
+    def install(self) -> None:
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, self)
+
+
 def main(argv: list[str] | None = None) -> int:
+    termination = _Termination()
+    termination.install()
     parser = build_parser()
     handlers = {"topology": cmd_topology, "boot": cmd_boot, "bench": cmd_bench,
                 "verify": cmd_verify}
@@ -165,5 +188,8 @@ def main(argv: list[str] | None = None) -> int:
         say(f"{command}: error: {as_flags(str(error))}")
         return 2
     except KeyboardInterrupt:
+        if termination.received:
+            say(f"{command}: terminated (SIGTERM); every thread was stopped")
+            return 128 + signal.SIGTERM
         say(f"{command}: interrupted; every thread was stopped")
         return 130

@@ -77,6 +77,9 @@ class _Worker:
                     self._pool._release(self)
             finally:
                 on_done()
+            # An idle helper must not keep its last job alive: the job's arguments may hold
+            # a memmap whose file stays locked (and mapped) while anything references it.
+            del item, task, on_done
 
 
 class WorkerPool:
