@@ -71,7 +71,8 @@ def pageblock_index(slots, base_pfn, pfn):
 @_inline
 def lru_address(pfn):
     """Address (uint64) of the ``lru`` list_head in the descriptor of ``pfn``."""
-    return np.uint64(_LRU_BASE) + np.uint64(pfn) * np.uint64(_STRIDE)
+    # The array first: NumPy's scalar.__add__(array) takes a path 40x slower.
+    return np.uint64(pfn) * np.uint64(_STRIDE) + np.uint64(_LRU_BASE)
 
 
 @_inline
@@ -98,7 +99,7 @@ def zone_id(flags):
 def zone_list_base(nid, zid):
     """Address (uint64) of ``free_area[0].free_list[0]`` of zone ``zid`` of node ``nid``."""
     slot = (np.int64(nid) * MAX_NR_ZONES + np.int64(zid)) * (NR_ORDERS * MIGRATE_TYPES)
-    return np.uint64(FREE_AREA_BASE) + np.uint64(slot * LIST_HEAD_SIZE)
+    return np.uint64(slot * LIST_HEAD_SIZE) + np.uint64(FREE_AREA_BASE)
 
 
 @_inline
@@ -106,7 +107,7 @@ def list_head(list_base, order, migratetype):
     """Address (uint64) of ``free_area[order].free_list[migratetype]`` of the zone whose
     `zone_list_base` is ``list_base``."""
     slot = np.int64(order) * MIGRATE_TYPES + np.int64(migratetype)
-    return np.uint64(list_base) + np.uint64(slot * LIST_HEAD_SIZE)
+    return np.uint64(slot * LIST_HEAD_SIZE) + np.uint64(list_base)
 
 
 def free_list_address(nid, zid, order, migratetype):

@@ -47,8 +47,6 @@ from fastinit.layout import (MIGRATE_MOVABLE, MIGRATE_TYPES, MIGRATE_UNMOVABLE,
 CHECKED_ELSEWHERE = 2
 # Garbage where deferred init writes, so a read before a write shows in the comparison.
 _SCRIBBLE = np.uint64(0xA5A5A5A5A5A5A5A5)
-# Pages checked at a time: 512 KiB of descriptors and their scratch copy stay in L2.
-_SPAN = 8192
 
 
 @kernel(types.boolean(RO_PFN_RANGES, types.int64))
@@ -144,6 +142,76 @@ def _before_deferred_init(words, slot, scratch_words, scratch_mt, free, first_pf
         _copy_span(words, slot, scratch_words, done, hi - first_pfn)
 
 
+@kernel(types.UniTuple(types.int64, 2)(
+    RO_WORDS, RO_PAGEBLOCK_TYPES, types.int64, types.int64, types.boolean, RO_PFN_RANGES,
+    RO_U64, RO_U64, RO_PFN_RANGES, RO_PFNS, PAGES, types.uint64[::1], PAGEBLOCK_TYPES, LISTS,
+    OUT))
+def _redo_deferred_init(words, pageblock_mt, slot, first_pfn, valid, jobs, job_links,
+                        job_list_base, job_free, job_free_bounds, scratch, scratch_words,
+                        scratch_mt, scratch_lists, out):
+    """Serial reference: redo each deferred job's part of the section in the scratch copy
+    and compare the pageblocks. Returns the pfns redone, ``[lo, hi)`` (empty if none)."""
+    end_pfn = first_pfn + PAGES_PER_SECTION
+    compare_lo, compare_hi = end_pfn, first_pfn
+    scratch_mt[:] = pageblock_mt[slot * PAGEBLOCKS_PER_SECTION:
+                                 (slot + 1) * PAGEBLOCKS_PER_SECTION]
+    one_slot = np.zeros(1, np.int64)
+    x = first_range_after(jobs, first_pfn)
+    while x < jobs.shape[0] and jobs[x, 0] < end_pfn:
+        start, end = max(jobs[x, 0], first_pfn), min(jobs[x, 1], end_pfn)
+        free = job_free[job_free_bounds[x]:job_free_bounds[x + 1]]
+        r = first_range_after(free, start)
+        if r < free.shape[0] and free[r, 0] < end:
+            if not valid:
+                note(out, REFERENCE_SKIPPED, 1, first_pfn)
+                return end_pfn, first_pfn
+            # The few ranges the part touches, as the C array the kernel takes.
+            nearby = free[r:first_range_after(free, end - 1) + 1].copy()
+            # The first job copies the section but its free ranges; a second one's free
+            # ranges lie in what the first copied.
+            _before_deferred_init(words, slot, scratch_words, scratch_mt, nearby, first_pfn,
+                                  first_pfn, end_pfn, start, end, compare_lo >= compare_hi)
+            clear_local_lists(scratch_lists)
+            deferred_init_chunk(scratch, scratch_mt, one_slot, first_pfn, nearby, start, end,
+                                job_links[x], job_list_base[x], scratch_lists)
+            compare_lo, compare_hi = min(compare_lo, start), max(compare_hi, end)
+            out[COMPARED, 0] += end - start
+        x += 1
+    if compare_lo < compare_hi:
+        for b in range(PAGEBLOCKS_PER_SECTION):
+            if pageblock_mt[slot * PAGEBLOCKS_PER_SECTION + b] != scratch_mt[b]:
+                note(out, REFERENCE_MIGRATETYPE_DIFFERS, 1, first_pfn + b * PAGEBLOCK_NR_PAGES)
+    return compare_lo, compare_hi
+
+
+@kernel(types.void(RO_WORDS, types.int64, types.int64, RO_PFN_RANGES, RO_U64, RO_BYTES,
+                   types.int8[::1], RO_BYTES, types.uint64[::1], types.int64, types.int64, OUT))
+def _check_pieces(words, slot, first_pfn, pieces, piece_links, piece_reserved, expected_order,
+                  listed, scratch_words, compare_lo, compare_hi, out):
+    """Every descriptor of the section, piece by piece (a pfn in no piece should have no
+    state at all, and a piece `CHECKED_ELSEWHERE` is skipped); against the reference too
+    where it lies in ``[compare_lo, compare_hi)``."""
+    end_pfn = first_pfn + PAGES_PER_SECTION
+    position = first_pfn
+    r = first_range_after(pieces, first_pfn)
+    while r < pieces.shape[0] and pieces[r, 0] < end_pfn:
+        start, end = max(pieces[r, 0], first_pfn), min(pieces[r, 1], end_pfn)
+        _check_untouched(words, slot, first_pfn, position, start, out)
+        position = end
+        r += 1
+        if piece_reserved[r - 1] == CHECKED_ELSEWHERE:
+            continue
+        # The part the reference redid (cuts 1 to 2), and the parts around it.
+        middle = min(max(compare_lo, start), end) if compare_lo < compare_hi else end
+        cuts = (start, middle, min(max(compare_hi, middle), end), end)
+        for c in range(3):
+            if cuts[c] < cuts[c + 1]:
+                check_piece(words, slot, first_pfn, cuts[c], cuts[c + 1], piece_links[r - 1],
+                            piece_reserved[r - 1] != 0, expected_order, listed, scratch_words,
+                            c == 1, out)
+    _check_untouched(words, slot, first_pfn, position, end_pfn, out)
+
+
 @kernel(types.void(RO_WORDS, RO_PAGEBLOCK_TYPES, RO_PFNS, types.int64, types.int64,
                    RO_PFN_RANGES, RO_U64, RO_BYTES, RO_PFN_RANGES, RO_PFN_RANGES, RO_U64, RO_U64,
                    RO_PFN_RANGES, RO_PFNS, RO_BYTES, PAGES, types.uint64[::1], PAGEBLOCK_TYPES,
@@ -190,68 +258,14 @@ def check_sections(words, pageblock_mt, sections, slot_lo, slot_hi, pieces, piec
     out : ndarray of int64, shape (NR_KINDS, 2)
         Problem counts and first pfns, added to.
     """
-    one_slot = np.zeros(1, np.int64)
     for slot in range(slot_lo, slot_hi):
         first_pfn = sections[slot] << SECTION_SHIFT
         valid = _check_pageblocks(pageblock_mt, slot, first_pfn, movable, out)
-        scratch_mt[:] = pageblock_mt[slot * PAGEBLOCKS_PER_SECTION:
-                                     (slot + 1) * PAGEBLOCKS_PER_SECTION]
-        skipped = redone = False
-        # Span by span, so the scratch copy and the expected orders stay in the L2 cache.
-        for lo in range(first_pfn, first_pfn + PAGES_PER_SECTION, _SPAN):
-            hi = lo + _SPAN
-            compare_lo, compare_hi = hi, lo
-            x = first_range_after(jobs, lo)
-            while x < jobs.shape[0] and jobs[x, 0] < hi:
-                # Serial reference: redo this job's part of the span in the scratch copy.
-                start, end = max(jobs[x, 0], lo), min(jobs[x, 1], hi)
-                free = job_free[job_free_bounds[x]:job_free_bounds[x + 1]]
-                r = first_range_after(free, start)
-                if r < free.shape[0] and free[r, 0] < end:
-                    skipped = skipped or not valid
-                    if valid:
-                        # The few ranges the part touches, as the C array the kernel takes.
-                        nearby = free[r:first_range_after(free, end - 1) + 1].copy()
-                        # The first job copies the span but its free ranges; a second
-                        # one's free ranges lie in what the first copied.
-                        _before_deferred_init(words, slot, scratch_words, scratch_mt, nearby,
-                                              first_pfn, lo, hi, start, end,
-                                              compare_lo >= compare_hi)
-                        clear_local_lists(scratch_lists)
-                        deferred_init_chunk(scratch, scratch_mt, one_slot, first_pfn, nearby,
-                                            start, end, job_links[x], job_list_base[x],
-                                            scratch_lists)
-                        compare_lo, compare_hi = min(compare_lo, start), max(compare_hi, end)
-                        out[COMPARED, 0] += end - start
-                        redone = True
-                x += 1
-            # Every descriptor, piece by piece; a pfn in no piece should have no state.
-            _expected_heads(expected_order, first_pfn, lo, hi, pieces, piece_reserved)
-            position = lo
-            r = first_range_after(pieces, lo)
-            while r < pieces.shape[0] and pieces[r, 0] < hi:
-                start, end = max(pieces[r, 0], lo), min(pieces[r, 1], hi)
-                _check_untouched(words, slot, first_pfn, position, start, out)
-                if piece_reserved[r] == CHECKED_ELSEWHERE:
-                    position = end
-                    r += 1
-                    continue
-                # The part the reference redid (cuts 1 to 2), and the parts around it.
-                middle = min(max(compare_lo, start), end) if compare_lo < compare_hi else end
-                cuts = (start, middle, min(max(compare_hi, middle), end), end)
-                for c in range(3):
-                    if cuts[c] < cuts[c + 1]:
-                        check_piece(words, slot, first_pfn, cuts[c], cuts[c + 1], piece_links[r],
-                                     piece_reserved[r] != 0, expected_order, listed,
-                                     scratch_words, c == 1, out)
-                position = end
-                r += 1
-            _check_untouched(words, slot, first_pfn, position, hi, out)
-        if redone:
-            for b in range(PAGEBLOCKS_PER_SECTION):
-                if pageblock_mt[slot * PAGEBLOCKS_PER_SECTION + b] != scratch_mt[b]:
-                    note(out, REFERENCE_MIGRATETYPE_DIFFERS, 1,
-                          first_pfn + b * PAGEBLOCK_NR_PAGES)
-        if skipped:
-            note(out, REFERENCE_SKIPPED, 1, first_pfn)
+        compare_lo, compare_hi = _redo_deferred_init(
+            words, pageblock_mt, slot, first_pfn, valid, jobs, job_links, job_list_base,
+            job_free, job_free_bounds, scratch, scratch_words, scratch_mt, scratch_lists, out)
+        _expected_heads(expected_order, first_pfn, first_pfn, first_pfn + PAGES_PER_SECTION,
+                        pieces, piece_reserved)
+        _check_pieces(words, slot, first_pfn, pieces, piece_links, piece_reserved,
+                      expected_order, listed, scratch_words, compare_lo, compare_hi, out)
         out[CHECKED, 0] += PAGES_PER_SECTION
