@@ -69,15 +69,22 @@ def pageblock_index(slots, base_pfn, pfn):
 
 
 @_inline
+def page_address(pfn):
+    """Address (uint64) of the descriptor of ``pfn`` in the vmemmap (a ``struct page *``)."""
+    # The array first: NumPy's scalar.__add__(array) takes a path 40x slower.
+    return np.uint64(pfn) * np.uint64(_STRIDE) + np.uint64(VMEMMAP_START)
+
+
+@_inline
 def lru_address(pfn):
     """Address (uint64) of the ``lru`` list_head in the descriptor of ``pfn``."""
-    # The array first: NumPy's scalar.__add__(array) takes a path 40x slower.
     return np.uint64(pfn) * np.uint64(_STRIDE) + np.uint64(_LRU_BASE)
 
 
 @_inline
 def lru_pfn(address):
-    """The pfn (int64) whose descriptor's ``lru`` is at ``address`` (see `lru_address`)."""
+    """The pfn (int64) whose descriptor's ``lru`` is at ``address`` (see `lru_address`);
+    for an address that is no such link, a pfn whose `lru_address` differs from it."""
     return np.int64((np.uint64(address) - np.uint64(_LRU_BASE)) // np.uint64(_STRIDE))
 
 

@@ -17,19 +17,15 @@ import numpy as np
 from numba import types
 
 from fastinit.kernels._jit import RO_PAGEBLOCK_TYPES, RO_PAGES, RO_PFNS, kernel
-from fastinit.kernels._layout import list_head, zone_id
-from fastinit.layout import (LRU_OFFSET, MAX_ORDER, MAX_PFN, MIGRATE_TYPES,
-                             PAGE_BUDDY_MAPCOUNT, PAGE_DTYPE, PAGEBLOCK_ORDER,
-                             PAGES_PER_SECTION, SECTION_SHIFT, VMEMMAP_START)
+from fastinit.kernels._layout import list_head, lru_address, lru_pfn, zone_id
+from fastinit.layout import (MAX_ORDER, MAX_PFN, MIGRATE_TYPES, PAGE_BUDDY_MAPCOUNT,
+                             PAGEBLOCK_ORDER, PAGES_PER_SECTION, SECTION_SHIFT)
 
 # Problem kinds.
 BAD_LINK, PREV_BROKEN, NOT_A_FREE_BLOCK, WRONG_MIGRATETYPE, LISTED_TWICE, TOO_LONG, \
     HEAD_PREV, COUNT_MISMATCH, NR_FREE_IMPOSSIBLE = range(9)
 NR_KINDS = 9
 
-_LRU_BASE = np.uint64(VMEMMAP_START + LRU_OFFSET)
-_LRU_LIMIT = np.uint64(MAX_PFN)
-_STRIDE = np.uint64(PAGE_DTYPE.itemsize)
 
 
 @kernel(types.int64(RO_PFNS, types.uint64))
@@ -38,12 +34,10 @@ def descriptor_of_link(sections, address):
 
     ``sections`` (int64, sorted) are the memmap's present sections, one slot each.
     """
-    if address < _LRU_BASE or (address - _LRU_BASE) % _STRIDE != 0:
+    pfn = lru_pfn(address)
+    # Below the vmemmap the subtraction wraps to a pfn far above MAX_PFN (or below 0).
+    if pfn < 0 or pfn >= MAX_PFN or lru_address(pfn) != address:
         return -1
-    pfn_unsigned = (address - _LRU_BASE) // _STRIDE
-    if pfn_unsigned >= _LRU_LIMIT:
-        return -1
-    pfn = np.int64(pfn_unsigned)
     slot = np.searchsorted(sections, pfn >> SECTION_SHIFT)
     if slot >= sections.shape[0] or sections[slot] != pfn >> SECTION_SHIFT:
         return -1

@@ -25,9 +25,9 @@ import numpy as np
 from numba import types
 
 from fastinit.kernels._jit import PAGES, PFNS, kernel
-from fastinit.kernels._layout import descriptor_index, lru_address
+from fastinit.kernels._layout import descriptor_index, lru_address, page_address
 from fastinit.kernels.page_init import init_single_page
-from fastinit.layout import PAGE_DTYPE, PG_RESERVED, VMEMMAP_START
+from fastinit.layout import PAGE_DTYPE, PG_RESERVED
 
 PG_HEAD = 1 << 16
 # POISON_POINTER_DELTA + 0x400: what prep_compound_tail() puts in a tail's mapping.
@@ -84,7 +84,7 @@ def prep_buddy_huge_pages(pages, slots, base_pfn, heads, order, tails, optimized
     for k in range(heads.shape[0]):
         pfn = heads[k]
         i = descriptor_index(slots, base_pfn, pfn)
-        head_address = np.uint64(VMEMMAP_START) + np.uint64(pfn) * _STRIDE
+        head_address = page_address(pfn)
         rec = pages[i]
         rec["flags"] = (rec["flags"] & ~np.uint64(PG_RESERVED)) | np.uint64(PG_HEAD)
         rec["refcount"] = 0
@@ -140,7 +140,7 @@ def prep_gigantic_pages(pages, slots, base_pfn, heads, order, tails, links, init
             for t in range(count):
                 init_single_page(pages, i + t, flags, lru)
                 lru += _STRIDE
-        head_address = np.uint64(VMEMMAP_START) + np.uint64(pfn) * _STRIDE
+        head_address = page_address(pfn)
         # set_compound_order() comes first: bytes 17 and 28-31 of the first tail.
         first = pages[i + 1]
         first["lru_prev"] = (first["lru_prev"] & ~np.uint64(0xFF00)) | \

@@ -15,7 +15,8 @@ from hypothesis import strategies as st
 from fastinit.kernels._layout import (COUNT, FIRST, LAST, descriptor_index, free_list_address,
                                       largest_order, list_append_max_order_run,
                                       list_append_run, list_head, lru_address,
-                                      lru_pfn, max_order_pieces, new_local_lists, page_links,
+                                      lru_pfn, max_order_pieces, new_local_lists, page_address,
+                                      page_links,
                                       pageblock_index, zone_id, zone_list_base)
 from fastinit.layout import (FREE_AREA_BASE, MAX_NUMNODES, MAX_NR_ZONES, MAX_ORDER,
                              MAX_ORDER_NR_PAGES, MAX_PFN, MIGRATE_TYPES, NR_ORDERS,
@@ -25,6 +26,11 @@ from fastinit.layout import (FREE_AREA_BASE, MAX_NUMNODES, MAX_NR_ZONES, MAX_ORD
 @numba.njit
 def jit_lru_address(pfn):
     return lru_address(pfn)
+
+
+@numba.njit
+def jit_page_address(pfn):
+    return page_address(pfn)
 
 
 @numba.njit
@@ -84,6 +90,8 @@ pfns = st.integers(0, MAX_PFN - 1)
 @settings(max_examples=200, deadline=None)
 @given(pfns)
 def test_lru_address_is_exact_for_python_numpy_and_numba(pfn):
+    exact(page_address(pfn), VMEMMAP_START + 64 * pfn, "u")
+    exact(jit_page_address(np.int64(pfn)), VMEMMAP_START + 64 * pfn, "u")
     expected = VMEMMAP_START + 8 + 64 * pfn
     exact(lru_address(pfn), expected, "u")
     exact(lru_address(np.int64(pfn)), expected, "u")

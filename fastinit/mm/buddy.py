@@ -16,7 +16,7 @@ import numpy as np
 
 from fastinit.kernels._layout import (COUNT, FIRST, LAST, list_head, lru_address, lru_pfn,
                                       zone_list_base)
-from fastinit.layout import LIST_HEAD_SIZE, MIGRATE_TYPES, NR_ORDERS
+from fastinit.layout import MIGRATE_TYPES, NR_ORDERS
 from fastinit.mm.memmap import Memmap
 
 
