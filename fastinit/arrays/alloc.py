@@ -1,8 +1,10 @@
 """`empty`: a big array in huge-page-aligned memory, faulted in by parallel threads.
 
 NumPy's ``empty`` returns memory the kernel has not mapped yet: the first write to each
-page faults, and those faults, taken one thread at a time as a fill first reaches each
-page, can cost more than the fill (a 2 GiB array: seconds of faults for a 0.1 s fill).
+page faults, and those faults can cost more than the fill (4 GiB on 4 KiB pages: 1.3 s of
+faults for a 0.12 s fill, measured by perf/fill_bench.py; on huge pages 0.2 s). Faulting
+in up front takes that cost out of the fill; it does not make it smaller (the kernel
+zeroes every page either way).
 `empty` maps the memory on a 2 MiB boundary, advises huge pages (one fault and one zeroing
 per 2 MiB instead of per 4 KiB), and faults it all in up front on several threads with
 ``MADV_POPULATE_WRITE`` (Linux 5.14; older kernels answer EINVAL and a touch kernel
