@@ -24,10 +24,10 @@ import numpy as np
 from fastinit.arrays.errors import (DamagedMemmapError, IncompleteMemmapError,
                                     MemmapBusyError, MemmapFileError)
 from fastinit.arrays.memmapfile import MemmapFile, create_file, open_file as open_any_file
-from fastinit.layout import (LIST_HEAD_SIZE, LRU_OFFSET, MIGRATE_TYPES, NR_ORDERS,
-                             PAGE_DTYPE, PAGEBLOCK_NR_PAGES, PAGEBLOCKS_PER_SECTION,
-                             PAGES_PER_SECTION, SECTION_SHIFT, VMEMMAP_START)
-from fastinit.kernels._layout import free_list_address
+from fastinit.layout import (MIGRATE_TYPES, NR_ORDERS, PAGE_DTYPE, PAGEBLOCK_NR_PAGES,
+                             PAGEBLOCKS_PER_SECTION, PAGES_PER_SECTION, SECTION_SHIFT)
+from fastinit.kernels._layout import lru_address
+from fastinit.mm.buddy import ZoneFreeArea
 from fastinit.machine.topology import Topology
 from fastinit.mm.memmap import Memmap, memmap_bytes
 from fastinit.mm.plan import ARCH_PROFILES, plan_boot
@@ -204,15 +204,12 @@ def zone_state_problem(records: np.ndarray, plan) -> str | None:
             return f"{where} counts more free blocks than the zone holds"
         if sum(int(counts[order].sum()) << order for order in range(NR_ORDERS)) > zone.present:
             return f"{where} counts more free pages than the zone has"
-        own = np.uint64(free_list_address(nid, zone.zid, 0, 0)) + np.uint64(LIST_HEAD_SIZE) \
-            * np.arange(NR_ORDERS * MIGRATE_TYPES, dtype=np.uint64).reshape(NR_ORDERS,
-                                                                             MIGRATE_TYPES)
+        own = ZoneFreeArea(nid, zone.zid).heads[..., 0]  # where an empty list points
         heads = record["heads"]
         empty = counts == 0
         if (heads[empty] != own[empty][:, None]).any():
             return f"{where} has an empty list whose head does not point at itself"
-        lo = np.uint64(VMEMMAP_START + zone.start_pfn * PAGE_DTYPE.itemsize + LRU_OFFSET)
-        hi = np.uint64(VMEMMAP_START + zone.end_pfn * PAGE_DTYPE.itemsize + LRU_OFFSET)
+        lo, hi = lru_address(zone.start_pfn), lru_address(zone.end_pfn)
         ends = heads[~empty]
         if ((ends < lo) | (ends >= hi) | ((ends - lo) % np.uint64(64) != 0)).any():
             return f"{where} has a list end outside the zone's descriptors"
