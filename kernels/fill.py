@@ -41,9 +41,10 @@ from fastinit.kernels.streaming import store_fence, store_record_nt
 
 LINE = 64
 # The staging block: small enough to stay in L1 (32 KiB and up), long enough a record loop
-# to vectorize. Measured, 2 GiB on 2 threads, median of 9 paired ratios to memset, for
-# blocks of 1, 2, 4, 8, 16 KiB: 24-byte records 0.93 0.92 0.88 0.88 0.87, 8-byte records
-# 1.01 0.93 0.95 0.84 0.93 (one thread: 0.98-1.00 from 512 bytes to 4 KiB).
+# to vectorize. Between 1 and 16 KiB it hardly matters: fill/memset, median of 9 paired
+# runs over 2 GiB (perf/fill_bench.py --part stage), 1/2/4/8/16 KiB, 1 thread: 8-byte
+# records 0.96 0.94 0.91 0.97 0.89, 24-byte 0.97 1.02 1.03 0.95 0.96; 2 threads: 8-byte
+# 1.08 0.97 0.98 0.95 0.95, 24-byte 0.99 0.99 0.99 1.00 0.95.
 STAGE_BYTES = 2048
 
 STREAM_SIGNATURE = types.int64(types.uint64[::1], types.int64, types.int64)

@@ -11,6 +11,7 @@ Part ``nothing``: allocation, first touch and fill of a new array, all timed:
 fastinit.empty + fill, numpy.empty + fill, numpy.zeros + fill (with --no-huge-pages, on
 4 KiB pages); part ``file``: the same into a file: fastinit.empty(path=) + fill (which
 syncs, checksums and completes the file) against numpy.memmap + fill + flush (msync).
+Part ``stage`` (not by default) sweeps the staging block of the fill kernels.
 
 Run under the bench lock (it needs about 2x --gib of memory and --gib of disk):
 
@@ -212,6 +213,38 @@ def part_peers(args, out):
         del array, raw
 
 
+# --- part stage ------------------------------------------------------------------------
+
+def part_stage(args, out):
+    """The staging block size of fastinit.kernels.fill, swept: median of paired ratios."""
+    import fastinit.arrays.fill as fill_module
+    import fastinit.kernels.fill as kernels_module
+    chosen = kernels_module.STAGE_BYTES
+    for size in (8, 24):
+        dtype, record, *_ = LAYOUTS[size]
+        array = fastinit.empty(int(args.gib * 2**30) // size, dtype)
+        raw = array.view(np.uint8)
+        for threads in args.threads:
+            ratios = {block: [] for block in (1024, 2048, 4096, 8192, 16384)}
+            for _ in range(args.repeat):
+                for block in ratios:
+                    kernels_module.STAGE_BYTES = block
+                    fill_module._kernels.clear()  # recompile with this block
+                    fastinit.fill(array[:100], record)
+                    memset = memset_limit(raw, threads, 1)
+                    ratios[block].append(memset / timed(
+                        lambda: fastinit.fill(array, record, threads=threads)))
+            medians = {block: float(np.median(values)) for block, values in ratios.items()}
+            out["stage"].append({"record_bytes": size, "threads": threads, **{
+                str(block): value for block, value in medians.items()}})
+            print(f"{size:>4} B x{threads}  fill/memset by staging block: " + ", ".join(
+                f"{block // 1024} KiB {value:.2f}x" for block, value in medians.items()),
+                flush=True)
+        del array, raw
+    kernels_module.STAGE_BYTES = chosen
+    fill_module._kernels.clear()
+
+
 # --- parts nothing and file -------------------------------------------------------------
 
 def once_in_memory(method, count, dtype, record, threads, huge_pages):
@@ -285,7 +318,7 @@ def main():
     parser.add_argument("--numpy-repeat", type=int, default=2, help="NumPy is slow")
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--part", nargs="+", default=["peers", "nothing", "file"],
-                        choices=["peers", "nothing", "file"])
+                        choices=["peers", "nothing", "file", "stage"])
     parser.add_argument("--nothing-sizes", type=int, nargs="+", default=[24, 64],
                         choices=sorted(LAYOUTS))
     parser.add_argument("--dir", default=tempfile.gettempdir(), help="for part file")
@@ -300,13 +333,15 @@ def main():
     out = {"machine": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
            "huge_pages": not args.no_huge_pages,
            "numba": numba.__version__, "numpy": np.__version__,
-           "threading_layer": None, "peers": [], "from_nothing": []}
+           "threading_layer": None, "peers": [], "from_nothing": [], "stage": []}
     check_peers_agree()
     out["threading_layer"] = numba.threading_layer()
     print(f"{args.gib} GiB per array; best of {args.repeat} (NumPy {args.numpy_repeat}); "
           f"numba {numba.__version__} ({out['threading_layer']}), numpy {np.__version__}")
     if "peers" in args.part:
         part_peers(args, out)
+    if "stage" in args.part:
+        part_stage(args, out)
     if "nothing" in args.part:
         part_from_nothing(args, out, "memory")
     if "file" in args.part:
