@@ -85,13 +85,29 @@ def thp_mode():
     return text.split("[")[1].split("]")[0]
 
 
+def vm_flags(address):
+    """The VmFlags of the mapping holding ``address``."""
+    inside = False
+    for line in Path("/proc/self/smaps").read_text().splitlines():
+        head = line.split(None, 1)[0]
+        if not head.endswith(":"):
+            low, high = (int(part, 16) for part in head.split("-"))
+            inside = low <= address < high
+        elif inside and head == "VmFlags:":
+            return set(line.split()[1:])
+    raise AssertionError(f"no mapping holds {address:#x}")
+
+
 @pytest.mark.skipif(thp_mode() not in ("madvise", "always"),
                     reason="transparent huge pages are off here")
-def test_huge_pages_as_asked():
+def test_huge_pages_advised_as_asked():
     advised = empty(32 * MiB, np.uint8, huge_pages=True)
     refused = empty(32 * MiB, np.uint8, huge_pages=False)
     assert allocation(advised).huge_pages and not allocation(refused).huge_pages
-    assert allocation(advised).huge_page_bytes() > 0
+    # The advice, as the kernel recorded it: hg = MADV_HUGEPAGE, nh = MADV_NOHUGEPAGE.
+    assert "hg" in vm_flags(advised.ctypes.data) and "nh" in vm_flags(refused.ctypes.data)
+    # Whether huge pages were free to back it depends on fragmentation; none were used
+    # where they were advised against.
     assert allocation(refused).huge_page_bytes() == 0
 
 
@@ -111,6 +127,7 @@ def test_any_view_finds_the_allocation_and_a_copy_does_not():
 def test_memory_lives_while_a_view_lives_and_is_unmapped_after():
     array = empty(8 * MiB, np.uint8)
     address = array.ctypes.data
+    ours = [span for span in mappings() if span[0] <= address + 4 * MiB < span[1]]
     view = array[MiB:2 * MiB]
     view[:] = 7
     del array
@@ -118,7 +135,8 @@ def test_memory_lives_while_a_view_lives_and_is_unmapped_after():
     assert is_mapped(address) and (view == 7).all()
     del view
     gc.collect()
-    assert not is_mapped(address)
+    # The span may be mapped again by anyone since, but not as the same mapping.
+    assert ours and not set(ours) & set(mappings())
 
 
 def test_progress_counts_bytes_up_to_the_total():
