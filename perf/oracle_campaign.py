@@ -30,6 +30,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 import qemu_oracle as qo  # noqa: E402
 from qemu_oracle.corpus import cases  # noqa: E402
+from qemu_oracle.hugepages import PREFIX as HUGE_PREFIX  # noqa: E402
+from qemu_oracle.hugepages import generate_hugepages  # noqa: E402
 
 
 def parse_seeds(text: str) -> list[int]:
@@ -92,8 +94,9 @@ def evaluate(name: str, layout, serial: str, seconds: float | None,
     return record
 
 
-def boot_one(seed: int, tools, initramfs: str, workdir: str, timeout: float):
-    layout = qo.generate(seed)
+def boot_one(seed: int, tools, initramfs: str, workdir: str, timeout: float,
+             focus: str | None = None):
+    layout = generate_hugepages(seed) if focus == "hugepages" else qo.generate(seed)
     return layout, qo.boot(layout, tools, initramfs, workdir, timeout)
 
 
@@ -139,9 +142,9 @@ def run(args) -> list[dict]:
             batch = seeds[first:first + args.batch]
             with bench_lock(args.lock), ThreadPoolExecutor(args.jobs) as pool:
                 boots = list(pool.map(lambda s: boot_one(s, tools, initramfs, workdir,
-                                                         args.timeout), batch))
+                                                         args.timeout, args.focus), batch))
             for layout, boot in boots:
-                name = f"seed-{layout.seed}"
+                name = f"{HUGE_PREFIX if args.focus else 'seed'}-{layout.seed}"
                 record = evaluate(name, layout, boot.serial, boot.seconds, args.subprocess)
                 meta = {"kernel": tools.kernel, "qemu_command": list(boot.command),
                         "boot_seconds": round(boot.seconds, 2),
@@ -176,6 +179,9 @@ def main() -> int:
                         "(default: a new directory under /tmp)")
     parser.add_argument("--replay", metavar="DIR", help="compare the captures in DIR again, "
                         "booting nothing")
+    parser.add_argument("--focus", choices=["hugepages"], default=None,
+                        help="hugepages: layouts that all ask for HugeTLB boot pools "
+                             "(tests/qemu_oracle/hugepages.py; cases huge-N)")
     parser.add_argument("--jobs", type=int, default=2, help="guests booted at once (2)")
     parser.add_argument("--batch", type=int, default=8,
                         help="boots per hold of the bench lock (8)")

@@ -121,11 +121,12 @@ def _alloc_chunk(start: int, end: int, ctx) -> None:
     """Thread function of the 2 MiB job: the pool's pages ``[start, end)``."""
     state, order = ctx.state, ctx.order
     units = ctx.sequence[start:end]
-    remapped = np.arange(start, end) < ctx.remap_units
-    for (nid, zid), optimize in sorted({(tuple(u), bool(r)) for u, r in
-                                        zip(units.tolist(), remapped.tolist())}):
-        count = int(np.count_nonzero((units[:, 0] == nid) & (units[:, 1] == zid)
-                                     & (remapped == optimize)))
+    remapped = (np.arange(start, end) < ctx.remap_units).astype(np.int64)
+    # One batch per zone (and per HVO or not): (nid, zid, remapped) as one key.
+    keys, counts = np.unique((units[:, 0] * 8 + units[:, 1]) * 2 + remapped,
+                             return_counts=True)
+    for key, count in zip(keys.tolist(), counts.tolist()):
+        nid, zid, optimize = key // 16, key // 2 % 8, bool(key % 2)
         heads = np.empty(count, dtype=np.int64)
         taken = state.zone_call((nid, zid), take_blocks, order, count, heads)
         if taken != count:
