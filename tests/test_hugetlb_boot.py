@@ -158,3 +158,10 @@ def test_pools_with_a_memmap_file_are_refused(tmp_path):
     with pytest.raises(ValueError, match="not recorded in memmap files"):
         boot(small(), memmap_file=str(tmp_path / "memmap.bin"))
     assert not (tmp_path / "memmap.bin").exists()
+
+
+def test_a_memmap_remapped_by_hvo_is_not_booted_again():
+    topology = small(" hugetlb_free_vmemmap=on")
+    result = boot(topology)
+    with pytest.raises(ValueError, match="remapped by HVO"):
+        boot(topology, memmap=result.memmap)

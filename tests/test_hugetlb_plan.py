@@ -118,3 +118,28 @@ def test_2m_per_node_counts_that_do_not_fit_are_cut_with_the_kernels_message():
     assert got < 256 and plan.pools.counts()[1][9] == 3
     assert plan.pools.buddy_messages == (f"HugeTLB: allocating 400 of page size 2.00 MiB "
                                          f"failed node0.  Only allocated {got} hugepages.",)
+
+
+def test_a_section_two_nodes_share_goes_to_the_first_nodes_memmap():
+    # memory_present() marks a section with the first range's node: node 1, starting
+    # inside node 0's last section, keeps one section less.
+    from fastinit.machine.topology import Node, Topology
+    from fastinit.mm.plan import section_runs
+    s = 32768
+    topology = Topology((Node(0, 1, ((1, 3 * s + 100),)), Node(1, 1, ((3 * s + 100, 6 * s),))))
+    assert section_runs(topology) == [(0, 4, 0), (4, 6, 1)]
+    plan = plan_boot(topology)
+    assert [node.memmap[0][1] - node.memmap[0][0] for node in plan.nodes] == [4 * 512, 2 * 512]
+
+
+def test_the_swiotlb_buffer_a_log_shows_is_reserved():
+    from fastinit.machine.bootlog import parse_bootlog
+    log = "\n".join([
+        "Command line: hugepagesz=2M hugepages=10",
+        "BIOS-e820: [mem 0x0000000000000000-0x000000000009fbff] usable",
+        "BIOS-e820: [mem 0x0000000000100000-0x00000000bffdffff] usable",
+        "BIOS-e820: [mem 0x0000000100000000-0x000000017fffffff] usable",
+        "software IO TLB: mapped [mem 0x00000000bbed4000-0x00000000bfed4000] (64MB)"])
+    topology = parse_bootlog(log)
+    # The printed end is exclusive (mem->end), unlike NODE_DATA's.
+    assert (0xbbed4, 0xbfed4) in topology.reserved

@@ -50,8 +50,11 @@ _CPUS_ALLOWED = re.compile(r"(?:smpboot|CPU topo): Allowing (\d+) (?:present )?C
                            r"(?:,| plus) (\d+) hotplug CPUs")
 _CRASH_HEX = re.compile(r"crashkernel reserved: 0x([0-9a-fA-F]+) - 0x([0-9a-fA-F]+) ")
 _CRASH_MB = re.compile(r"Reserving (\d+)MB of memory at (\d+)MB for crashkernel")
+# swiotlb's bounce buffer (64 MiB below 4 GiB), printed late but taken in mem_init(); the
+# end it prints is exclusive, like crashkernel's.
+_SWIOTLB = re.compile(rf"software IO TLB: mapped {_MEM}")
 _RESERVED = [re.compile(rf"NODE_DATA(?:\(\d+\) allocated)? {_MEM}"),
-             re.compile(rf"RAMDISK: {_MEM}"), _CRASH_HEX, _CRASH_MB]
+             re.compile(rf"RAMDISK: {_MEM}"), _CRASH_HEX, _CRASH_MB, _SWIOTLB]
 # setup_arch() prints the command line first; start_kernel() again, as "Kernel command line".
 _CMDLINE = re.compile(r"Command line: (.*)")
 _KERNEL_CMDLINE = re.compile(r"Kernel command line: (.*)")
@@ -274,7 +277,7 @@ def _scan_reserved(log: BootLog, line: str, number: int) -> None:
                 start, end = at << 20, (at + size) << 20
             else:
                 start, end = _mem_range(match, 1, log.source, number, line,
-                                        inclusive=pattern is not _CRASH_HEX)
+                                        inclusive=pattern not in (_CRASH_HEX, _SWIOTLB))
             log.reserved.append((start >> PAGE_SHIFT, pfn_up(end)))
             return
 

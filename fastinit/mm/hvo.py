@@ -28,6 +28,7 @@ import numpy as np
 
 from fastinit.layout import PAGE_DTYPE, PAGE_SIZE, PAGES_PER_SECTION
 from fastinit.mm.memmap import Memmap
+from fastinit.mm.plan import section_runs
 
 DESCRIPTORS_PER_PAGE = PAGE_SIZE // PAGE_DTYPE.itemsize
 # memmap pages (4 KiB) of descriptors of one section.
@@ -143,23 +144,18 @@ def vmemmap_backing(plan) -> np.ndarray:
     ndarray of int64, shape (nr_sections,)
         For the section in each memmap slot, the first pfn of the 512 pages (2 MiB) holding
         its descriptors: its node's memmap, section by section in address order (the
-        kernel's sparse buffer), a section shared by two nodes counted with the later one.
+        kernel's sparse buffer), a section shared by two nodes counted with the first.
     """
-    owner: dict[int, int] = {}
-    for start, end, nid in plan.topology.memory_ranges():
-        for section in range(start // PAGES_PER_SECTION, (end - 1) // PAGES_PER_SECTION + 1):
-            owner[section] = nid
     backing = np.full(len(plan.sections), -1, dtype=np.int64)
-    slot_of = {int(section): slot for slot, section in enumerate(plan.sections.tolist())}
     for node in plan.nodes:
-        sections = sorted(s for s, nid in owner.items() if nid == node.nid)
-        pieces = list(node.memmap)
-        for k, section in enumerate(sections):
-            if len(pieces) == 1:
-                start = pieces[0][0] + k * SECTION_MAP_PAGES
-            else:
-                start = pieces[k][0]
-            backing[slot_of[section]] = start
+        sections = np.concatenate([np.arange(first, end, dtype=np.int64) for first, end, nid
+                                   in section_runs(plan.topology) if nid == node.nid]
+                                  or [np.zeros(0, np.int64)])
+        slots = np.searchsorted(plan.sections, sections)
+        if len(node.memmap) == 1:
+            backing[slots] = node.memmap[0][0] + SECTION_MAP_PAGES * np.arange(len(slots))
+        else:
+            backing[slots] = [start for start, _ in node.memmap]
     return backing
 
 
@@ -197,3 +193,16 @@ def resident_bytes(memmap: Memmap, remapper: Remapper | None = None) -> int:
         for first, pages in remapper.aliases:
             present[first + 1:first + pages] = False
     return int(np.count_nonzero(present)) * PAGE_SIZE
+
+
+def remapped_pages(memmap: Memmap) -> int:
+    """Pages of the memmap's descriptors that HVO mapped onto others (read-only aliases
+    and kept pages): such a memmap cannot be booted again."""
+    lo, hi = memmap.raw.ctypes.data, memmap.raw.ctypes.data + memmap.raw.nbytes
+    pages = 0
+    with open("/proc/self/maps") as handle:
+        for line in handle:
+            if "fastinit-hvo" in line:
+                start, end = (int(x, 16) for x in line.split()[0].split("-"))
+                pages += max(0, min(end, hi) - max(start, lo)) // PAGE_SIZE
+    return pages

@@ -135,16 +135,26 @@ class BootPlan:
         return np.array(free, dtype=np.int64).reshape(-1, 2)
 
 
-def _section_nodes(topology: Topology) -> dict[int, int]:
-    """Sections each node owns: a section belongs to the last memory range touching it."""
-    counts: dict[int, int] = {}
-    last_section, last_nid = -1, None
+def section_runs(topology: Topology) -> list[tuple[int, int, int]]:
+    """``(first, end, nid)`` runs of sections whose descriptors each node's memmap holds,
+    in address order. A section belongs to the first memory range touching it:
+    ``memory_present()`` marks it with the node of the first range it meets, and
+    ``sparse_init()`` groups sections by that node."""
+    runs, next_section = [], 0
     for start, end, nid in topology.memory_ranges():
-        first, last = start >> SECTION_SHIFT, (end - 1) >> SECTION_SHIFT
-        if first == last_section:  # shared with the previous range: the later range wins
-            counts[last_nid] -= 1
-        counts[nid] = counts.get(nid, 0) + last - first + 1
-        last_section, last_nid = last, nid
+        first = max(start >> SECTION_SHIFT, next_section)
+        last = (end - 1) >> SECTION_SHIFT
+        if first <= last:
+            runs.append((first, last + 1, nid))
+            next_section = last + 1
+    return runs
+
+
+def _section_nodes(topology: Topology) -> dict[int, int]:
+    """How many sections each node's memmap holds (see `section_runs`)."""
+    counts: dict[int, int] = {}
+    for first, end, nid in section_runs(topology):
+        counts[nid] = counts.get(nid, 0) + end - first
     return counts
 
 

@@ -22,6 +22,7 @@ from fastinit.mm.deferred import DEFAULT_KERNEL, NodeResult, check_kernel, defer
 from fastinit.mm import memmap_file as memmap_files
 from fastinit.mm.early import early_init
 from fastinit.mm.hugetlb import decide_hvo, has_pools, hugetlb_init
+from fastinit.mm.hvo import remapped_pages
 from fastinit.kernels.first_touch import touch_range
 from fastinit.mm.memmap import Memmap
 from fastinit.engine.padata import Job, do_multithreaded
@@ -145,6 +146,9 @@ def prepare(topology: Topology, *, arch: str = DEFAULT_ARCH, threads: int | None
         memmap = allocate(plan, memmap_file, force, kernel, replace_any_file)
     elif not np.array_equal(memmap.sections, plan.sections):
         raise ValueError("the memmap given was made for another machine; allocate a new one")
+    elif remapped_pages(memmap):
+        raise ValueError("the memmap given had its vmemmap remapped by HVO (read-only "
+                         "pages); allocate a new one")
     elif memmap.file is not None:
         memmap.file.begin_update()
     with _failure_recorded(memmap):
