@@ -205,8 +205,9 @@ def test_random_dtypes_shapes_starts_and_addresses_match_naive(dtype, count, mis
     check_random_case(dtype, count, misalign, start)
 
 
+# 300 examples ran once (5:44, all passed); CI's soak run keeps to a minute or so.
 @pytest.mark.soak
-@settings(max_examples=300, **SLOW)
+@settings(max_examples=60, **SLOW)
 @given(**CASES)
-def test_soak_300_random_layouts_match_naive(dtype, count, misalign, start):
+def test_soak_random_layouts_match_naive(dtype, count, misalign, start):
     check_random_case(dtype, count, misalign, start)

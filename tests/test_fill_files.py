@@ -102,6 +102,23 @@ def test_a_completed_file_is_read_only_and_fill_refuses_it(tmp_path):
         fill(open_memmap(path).array, record)
 
 
+@pytest.mark.parametrize("finish", ["complete", "fail", "close"])
+def test_fill_refuses_the_array_of_a_file_already_finished(tmp_path, finish):
+    # Was: a fill after complete() rewrote the data behind its checksum (the file then
+    # read as damaged); after fail() it wrote into a removed file, then raised.
+    path = tmp_path / "t.bin"
+    handle = create_memmap(path, DTYPE, 100)
+    array = handle.array  # taken while the file is written, so still writeable
+    fill(array[:10], record)  # a slice: the file stays initializing
+    getattr(handle, finish)()
+    before = path.read_bytes() if path.exists() else None
+    with pytest.raises(ValueError, match="already completed, failed or closed"):
+        fill(array, record, start=7)
+    assert (path.read_bytes() if path.exists() else None) == before
+    if finish == "complete":
+        assert open_memmap(path).state == "complete"
+
+
 def test_a_disk_too_small_is_refused_and_leaves_no_file(small_tmpfs):  # noqa: F811
     path = small_tmpfs / "t.bin"  # the disk has 8 MiB
     with pytest.raises(MemmapFileError, match="on a disk with room"):

@@ -120,6 +120,13 @@ def _check_array(array) -> None:
     if not array.flags.writeable:
         raise ValueError("fill needs a writeable array, got a read-only one; open the file "
                          "for writing or fill a copy (array.copy())")
+    handle = MemmapFile.of(array)
+    if handle is not None and not handle.writing:
+        # Its checksum is taken, or its temporary file gone: writing now would change a
+        # complete file behind its checksum, or write to nothing.
+        raise ValueError(f"the array is in memmap file {handle.path}, which was already "
+                         f"completed, failed or closed; open it again to write it: "
+                         f"fastinit.open_memmap(path, mode='r+')")
 
 
 def fill(array: np.ndarray, record, *, start: int = 0, threads: int | None = None,
@@ -231,7 +238,7 @@ def _complete_file(array: np.ndarray) -> tuple[str | None, float]:
     header says complete.
     """
     handle = MemmapFile.of(array)
-    if handle is None or handle.mode == "r" or handle.state != "initializing":
+    if handle is None or not handle.writing:
         return None, 0.0
     data = handle.data
     if (array.ctypes.data, array.nbytes) != (data.ctypes.data, data.nbytes):

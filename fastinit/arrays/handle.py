@@ -99,6 +99,12 @@ class MemmapFile:
     def state(self) -> str:
         return fmt.STATES[int.from_bytes(self._region[20:24], "little")]
 
+    @property
+    def writing(self) -> bool:
+        """True while the file is being written: opened for writing and not yet completed,
+        failed or closed. Its arrays must not be written otherwise."""
+        return self.mode != "r" and not self._finished
+
     @classmethod
     def of(cls, array) -> MemmapFile | None:
         """The file whose memory ``array`` (or a view of it) is, or None."""
