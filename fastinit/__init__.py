@@ -25,7 +25,7 @@ if not (_Path(__file__).parent / "kernels").is_dir() and \
     __path__.append(str(_Path(__file__).parent.parent))
 
 # Public names that need the machine model or Numba, imported when first used.
-_LAZY = {"boot": "fastinit.mm.run",
+_LAZY = {"boot": "fastinit.distributed.api",  # fastinit.mm.run.boot, or on a cluster
          "create_memmap": "fastinit.arrays.memmapfile",
          "open_memmap": "fastinit.arrays.memmapfile",
          "MemmapFile": "fastinit.arrays.memmapfile",

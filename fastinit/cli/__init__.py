@@ -10,6 +10,7 @@ import threading
 import warnings
 
 import fastinit
+from fastinit.cli.cluster import add_cluster_args, cmd_cluster, wants_cluster
 from fastinit.cli.commands import cmd_bench, cmd_boot, cmd_topology, cmd_verify
 from fastinit.cli.output import (EXIT_OUTPUT, EXIT_PIPE, OutputError, as_flags, say,
                                  silence_stdout)
@@ -30,8 +31,9 @@ machines:
                    a boot log carries its own
 
 exit status: 0 ok, 1 verification (or topology's check against the log) failed,
-2 bad input, 74 output could not be written (disk full), 130 interrupted, 141 output
-pipe closed (as SIGPIPE would), 143 terminated (SIGTERM, handled like Ctrl-C)
+2 bad input, 3 a node failed on its dask worker (--cluster), 74 output could not be
+written (disk full), 130 interrupted, 141 output pipe closed (as SIGPIPE would),
+143 terminated (SIGTERM, handled like Ctrl-C)
 """
 
 
@@ -100,6 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
                            "memmap file (never a device, FIFO, directory or symlink)")
     boot.add_argument("--verify", action="store_true",
                       help="also check the result against the serial reference")
+    add_cluster_args(boot)
     verify = commands.add_parser(
         "verify", help="boot and check the result, or check a memmap file a boot left",
         description="Without --memmap-file: the same as 'boot --verify'. With --memmap-file "
@@ -112,6 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("--memmap-file", metavar="PATH", type=_nonempty_path,
                         help="check this memmap file, which 'fastinit boot --memmap-file' "
                              "wrote, instead of booting")
+    add_cluster_args(verify)
     bench = commands.add_parser(
         "bench", help="deferred init against memset (the write limit) and the peers",
         description="Boot the machine repeatedly on one pre-faulted memmap for each thread "
@@ -171,7 +175,8 @@ def main(argv: list[str] | None = None) -> int:
             with warnings.catch_warnings():
                 # The commands say it themselves, naming the flag (warn_threads).
                 warnings.simplefilter("ignore", OversubscriptionWarning)
-                status = handlers[args.command](args)
+                status = cmd_cluster(args) if wants_cluster(args) else \
+                    handlers[args.command](args)
         try:
             sys.stdout.flush()
         except OSError as error:

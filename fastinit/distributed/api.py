@@ -1,0 +1,101 @@
+"""``fastinit.boot``: in this process, or one node per dask worker with ``cluster=``."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+
+from fastinit.engine.validate import check_callable, check_int
+from fastinit.machine.topology import Topology
+from fastinit.mm.deferred import DEFAULT_KERNEL, check_kernel
+from fastinit.mm.plan import DEFAULT_ARCH, plan_boot
+from fastinit.mm import run as single
+
+
+def boot(topology: Topology, *, cluster=None, verify: bool = False, digests: bool = False,
+         retries: int = 0, memmap_dir: str | None = None,
+         progress: Callable[[int], None] | None = None, timeout: float | None = None,
+         **options):
+    """Simulate the boot of ``topology``: here (`fastinit.mm.run.boot`), or on a cluster.
+
+    Parameters
+    ----------
+    topology : Topology
+    cluster : None, str or distributed.Client
+        None boots in this process and returns a `fastinit.mm.run.BootResult` (every other
+        keyword is `fastinit.mm.run.boot`'s). ``"local:N"`` starts N dask worker
+        processes here; ``"tcp://HOST:8786"`` uses a running scheduler and its workers;
+        a ``distributed.Client`` is used as it is. Each node's shard is booted, verified
+        and dropped on one worker.
+    verify, digests : bool
+        On a cluster: verify every node on its worker; compute each node's digests
+        (`fastinit.distributed.digest.node_digest`).
+    retries : int
+        On a cluster: boot a node again, from scratch on another worker, this many times
+        when its worker dies.
+    memmap_dir : str or None
+        On a cluster: each node's memmap is the file ``node<N>.memmap`` in this directory
+        on its worker's disk (it stays there, complete, for ``fastinit verify``).
+    progress : callable or None
+        ``progress(pages)`` as deferred init advances, on every node.
+    timeout : float or None
+        Seconds to reach a scheduler address (default 5).
+    **options
+        ``arch``, ``threads``, ``kernel``, ``force``; without a cluster, anything
+        `fastinit.mm.run.boot` takes.
+
+    Returns
+    -------
+    BootResult or fastinit.distributed.result.DistributedBootResult
+    """
+    if cluster is None:
+        if verify or digests or retries or memmap_dir is not None or timeout is not None:
+            raise ValueError("verify, digests, retries, memmap_dir and timeout apply to a "
+                             "cluster boot: pass cluster='local:N' or an address (in one "
+                             "process, use fastinit.mm.verify.verify and memmap_file=)")
+        return single.boot(topology, progress=progress, **options)
+    return cluster_boot(topology, cluster, verify=verify, digests=digests, retries=retries,
+                        memmap_dir=memmap_dir, progress=progress, timeout=timeout, **options)
+
+
+def _cloudpickle():
+    import cloudpickle
+    return cloudpickle
+
+
+def cluster_boot(topology: Topology, cluster, *, arch: str = DEFAULT_ARCH,
+                 threads: int | None = None, kernel: str = DEFAULT_KERNEL,
+                 force: bool = False, verify: bool = False, digests: bool = False,
+                 retries: int = 0, memmap_dir: str | None = None, progress=None,
+                 timeout: float | None = None, memory_limit=None, chunk_hook=None):
+    """`boot` on a cluster (see there); ``memory_limit`` per worker of a local cluster;
+    ``chunk_hook(nid, start, end)`` runs on the worker before every deferred chunk (as in
+    `fastinit.mm.run.boot`; it must pickle, and tests use it to hold a node mid-init)."""
+    from fastinit.distributed.cluster import CONNECT_TIMEOUT, check_workers, connected
+    from fastinit.distributed.result import DistributedBootResult
+    from fastinit.distributed.run import run_boot
+    single._check_machine_arguments(topology, None, force, None, False)
+    check_kernel(kernel)
+    check_callable(progress, "progress", "progress(pages)", optional=True)
+    check_callable(chunk_hook, "chunk_hook", "chunk_hook(nid, start, end)", optional=True)
+    retries = check_int(retries, "retries", minimum=0, fix="times to boot a node again")
+    if memmap_dir is not None and not isinstance(memmap_dir, (str, os.PathLike)):
+        raise TypeError(f"memmap_dir must be a directory path, got {memmap_dir!r}")
+    plan = plan_boot(topology, arch, threads)  # bad input fails here, before any cluster
+    options = {"arch": arch, "threads": threads, "kernel": kernel, "force": force,
+               "memmap_dir": None if memmap_dir is None else os.fspath(memmap_dir),
+               # By cloudpickle, so a lambda or a test's function reaches the workers (the
+               # scheduler unpickles the task with plain pickle: it must not need them).
+               "chunk_hook": None if chunk_hook is None else _cloudpickle().dumps(chunk_hook)}
+    began = time.perf_counter()
+    with connected(cluster, timeout=timeout or CONNECT_TIMEOUT,
+                   memory_limit=memory_limit) as client:
+        identities = check_workers(client)
+        connect = time.perf_counter() - began
+        shards, timings = run_boot(client, plan, identities, options, verify=verify,
+                                   digests=digests, retries=retries, progress=progress)
+    zones = {key: area for shard in shards.values() for key, area in shard.zones.items()}
+    timings["connect"] = connect
+    return DistributedBootResult(plan, [shards[nid] for nid in sorted(shards)], zones,
+                                 timings, len(identities))

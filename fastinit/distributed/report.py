@@ -1,0 +1,67 @@
+"""How a distributed boot prints: the single-process report, with the worker of each node."""
+
+from __future__ import annotations
+
+from fastinit.distributed.result import DistributedBootResult
+from fastinit.layout import PAGE_DTYPE, PAGE_SHIFT
+from fastinit.report import boot_json, verify_lines, zone_lines
+
+
+def _ms(seconds: float) -> str:
+    return f"{seconds * 1e3:.0f} ms"
+
+
+def cluster_boot_lines(result: DistributedBootResult, digests: bool = False) -> list[str]:
+    """Kernel-style lines, the per-node table with workers, zones, and the verdict."""
+    plan, timings = result.plan, result.timings
+    lines = [f"{plan.topology.source}: {len(plan.topology.nodes)} nodes, "
+             f"{plan.topology.present_pages << PAGE_SHIFT >> 20} MiB, memmap "
+             f"{result.memmap.nbytes / 2**30:.2f} GiB in {result.memmap.storage}, "
+             f"arch {plan.arch}",
+             f"cluster: {result.workers} workers, reached and checked in "
+             f"{_ms(timings.get('connect', 0))}; nodes booted in {_ms(timings.get('boot', 0))}"
+             + (f", verified in {_ms(timings['verify'])}" if "verify" in timings else "")]
+    for shard in sorted(result.shards, key=lambda s: s.node.elapsed if s.node else 0):
+        if shard.node is not None and shard.node.report is not None:
+            lines.append(f"node {shard.nid} deferred pages initialised in "
+                         f"{shard.node.elapsed * 1e3:.0f}ms")
+    lines.append("")
+    width = max([len("worker")] + [len(s.worker) for s in result.shards])
+    lines.append(f"{'node':>4} {'worker':<{width}} {'threads':>7} {'chunks':>6} "
+                 f"{'deferred_pages':>14} {'time_ms':>9} {'GB/s':>7} {'sparse_ms':>9} "
+                 f"{'early_ms':>8}")
+    for shard in result.shards:
+        node = shard.node
+        sparse = shard.timings.get("sparse_init", 0) * 1e3
+        early = shard.timings.get("early", 0) * 1e3
+        if node is None or node.report is None:
+            lines.append(f"{shard.nid:>4} {shard.worker:<{width}} {'-':>7} {'-':>6} {0:>14} "
+                         f"{'-':>9} {'-':>7} {sparse:>9.1f} {early:>8.1f}")
+            continue
+        rate = node.pages * PAGE_DTYPE.itemsize / node.elapsed / 1e9 if node.elapsed else 0.0
+        lines.append(f"{shard.nid:>4} {shard.worker:<{width}} {node.report.nworks:>7} "
+                     f"{len(node.report.chunks):>6} {node.pages:>14} "
+                     f"{node.elapsed * 1e3:>9.1f} {rate:>7.2f} {sparse:>9.1f} {early:>8.1f}")
+    retried = [s for s in result.shards if s.attempts > 1]
+    lines += [f"node {s.nid} booted again on {s.worker} (attempt {s.attempts})"
+              for s in retried]
+    lines.append("")
+    lines += zone_lines(result)
+    if digests:
+        lines.append("")
+        lines += [f"node {s.nid} digest {s.digest} (free-list order aside: {s.state_digest})"
+                  for s in result.shards]
+    return lines + verify_lines(result.verification)
+
+
+def cluster_boot_json(result: DistributedBootResult) -> dict:
+    """`fastinit.report.boot_json`'s document, each node with its worker and timings."""
+    document = boot_json(result, result.verification)
+    document["workers"] = result.workers
+    for entry, shard in zip(document["nodes"], result.shards):
+        entry.update({"worker": shard.worker, "pid": shard.pid, "attempts": shard.attempts,
+                      "memmap_bytes": shard.memmap_bytes, "storage": shard.storage,
+                      "timings_ms": {k: round(v * 1e3, 3) for k, v in shard.timings.items()}})
+        if shard.digest is not None:
+            entry["digest"], entry["state_digest"] = shard.digest, shard.state_digest
+    return document

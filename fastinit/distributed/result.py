@@ -1,0 +1,148 @@
+"""What a distributed boot returns: per node, the worker it ran on and its summary.
+
+Built on the client from the workers' small summaries; the descriptors stay on the
+workers. Shaped like `fastinit.mm.run.BootResult` where the report code reads it
+(``plan``, ``nodes``, ``zones``, ``memmap.nbytes``/``storage``, ``timings``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from fastinit.mm.buddy import ZoneFreeArea
+from fastinit.mm.deferred import NodeResult
+from fastinit.mm.plan import BootPlan
+from fastinit.mm.verify import Check, VerifyReport
+
+
+@dataclass
+class NodeShard:
+    """One node as its worker booted (and verified) it.
+
+    Attributes
+    ----------
+    nid : int
+    worker : str
+        Address of the dask worker that held the shard.
+    pid : int
+        Its process id.
+    node : NodeResult
+        Deferred init of the node (threads, chunks, pages, seconds).
+    timings : dict of str to float
+        The node's boot on its worker: "sparse_init", "early", "deferred" (and "sync").
+    task_seconds : float
+        The whole task on the worker.
+    memmap_bytes : int
+        The shard's memmap.
+    storage : str
+        "memory" or the node's memmap file on the worker's disk.
+    attempts : int
+        Runs of the node (1, or more after retries on other workers).
+    report : VerifyReport or None
+    digest, state_digest : str or None
+        `fastinit.distributed.digest.node_digest` with and without the free lists' order.
+    zones : dict of (nid, zid) to ZoneFreeArea
+        The node's zones as its worker left them.
+    """
+
+    nid: int
+    worker: str
+    pid: int
+    node: NodeResult | None
+    timings: dict = field(default_factory=dict)
+    task_seconds: float = 0.0
+    memmap_bytes: int = 0
+    storage: str = "memory"
+    attempts: int = 1
+    report: VerifyReport | None = None
+    digest: str | None = None
+    state_digest: str | None = None
+    zones: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ShardStorage:
+    """The memmap of all shards together, as the report prints a memmap."""
+
+    nbytes: int
+    storage: str
+
+
+@dataclass
+class DistributedBootResult:
+    """A boot whose nodes ran on dask workers.
+
+    Attributes
+    ----------
+    plan : BootPlan
+        The whole machine's plan (every shard was booted from it).
+    shards : list of NodeShard
+        By node id.
+    zones : dict of (nid, zid) to ZoneFreeArea
+        Every zone's figures as its worker left them.
+    timings : dict of str to float
+        Client side: "connect", "place", "boot" (first task submitted to the last node
+        booted), "verify", "release".
+    workers : int
+        Workers in the cluster.
+    """
+
+    plan: BootPlan
+    shards: list[NodeShard]
+    zones: dict
+    timings: dict = field(default_factory=dict)
+    workers: int = 0
+    # No HugeTLB boot pools on a cluster (refused by `fastinit.mm.run.prepare`).
+    pools: None = None
+
+    @property
+    def nodes(self) -> list[NodeResult]:
+        """Each node's deferred init (an empty one for nodes read back from files)."""
+        return [shard.node or NodeResult(shard.nid, 0, None, 0.0, 0) for shard in self.shards]
+
+    @property
+    def memmap(self) -> ShardStorage:
+        stored = {shard.storage == "memory" for shard in self.shards}
+        where = "worker memory" if stored == {True} else "worker files" \
+            if stored == {False} else "worker memory and files"
+        return ShardStorage(sum(s.memmap_bytes for s in self.shards),
+                            f"{where}, {len(self.shards)} shards on "
+                            f"{len({s.worker for s in self.shards})} workers")
+
+    @property
+    def verification(self) -> VerifyReport | None:
+        """Every node's verify report as one (None unless every node was verified)."""
+        reports = [(shard.nid, shard.report) for shard in self.shards]
+        if not reports or any(report is None for _, report in reports):
+            return None
+        return merge_reports(reports)
+
+
+def zones_from(figures: dict) -> dict:
+    """ZoneFreeArea objects from a worker's ``{(nid, zid): (managed, nr_free, heads)}``."""
+    zones = {}
+    for (nid, zid), (managed, nr_free, heads) in figures.items():
+        area = ZoneFreeArea(nid, zid)
+        area.managed, area.nr_free[:], area.heads[:] = managed, nr_free, heads
+        zones[(nid, zid)] = area
+    return zones
+
+
+def merge_reports(reports: list[tuple[int, VerifyReport]]) -> VerifyReport:
+    """One report of the four checks over every node: problems named by node, summaries
+    from the first node's with the node count, tallies added up."""
+    merged = VerifyReport([Check(check.name) for check in reports[0][1].checks])
+    for position, check in enumerate(merged.checks):
+        check.summary = f"{reports[0][1].checks[position].summary} (node {reports[0][0]}; " \
+                        f"{len(reports)} nodes checked on their workers)"
+        for nid, report in reports:
+            for problem in report.checks[position].problems:
+                check.problem(f"node {nid}: {problem}")
+    merged.elapsed = max(report.elapsed for _, report in reports)
+    for _, report in reports:
+        for kind, (count, first) in report.tallies.items():
+            total, lowest = merged.tallies.get(kind, (0, -1))
+            if count and (lowest < 0 or first < lowest):
+                lowest = first
+            merged.tallies[kind] = (total + count, lowest)
+    return merged

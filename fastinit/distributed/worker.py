@@ -1,0 +1,210 @@
+"""What runs inside a dask worker: a node's life (boot, verify, digests), and the registry.
+
+A shard (one node's memmap and zones) lives in the task that boots it, never in dask's
+managed memory: the task returns only a small summary (numbers, short strings, the
+verify report), so dask has nothing large to spill, pickle or send, and the shard is gone
+when the task ends. The registry holds what the client may ask about a running node
+(phase, pages done) and its cancel event. The worker counts the shard as its process
+memory ("unmanaged"), which is why the runner keeps every worker's running shards under
+its pause threshold (`fastinit.distributed.placement`).
+
+Functions named ``*_task`` run as dask tasks on the worker's threads; the others run
+through ``Client.run`` on the worker's event loop and only read or flip a few fields.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+
+import fastinit
+from fastinit.distributed.digest import node_digest
+from fastinit.engine.memory import available_memory
+
+# Registry of this process: (boot id, nid) -> _Shard.
+_SHARDS: dict[tuple[str, int], "_Shard"] = {}
+_LOCK = threading.Lock()
+
+
+@dataclass
+class _Shard:
+    """One node of one boot on this worker, from its task's start until released."""
+
+    nid: int
+    cancel: threading.Event = field(default_factory=threading.Event)
+    phase: str = "sparse_init"
+    pages: int = 0
+    running: bool = True
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def add_pages(self, pages: int) -> None:
+        with self.lock:  # chunks finish on several threads
+            self.pages += pages
+
+
+def identity(dask_worker=None) -> dict:
+    """Who this worker is and what room it has (``Client.run``).
+
+    ``budget`` is the bytes its shards may take: below the memory fraction at which dask
+    pauses the worker (a paused worker would not start our next task while the shard
+    stays), less what the process holds now, and within what the computer has free.
+    """
+    import psutil
+    rss = psutil.Process().memory_info().rss
+    limit = pause = None
+    if dask_worker is not None:
+        manager = dask_worker.memory_manager
+        limit, pause = manager.memory_limit, manager.memory_pause_fraction
+    room = int(available_memory() * 0.9)
+    if limit:
+        room = min(room, int(limit * (pause or 0.95)) - rss)
+    return {"fastinit": fastinit.__version__, "pid": os.getpid(), "rss": rss,
+            "memory_limit": limit or 0, "pause_fraction": pause or 0.0, "budget": room,
+            "nthreads": dask_worker.state.nthreads if dask_worker is not None else 0,
+            "cpus": len(os.sched_getaffinity(0))}
+
+
+def pin_cpus(cpus: list[int]) -> int:
+    """Keep this worker process on ``cpus`` (a local cluster's share of this computer)."""
+    os.sched_setaffinity(0, cpus)
+    return len(os.sched_getaffinity(0))
+
+
+def node_task(boot_id: str, topology, nid: int, options: dict, verify: bool,
+              digests: bool) -> dict:
+    """A node's whole life on this worker: boot its shard, verify it and compute its
+    digests if asked, and drop it.
+
+    ``options``: arch, threads, kernel, memmap_dir, force, chunk_hook. Returns the
+    node's summary (`_summary`, with ``report`` and the digests when asked). The shard is
+    dropped when the task ends, however it ends; a memmap file stays only complete (a
+    failed or cancelled boot removes its new file: no node is left marked complete).
+    """
+    from fastinit.mm.run import boot
+    shard = _Shard(nid)
+    with _LOCK:
+        _SHARDS[(boot_id, nid)] = shard
+    began = time.perf_counter()
+    try:
+        path = None
+        if options.get("memmap_dir"):
+            # The directory is on this worker's disk: the client cannot make it.
+            os.makedirs(options["memmap_dir"], exist_ok=True)
+            path = os.path.join(options["memmap_dir"], node_file_name(nid))
+        shard.phase = "init"
+        result = boot(topology, node=nid, arch=options["arch"], threads=options["threads"],
+                      kernel=options["kernel"], memmap_file=path,
+                      force=options.get("force", False), progress=shard.add_pages,
+                      cancel=shard.cancel, chunk_hook=_loaded(options.get("chunk_hook")))
+        summary = _summary(result, nid, 0.0)
+        if verify or digests:
+            shard.phase = "verify"
+            from fastinit.mm.verify import verify as verify_boot
+            summary.update(_checked(result, nid, digests, verify_boot))
+        summary["task_seconds"] = time.perf_counter() - began
+        return summary
+    finally:
+        with _LOCK:
+            _SHARDS.pop((boot_id, nid), None)
+        shard.running = False
+
+
+def _loaded(hook: bytes | None):
+    """A chunk hook the client sent by cloudpickle (see `fastinit.distributed.api`)."""
+    if hook is None:
+        return None
+    import cloudpickle
+    return cloudpickle.loads(hook)
+
+
+def node_file_name(nid: int) -> str:
+    """A node's memmap file in ``--memmap-dir``."""
+    return f"node{nid}.memmap"
+
+
+def _summary(result, nid: int, seconds: float) -> dict:
+    node = result.nodes[0]
+    return {"nid": nid, "pid": os.getpid(), "node": node, "timings": dict(result.timings),
+            "task_seconds": seconds, "memmap_bytes": result.memmap.nbytes,
+            "storage": result.memmap.storage,
+            "zones": {key: (area.managed, area.nr_free.copy(), area.heads.copy())
+                      for key, area in result.zones.items()}}
+
+
+def verify_file_task(path: str, nid: int, digests: bool) -> dict:
+    """Verify the memmap file of node ``nid`` at ``path`` on this worker's disk.
+
+    A file that cannot be used (incomplete, damaged, of another node) is no error of the
+    task: its summary says so in ``problem``.
+    """
+    from fastinit.arrays.errors import MemmapFileError
+    from fastinit.mm.run import load
+    from fastinit.mm.verify import verify
+    try:
+        result = load(path)
+    except MemmapFileError as error:
+        return {"nid": nid, "problem": f"node {nid}: {error}"}
+    planned = [node.nid for node in result.plan.nodes]
+    if planned != [nid]:
+        return {"nid": nid, "problem": f"{path} holds node(s) {planned}, not node {nid}"}
+    summary = _checked(result, nid, digests, verify)
+    summary.update(
+        topology=result.plan.topology, arch=result.plan.arch,
+        memmap_bytes=result.memmap.nbytes, storage=path,
+        zones={key: (area.managed, area.nr_free.copy(), area.heads.copy())
+               for key, area in result.zones.items()},
+        meta={key: result.memmap.file.meta[key]
+              for key in ("format", "fastinit", "created", "kernel", "fingerprint")})
+    return summary
+
+
+def _checked(result, nid: int, digests: bool, verify) -> dict:
+    report = verify(result, threads=None)
+    summary = {"nid": nid, "report": report, "pid": os.getpid()}
+    if digests:
+        summary["digest"] = node_digest(result.plan, result.memmap, result.zones, nid)
+        summary["state_digest"] = node_digest(result.plan, result.memmap, result.zones, nid,
+                                              links=False)
+    return summary
+
+
+def node_files(directory: str) -> dict[int, str]:
+    """The node memmap files in ``directory`` on this worker (``Client.run``)."""
+    found = {}
+    if os.path.isdir(directory):
+        for name in os.listdir(directory):
+            if name.startswith("node") and name.endswith(".memmap") and \
+                    name[4:-7].isdigit():
+                found[int(name[4:-7])] = os.path.join(directory, name)
+    return found
+
+
+def status(boot_id: str) -> dict[int, tuple[str, int, bool]]:
+    """Each node of the boot here: phase, pages initialized, still running."""
+    with _LOCK:
+        return {nid: (shard.phase, shard.pages, shard.running)
+                for (bid, nid), shard in _SHARDS.items() if bid == boot_id}
+
+
+def cancel(boot_id: str) -> list[int]:
+    """Stop the boot's node jobs here (their tasks end with JobCancelled); returns the
+    nodes still running."""
+    with _LOCK:
+        shards = [s for (bid, _), s in _SHARDS.items() if bid == boot_id]
+    for shard in shards:
+        shard.cancel.set()
+    return [shard.nid for shard in shards if shard.running]
+
+
+def running(boot_id: str) -> list[int]:
+    """The boot's nodes whose task still runs here."""
+    with _LOCK:
+        return [nid for (bid, nid), s in _SHARDS.items() if bid == boot_id and s.running]
+
+
+def shards_held() -> list[tuple[str, int, str, bool]]:
+    """Every shard this worker holds: boot id, node, phase, running (for checks)."""
+    with _LOCK:
+        return [(bid, nid, s.phase, s.running) for (bid, nid), s in _SHARDS.items()]

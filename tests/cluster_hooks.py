@@ -1,0 +1,27 @@
+"""Chunk hooks that run on dask workers in the distributed tests (pickled by value)."""
+
+import os
+import time
+
+
+def hold_once(marker_dir: str, seconds: float, held: int, nid: int, start: int,
+              end: int) -> None:
+    """Before node ``held``'s first chunk: leave ``node<held>`` in ``marker_dir`` (holding
+    the worker's pid) and sleep. Other nodes, later chunks and the node booted again (the
+    marker is there) go straight on."""
+    path = os.path.join(marker_dir, f"node{nid}")
+    if nid == held and not os.path.exists(path):
+        with open(path + ".tmp", "w") as marker:
+            marker.write(str(os.getpid()))
+        os.rename(path + ".tmp", path)
+        time.sleep(seconds)
+
+
+def slow_chunks(marker_dir: str, seconds: float, nid: int, start: int, end: int) -> None:
+    """Every chunk sleeps; the first leaves a marker naming the worker's pid."""
+    path = os.path.join(marker_dir, f"node{nid}")
+    if not os.path.exists(path):
+        with open(path + ".tmp", "w") as marker:
+            marker.write(str(os.getpid()))
+        os.rename(path + ".tmp", path)
+    time.sleep(seconds)

@@ -1,0 +1,131 @@
+"""Booting on a dask LocalCluster of real worker processes (one cluster for the module):
+node for node the single-process boot, every node's worker reported, memmap files on the
+workers' disks verified later, version checks, the command line."""
+
+import json
+import os
+
+import pytest
+
+pytest.importorskip("distributed")
+
+import fastinit  # noqa: E402
+from fastinit.cli import main  # noqa: E402
+from fastinit.distributed import worker as on_worker  # noqa: E402
+from fastinit.distributed.api import boot  # noqa: E402
+from fastinit.distributed.cluster import check_workers, connected  # noqa: E402
+from fastinit.distributed.digest import node_digest  # noqa: E402
+from fastinit.distributed.files import verify_files  # noqa: E402
+from fastinit.machine.spec import parse_spec  # noqa: E402
+from fastinit.mm.run import boot as boot_here  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def client():
+    with connected("local:2") as client:
+        yield client
+
+
+def _single_digests(topology, threads=None):
+    whole = boot_here(topology, threads=threads)
+    return {node.nid: (node_digest(whole.plan, whole.memmap, whole.zones, node.nid),
+                       node_digest(whole.plan, whole.memmap, whole.zones, node.nid,
+                                   links=False)) for node in whole.plan.nodes}
+
+
+def test_each_node_equals_the_single_process_boot_byte_for_byte(client):
+    # Nodes sharing sections; one thread per node, so free lists come out in one order.
+    topology = parse_spec("3x1500M,cpus=1")
+    result = boot(topology, cluster=client, threads=1, digests=True)
+    expected = _single_digests(topology, threads=1)
+    assert {s.nid: (s.digest, s.state_digest) for s in result.shards} == expected
+
+
+def test_parallel_nodes_equal_the_single_process_boot_free_list_order_aside(client):
+    topology = parse_spec("4x2G,cpus=2", cmdline="movablecore=20%")
+    result = boot(topology, cluster=client, digests=True, verify=True)
+    expected = _single_digests(topology)
+    assert {s.nid: s.state_digest for s in result.shards} == \
+        {nid: state for nid, (_, state) in expected.items()}
+    assert result.verification.ok, result.verification.problems
+    single = boot_here(topology)
+    assert {key: (a.managed, a.free_by_order()) for key, a in result.zones.items()} == \
+        {key: (a.managed, a.free_by_order()) for key, a in single.zones.items()}
+
+
+def test_every_node_ran_on_a_worker_of_the_cluster_and_none_keeps_a_shard(client):
+    result = boot(parse_spec("4x1G,cpus=1"), cluster=client)
+    workers = set(client.scheduler_info()["workers"])
+    assert {s.worker for s in result.shards} == workers  # balanced: both used
+    pids = client.run(os.getpid)
+    assert all(pids[s.worker] == s.pid for s in result.shards)
+    assert all(held == [] for held in client.run(on_worker.shards_held).values())
+
+
+def test_memmap_files_on_the_workers_disks_verify_later_node_by_node(client, tmp_path):
+    topology = parse_spec("3x1500M,cpus=1")
+    booted = boot(topology, cluster=client, memmap_dir=str(tmp_path), digests=True)
+    assert sorted(os.listdir(tmp_path)) == ["node0.memmap", "node1.memmap", "node2.memmap"]
+    assert all(s.storage == str(tmp_path / f"node{s.nid}.memmap") for s in booted.shards)
+    checked, problems = verify_files(client, tmp_path, topology, digests=True)
+    assert problems == [] and checked.verification.ok
+    assert [s.digest for s in checked.shards] == [s.digest for s in booted.shards]
+
+
+def test_verify_of_a_directory_missing_a_node_names_it(client, tmp_path):
+    boot(parse_spec("3x1G,cpus=1"), cluster=client, memmap_dir=str(tmp_path))
+    os.remove(tmp_path / "node1.memmap")
+    result, problems = verify_files(client, tmp_path)
+    assert result is None and problems == [f"no worker holds the file of node(s) [1] in "
+                                           f"{tmp_path}"]
+
+
+def test_verify_of_a_directory_without_node_files_says_so(client, tmp_path):
+    assert verify_files(client, tmp_path)[1] == [
+        f"no node memmap files (node<N>.memmap) in {tmp_path} on any of the 2 workers"]
+
+
+def test_a_node_too_large_for_every_worker_is_refused_before_anything_runs(client):
+    budget = max(info["budget"] for info in check_workers(client).values())
+    nodes = budget // (1 << 30) * 64 + 64  # GiB of memory whose memmap exceeds the budget
+    with pytest.raises(ValueError, match=r"node 0 needs .* GiB but the roomiest worker .* "
+                                         r"short"):
+        boot(parse_spec(f"2x{nodes}G,cpus=1"), cluster=client)
+
+
+def test_a_worker_of_another_fastinit_version_is_refused_by_name(client):
+    address = sorted(client.scheduler_info()["workers"])[0]
+
+    def set_version(version):
+        import fastinit as installed
+        installed.__version__, old = version, installed.__version__
+        return old
+
+    old = client.run(set_version, "0.0.0-other", workers=[address])[address]
+    try:
+        with pytest.raises(ValueError, match=f"{address} runs fastinit 0.0.0-other.*"
+                                             f"pip install fastinit=={fastinit.__version__}"):
+            check_workers(client)
+    finally:
+        client.run(set_version, old, workers=[address])
+
+
+def test_the_command_line_boots_on_a_local_cluster_and_names_each_nodes_worker(capsys):
+    status = main(["boot", "--spec", "2x1G,cpus=1", "--cluster", "local:2", "--verify",
+                   "--json"])
+    document = json.loads(capsys.readouterr().out)
+    assert status == 0 and document["verified"] is True and document["workers"] == 2
+    assert len({node["worker"] for node in document["nodes"]}) == 2
+    assert all(node["worker"].startswith("tcp://127.0.0.1:") for node in document["nodes"])
+
+
+def test_cluster_flags_without_a_cluster_are_refused(capsys):
+    assert main(["boot", "--spec", "1x1G", "--memmap-dir", "d"]) == 2
+    assert "--memmap-dir applies to --cluster" in capsys.readouterr().err
+    assert main(["boot", "--spec", "1x1G", "--cluster", "local:1", "--memmap-file", "f"]) == 2
+    assert "--memmap-dir DIR" in capsys.readouterr().err
+
+
+def test_a_cluster_that_is_no_address_is_refused(capsys):
+    assert main(["boot", "--spec", "1x1G", "--cluster", "my cluster"]) == 2
+    assert "neither local:N nor a scheduler address" in capsys.readouterr().err
