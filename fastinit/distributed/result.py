@@ -43,6 +43,8 @@ class NodeShard:
         `fastinit.distributed.digest.node_digest` with and without the free lists' order.
     zones : dict of (nid, zid) to ZoneFreeArea
         The node's zones as its worker left them.
+    deferred_end : float
+        When its deferred init ended (``time.time()`` on the worker).
     """
 
     nid: int
@@ -58,6 +60,7 @@ class NodeShard:
     digest: str | None = None
     state_digest: str | None = None
     zones: dict = field(default_factory=dict)
+    deferred_end: float = 0.0
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ every node's job on every worker and waits until none runs.
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -40,11 +41,14 @@ class Watcher:
         self.progress = progress
         self.seen_pages: dict[int, int] = {}
         self.failed_on: dict[int, set[str]] = {}
+        self.ended = threading.Event()  # set when any task ends
 
     def submit(self, function, nid: int, address: str, attempt: int, *args):
-        return self.client.submit(function, *args, key=f"fastinit-{function.__name__}-"
-                                  f"{self.boot_id}-node{nid}-try{attempt}",
-                                  workers=[address], allow_other_workers=False, pure=False)
+        future = self.client.submit(function, *args, key=f"fastinit-{function.__name__}-"
+                                    f"{self.boot_id}-node{nid}-try{attempt}",
+                                    workers=[address], allow_other_workers=False, pure=False)
+        future.add_done_callback(lambda _: self.ended.set())
+        return future
 
     def live(self) -> dict[str, dict]:
         """Workers that answer, with this boot's nodes on each (phase, pages, running)."""
@@ -57,10 +61,14 @@ class Watcher:
             return
         for nodes in live.values():
             for nid, (_, pages, _) in nodes.items():
-                gained = pages - self.seen_pages.get(nid, 0)
-                if gained > 0:
-                    self.seen_pages[nid] = pages
-                    self.progress(gained)
+                self.node_pages(nid, pages)
+
+    def node_pages(self, nid: int, pages: int) -> None:
+        """Node ``nid`` has done ``pages``: report what is new to ``progress``."""
+        gained = pages - self.seen_pages.get(nid, 0)
+        if gained > 0 and self.progress is not None:
+            self.seen_pages[nid] = pages
+            self.progress(gained)
 
     def wait(self, tasks: dict[int, tuple], what: str, retry=None,
              first: bool = False) -> dict[int, tuple]:
@@ -73,13 +81,19 @@ class Watcher:
         """
         results = {}
         while tasks and not (first and results):
-            time.sleep(POLL)
+            # Back as soon as a task ends, or after POLL to look at the workers.
+            self.ended.wait(POLL)
+            self.ended.clear()
             live = self.live()
             self.report_progress(live)
             for nid, (future, address, attempt) in list(tasks.items()):
                 if future.status == "finished":
                     results[nid] = (future.result(), address, attempt)
                     del tasks[nid]
+                    # A short node ends between two looks: its summary has its pages.
+                    node = results[nid][0].get("node")
+                    if node is not None:
+                        self.node_pages(nid, node.pages)
                 elif future.status in ("error", "cancelled"):
                     error = future.exception() if future.status == "error" else None
                     raise NodeFailedError(
@@ -160,7 +174,8 @@ class _Runner(Watcher):
                     nid, address, summary["pid"], summary["node"], summary["timings"],
                     summary["task_seconds"], summary["memmap_bytes"], summary["storage"],
                     attempt, summary.get("report"), summary.get("digest"),
-                    summary.get("state_digest"), zones_from(summary["zones"]))
+                    summary.get("state_digest"), zones_from(summary["zones"]),
+                    summary["deferred_end"])
             start_queued()
         return shards
 
