@@ -129,3 +129,20 @@ def test_cluster_flags_without_a_cluster_are_refused(capsys):
 def test_a_cluster_that_is_no_address_is_refused(capsys):
     assert main(["boot", "--spec", "1x1G", "--cluster", "my cluster"]) == 2
     assert "neither local:N nor a scheduler address" in capsys.readouterr().err
+
+
+def test_hugetlb_boot_pools_are_refused_before_any_cluster_is_started():
+    with pytest.raises(ValueError, match="HugeTLB boot pools .* without --cluster"):
+        boot(parse_spec("2x4G,cpus=1", cmdline="hugepages=4"), cluster="local:1")
+
+
+def test_cluster_options_without_a_cluster_are_refused():
+    with pytest.raises(ValueError, match="apply to a cluster boot"):
+        fastinit.boot(parse_spec("1x1G,cpus=1"), verify=True)
+    with pytest.raises(TypeError, match="cluster must be 'local:N'"):
+        fastinit.boot(parse_spec("1x1G,cpus=1"), cluster=4)
+
+
+def test_fastinit_boot_without_a_cluster_is_the_single_process_boot():
+    result = fastinit.boot(parse_spec("1x1G,cpus=1"))
+    assert result.memmap.storage == "memory" and result.nodes[0].pages > 0

@@ -98,3 +98,9 @@ def test_a_shard_of_a_node_without_memory_is_refused_naming_the_planned_nodes():
     plan = plan_boot(parse_spec("2x1G,cpus=1"))
     with pytest.raises(ValueError, match=r"no node 5; nodes are \[0, 1\]"):
         plan.shard(5)
+
+
+def test_a_node_of_a_machine_with_hugetlb_boot_pools_is_refused_alone():
+    topology = parse_spec("2x4G,cpus=1", cmdline="hugepages=4")
+    with pytest.raises(ValueError, match="node booted alone .* HugeTLB boot pools"):
+        boot(topology, node=1)

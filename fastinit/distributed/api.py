@@ -9,6 +9,7 @@ from collections.abc import Callable
 from fastinit.engine.validate import check_callable, check_int
 from fastinit.machine.topology import Topology
 from fastinit.mm.deferred import DEFAULT_KERNEL, check_kernel
+from fastinit.mm.hugetlb import has_pools
 from fastinit.mm.plan import DEFAULT_ARCH, plan_boot
 from fastinit.mm import run as single
 
@@ -83,6 +84,9 @@ def cluster_boot(topology: Topology, cluster, *, arch: str = DEFAULT_ARCH,
     if memmap_dir is not None and not isinstance(memmap_dir, (str, os.PathLike)):
         raise TypeError(f"memmap_dir must be a directory path, got {memmap_dir!r}")
     plan = plan_boot(topology, arch, threads)  # bad input fails here, before any cluster
+    if has_pools(plan):
+        raise ValueError("HugeTLB boot pools (hugepages= on the kernel command line) are not "
+                         "booted on a cluster yet; boot this machine without --cluster")
     options = {"arch": arch, "threads": threads, "kernel": kernel, "force": force,
                "memmap_dir": None if memmap_dir is None else os.fspath(memmap_dir),
                # By cloudpickle, so a lambda or a test's function reaches the workers (the
