@@ -146,3 +146,15 @@ def test_cluster_options_without_a_cluster_are_refused():
 def test_fastinit_boot_without_a_cluster_is_the_single_process_boot():
     result = fastinit.boot(parse_spec("1x1G,cpus=1"))
     assert result.memmap.storage == "memory" and result.nodes[0].pages > 0
+
+
+def test_a_node_task_returns_kilobytes_for_a_shard_of_megabytes():
+    # What crosses the network from a worker is this summary, never the shard.
+    import pickle
+    topology = parse_spec("2x8G,cpus=1")
+    options = {"arch": "x86", "threads": None, "kernel": "stream", "force": False,
+               "memmap_dir": None, "chunk_hook": None}
+    summary = on_worker.node_task("in-process", topology, 1, options, True, True)
+    assert summary["memmap_bytes"] >= 128 << 20
+    assert len(pickle.dumps(summary)) < 64 << 10
+    assert on_worker.shards_held() == []
