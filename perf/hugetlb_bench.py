@@ -16,9 +16,15 @@ how many pool pages it can remap is bounded by vm.max_map_count: the figures say
     python perf/hugetlb_bench.py --spec 2x64G,cpus=2 --repeat 3 --json out.json
 
 Memory: the memmap is 1/64 of the machine (8 GiB for 2x256G: take the bench lock).
+
+``--max-map-count N`` (root only) raises vm.max_map_count to N for the residency runs and
+puts the old value back afterwards, so that every pool page can be remapped: HVO of
+2x256G in 2 MiB pages needs 131072 x 9 mappings.
 """
 
 import argparse
+import contextlib
+import gc
 import json
 import sys
 import time
@@ -107,7 +113,26 @@ def residency(spec: str, size: str) -> dict:
             "budget": pools.decision.budget,
             "pool_init_ms": round(elapsed * 1e3, 1)}
         del result, pools, remapper
+        gc.collect()  # one memmap at a time: 8 GiB each for 2x256G
     return figures
+
+
+@contextlib.contextmanager
+def map_count(limit: int | None):
+    """vm.max_map_count raised to ``limit`` inside the block (None: left alone)."""
+    path = "/proc/sys/vm/max_map_count"
+    if limit is None:
+        yield
+        return
+    with open(path) as handle:
+        old = int(handle.read())
+    with open(path, "w") as handle:
+        handle.write(str(max(limit, old)))
+    try:
+        yield
+    finally:
+        with open(path, "w") as handle:
+            handle.write(str(old))
 
 
 def main() -> int:
@@ -117,11 +142,16 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--json", metavar="FILE")
     parser.add_argument("--skip-residency", action="store_true")
+    parser.add_argument("--skip-timing", action="store_true")
+    parser.add_argument("--max-map-count", type=int, metavar="N",
+                        help="raise vm.max_map_count to N for the residency runs (root)")
     args = parser.parse_args()
     threads = [int(t) for t in args.threads.split(",")]
     report = {"timing": [], "residency": {}, "anchors": ANCHORS}
     for size in ("2M", "1G"):
-        timing = time_pools(args.spec, size, threads, args.repeat)
+        timing = {"by_threads": {}} if args.skip_timing else \
+            time_pools(args.spec, size, threads, args.repeat)
+        gc.collect()
         report["timing"].append(timing)
         for count, row in timing["by_threads"].items():
             print(f"{args.spec} {size}: {row['pages']} pages, {count} thread(s): "
@@ -133,7 +163,8 @@ def main() -> int:
         if one and two:
             print(f"  speedup 2 threads / 1: {one['ms'] / two['ms']:.2f}x")
         if not args.skip_residency:
-            figures = residency(args.spec, size)
+            with map_count(args.max_map_count):
+                figures = residency(args.spec, size)
             report["residency"][size] = figures
             plain, hvo = figures["plain"], figures["hvo"]
             mib = 1 << 20

@@ -29,14 +29,14 @@ def test_a_2m_page_frees_the_7_pages_after_its_first_vmemmap_page():
     backing = hvo.vmemmap_backing(plan)
     pfn = 3 * S + 1024  # in section 3, the third 2 MiB page
     base = int(backing[3]) + 1024 * 64 // 4096
-    assert hvo.freed_vmemmap(backing, memmap, pfn, 9) == [(base + 1, base + 8)]
+    assert hvo.freed_vmemmap(backing, memmap.index(pfn), 9) == [(base + 1, base + 8)]
 
 
 def test_a_1g_page_frees_all_but_one_page_of_its_eight_sections_maps():
     plan = plan_boot(parse_spec("1x2G"))
     memmap = Memmap(plan.sections, bytearray(memmap_bytes(len(plan.sections))), "test")
     backing = hvo.vmemmap_backing(plan)
-    freed = hvo.freed_vmemmap(backing, memmap, 8 * S, 18)
+    freed = hvo.freed_vmemmap(backing, memmap.index(8 * S), 18)
     assert sum(e - s for s, e in freed) == 4095
     assert freed[0][0] == int(backing[8]) + 1
 

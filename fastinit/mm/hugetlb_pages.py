@@ -115,9 +115,9 @@ class PoolState:
     def optimize(self, heads: np.ndarray, order: int) -> None:
         """HVO for prepared pages: remap their vmemmap, free the pages that held it."""
         freed: dict[tuple[int, int], list[Range]] = {}
-        for pfn in heads.tolist():
-            self.out.remapper.remap(self.memmap.index(pfn), order)
-            for start, end in freed_vmemmap(self.backing, self.memmap, pfn, order):
+        for index in np.atleast_1d(self.memmap.index(heads)).tolist():
+            self.out.remapper.remap(index, order)
+            for start, end in freed_vmemmap(self.backing, index, order):
                 for key, piece in self.zone_pieces(start, end):
                     freed.setdefault(key, []).append(piece)
         for key, ranges in sorted(freed.items()):

@@ -159,15 +159,14 @@ def vmemmap_backing(plan) -> np.ndarray:
     return backing
 
 
-def freed_vmemmap(backing: np.ndarray, memmap: Memmap, head_pfn: int,
-                  order: int) -> list[tuple[int, int]]:
-    """Physical pfn ranges of the vmemmap pages HVO frees for the huge page at
-    ``head_pfn``: every page of its descriptors but the first."""
+def freed_vmemmap(backing: np.ndarray, head_index: int, order: int) -> list[tuple[int, int]]:
+    """Physical pfn ranges of the vmemmap pages HVO frees for the huge page whose head's
+    descriptor is at ``head_index`` in the memmap: every page of its descriptors but the
+    first."""
     ranges: list[tuple[int, int]] = []
-    first = memmap.index(head_pfn)
     count = (1 << order) // DESCRIPTORS_PER_PAGE
     for page in range(1, count):
-        index = first + page * DESCRIPTORS_PER_PAGE
+        index = head_index + page * DESCRIPTORS_PER_PAGE
         slot, within = divmod(index, PAGES_PER_SECTION)
         pfn = int(backing[slot]) + within // DESCRIPTORS_PER_PAGE
         if ranges and ranges[-1][1] == pfn:
