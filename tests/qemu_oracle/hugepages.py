@@ -84,7 +84,9 @@ def generate_hugepages(seed: int) -> Layout:
         else:
             options += ["hugepagesz=2M"] + _counts_2m(rng, shape, total, share)
     if rng.random() < 0.15:
-        options.insert(0, f"default_hugepagesz={rng.choice(['2M', '1G'])}")
+        # Not before a count given without a size: it would become a count of 1 GiB pages.
+        default = rng.choice(['2M', '1G']) if options[0].startswith("hugepagesz=") else "2M"
+        options.insert(0, f"default_hugepagesz={default}")
     if rng.random() < 0.3:
         options.append(rng.choice(["hugetlb_free_vmemmap=on", "hugetlb_free_vmemmap"]))
     if rng.random() < 0.05:
