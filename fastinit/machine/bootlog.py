@@ -24,6 +24,7 @@ from fastinit.machine import e820
 from fastinit.machine.assemble import Firmware, assemble
 from fastinit.machine.cmdline import COMMAND_LINE_SIZE, parse_cmdline
 from fastinit.machine.hugetlb_params import gbpages_in_log
+from fastinit.machine.kernel_image import kernel_image_pfns
 from fastinit.machine.logfile import read_capped, read_log_bytes
 from fastinit.machine.srat import SratBlock
 from fastinit.machine.topology import Topology
@@ -302,8 +303,12 @@ def parse_bootlog(text: str, source: str = "dmesg") -> Topology:
     except ValueError as error:
         raise _error(source, *log.command_line_at, str(error),
                      "edit the command line in the log") from None
+    # The kernel's image, where the log lets us know it (nokaslr): memblock's first
+    # reservation.
+    image = kernel_image_pfns(text, cmdline)
+    reserved = log.reserved + log.late_reserved + ([image] if image else [])
     firmware = Firmware(table, log.srat, log.apic_nodes, log.cpus_up, log.numa_off,
-                        log.user_map, log.reserved + log.late_reserved, crash_logged=True)
+                        log.user_map, reserved, crash_logged=True)
     notes = []
     if log.kernel_not_ram:
         notes.append("the kernel's image lies outside the RAM of the e820 map ('.text .data "
