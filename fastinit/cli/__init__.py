@@ -27,7 +27,8 @@ machines:
   --spec SPEC      e.g. 2x384G,cpus=52 (N nodes of a size, CPUs per node);
                    1x256G; 2x16G:4+1x8G:0 (a memory-only node); pci_hole=SIZE
   --cmdline TEXT   with --spec: the kernel command line it boots with (mem=, memmap=,
-                   movablecore=, kernelcore=, numa=off, numa=fake=, crashkernel=);
+                   movablecore=, kernelcore=, numa=off, numa=fake=, crashkernel=,
+                   hugepagesz=, hugepages=, default_hugepagesz=, hugetlb_free_vmemmap=);
                    a boot log carries its own
 
 exit status: 0 ok, 1 verification (or topology's check against the log) failed,
