@@ -17,6 +17,7 @@ from contextlib import contextmanager
 
 import fastinit
 from fastinit.distributed import worker as on_worker
+from fastinit.engine.memory import available_memory
 from fastinit.engine.validate import check_int
 from fastinit.mm.memmap_meta import descriptor_layout
 
@@ -71,7 +72,7 @@ def connected(cluster, *, timeout: float = CONNECT_TIMEOUT, memory_limit=None):
     timeout : float
         Seconds to reach an address and to wait for its first worker.
     memory_limit : str or int or None
-        Per worker of a local cluster (dask's default: this computer's memory / N).
+        Per worker of a local cluster (default: 90% of the memory available now / N).
     """
     distributed = require_distributed()
     if isinstance(cluster, distributed.Client):
@@ -109,10 +110,14 @@ def _local(distributed, count: str, memory_limit):
     workers = check_int(int(count), "local workers", minimum=1, maximum=MAX_LOCAL_WORKERS,
                         fix="write local:N with N the worker processes to start")
     shares = _local_shares(workers, sorted(os.sched_getaffinity(0)))
+    if memory_limit is None:
+        # dask's "auto" gives each worker its share of the CPUs' worth of this computer's
+        # memory; N workers on fewer CPUs would be promised more than there is in all.
+        memory_limit = int(available_memory() * 0.9) // workers
     with distributed.LocalCluster(n_workers=workers, threads_per_worker=len(shares[0]),
                                   processes=True, dashboard_address=":0",
                                   silence_logs=logging.ERROR,
-                                  memory_limit=memory_limit or "auto") as local, \
+                                  memory_limit=memory_limit) as local, \
             distributed.Client(local, set_as_default=False) as client:
         client.wait_for_workers(workers)
         for address, cpus in zip(sorted(client.scheduler_info()["workers"]), shares):

@@ -28,6 +28,11 @@ POLL = 0.1
 STOP_WAIT = 60.0
 
 
+def host_of(address: str) -> str:
+    """The computer of a worker address (``tcp://10.0.0.5:40123`` -> ``10.0.0.5``)."""
+    return address.split("://")[-1].rsplit(":", 1)[0]
+
+
 class NodeFailedError(RuntimeError):
     """A node's task failed or its worker died (the message names both)."""
 
@@ -122,24 +127,40 @@ class _Runner(Watcher):
         self.plan, self.options = plan, options
         self.budgets = {address: info["budget"] for address, info in identities.items()}
         self.nbytes = shard_bytes(plan)
+        # Workers on one computer share its free memory, whatever their limits say.
+        self.host_room: dict[str, int] = {}
+        for address, info in identities.items():
+            self.learn_host(address, info)
+
+    def learn_host(self, address: str, info: dict) -> None:
+        host = host_of(address)
+        self.host_room[host] = max(self.host_room.get(host, 0), info["host_room"])
 
     def boot(self, retries: int, verify: bool, digests: bool) -> dict[int, NodeShard]:
         placement = place(self.nbytes, self.budgets)
         queues = {a: sorted(placement.on(a), key=lambda n: (-self.nbytes[n], n))
                   for a in self.budgets}
         held = dict.fromkeys(self.budgets, 0)
+        host_held = dict.fromkeys(self.host_room, 0)
         tasks, shards = {}, {}
+
+        def fits(address, nid):
+            host = host_of(address)
+            return (held[address] == 0 or held[address] + self.nbytes[nid] <=
+                    self.budgets[address]) and \
+                (host_held[host] == 0 or host_held[host] + self.nbytes[nid] <=
+                 self.host_room[host])
 
         def start(nid, address, attempt):
             held[address] += self.nbytes[nid]
+            host_held[host_of(address)] += self.nbytes[nid]
             return (self.submit(on_worker.node_task, nid, address, attempt, self.boot_id,
                                 self.plan.topology, nid, self.options, verify, digests),
                     address, attempt)
 
         def start_queued():
             for address, queue in queues.items():
-                while queue and (held[address] == 0 or held[address] +
-                                 self.nbytes[queue[0]] <= self.budgets[address]):
+                while queue and fits(address, queue[0]):
                     nid = queue.pop(0)
                     tasks[nid] = start(nid, address, 1)
 
@@ -147,7 +168,7 @@ class _Runner(Watcher):
             # The worker is gone, and its shards with it.
             orphans = queues.pop(address, [])
             self.budgets.pop(address, None)
-            held.pop(address, None)
+            host_held[host_of(address)] -= held.pop(address, 0)
             if attempt > retries:
                 return None
             live = self.live()
@@ -156,6 +177,8 @@ class _Runner(Watcher):
                                        on_error="return").get(fresh)
                 if isinstance(info, dict):
                     self.budgets[fresh], held[fresh], queues[fresh] = info["budget"], 0, []
+                    self.learn_host(fresh, info)
+                    host_held.setdefault(host_of(fresh), 0)
             room = {a: self.budgets[a] for a in live if a in self.budgets}
             if orphans:  # nodes that waited for the lost worker wait for others now
                 for other, queued in place({n: self.nbytes[n] for n in orphans}, room,
@@ -170,6 +193,7 @@ class _Runner(Watcher):
             for nid, (summary, address, attempt) in self.wait(tasks, "its boot", retry,
                                                              first=True).items():
                 held[address] -= self.nbytes[nid]
+                host_held[host_of(address)] -= self.nbytes[nid]
                 shards[nid] = NodeShard(
                     nid, address, summary["pid"], summary["node"], summary["timings"],
                     summary["task_seconds"], summary["memmap_bytes"], summary["storage"],

@@ -53,6 +53,8 @@ def identity(dask_worker=None) -> dict:
     ``budget`` is the bytes its shards may take: below the memory fraction at which dask
     pauses the worker (a paused worker would not start our next task while the shard
     stays), less what the process holds now, and within what the computer has free.
+    ``host_room`` is what the computer has free: workers sharing it share that too
+    (their memory limits may add up to more than it has).
     """
     import psutil
     rss = psutil.Process().memory_info().rss
@@ -60,11 +62,12 @@ def identity(dask_worker=None) -> dict:
     if dask_worker is not None:
         manager = dask_worker.memory_manager
         limit, pause = manager.memory_limit, manager.memory_pause_fraction
-    room = int(available_memory() * 0.9)
+    host_room = room = int(available_memory() * 0.9)
     if limit:
         room = min(room, int(limit * (pause or 0.95)) - rss)
     return {"fastinit": fastinit.__version__, "pid": os.getpid(), "rss": rss,
             "memory_limit": limit or 0, "pause_fraction": pause or 0.0, "budget": room,
+            "host_room": host_room,
             "nthreads": dask_worker.state.nthreads if dask_worker is not None else 0,
             "cpus": len(os.sched_getaffinity(0))}
 
