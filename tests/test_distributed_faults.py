@@ -178,6 +178,13 @@ def test_the_command_line_against_a_cluster_started_by_hand(client, cluster, tmp
                  "--json"]) == 0
     document = json.loads(capsys.readouterr().out)
     assert document["verified"] and [n["nid"] for n in document["nodes"]] == [0, 1, 2, 3]
+    assert {n["worker"] for n in document["nodes"]} <= workers
+    assert main(["verify", "--memmap-dir", str(tmp_path), "--cluster", address]) == 0
+    out = capsys.readouterr().out
+    files = [line.split() for line in out.splitlines() if re.match(r"\s+\d+ tcp://", line)]
+    assert [(row[0], row[2]) for row in files] == \
+        [(str(nid), str(tmp_path / f"node{nid}.memmap")) for nid in range(4)]
+    assert "verified: parallel result equals the serial reference" in out
 
 
 def _free_port() -> int:

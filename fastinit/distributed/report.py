@@ -11,8 +11,33 @@ def _ms(seconds: float) -> str:
     return f"{seconds * 1e3:.0f} ms"
 
 
+def node_files_lines(result: DistributedBootResult, digests: bool = False) -> list[str]:
+    """Node memmap files checked on their workers: which worker read which file, the
+    zones the files hold, and the verdict."""
+    topology = result.plan.topology
+    lines = [f"{topology.source}: {len(topology.nodes)} nodes, "
+             f"{topology.present_pages << PAGE_SHIFT >> 20} MiB, memmap "
+             f"{result.memmap.nbytes / 2**30:.2f} GiB in {len(result.shards)} node files, "
+             f"each checked on the worker whose disk holds it", ""]
+    width = max([len("worker")] + [len(s.worker) for s in result.shards])
+    lines.append(f"{'node':>4} {'worker':<{width}} file")
+    lines += [f"{s.nid:>4} {s.worker:<{width}} {s.storage}" for s in result.shards]
+    lines.append("")
+    return lines + zone_lines(result) + _digest_lines(result, digests) + \
+        verify_lines(result.verification)
+
+
+def _digest_lines(result: DistributedBootResult, digests: bool) -> list[str]:
+    if not digests:
+        return []
+    return [""] + [f"node {s.nid} digest {s.digest} (free-list order aside: "
+                   f"{s.state_digest})" for s in result.shards]
+
+
 def cluster_boot_lines(result: DistributedBootResult, digests: bool = False) -> list[str]:
     """Kernel-style lines, the per-node table with workers, zones, and the verdict."""
+    if all(shard.node is None for shard in result.shards):
+        return node_files_lines(result, digests)
     plan, timings = result.plan, result.timings
     lines = [f"{plan.topology.source}: {len(plan.topology.nodes)} nodes, "
              f"{plan.topology.present_pages << PAGE_SHIFT >> 20} MiB, memmap "
@@ -46,11 +71,7 @@ def cluster_boot_lines(result: DistributedBootResult, digests: bool = False) -> 
     lines += [f"node {s.nid} booted again on {s.worker} (attempt {s.attempts})"
               for s in retried]
     lines.append("")
-    lines += zone_lines(result)
-    if digests:
-        lines.append("")
-        lines += [f"node {s.nid} digest {s.digest} (free-list order aside: {s.state_digest})"
-                  for s in result.shards]
+    lines += zone_lines(result) + _digest_lines(result, digests)
     return lines + verify_lines(result.verification)
 
 

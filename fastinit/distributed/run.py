@@ -117,7 +117,6 @@ class Watcher:
         return results
 
 
-
 class _Runner(Watcher):
     """One distributed boot's state on the client."""
 
