@@ -5,7 +5,7 @@ Peak memory is the worker process's high-water mark of resident memory (``VmHWM`
 /proc/PID/status, read on the worker after the boot): what dask's memory monitor measures
 (process RSS) at its highest, never sampled between two looks.
 
-    flock /work/coord/bench.lock python perf/distributed_memory.py [--spec 4x128G,cpus=1]
+    flock /tmp/fastinit-bench.lock python perf/distributed_memory.py [--spec 4x128G,cpus=1]
 """
 
 import argparse

@@ -17,7 +17,7 @@ only while the shards fit), so the wall time is ceil(nodes / N) rounds of one no
 task (first touch + early + deferred + the measured fixed cost per task); the deferred
 phase alone is ceil(nodes / N) * deferred(1.5 TiB).
 
-    flock /work/coord/bench.lock python perf/distributed_model.py [--sizes 16,32,64,128]
+    flock /tmp/fastinit-bench.lock python perf/distributed_model.py [--sizes 16,32,64,128]
 """
 
 import argparse

@@ -15,7 +15,7 @@ Fixed cost per node task: a task restricted to a worker carrying what a node tas
 (scheduling, transfer both ways), best and median of ``--tasks``; and for the real boot,
 the client's time per node task minus the task's own time on the worker.
 
-    flock /work/coord/bench.lock python perf/distributed_throughput.py [--spec 2x64G,cpus=1]
+    flock /tmp/fastinit-bench.lock python perf/distributed_throughput.py [--spec 2x64G,cpus=1]
 """
 
 import argparse

@@ -15,7 +15,7 @@ Part ``stage`` (not by default) sweeps the staging block of the fill kernels.
 
 Run under the bench lock (it needs about 2x --gib of memory and --gib of disk):
 
-    flock /work/coord/bench.lock python perf/fill_bench.py [--gib 4] [--repeat 3]
+    flock /tmp/fastinit-bench.lock python perf/fill_bench.py [--gib 4] [--repeat 3]
         [--part peers nothing file] [--dir DIR] [--json OUT]
 """
 

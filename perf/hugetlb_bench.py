@@ -12,7 +12,7 @@ vmemmap HVO frees for every pool page (28 KiB per 2 MiB page, 16380 KiB per 1 Gi
 HVO maps each freed page of a pool page's vmemmap onto the kept one, one mapping each, so
 how many pool pages it can remap is bounded by vm.max_map_count: the figures say how many.
 
-    flock /work/coord/bench.lock python perf/hugetlb_bench.py --spec 2x256G,cpus=2
+    flock /tmp/fastinit-bench.lock python perf/hugetlb_bench.py --spec 2x256G,cpus=2
     python perf/hugetlb_bench.py --spec 2x64G,cpus=2 --repeat 3 --json out.json
 
 Memory: the memmap is 1/64 of the machine (8 GiB for 2x256G: take the bench lock).

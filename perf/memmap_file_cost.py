@@ -1,6 +1,6 @@
 """What a memmap file's safety costs, as same-run ratios to deferred init of the same machine.
 
-    flock /work/coord/bench.lock python perf/memmap_file_cost.py --spec 1x64G
+    flock /tmp/fastinit-bench.lock python perf/memmap_file_cost.py --spec 1x64G
 
 Measures (best of --repeat): deferred init in memory; the data checksum written at
 completion and checked on open (fastinit.arrays.checksum, 1 thread and all usable CPUs);

@@ -6,7 +6,7 @@ them with ``fastinit topology --dmesg LOG --json``. Every capture is kept in --o
 directory per seed, the same format as tests/data/qemu cases), so --replay can compare them
 again with a changed fastinit without booting anything.
 
-    flock /work/coord/bench.lock ... is taken per batch by the script itself (--lock):
+    On a shared machine, --lock FILE makes the script flock FILE around each batch of boots:
     python perf/oracle_campaign.py --seeds 0:50 --out /tmp/oracle-run [--jobs 2]
     python perf/oracle_campaign.py --replay /tmp/oracle-run
     python perf/oracle_campaign.py --seeds 7 --save-mismatches tests/data/qemu
@@ -185,8 +185,10 @@ def main() -> int:
     parser.add_argument("--jobs", type=int, default=2, help="guests booted at once (2)")
     parser.add_argument("--batch", type=int, default=8,
                         help="boots per hold of the bench lock (8)")
-    parser.add_argument("--lock", default="/work/coord/bench.lock",
-                        help="flock this file around each batch ('' for none)")
+    parser.add_argument("--lock", default="",
+                        help="flock this file around each batch of boots, so other "
+                             "benchmarks on a shared machine do not disturb them or run "
+                             "out of memory (default: none)")
     parser.add_argument("--timeout", type=float, default=180.0, help="seconds per boot")
     parser.add_argument("--subprocess", action="store_true",
                         help="run 'fastinit topology --dmesg LOG --json' as a process for each "

@@ -4,7 +4,7 @@ Boots the machine once (first touch), then --repeat times: deferred init again o
 memmap, and verify of the result. Prints each best time, their ratio (the goal: verify at
 most 5x deferred init), and verify's rate. Take the bench lock for large machines:
 
-    flock /work/coord/bench.lock python perf/verify_speed.py --spec 1x256G [--repeat 5]
+    flock /tmp/fastinit-bench.lock python perf/verify_speed.py --spec 1x256G [--repeat 5]
 """
 
 import argparse
