@@ -1,7 +1,7 @@
 """A cluster started as users start one (``dask scheduler``, two ``dask worker --nthreads 1
 --memory-limit 4GiB`` on loopback), and its faults: a worker killed mid-init (real process,
 SIGKILL), retries on another worker, Ctrl-C (a real SIGINT to a real process), an address
-that does not answer, dask not installed."""
+that does not answer."""
 
 import functools
 import json
@@ -202,16 +202,3 @@ def test_an_address_that_does_not_answer_fails_in_seconds_with_exit_2():
     assert address in done.stderr and "no dask scheduler answers" in done.stderr
     assert "Traceback" not in done.stderr
     assert time.monotonic() - began < 60
-
-
-def test_without_dask_the_cluster_flag_names_the_extra_to_install():
-    code = ("import sys\n"
-            "sys.modules['distributed'] = None\n"
-            "sys.modules['dask'] = None\n"
-            "from fastinit.cli import main\n"
-            "sys.exit(main(['boot', '--spec', '1x1G', '--cluster', 'local:1']))\n")
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          timeout=120)
-    assert done.returncode == 2
-    assert "pip install 'fastinit[distributed]'" in done.stderr
-    assert "Traceback" not in done.stderr

@@ -1,4 +1,8 @@
-"""Placement of node shards on workers: largest first, balanced by bytes, within budgets."""
+"""Placement of node shards on workers: largest first, balanced by bytes, within budgets;
+and what --cluster says without dask (neither needs dask installed)."""
+
+import subprocess
+import sys
 
 import pytest
 from hypothesis import given, strategies as st
@@ -67,3 +71,16 @@ def test_every_node_is_placed_on_a_worker_that_holds_it_or_refused(nbytes, budge
     loads = {w: sum(nbytes[n] for n in placement.on(w)) for w in big}
     if len(big) == len(workers):
         assert max(loads.values()) - min(loads.values()) <= max(nbytes.values())
+
+
+def test_without_dask_the_cluster_flag_names_the_extra_to_install():
+    code = ("import sys\n"
+            "sys.modules['distributed'] = None\n"
+            "sys.modules['dask'] = None\n"
+            "from fastinit.cli import main\n"
+            "sys.exit(main(['boot', '--spec', '1x1G', '--cluster', 'local:1']))\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 2
+    assert "pip install 'fastinit[distributed]'" in done.stderr
+    assert "Traceback" not in done.stderr
