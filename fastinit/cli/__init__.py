@@ -154,14 +154,29 @@ class _Termination:
         self.received = True
         signal.raise_signal(signal.SIGINT)
 
-    def install(self) -> None:
+    def install(self):
+        """Take SIGTERM (main thread only); returns what to give back to `restore`."""
         if threading.current_thread() is threading.main_thread():
-            signal.signal(signal.SIGTERM, self)
+            return signal.signal(signal.SIGTERM, self)
+        return None
+
+    @staticmethod
+    def restore(previous) -> None:
+        # The work is done: a SIGTERM now ends the process as it would any other.
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 def main(argv: list[str] | None = None) -> int:
     termination = _Termination()
-    termination.install()
+    previous = termination.install()
+    try:
+        return _main(argv, termination)
+    finally:
+        termination.restore(previous)
+
+
+def _main(argv: list[str] | None, termination: _Termination) -> int:
     parser = build_parser()
     handlers = {"topology": cmd_topology, "boot": cmd_boot, "bench": cmd_bench,
                 "verify": cmd_verify}
