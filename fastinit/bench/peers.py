@@ -40,8 +40,12 @@ def _fill_numpy(memmap: Memmap, spfn: int, epfn: int, links, list_base, lists: n
             lo, hi = first + offset, first + min(offset + _NUMPY_BATCH, end - start)
             part = pages[lo:hi]
             part["flags"] = links
-            part["lru_next"] = part["lru_prev"] = lru_address(
-                np.arange(start + offset, start + offset + hi - lo))
+            # uint64 from the start: an int64 arange converted inside lru_address made
+            # this peer 1.7x slower (204 ms against 124 ms for 1x64G).
+            lru = lru_address(np.arange(start + offset, start + offset + hi - lo,
+                                        dtype=np.uint64))
+            part["lru_next"] = lru
+            part["lru_prev"] = lru
             part["mapping"] = 0
             part["index"] = 0
             part["private"] = 0
