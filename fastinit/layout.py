@@ -65,6 +65,11 @@ assert PAGE_DTYPE.isalignedstruct
 assert [PAGE_DTYPE.fields[name][1] for name in PAGE_DTYPE.names] == \
     [0, 8, 16, 24, 32, 40, 48, 52, 56]
 
+# Descriptors in one 4 KiB page of the vmemmap (all HVO keeps of a huge page), and the
+# vmemmap pages of one section (2 MiB: sparse_init allocates a section's map at once).
+DESCRIPTORS_PER_PAGE = PAGE_SIZE // PAGE_DTYPE.itemsize
+SECTION_MAP_PAGES = PAGES_PER_SECTION // DESCRIPTORS_PER_PAGE
+
 # Zone indices as x86-64 numbers them; ZONE_MOVABLE exists when kernelcore= or movablecore=
 # ask for it (ZONE_DEVICE, 4, only ever holds hot-plugged device memory).
 ZONE_DMA, ZONE_DMA32, ZONE_NORMAL, ZONE_MOVABLE = 0, 1, 2, 3

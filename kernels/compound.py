@@ -36,8 +36,6 @@ HUGETLB_PAGE_DTOR = 2
 # Bits of a HugeTLB head's private (enum hugetlb_page_flags).
 HPG_FREED = 1 << 3
 HPG_VMEMMAP_OPTIMIZED = 1 << 4
-# Descriptors in one 4 KiB page of the vmemmap: all that HVO keeps of a huge page.
-DESCRIPTORS_PER_PAGE = 4096 // PAGE_DTYPE.itemsize
 _STRIDE = np.uint64(PAGE_DTYPE.itemsize)
 _LOW16 = np.uint64(0xFFFF)
 _LOW32 = np.uint64(0xFFFFFFFF)

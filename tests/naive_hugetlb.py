@@ -3,7 +3,6 @@ kernels/compound.py), in the plainest Python: a zone's free lists as Python list
 pfns, read from the descriptors and written back at the end; compound pages field by field.
 """
 
-import numpy as np
 
 from fastinit.kernels._layout import list_head, lru_address, lru_pfn, zone_id
 from fastinit.layout import (LIST_POISON1, LIST_POISON2, MAX_ORDER, MIGRATE_MOVABLE,

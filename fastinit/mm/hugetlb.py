@@ -22,77 +22,19 @@ physical pages that held them are freed into the buddy allocator, as the kernel 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
+from fastinit.layout import DESCRIPTORS_PER_PAGE
 from fastinit.engine.padata import Job, do_multithreaded
 from fastinit.engine.workpool import shared_pool
 from fastinit.kernels._layout import page_links
 from fastinit.kernels.buddy_alloc import take_blocks
-from fastinit.kernels.compound import (DESCRIPTORS_PER_PAGE, prep_buddy_huge_pages,
-                                       prep_gigantic_pages)
-from fastinit.machine.ranges import Range, merge_ranges
+from fastinit.kernels.compound import prep_buddy_huge_pages, prep_gigantic_pages
 from fastinit.mm.hugetlb_pages import PoolResult, PoolState
 from fastinit.mm.hugetlb_plan import zone_of
-from fastinit.mm.hvo import map_count_budget, mappings_per_page
-
-
-@dataclass(frozen=True)
-class HvoDecision:
-    """Which pool pages HVO remaps, decided before early init.
-
-    Attributes
-    ----------
-    enabled : bool
-        ``hugetlb_free_vmemmap`` is on.
-    buddy_units : dict
-        ``order -> n``: the first ``n`` pages of each buddy-allocated size are remapped.
-    gigantic : tuple of bool
-        For each gigantic page of the plan, in order.
-    budget : int
-        Mappings the process could still make when it was decided.
-    """
-
-    enabled: bool = False
-    buddy_units: dict = field(default_factory=dict)
-    gigantic: tuple[bool, ...] = ()
-    budget: int = 0
-
-    @property
-    def pages(self) -> int:
-        return sum(self.buddy_units.values()) + sum(self.gigantic)
-
-    def noinit(self, plan) -> list[Range]:
-        """Descriptors early init never writes: those of remapped gigantic pages past
-        their first 64, in the deferred part (Linux 6.9: MEMBLOCK_RSRV_NOINIT)."""
-        ranges = []
-        for (pfn, order, nid), remapped in zip(plan.pools.gigantic, self.gigantic):
-            split = plan.node(nid).first_deferred_pfn
-            if remapped and split is not None:
-                ranges.append((max(pfn + DESCRIPTORS_PER_PAGE, split), pfn + (1 << order)))
-        return merge_ranges(r for r in ranges if r[0] < r[1])
-
-
-def decide_hvo(plan) -> HvoDecision:
-    """Give out the process's mapping budget: the 2 MiB pages first (the kernel optimizes
-    them first), then the gigantic pages, each while it fits."""
-    pools = plan.pools
-    gigantic = pools.gigantic if pools is not None else ()
-    if pools is None or not pools.params.free_vmemmap:
-        return HvoDecision(gigantic=tuple(False for _ in gigantic))
-    budget = left = map_count_budget()
-    units = {}
-    for request in pools.params.hstates:
-        if not request.gigantic:
-            cost = mappings_per_page(request.order)
-            units[request.order] = min(pools.total(request.order), left // cost)
-            left -= units[request.order] * cost
-    chosen = []
-    for _, order, _ in gigantic:
-        chosen.append(left >= mappings_per_page(order))
-        left -= mappings_per_page(order) if chosen[-1] else 0
-    return HvoDecision(True, units, tuple(chosen), budget)
+from fastinit.mm.hvo import HvoDecision
 
 
 def pool_sequence(plan, order: int) -> np.ndarray:
@@ -213,8 +155,3 @@ def hugetlb_init(result, decision: HvoDecision, threads: int | None = None) -> P
         state.out.jobs["gather"] = do_multithreaded(job)
         state.out.seconds["gather"] = time.perf_counter() - began
     return state.out
-
-
-def has_pools(plan) -> bool:
-    """True if the plan puts any page in a HugeTLB boot pool."""
-    return plan.pools is not None and bool(plan.pools.gigantic or plan.pools.buddy)

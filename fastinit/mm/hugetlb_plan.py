@@ -331,3 +331,8 @@ def planned_pools(topology: Topology) -> PoolPlan | None:
         return plan_boot(topology).pools
     except ValueError:
         return None
+
+
+def has_pools(plan) -> bool:
+    """True if the plan puts any page in a HugeTLB boot pool."""
+    return plan.pools is not None and bool(plan.pools.gigantic or plan.pools.buddy)

@@ -23,16 +23,15 @@ import ctypes
 import mmap
 import os
 import threading
+from dataclasses import dataclass, field
 
 import numpy as np
 
-from fastinit.layout import PAGE_DTYPE, PAGE_SIZE, PAGES_PER_SECTION
+from fastinit.layout import (DESCRIPTORS_PER_PAGE, PAGE_DTYPE, PAGE_SIZE, PAGES_PER_SECTION,
+                             SECTION_MAP_PAGES)
+from fastinit.machine.ranges import Range, merge_ranges
 from fastinit.mm.memmap import Memmap
 from fastinit.mm.plan import section_runs
-
-DESCRIPTORS_PER_PAGE = PAGE_SIZE // PAGE_DTYPE.itemsize
-# memmap pages (4 KiB) of descriptors of one section.
-SECTION_MAP_PAGES = PAGES_PER_SECTION // DESCRIPTORS_PER_PAGE
 # Mappings left for everything else the process maps (libraries, arenas, numpy).
 MAP_COUNT_MARGIN = 4096
 _MAP_COUNT_PATH = "/proc/sys/vm/max_map_count"
@@ -205,3 +204,60 @@ def remapped_pages(memmap: Memmap) -> int:
                 start, end = (int(x, 16) for x in line.split()[0].split("-"))
                 pages += max(0, min(end, hi) - max(start, lo)) // PAGE_SIZE
     return pages
+
+
+@dataclass(frozen=True)
+class HvoDecision:
+    """Which pool pages HVO remaps, decided before early init.
+
+    Attributes
+    ----------
+    enabled : bool
+        ``hugetlb_free_vmemmap`` is on.
+    buddy_units : dict
+        ``order -> n``: the first ``n`` pages of each buddy-allocated size are remapped.
+    gigantic : tuple of bool
+        For each gigantic page of the plan, in order.
+    budget : int
+        Mappings the process could still make when it was decided.
+    """
+
+    enabled: bool = False
+    buddy_units: dict = field(default_factory=dict)
+    gigantic: tuple[bool, ...] = ()
+    budget: int = 0
+
+    @property
+    def pages(self) -> int:
+        return sum(self.buddy_units.values()) + sum(self.gigantic)
+
+    def noinit(self, plan) -> list[Range]:
+        """Descriptors early init never writes: those of remapped gigantic pages past
+        their first 64, in the deferred part (Linux 6.9: MEMBLOCK_RSRV_NOINIT)."""
+        ranges = []
+        for (pfn, order, nid), remapped in zip(plan.pools.gigantic, self.gigantic):
+            split = plan.node(nid).first_deferred_pfn
+            if remapped and split is not None:
+                ranges.append((max(pfn + DESCRIPTORS_PER_PAGE, split), pfn + (1 << order)))
+        return merge_ranges(r for r in ranges if r[0] < r[1])
+
+
+def decide_hvo(plan) -> HvoDecision:
+    """Give out the process's mapping budget: the 2 MiB pages first (the kernel optimizes
+    them first), then the gigantic pages, each while it fits."""
+    pools = plan.pools
+    gigantic = pools.gigantic if pools is not None else ()
+    if pools is None or not pools.params.free_vmemmap:
+        return HvoDecision(gigantic=tuple(False for _ in gigantic))
+    budget = left = map_count_budget()
+    units = {}
+    for request in pools.params.hstates:
+        if not request.gigantic:
+            cost = mappings_per_page(request.order)
+            units[request.order] = min(pools.total(request.order), left // cost)
+            left -= units[request.order] * cost
+    chosen = []
+    for _, order, _ in gigantic:
+        chosen.append(left >= mappings_per_page(order))
+        left -= mappings_per_page(order) if chosen[-1] else 0
+    return HvoDecision(True, units, tuple(chosen), budget)

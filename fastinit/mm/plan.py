@@ -16,8 +16,7 @@ from fastinit.machine.hugetlb_params import parse_hugetlb
 from fastinit.mm.hugetlb_plan import (PoolPlan, online_nodes, place_gigantic,
                                       plan_buddy_pools, zone_rooms)
 from fastinit.mm.memmap import memmap_bytes
-from fastinit.layout import (HPAGE_PMD_SIZE, PAGE_DTYPE, PAGE_SHIFT, PAGES_PER_SECTION,
-                             SECTION_SHIFT)
+from fastinit.layout import HPAGE_PMD_SIZE, PAGE_SHIFT, SECTION_MAP_PAGES, SECTION_SHIFT
 from fastinit.machine.topology import (Range, Topology, Zone, intersect, merge_ranges,
                                section_align_up, subtract)
 
@@ -31,7 +30,6 @@ DEFAULT_ARCH = "x86"
 # x86 reserves the first 1 MiB since Linux 5.13 (BIOS corruption, real-mode trampoline).
 LOW_RESERVED = (0, (1 << 20) >> PAGE_SHIFT)
 # The vmemmap of a section is 2 MiB, allocated PMD-aligned, above MAX_DMA_ADDRESS (16 MiB).
-SECTION_MAP_PAGES = (PAGES_PER_SECTION * PAGE_DTYPE.itemsize) >> PAGE_SHIFT
 MEMMAP_ALIGN = HPAGE_PMD_SIZE >> PAGE_SHIFT
 MEMMAP_MIN_PFN = (16 << 20) >> PAGE_SHIFT
 
