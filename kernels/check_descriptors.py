@@ -85,12 +85,18 @@ def _check_descriptor(words, index, pfn, j, flags, reserved, expected_order, lis
 
 
 @kernel(types.void(RO_WORDS, types.int64, types.int64, types.int64, types.int64, types.uint64,
-                   types.boolean, types.int8[::1], RO_BYTES, types.uint64[::1], types.boolean,
-                   OUT))
+                   types.boolean, types.int8[::1], RO_BYTES, types.uint64[::1], types.uint8[::1],
+                   types.boolean, OUT))
 def check_piece(words, slot, first_pfn, start, end, links, reserved, expected_order, listed,
-                 scratch_words, compare, out):
-    """Checks 1 (if ``compare``), 3 and 4 for ``[start, end)``, a piece of the section with
-    one node and zone (``links``) and one reserved flag.
+                scratch_words, redone, compare, out):
+    """Checks 1 (if ``compare``, where ``redone`` marks a section offset the reference
+    wrote), 3 and 4 for ``[start, end)``, a piece of the section with one node and zone
+    (``links``) and one reserved flag.
+
+    The reference writes only its own node's free ranges; the rest of its scratch copy is
+    the memmap copied with free-block heads disguised (so the reference never merges with
+    them), which says nothing about the boot: a neighbour node's free blocks in a section
+    the job shares must not be compared with their disguise.
 
     This loop reads every descriptor of the memmap, so its common case (a descriptor
     exactly as init leaves it, equal to the reference, heading no block) costs a few
@@ -105,10 +111,11 @@ def check_piece(words, slot, first_pfn, start, end, links, reserved, expected_or
         w, r = (base + j) * WORDS_PER_PAGE, j * WORDS_PER_PAGE
         delta = ((words[w] ^ flags) | (words[w + 1] ^ own) | (words[w + 2] ^ own) | words[w + 3]
                  | words[w + 4] | words[w + 5] | (words[w + 6] ^ word6) | words[w + 7])
-        if compare:
+        here = compare and redone[j] != 0
+        if here:
             for k in range(WORDS_PER_PAGE):
                 delta |= words[w + k] ^ scratch_words[r + k]
         if delta or expected_order[j] >= 0:
             _check_descriptor(words, base + j, pfn, j, flags, reserved, expected_order, listed,
-                              scratch_words, compare, out)
+                              scratch_words, here, out)
         own += _STRIDE

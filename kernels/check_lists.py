@@ -16,10 +16,12 @@ from __future__ import annotations
 import numpy as np
 from numba import types
 
-from fastinit.kernels._jit import RO_PAGEBLOCK_TYPES, RO_PAGES, RO_PFNS, kernel
-from fastinit.kernels._layout import list_head, lru_address, lru_pfn, zone_id
-from fastinit.layout import (MAX_ORDER, MAX_PFN, MIGRATE_TYPES, PAGE_BUDDY_MAPCOUNT,
-                             PAGEBLOCK_ORDER, PAGES_PER_SECTION, SECTION_SHIFT)
+from fastinit.kernels._jit import (RO_PAGEBLOCK_TYPES, RO_PAGES, RO_PFN_RANGES, RO_PFNS,
+                                   kernel)
+from fastinit.kernels._layout import first_range_after, list_head, lru_address, lru_pfn, zone_id
+from fastinit.layout import (MAX_ORDER, MAX_PFN, MIGRATE_TYPES, MIGRATE_UNMOVABLE,
+                             PAGE_BUDDY_MAPCOUNT, PAGEBLOCK_NR_PAGES, PAGEBLOCK_ORDER,
+                             PAGES_PER_SECTION, SECTION_SHIFT)
 
 # Problem kinds.
 BAD_LINK, PREV_BROKEN, NOT_A_FREE_BLOCK, WRONG_MIGRATETYPE, LISTED_TWICE, TOO_LONG, \
@@ -54,11 +56,35 @@ def _note(problems, kind, order, migratetype, value):
     problems[kind, 0] += 1
 
 
+@kernel(types.boolean(types.int64, types.int64, types.int64, RO_PFN_RANGES, types.int64))
+def migratetype_fits(pfn, migratetype, current, late, deferred_from):
+    """Whether a free block at ``pfn`` may sit on the list of ``migratetype`` when its
+    pageblock's migratetype is now ``current``.
+
+    ``__free_one_page()`` lists a block with its pageblock's migratetype at the time of the
+    free, and in Linux 6.1 a boot changes a pageblock's type only once: from UNMOVABLE
+    (the bitmap is allocated zeroed) to MOVABLE, by ``memmap_init_range()`` before any
+    page is freed, or by ``deferred_free_range()`` just before it frees the pageblock's
+    first pfn. A pageblock shared by two nodes whose first pfn another node's deferred
+    init frees (``late``: sorted, disjoint ranges of the other zones' deferred free
+    memory) turns MOVABLE after this zone's early part was freed into it: those blocks
+    stay on UNMOVABLE (below ``deferred_from``, this zone's first deferred pfn), and
+    blocks this zone's own deferred init frees there meet either type, as the two nodes'
+    jobs run at once. Everywhere else the list is the pageblock's type.
+    """
+    first = pfn & ~np.int64(PAGEBLOCK_NR_PAGES - 1)
+    r = first_range_after(late, first)
+    if r < late.shape[0] and late[r, 0] <= first:
+        return migratetype == MIGRATE_UNMOVABLE or (pfn >= deferred_from
+                                                    and migratetype == current)
+    return migratetype == current
+
+
 @kernel(types.int64(RO_PAGES, RO_PAGEBLOCK_TYPES, RO_PFNS, types.uint64[:, :, ::1],
                     types.int64[:, ::1], types.int64, types.int64, types.uint64, types.uint64,
-                    types.uint8[::1], types.int64[:, ::1]))
+                    RO_PFN_RANGES, types.int64, types.uint8[::1], types.int64[:, ::1]))
 def walk_free_lists(pages, pageblock_mt, sections, heads, nr_free, zone_start, zone_end,
-                    zone, list_base, listed, problems):
+                    zone, list_base, late, deferred_from, listed, problems):
     """Walk every free list of one zone and check each entry.
 
     Parameters
@@ -77,6 +103,10 @@ def walk_free_lists(pages, pageblock_mt, sections, heads, nr_free, zone_start, z
         ``zone_id(page_links(nid, zid))``: the node and zone bits its pages carry.
     list_base : uint64
         Address of the zone's ``free_area[0].free_list[0]``.
+    late : ndarray of int64, shape (n, 2)
+        The other zones' deferred free memory, sorted (see `migratetype_fits`).
+    deferred_from : int
+        The zone's first deferred pfn (its end if it defers nothing).
     listed : ndarray of uint8, shape (ceil(nr_sections * PAGES_PER_SECTION / 8),)
         A bit per descriptor, set here for every list entry (shared by all zones).
     problems : ndarray of int64, shape (NR_KINDS, 4)
@@ -123,7 +153,9 @@ def walk_free_lists(pages, pageblock_mt, sections, heads, nr_free, zone_start, z
                         or pfn & ((1 << order) - 1) or pfn < zone_start or pfn >= zone_end
                         or zone_id(page["flags"]) != zone):
                     _note(problems, NOT_A_FREE_BLOCK, order, migratetype, pfn)
-                if pageblock_mt[index >> PAGEBLOCK_ORDER] != migratetype:
+                if not migratetype_fits(pfn, migratetype,
+                                        np.int64(pageblock_mt[index >> PAGEBLOCK_ORDER]), late,
+                                        deferred_from):
                     _note(problems, WRONG_MIGRATETYPE, order, migratetype, pfn)
                 previous, address, length = address, page["lru_next"], length + 1
             if whole and heads[order, migratetype, 1] != previous:

@@ -119,15 +119,16 @@ def _copy_span(words, slot, scratch_words, lo, hi):
             scratch_words[j * WORDS_PER_PAGE + 6] |= LOW_HALF
 
 
-@kernel(types.void(RO_WORDS, types.int64, types.uint64[::1], PAGEBLOCK_TYPES, PFN_RANGES,
-                   types.int64, types.int64, types.int64, types.int64, types.int64,
+@kernel(types.void(RO_WORDS, types.int64, types.uint64[::1], PAGEBLOCK_TYPES, types.uint8[::1],
+                   PFN_RANGES, types.int64, types.int64, types.int64, types.int64, types.int64,
                    types.boolean))
-def _before_deferred_init(words, slot, scratch_words, scratch_mt, free, first_pfn, lo, hi,
-                          start, end, copy):
+def _before_deferred_init(words, slot, scratch_words, scratch_mt, redone, free, first_pfn, lo,
+                          hi, start, end, copy):
     """The span ``[lo, hi)`` as deferred init of ``[start, end)`` found it, in the scratch
     copy: garbage in the descriptors of the ``free`` ranges (so a read before a write
     shows), their pageblocks UNMOVABLE (the kernel allocates the bitmap zeroed), and, if
-    ``copy``, the rest of the span as the memmap holds it."""
+    ``copy``, the rest of the span as the memmap holds it. ``redone`` marks the pfns the
+    reference will write (section offsets): only those are compared with the memmap."""
     done = lo - first_pfn
     for r in range(free.shape[0]):
         s, e = max(free[r, 0], start) - first_pfn, min(free[r, 1], end) - first_pfn
@@ -135,6 +136,7 @@ def _before_deferred_init(words, slot, scratch_words, scratch_mt, free, first_pf
             if copy:
                 _copy_span(words, slot, scratch_words, done, s)
             scratch_words[s * WORDS_PER_PAGE:e * WORDS_PER_PAGE] = _SCRIBBLE
+            redone[s:e] = 1
             for j in range(s + (-s & (PAGEBLOCK_NR_PAGES - 1)), e, PAGEBLOCK_NR_PAGES):
                 scratch_mt[j // PAGEBLOCK_NR_PAGES] = MIGRATE_UNMOVABLE
             done = e
@@ -145,14 +147,16 @@ def _before_deferred_init(words, slot, scratch_words, scratch_mt, free, first_pf
 @kernel(types.UniTuple(types.int64, 2)(
     RO_WORDS, RO_PAGEBLOCK_TYPES, types.int64, types.int64, types.boolean, RO_PFN_RANGES,
     RO_U64, RO_U64, RO_PFN_RANGES, RO_PFNS, PAGES, types.uint64[::1], PAGEBLOCK_TYPES, LISTS,
-    OUT))
+    types.uint8[::1], OUT))
 def _redo_deferred_init(words, pageblock_mt, slot, first_pfn, valid, jobs, job_links,
                         job_list_base, job_free, job_free_bounds, scratch, scratch_words,
-                        scratch_mt, scratch_lists, out):
+                        scratch_mt, scratch_lists, redone, out):
     """Serial reference: redo each deferred job's part of the section in the scratch copy
-    and compare the pageblocks. Returns the pfns redone, ``[lo, hi)`` (empty if none)."""
+    and compare the pageblocks. Returns the span of the jobs' parts redone, ``[lo, hi)``
+    (empty if none); ``redone`` marks the pfns in it the reference wrote."""
     end_pfn = first_pfn + PAGES_PER_SECTION
     compare_lo, compare_hi = end_pfn, first_pfn
+    redone[:] = 0
     scratch_mt[:] = pageblock_mt[slot * PAGEBLOCKS_PER_SECTION:
                                  (slot + 1) * PAGEBLOCKS_PER_SECTION]
     one_slot = np.zeros(1, np.int64)
@@ -169,8 +173,9 @@ def _redo_deferred_init(words, pageblock_mt, slot, first_pfn, valid, jobs, job_l
             nearby = free[r:first_range_after(free, end - 1) + 1].copy()
             # The first job copies the section but its free ranges; a second one's free
             # ranges lie in what the first copied.
-            _before_deferred_init(words, slot, scratch_words, scratch_mt, nearby, first_pfn,
-                                  first_pfn, end_pfn, start, end, compare_lo >= compare_hi)
+            _before_deferred_init(words, slot, scratch_words, scratch_mt, redone, nearby,
+                                  first_pfn, first_pfn, end_pfn, start, end,
+                                  compare_lo >= compare_hi)
             clear_local_lists(scratch_lists)
             deferred_init_chunk(scratch, scratch_mt, one_slot, first_pfn, nearby, start, end,
                                 job_links[x], job_list_base[x], scratch_lists)
@@ -185,12 +190,13 @@ def _redo_deferred_init(words, pageblock_mt, slot, first_pfn, valid, jobs, job_l
 
 
 @kernel(types.void(RO_WORDS, types.int64, types.int64, RO_PFN_RANGES, RO_U64, RO_BYTES,
-                   types.int8[::1], RO_BYTES, types.uint64[::1], types.int64, types.int64, OUT))
+                   types.int8[::1], RO_BYTES, types.uint64[::1], types.uint8[::1], types.int64,
+                   types.int64, OUT))
 def _check_pieces(words, slot, first_pfn, pieces, piece_links, piece_reserved, expected_order,
-                  listed, scratch_words, compare_lo, compare_hi, out):
+                  listed, scratch_words, redone, compare_lo, compare_hi, out):
     """Every descriptor of the section, piece by piece (a pfn in no piece should have no
     state at all, and a piece `CHECKED_ELSEWHERE` is skipped); against the reference too
-    where it lies in ``[compare_lo, compare_hi)``."""
+    where the reference wrote it (``redone``, inside ``[compare_lo, compare_hi)``)."""
     end_pfn = first_pfn + PAGES_PER_SECTION
     position = first_pfn
     r = first_range_after(pieces, first_pfn)
@@ -208,18 +214,18 @@ def _check_pieces(words, slot, first_pfn, pieces, piece_links, piece_reserved, e
             if cuts[c] < cuts[c + 1]:
                 check_piece(words, slot, first_pfn, cuts[c], cuts[c + 1], piece_links[r - 1],
                             piece_reserved[r - 1] != 0, expected_order, listed, scratch_words,
-                            c == 1, out)
+                            redone, c == 1, out)
     _check_untouched(words, slot, first_pfn, position, end_pfn, out)
 
 
 @kernel(types.void(RO_WORDS, RO_PAGEBLOCK_TYPES, RO_PFNS, types.int64, types.int64,
                    RO_PFN_RANGES, RO_U64, RO_BYTES, RO_PFN_RANGES, RO_PFN_RANGES, RO_U64, RO_U64,
                    RO_PFN_RANGES, RO_PFNS, RO_BYTES, PAGES, types.uint64[::1], PAGEBLOCK_TYPES,
-                   LISTS, types.int8[::1], OUT))
+                   LISTS, types.int8[::1], types.uint8[::1], OUT))
 def check_sections(words, pageblock_mt, sections, slot_lo, slot_hi, pieces, piece_links,
                    piece_reserved, movable, jobs, job_links, job_list_base, job_free,
                    job_free_bounds, listed, scratch, scratch_words, scratch_mt, scratch_lists,
-                   expected_order, out):
+                   expected_order, redone, out):
     """Check the sections in slots ``[slot_lo, slot_hi)`` (see the module docstring).
 
     Parameters
@@ -252,9 +258,9 @@ def check_sections(words, pageblock_mt, sections, slot_lo, slot_hi, pieces, piec
         Job ``x``'s free ranges are ``job_free[job_free_bounds[x]:job_free_bounds[x + 1]]``.
     listed : ndarray of uint8, shape (ceil(nr_pages / 8),)
         A bit per descriptor on a free list.
-    scratch, scratch_words, scratch_mt, scratch_lists, expected_order
+    scratch, scratch_words, scratch_mt, scratch_lists, expected_order, redone
         One section's worth of working memory (descriptors and the same memory as words,
-        pageblocks, local lists, int8 per page), owned by the caller's thread.
+        pageblocks, local lists, int8 and uint8 per page), owned by the caller's thread.
     out : ndarray of int64, shape (NR_KINDS, 2)
         Problem counts and first pfns, added to.
     """
@@ -263,9 +269,10 @@ def check_sections(words, pageblock_mt, sections, slot_lo, slot_hi, pieces, piec
         valid = _check_pageblocks(pageblock_mt, slot, first_pfn, movable, out)
         compare_lo, compare_hi = _redo_deferred_init(
             words, pageblock_mt, slot, first_pfn, valid, jobs, job_links, job_list_base,
-            job_free, job_free_bounds, scratch, scratch_words, scratch_mt, scratch_lists, out)
+            job_free, job_free_bounds, scratch, scratch_words, scratch_mt, scratch_lists, redone,
+            out)
         _expected_heads(expected_order, first_pfn, first_pfn, first_pfn + PAGES_PER_SECTION,
                         pieces, piece_reserved)
         _check_pieces(words, slot, first_pfn, pieces, piece_links, piece_reserved,
-                      expected_order, listed, scratch_words, compare_lo, compare_hi, out)
+                      expected_order, listed, scratch_words, redone, compare_lo, compare_hi, out)
         out[CHECKED, 0] += PAGES_PER_SECTION

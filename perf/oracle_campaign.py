@@ -2,23 +2,29 @@
 
 For each seed, tests/qemu_oracle draws a machine and a kernel command line, boots Debian's
 kernel on it (TCG), reads the kernel's printed figures and /proc/zoneinfo, and compares
-them with ``fastinit topology --dmesg LOG --json``. Every capture is kept in --out (one
-directory per seed, the same format as tests/data/qemu cases), so --replay can compare them
-again with a changed fastinit without booting anything.
+them with ``fastinit topology --dmesg LOG --json``; then it boots the log with fastinit
+itself, ``fastinit boot --dmesg LOG --verify``, which must boot and verify (the machines the
+real kernel booted are the ones the boot model must handle). Every capture is kept in
+--out (one directory per seed, the same format as tests/data/qemu cases), so --replay can
+compare and verify them again with a changed fastinit without booting anything.
 
     On a shared machine, --lock FILE makes the script flock FILE around each batch of boots:
     python perf/oracle_campaign.py --seeds 0:50 --out /tmp/oracle-run [--jobs 2]
     python perf/oracle_campaign.py --replay /tmp/oracle-run
     python perf/oracle_campaign.py --seeds 7 --save-mismatches tests/data/qemu
 
-Prints one line per layout and a summary (layouts, boots that failed, match rate, boot
-time); writes summary.json into --out. Exit status 1 if any layout mismatched.
+Prints one line per layout and a summary (layouts, boots that failed, match rate, how many
+boot and verify, boot time); writes summary.json into --out. Exit status 1 if any layout
+mismatched or did not boot and verify in fastinit.
 """
 
 import argparse
 import contextlib
 import fcntl
+import io
 import json
+import os
+import subprocess as processes
 import statistics
 import sys
 import tempfile
@@ -91,7 +97,40 @@ def evaluate(name: str, layout, serial: str, seconds: float | None,
     record["kinds"] = sorted({kind_of(c.figure) for c in comparison.mismatches} |
                              ({"fastinit refused the log"} if comparison.error else set()))
     record["not_modelled"] = comparison.not_modelled
+    record.update(boot_and_verify(report.console, subprocess))
     return record
+
+
+def boot_and_verify(console: str, subprocess: bool = False) -> dict:
+    """``fastinit boot --dmesg LOG --verify --json`` on a capture's boot log (in this
+    process, or as its own process): ``{"verify": "ok" | "failed" | "refused" | "error",
+    "verify_problems": [...]}`` (failed: a check found a problem; refused: fastinit would
+    not boot the log; error: anything else)."""
+    with tempfile.TemporaryDirectory(prefix="oracle-verify-") as directory:
+        path = os.path.join(directory, "console.log")
+        with open(path, "w", encoding="utf-8", newline="") as handle:
+            handle.write(console)
+        argv = ["boot", "--dmesg", path, "--verify", "--json", "--no-progress"]
+        if subprocess:
+            done = processes.run([sys.executable, "-m", "fastinit.cli", *argv],
+                                 capture_output=True, text=True, check=False)
+            status, out, err = done.returncode, done.stdout, done.stderr
+        else:
+            from fastinit.cli import main
+            out_buffer, err_buffer = io.StringIO(), io.StringIO()
+            with contextlib.redirect_stdout(out_buffer), \
+                    contextlib.redirect_stderr(err_buffer):
+                status = main(argv)
+            out, err = out_buffer.getvalue(), err_buffer.getvalue()
+    try:
+        problems = json.loads(out).get("verify_problems", []) if out.strip() else []
+    except json.JSONDecodeError:
+        problems = []
+    verdict = {0: "ok", 1: "failed", 2: "refused"}.get(status, "error")
+    if verdict != "ok" and not problems:
+        problems = [line for line in err.splitlines() if line.strip()][-3:] or \
+            [f"exit status {status}"]
+    return {"verify": verdict, "verify_problems": problems}
 
 
 def boot_one(seed: int, tools, initramfs: str, workdir: str, timeout: float,
@@ -116,14 +155,20 @@ def summarize(records: list[dict]) -> dict:
         "mismatch_kinds": dict(kinds.most_common()),
         "mismatched_seeds": [r["seed"] for r in booted if r["status"] != "match"],
         "failed_seeds": [r["seed"] for r in records if r["status"] == "boot-failed"],
+        # fastinit boot --verify on every log the real kernel booted.
+        "boots_and_verifies": sum(r.get("verify") == "ok" for r in booted),
+        "verify_failed_seeds": [r["seed"] for r in booted if r.get("verify") != "ok"],
     }
 
 
 def print_record(record: dict) -> None:
     time_text = f"{record['boot_s']:5.1f}s" if record.get("boot_s") else "  -   "
-    print(f"{record['status']:<11} {time_text} {record['layout']}", flush=True)
+    verified = f"verify {record['verify']:<7}" if "verify" in record else " " * 14
+    print(f"{record['status']:<11} {verified} {time_text} {record['layout']}", flush=True)
     for problem in record.get("problems", [])[:12]:
         print(f"      {problem}")
+    for problem in record.get("verify_problems", [])[:6]:
+        print(f"      verify: {problem}")
     if record["status"] == "boot-failed":
         print(f"      {record['why']}")
 
@@ -209,7 +254,7 @@ def main() -> int:
     (out / "summary.json").write_text(json.dumps({"summary": summary, "records": records},
                                                  indent=2) + "\n")
     print(json.dumps(summary, indent=2))
-    return 1 if summary["mismatched_seeds"] else 0
+    return 1 if summary["mismatched_seeds"] or summary["verify_failed_seeds"] else 0
 
 
 if __name__ == "__main__":

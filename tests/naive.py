@@ -179,7 +179,6 @@ def fill(array, record, start=0):
 from fastinit.kernels._layout import page_links  # noqa: E402
 from fastinit.layout import PAGEBLOCKS_PER_SECTION, SECTION_SHIFT  # noqa: E402
 from fastinit.machine.topology import intersect, subtract  # noqa: E402
-from fastinit.mm.early import early_limit  # noqa: E402
 
 
 def _pieces(plan):
@@ -248,13 +247,14 @@ def misplaced_heads(result):
 
 def wrong_pageblocks(result):
     """Sorted first pfns of pageblocks whose migratetype is not what the boot leaves:
-    MOVABLE where early init marked memory or deferred init freed the pageblock's start."""
+    MOVABLE where early init marked memory (any node's: a shard shares pageblocks with its
+    neighbours) or deferred init freed the pageblock's start."""
     plan, memmap = result.plan, result.memmap
     movable = []
+    for node in plan.topology.memory_nodes:
+        first = plan.topology.first_deferred_pfn(node.nid)
+        movable += intersect(node.ranges, 0, first if first is not None else node.end_pfn)
     for node in plan.nodes:
-        for zone in node.zones:
-            movable += intersect(plan.topology.node(node.nid).ranges, zone.start_pfn,
-                                 early_limit(node, zone))
         if node.first_deferred_pfn is not None:
             movable += plan.free_ranges(node.nid, node.first_deferred_pfn,
                                         node.deferred_zone.end_pfn).tolist()

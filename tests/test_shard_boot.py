@@ -14,6 +14,7 @@ from fastinit.mm.run import boot, load
 from fastinit.mm.verify import verify
 
 DMESG = Path(__file__).parent / "data" / "dmesg"
+QEMU = Path(__file__).parent / "data" / "qemu"
 
 MACHINES = {
     "spec 4 nodes": lambda: parse_spec("4x2G,cpus=2"),
@@ -23,6 +24,13 @@ MACHINES = {
     "spec movablecore": lambda: parse_spec("2x4G,cpus=2", cmdline="movablecore=25%"),
     # A real log whose nodes share sections and whose holes are charged across them.
     "hyperv 2 nodes": lambda: read_bootlog(str(DMESG / "hyperv-2node-3.15.txt"))[0],
+    # Pageblocks shared by two nodes: node 1 starts inside one whose first pfn is node 0's
+    # early memory (node 0 defers nothing), so early init of node 0 marks it MOVABLE
+    # before node 1's pages in it are freed, in the shard as in the whole boot.
+    "spec pageblocks shared": lambda: parse_spec("1x101M:1+1x2G:1+1x101M:1+1x1G:1"),
+    # A real boot whose node 0 ends in a pageblock its deferred init marks MOVABLE after
+    # node 1's pages in it were freed early (corpus case seed-109).
+    "qemu seed-109": lambda: read_bootlog(str(QEMU / "seed-109" / "serial.log"))[0],
 }
 
 

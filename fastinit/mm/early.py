@@ -19,7 +19,7 @@ from fastinit.kernels.buddy_free import free_pages_ranges
 from fastinit.kernels.page_init import init_pages_range
 from fastinit.mm.memmap import Memmap
 from fastinit.layout import MIGRATE_MOVABLE, PAGEBLOCK_NR_PAGES, PG_RESERVED, align_up
-from fastinit.machine.topology import intersect, subtract
+from fastinit.machine.topology import Range, Topology, intersect, subtract
 
 
 def init_range(memmap: Memmap, start: int, end: int, nid: int, zid: int,
@@ -34,10 +34,12 @@ def init_range(memmap: Memmap, start: int, end: int, nid: int, zid: int,
 
 
 def mark_movable(memmap: Memmap, start: int, end: int) -> None:
-    """Set MIGRATE_MOVABLE on the pageblocks whose first pfn lies in ``[start, end)``."""
-    first = align_up(start, PAGEBLOCK_NR_PAGES)
-    pfns = np.arange(first, end, PAGEBLOCK_NR_PAGES, dtype=np.int64)
-    memmap.pageblock_mt[memmap.index(pfns) // PAGEBLOCK_NR_PAGES] = MIGRATE_MOVABLE
+    """Set MIGRATE_MOVABLE on the pageblocks whose first pfn lies in ``[start, end)`` (those
+    the memmap has: a node's shard holds only its own sections)."""
+    for lo, hi in memmap.present_runs(start, end):
+        pfns = np.arange(align_up(lo, PAGEBLOCK_NR_PAGES), hi, PAGEBLOCK_NR_PAGES,
+                         dtype=np.int64)
+        memmap.pageblock_mt[memmap.index(pfns) // PAGEBLOCK_NR_PAGES] = MIGRATE_MOVABLE
 
 
 def early_limit(node: NodePlan, zone) -> int:
@@ -45,6 +47,24 @@ def early_limit(node: NodePlan, zone) -> int:
     if node.first_deferred_pfn is not None and zone is node.zones[-1]:
         return node.first_deferred_pfn
     return zone.end_pfn
+
+
+def early_memory(topology: Topology, nid: int) -> list[Range]:
+    """Node ``nid``'s memory that ``memmap_init()`` initializes (below its deferral point),
+    sorted: the pageblocks starting there are MOVABLE before the first page is freed."""
+    first = topology.first_deferred_pfn(nid)
+    limit = first if first is not None else topology.node(nid).end_pfn
+    return intersect(topology.node(nid).ranges, 0, limit)
+
+
+def neighbours_early_memory(plan: BootPlan) -> list[Range]:
+    """The early memory of the nodes a plan leaves out (a node's shard,
+    `BootPlan.shard`), sorted. In the whole boot ``memmap_init()`` marks their pageblocks
+    MOVABLE before any page is freed, so a pageblock the shard's node shares with one
+    of them must be MOVABLE in the shard too, or its frees would go to other lists."""
+    planned = {node.nid for node in plan.nodes}
+    return sorted(r for node in plan.topology.memory_nodes if node.nid not in planned
+                  for r in early_memory(plan.topology, node.nid))
 
 
 def early_init(plan: BootPlan, memmap: Memmap, zones: dict[tuple[int, int], ZoneFreeArea],
@@ -63,6 +83,8 @@ def early_init(plan: BootPlan, memmap: Memmap, zones: dict[tuple[int, int], Zone
                                   early_limit(node, zone)):
                 done += init_range(memmap, s, e, node.nid, zone.zid, reserved=False)
                 mark_movable(memmap, s, e)
+    for s, e in neighbours_early_memory(plan):
+        mark_movable(memmap, s, e)
     for hole in plan.unavailable_ranges():
         done += init_range(memmap, hole.start_pfn, hole.end_pfn, hole.nid, hole.zid,
                            reserved=True)

@@ -15,7 +15,7 @@ import numpy as np
 
 from fastinit.kernels._layout import page_links, zone_list_base
 from fastinit.machine.topology import intersect
-from fastinit.mm.early import early_limit
+from fastinit.mm.early import early_limit, neighbours_early_memory
 from fastinit.mm.plan import BootPlan
 
 
@@ -79,6 +79,26 @@ class ExpectedState:
     zone_free: dict
 
 
+def deferred_free(plan: BootPlan) -> dict:
+    """``(nid, zid) -> (first_deferred_pfn, free ranges)`` of each deferring node's
+    deferred zone: the memory its deferred init frees (int64, shape (n, 2))."""
+    return {(node.nid, node.deferred_zone.zid):
+            (node.first_deferred_pfn,
+             plan.free_ranges(node.nid, node.first_deferred_pfn, node.deferred_zone.end_pfn))
+            for node in plan.nodes if node.first_deferred_pfn is not None}
+
+
+def late_pageblocks(deferred: dict, zone) -> tuple[int, np.ndarray]:
+    """For `fastinit.kernels.check_lists.migratetype_fits`: the zone's first deferred pfn
+    (its end if it defers nothing) and the other zones' deferred free memory, sorted
+    (int64, shape (n, 2)): pageblocks starting there turn MOVABLE during deferred init.
+    ``deferred`` is `deferred_free` of the plan."""
+    key = (zone.nid, zone.zid)
+    late = _stack([free for other, (_, free) in deferred.items() if other != key])
+    late = np.ascontiguousarray(late[np.argsort(late[:, 0], kind="stable")], np.int64)
+    return (deferred[key][0] if key in deferred else zone.end_pfn), late
+
+
 def expected_state(plan: BootPlan) -> ExpectedState:
     """What every descriptor and pageblock of ``plan``'s memmap holds after its boot."""
     topology = plan.topology
@@ -104,6 +124,8 @@ def expected_state(plan: BootPlan) -> ExpectedState:
             movable.append(free)
             jobs.append((node.job, page_links(node.nid, zone.zid),
                          zone_list_base(node.nid, zone.zid), free))
+    # A shard's sections may hold pageblocks the neighbours' early init marked.
+    movable.append(_ranges(neighbours_early_memory(plan)))
     holes = plan.unavailable_ranges()
     pieces.append(_ranges([(h.start_pfn, h.end_pfn) for h in holes]))
     links.append(np.array([page_links(h.nid, h.zid) for h in holes], np.uint64))

@@ -142,8 +142,9 @@ def vmemmap_backing(plan) -> np.ndarray:
     -------
     ndarray of int64, shape (nr_sections,)
         For the section in each memmap slot, the first pfn of the 512 pages (2 MiB) holding
-        its descriptors: its node's memmap, section by section in address order (the
-        kernel's sparse buffer), a section shared by two nodes counted with the first.
+        its descriptors: its node's memmap pieces (`fastinit.mm.plan.NodePlan.memmap`),
+        section by section in address order, a section shared by two nodes counted with
+        the first.
     """
     backing = np.full(len(plan.sections), -1, dtype=np.int64)
     for node in plan.nodes:
@@ -151,10 +152,10 @@ def vmemmap_backing(plan) -> np.ndarray:
                                    in section_runs(plan.topology) if nid == node.nid]
                                   or [np.zeros(0, np.int64)])
         slots = np.searchsorted(plan.sections, sections)
-        if len(node.memmap) == 1:
-            backing[slots] = node.memmap[0][0] + SECTION_MAP_PAGES * np.arange(len(slots))
-        else:
-            backing[slots] = [start for start, _ in node.memmap]
+        # The node's memmap pieces hold its sections in order, 2 MiB each.
+        maps = np.concatenate([np.arange(start, end, SECTION_MAP_PAGES, dtype=np.int64)
+                               for start, end in node.memmap] or [np.zeros(0, np.int64)])
+        backing[slots] = maps
     return backing
 
 

@@ -57,7 +57,9 @@ class NodePlan:
     reserved : tuple of (int, int)
         memblock-reserved pfn ranges in the node's memory, the memmap included.
     memmap : tuple of (int, int)
-        Where the node's own memmap lives (part of ``reserved``).
+        Where the node's own memmap lives, in the order of the sections it holds (each
+        range a whole number of 2 MiB section maps); reserved in the ``reserved`` of the
+        node whose memory holds it (this node's, unless its memory was full).
     """
 
     nid: int
@@ -138,26 +140,37 @@ def section_runs(topology: Topology) -> list[tuple[int, int, int]]:
     in address order. A section belongs to the first memory range touching it:
     ``memory_present()`` marks it with the node of the first range it meets, and
     ``sparse_init()`` groups sections by that node."""
-    runs, next_section = [], 0
+    runs: list[tuple[int, int, int]] = []
+    next_section = 0
     for start, end, nid in topology.memory_ranges():
         first = max(start >> SECTION_SHIFT, next_section)
         last = (end - 1) >> SECTION_SHIFT
         if first <= last:
-            runs.append((first, last + 1, nid))
+            if runs and runs[-1][1] == first and runs[-1][2] == nid:
+                runs[-1] = (runs[-1][0], last + 1, nid)
+            else:
+                runs.append((first, last + 1, nid))
             next_section = last + 1
     return runs
 
 
-def _section_nodes(topology: Topology) -> dict[int, int]:
-    """How many sections each node's memmap holds (see `section_runs`)."""
-    counts: dict[int, int] = {}
+def sparse_groups(topology: Topology) -> list[tuple[int, int]]:
+    """``(nid, sections)`` of each ``sparse_init_nid()`` call, in order: ``sparse_init()``
+    walks the present sections in address order and calls it once per run of sections of
+    one node (sections without memory between them do not end a run)."""
+    groups: list[tuple[int, int]] = []
     for first, end, nid in section_runs(topology):
-        counts[nid] = counts.get(nid, 0) + end - first
-    return counts
+        if groups and groups[-1][0] == nid:
+            groups[-1] = (nid, groups[-1][1] + end - first)
+        else:
+            groups.append((nid, end - first))
+    return groups
 
 
 def _alloc_top_down(free: list[Range], pages: int, align: int, min_pfn: int) -> Range | None:
-    """memblock's default: the highest aligned place in ``free`` that fits ``pages``."""
+    """memblock's default: the highest aligned place in ``free`` that fits ``pages``
+    (never pfn 0: ``memblock_find_in_range_node()`` starts at PAGE_SIZE)."""
+    min_pfn = max(min_pfn, 1)
     for start, end in reversed(free):
         place = ((end - pages) // align) * align
         if place >= max(start, min_pfn):
@@ -165,22 +178,44 @@ def _alloc_top_down(free: list[Range], pages: int, align: int, min_pfn: int) -> 
     return None
 
 
+def _memblock_alloc(topology: Topology, reserved: list[Range], pages: int,
+                    tries: tuple) -> Range | None:
+    """The first of ``tries`` (``(nid or None for any node, min_pfn)``) that fits, as
+    ``memblock_alloc_range_nid()`` and ``memblock_alloc_internal()`` retry: on the node,
+    then (unless the node is exact) on any node, then the same without the lower limit."""
+    for nid, min_pfn in tries:
+        memory = (list(topology.node(nid).ranges) if nid is not None else
+                  [(s, e) for s, e, _ in topology.memory_ranges()])
+        place = _alloc_top_down(subtract(memory, reserved), pages, MEMMAP_ALIGN, min_pfn)
+        if place is not None:
+            return place
+    return None
+
+
 def _place_memmap(topology: Topology, nid: int, nr_sections: int,
                   reserved: list[Range]) -> list[Range]:
-    free = subtract(list(topology.node(nid).ranges), reserved)
-    whole = _alloc_top_down(free, nr_sections * SECTION_MAP_PAGES, MEMMAP_ALIGN, MEMMAP_MIN_PFN)
+    """Where ``sparse_init_nid()`` puts the memmap of a run of ``nr_sections`` sections of
+    node ``nid``, in section order: one buffer on the node itself
+    (``sparse_buffer_init()``: exact node, above 16 MiB, else anywhere on the node), or,
+    if the node has no room for it, each section's 2 MiB on its own
+    (``vmemmap_alloc_block()``: the node above 16 MiB, any node above 16 MiB, the node,
+    any node)."""
+    pages = nr_sections * SECTION_MAP_PAGES
+    whole = _memblock_alloc(topology, reserved, pages,
+                            ((nid, MEMMAP_MIN_PFN), (nid, 0)))
     if whole is not None:
         return [whole]
-    # Like vmemmap_populate() when the node-wide buffer fails: one section map at a time.
-    placed = []
+    placed: list[Range] = []
     for _ in range(nr_sections):
-        piece = _alloc_top_down(free, SECTION_MAP_PAGES, MEMMAP_ALIGN, MEMMAP_MIN_PFN)
+        piece = _memblock_alloc(topology, reserved + placed, SECTION_MAP_PAGES,
+                                ((nid, MEMMAP_MIN_PFN), (None, MEMMAP_MIN_PFN), (nid, 0),
+                                 (None, 0)))
         if piece is None:
-            raise ValueError(f"{topology.source}: node {nid} has too little free memory for "
-                             f"its own memmap ({nr_sections} sections need "
-                             f"{nr_sections * 2} MiB); give the node more memory")
+            raise ValueError(f"{topology.source}: no memory left for the memmap of node "
+                             f"{nid} ({nr_sections} sections need {nr_sections * 2} MiB, "
+                             f"and no node has 2 MiB free for one); give the machine more "
+                             f"memory")
         placed.append(piece)
-        free = subtract(free, [piece])
     return placed
 
 
@@ -200,14 +235,13 @@ def plan_boot(topology: Topology, arch: str = DEFAULT_ARCH,
         threads = check_int(threads, "threads", minimum=1,
                             fix="threads per node, or None for the arch profile's cap")
     sections = topology.present_sections()
-    owned = _section_nodes(topology)
     memory = [(s, e) for s, e, _ in topology.memory_ranges()]
     reserved = list(topology.reserved) + intersect(memory, *LOW_RESERVED)
-    memmaps = {}
-    for node in topology.memory_nodes:
-        count = owned.get(node.nid, 0)
-        memmaps[node.nid] = _place_memmap(topology, node.nid, count, reserved) if count else []
-        reserved += memmaps[node.nid]
+    memmaps: dict[int, list[Range]] = {node.nid: [] for node in topology.memory_nodes}
+    for nid, count in sparse_groups(topology):
+        placed = _place_memmap(topology, nid, count, reserved)
+        memmaps[nid] += placed
+        reserved += placed
     # The command line's gigantic pages come from memblock after the memmaps.
     params = parse_hugetlb(topology.cmdline, online_nodes(topology), topology.gbpages)
     gigantic, messages = place_gigantic(topology, params, reserved)

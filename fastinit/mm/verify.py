@@ -42,7 +42,8 @@ from fastinit.kernels._layout import largest_order, new_local_lists, page_links,
 from fastinit.layout import (MIGRATE_TYPES, MIGRATETYPE_NAMES, PAGE_DTYPE, PAGEBLOCK_NR_PAGES,
                              PAGEBLOCKS_PER_SECTION, PAGES_PER_SECTION)
 from fastinit.mm import hugetlb_verify
-from fastinit.mm.expected import ExpectedState, expected_state
+from fastinit.mm.expected import (ExpectedState, deferred_free, expected_state,
+                                  late_pageblocks)
 from fastinit.mm.run import BootResult
 
 _MAX_PROBLEMS = 20
@@ -132,15 +133,18 @@ def check_free_lists(result: BootResult, check: Check) -> tuple[np.ndarray, int]
     present = _readonly(memmap.sections)
     listed = np.zeros((len(pages) + 7) // 8, np.uint8)
     blocks = 0
+    deferred = deferred_free(result.plan)
     for (nid, zid), area in sorted(result.zones.items()):
         zone = result.plan.topology.zone(nid, zid)
         found = np.zeros((lists.NR_KINDS, 4), np.int64)
         nr_free = np.ascontiguousarray(area.nr_free, np.int64)
+        deferred_from, late = late_pageblocks(deferred, zone)
+        late = _readonly(late)
         blocks += lists.walk_free_lists(pages, pageblock_mt, present,
                                         np.ascontiguousarray(area.heads, np.uint64), nr_free,
                                         zone.start_pfn, zone.end_pfn,
                                         zone_id(page_links(nid, zid)), area.list_base,
-                                        listed, found)
+                                        late, deferred_from, listed, found)
         for kind, (count, order, migratetype, value) in enumerate(found.tolist()):
             if not count:
                 continue
@@ -179,7 +183,8 @@ class _SectionPass:
                 return self.spare.pop()
         pages = np.empty(PAGES_PER_SECTION, PAGE_DTYPE)
         return (pages, pages.view(np.uint64), np.empty(PAGEBLOCKS_PER_SECTION, np.uint8),
-                new_local_lists(), np.empty(PAGES_PER_SECTION, np.int8))
+                new_local_lists(), np.empty(PAGES_PER_SECTION, np.int8),
+                np.empty(PAGES_PER_SECTION, np.uint8))
 
     def close(self) -> None:
         """Let go of the memmap and the scratch memory: a pool helper may keep the last job

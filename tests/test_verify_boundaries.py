@@ -1,0 +1,132 @@
+"""verify where two nodes share a section and a pageblock, on a real boot (corpus case
+seed-109: node 0 ends at pfn 0x17b00, inside the pageblock at 0x17a00 whose first pfn is
+node 0's deferred free memory, and inside node 0's last deferred section).
+
+The kernel's state there is not the tidy one: node 1's pages in that pageblock are freed by
+early init while the pageblock is still UNMOVABLE, and node 0's deferred init marks it
+MOVABLE afterwards, so they stay on the Unmovable lists. verify accepts exactly that, and
+still catches every corruption around it."""
+
+import numpy as np
+import pytest
+
+import qemu_oracle as qo
+from fastinit.kernels._layout import lru_address, lru_pfn
+from fastinit.kernels.check_lists import migratetype_fits
+from fastinit.layout import MIGRATE_MOVABLE, MIGRATE_UNMOVABLE, PAGE_BUDDY_MAPCOUNT
+from fastinit.machine.bootlog import parse_bootlog
+from fastinit.mm.run import boot
+from fastinit.mm.verify import verify
+from qemu_oracle.corpus import CORPUS
+
+# Node 1's first free block: order 8, in the pageblock node 0's deferred init turns MOVABLE.
+STALE = 0x17B00
+# Node 1's next block, order 10, in a pageblock early init made MOVABLE.
+PLAIN = 0x17C00
+# Node 0's deferred free memory in the shared pageblock and section.
+NODE0_FREE = 0x17A05
+NO_LATE = np.zeros((0, 2), np.int64)
+LATE = np.array([[0x17A00, 0x17AD5]], np.int64)
+
+
+@pytest.fixture(scope="module")
+def shared():
+    case = qo.load_case(CORPUS / "seed-109")
+    return boot(parse_bootlog(qo.read_report(case.serial).console, "seed-109"))
+
+
+@pytest.fixture
+def result(shared):
+    saved = shared.memmap.raw.copy()
+    zones = {k: (a.heads.copy(), a.nr_free.copy(), a.managed) for k, a in shared.zones.items()}
+    yield shared
+    shared.memmap.raw[:] = saved
+    for key, area in shared.zones.items():
+        area.heads[:], area.nr_free[:], area.managed = zones[key]
+
+
+def move_to_list(result, nid, zid, pfn, order, old, new):
+    """Unlink the free block at ``pfn`` from list ``old`` and append it to list ``new``."""
+    area, memmap = result.zones[(nid, zid)], result.memmap
+    pages = memmap.pages
+    me = memmap.index(pfn)
+    before, after = pages["lru_prev"][me], pages["lru_next"][me]
+    if before == area.head_address(order, old):
+        area.heads[order, old, 0] = after
+    else:
+        pages["lru_next"][memmap.index(lru_pfn(before))] = after
+    if after == area.head_address(order, old):
+        area.heads[order, old, 1] = before
+    else:
+        pages["lru_prev"][memmap.index(lru_pfn(after))] = before
+    area.nr_free[order, old] -= 1
+    head, tail = area.head_address(order, new), area.heads[order, new, 1]
+    pages["lru_prev"][me], pages["lru_next"][me] = tail, head
+    if tail == head:
+        area.heads[order, new, 0] = lru_address(pfn)
+    else:
+        pages["lru_next"][memmap.index(lru_pfn(tail))] = lru_address(pfn)
+    area.heads[order, new, 1] = lru_address(pfn)
+    area.nr_free[order, new] += 1
+
+
+def test_the_case_holds_the_kernel_state_and_verifies(shared):
+    memmap = shared.memmap
+    stale = memmap.index(STALE)
+    assert memmap.pages["mapcount"][stale] == PAGE_BUDDY_MAPCOUNT
+    assert memmap.pageblock_mt[stale >> 9] == MIGRATE_MOVABLE
+    assert shared.zones[(1, 1)].nr_free[8, MIGRATE_UNMOVABLE] >= 1
+    report = verify(shared)
+    assert report.ok, report.problems
+
+
+def test_an_early_freed_block_on_the_movable_list_of_a_late_pageblock_is_caught(result):
+    move_to_list(result, 1, 1, STALE, 8, MIGRATE_UNMOVABLE, MIGRATE_MOVABLE)
+    problems = verify(result).checks[1].problems
+    assert problems == [f"node 1 zone DMA32 order 8 list 1 (Movable): pfn {STALE:#x} sits "
+                        f"on the wrong migratetype"]
+
+
+def test_a_block_on_the_unmovable_list_of_a_pageblock_early_init_marked_is_caught(result):
+    move_to_list(result, 1, 1, PLAIN, 10, MIGRATE_MOVABLE, MIGRATE_UNMOVABLE)
+    problems = verify(result).checks[1].problems
+    assert problems == [f"node 1 zone DMA32 order 10 list 0 (Unmovable): pfn {PLAIN:#x} "
+                        f"sits on the wrong migratetype"]
+
+
+def test_a_changed_neighbour_free_block_in_the_jobs_section_is_caught_but_not_as_reference(
+        result):
+    result.memmap.pages["private"][result.memmap.index(STALE)] = 7
+    report = verify(result)
+    assert report.checks[0].ok
+    assert not report.checks[1].ok and not report.checks[2].ok
+
+
+def test_a_changed_deferred_free_page_in_the_shared_section_differs_from_the_reference(
+        result):
+    result.memmap.pages["index"][result.memmap.index(NODE0_FREE)] = 1
+    report = verify(result)
+    assert report.tallies["reference_differs"] == (1, NODE0_FREE)
+    assert report.tallies["wrong_state"] == (1, NODE0_FREE)
+
+
+@pytest.mark.parametrize("pfn, listed, current, deferred_from, fits", [
+    # Freed early into a pageblock another node's deferred init marked later: Unmovable.
+    (STALE, MIGRATE_UNMOVABLE, MIGRATE_MOVABLE, 1 << 40, True),
+    (STALE, MIGRATE_MOVABLE, MIGRATE_MOVABLE, 1 << 40, False),
+    # Freed by the zone's own deferred init, racing the other node's: either type.
+    (STALE, MIGRATE_UNMOVABLE, MIGRATE_MOVABLE, 0, True),
+    (STALE, MIGRATE_MOVABLE, MIGRATE_MOVABLE, 0, True),
+    (STALE, 2, MIGRATE_MOVABLE, 0, False),
+])
+def test_a_late_pageblock_allows_the_types_the_kernel_leaves(pfn, listed, current,
+                                                             deferred_from, fits):
+    assert migratetype_fits(np.int64(pfn), listed, current, LATE,
+                            deferred_from) == fits
+
+
+@pytest.mark.parametrize("listed, current", [(0, 0), (1, 1), (0, 1), (1, 0), (2, 1)])
+def test_elsewhere_a_block_sits_on_its_pageblocks_type(listed, current):
+    assert migratetype_fits(np.int64(PLAIN), listed, current, LATE, 0) == (listed == current)
+    assert migratetype_fits(np.int64(STALE), listed, current, NO_LATE, 0) == \
+        (listed == current)
