@@ -6,9 +6,10 @@ cache while it is checked three ways):
 - **serial reference**: where a deferred job covers the section, its free ranges are
   redone with the plain two-pass kernel (`deferred_init_chunk`) in a one-section scratch
   copy, from the state before deferred init (the free descriptors scribbled over, their
-  pageblocks UNMOVABLE); the real descriptors must equal it byte for byte except the list
-  links of free-block heads (list order depends on which chunk finished first), and so
-  must the pageblock migratetypes;
+  pageblocks UNMOVABLE); the real descriptors the reference wrote (the job's free ranges,
+  not a neighbour node's memory in a section the job shares) must equal it byte for byte
+  except the list links of free-block heads (list order depends on which chunk finished
+  first), and so must the pageblock migratetypes;
 - **canonical buddy state**: a descriptor heads a free block exactly where the buddy
   decomposition of the free ranges starts one, with that order, and every head is on a
   free list (the bits `fastinit.kernels.check_lists.walk_free_lists` set);
@@ -156,7 +157,6 @@ def _redo_deferred_init(words, pageblock_mt, slot, first_pfn, valid, jobs, job_l
     (empty if none); ``redone`` marks the pfns in it the reference wrote."""
     end_pfn = first_pfn + PAGES_PER_SECTION
     compare_lo, compare_hi = end_pfn, first_pfn
-    redone[:] = 0
     scratch_mt[:] = pageblock_mt[slot * PAGEBLOCKS_PER_SECTION:
                                  (slot + 1) * PAGEBLOCKS_PER_SECTION]
     one_slot = np.zeros(1, np.int64)
@@ -172,7 +172,10 @@ def _redo_deferred_init(words, pageblock_mt, slot, first_pfn, valid, jobs, job_l
             # The few ranges the part touches, as the C array the kernel takes.
             nearby = free[r:first_range_after(free, end - 1) + 1].copy()
             # The first job copies the section but its free ranges; a second one's free
-            # ranges lie in what the first copied.
+            # ranges lie in what the first copied. (``redone`` is read only where a job
+            # was redone.)
+            if compare_lo >= compare_hi:
+                redone[:] = 0
             _before_deferred_init(words, slot, scratch_words, scratch_mt, redone, nearby,
                                   first_pfn, first_pfn, end_pfn, start, end,
                                   compare_lo >= compare_hi)

@@ -3,13 +3,15 @@
 Four checks, each over the whole memmap:
 
 1. **Serial reference**: every section a deferred job covered is redone on one thread
-   with the plain two-pass kernel, from the state before deferred init, and must match
-   byte for byte, except the list links of free-block heads (list order depends on which
-   chunk finished first); the pageblock migratetypes must match too.
+   with the plain two-pass kernel, from the state before deferred init, and the job's
+   free pages must match byte for byte, except the list links of free-block heads (list
+   order depends on which chunk finished first); the pageblock migratetypes must match too.
 2. **Free lists**: every list of every zone is walked: links point at descriptors and
    agree both ways, entries are free-block heads of the list's order, aligned, inside the
-   zone, of the list's migratetype, each block on one list only, counts equal ``nr_free``,
-   and no free-block head is missing from the lists.
+   zone, on the list of their pageblock's migratetype (or of the one it had when the
+   kernel freed them, where another node's deferred init changed it later:
+   `fastinit.kernels.check_lists.migratetype_fits`), each block on one list only, counts
+   equal ``nr_free``, and no free-block head is missing from the lists.
 3. **Canonical buddy state**: the free blocks are exactly the buddy decomposition of each
    zone's free pages (memory minus reserved), and ``managed`` counts them.
 4. **Expected state**: every descriptor holds what the boot gives it (node and zone
