@@ -18,6 +18,7 @@ from fastinit.distributed.digest import node_digest  # noqa: E402
 from fastinit.distributed.files import verify_files  # noqa: E402
 from fastinit.machine.spec import parse_spec  # noqa: E402
 from fastinit.mm.run import boot as boot_here  # noqa: E402
+from fastinit.mm.verify import verify  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -49,6 +50,10 @@ def test_parallel_nodes_equal_the_single_process_boot_free_list_order_aside(clie
         {nid: state for nid, (_, state) in expected.items()}
     assert result.verification.ok, result.verification.problems
     single = boot_here(topology)
+    # Each check's counts are added up over the nodes, so they read as the whole machine's.
+    assert [check.summary.removesuffix(" (4 nodes checked on their workers)")
+            for check in result.verification.checks] == \
+        [check.summary for check in verify(single).checks]
     assert {key: (a.managed, a.free_by_order()) for key, a in result.zones.items()} == \
         {key: (a.managed, a.free_by_order()) for key, a in single.zones.items()}
 

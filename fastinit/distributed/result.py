@@ -7,6 +7,8 @@ workers. Shaped like `fastinit.mm.run.BootResult` where the report code reads it
 
 from __future__ import annotations
 
+import re
+
 from dataclasses import dataclass, field
 
 from fastinit.mm.buddy import ZoneFreeArea
@@ -131,13 +133,25 @@ def zones_from(figures: dict) -> dict:
     return zones
 
 
+def summed_summary(summaries: list[str], first_nid: int) -> str:
+    """The nodes' summaries of one check as one: each count added up over the nodes when
+    every summary is the same sentence around its numbers, else the first node's, named."""
+    skeletons = {re.sub(r"\d+", "#", summary) for summary in summaries}
+    if len(skeletons) != 1:
+        return f"{summaries[0]} (node {first_nid})"
+    columns = zip(*(map(int, re.findall(r"\d+", summary)) for summary in summaries))
+    totals = iter(str(sum(column)) for column in columns)
+    return re.sub(r"\d+", lambda _: next(totals), summaries[0])
+
+
 def merge_reports(reports: list[tuple[int, VerifyReport]]) -> VerifyReport:
     """One report of the four checks over every node: problems named by node, summaries
-    from the first node's with the node count, tallies added up."""
+    and tallies added up over the nodes."""
     merged = VerifyReport([Check(check.name) for check in reports[0][1].checks])
     for position, check in enumerate(merged.checks):
-        check.summary = f"{reports[0][1].checks[position].summary} (node {reports[0][0]}; " \
-                        f"{len(reports)} nodes checked on their workers)"
+        summaries = [report.checks[position].summary for _, report in reports]
+        check.summary = f"{summed_summary(summaries, reports[0][0])} " \
+                        f"({len(reports)} nodes checked on their workers)"
         for nid, report in reports:
             for problem in report.checks[position].problems:
                 check.problem(f"node {nid}: {problem}")
