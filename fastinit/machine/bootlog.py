@@ -29,18 +29,21 @@ from fastinit.machine.logfile import read_capped, read_log_bytes
 from fastinit.machine.srat import SratBlock
 from fastinit.machine.topology import Topology
 
-_HEX = r"(?:0x)?([0-9a-fA-F]+)"
-_MEM = rf"\[mem {_HEX}-{_HEX}\]"
+# "[mem 0x...-0x...]", as every memory line prints a range (inclusive end). The kernel prints
+# 16 digits; more leading zeros are read, a 17th significant digit is not: no address has
+# over 64 bits, and a long number would be slow to print in a message (str() refuses it).
+_HEX = r"(?:0x)?0*([0-9a-fA-F]{1,16})"
+MEM_RANGE = rf"\[mem {_HEX}-{_HEX}\]"
 _LABELS = r"(BIOS-e820|user|modified|reserve setup_data|extended)"
 # A printed e820 table line: "BIOS-e820: [mem a-b] type", also "user:", "modified:", ...
 # Type texts run to the end of the line and are stripped later: a lazy group before "\s*$"
 # backtracks quadratically on a long run of blanks (20000 blanks took a second).
-_TABLE = re.compile(rf"{_LABELS}: {_MEM}\s+(.*)")
+_TABLE = re.compile(rf"{_LABELS}: {MEM_RANGE}\s+(.*)")
 # Linux 2.6 printed "BIOS-e820: 0000000000000000 - 000000000009fc00 (usable)", end exclusive.
 _TABLE_OLD = re.compile(r"BIOS-e820: ([0-9a-fA-F]{8,16}) - ([0-9a-fA-F]{8,16}) \((.*)\)\s*$")
-_UPDATE = re.compile(rf"e820: update {_MEM} (.+?) ==> (.+)")
-_REMOVE = re.compile(rf"e820: remove {_MEM}(.*)")
-_SRAT_MEM = re.compile(rf"SRAT: Node (\d+) PXM (\d+) {_MEM}(.*)")
+_UPDATE = re.compile(rf"e820: update {MEM_RANGE} (.+?) ==> (.+)")
+_REMOVE = re.compile(rf"e820: remove {MEM_RANGE}(.*)")
+_SRAT_MEM = re.compile(rf"SRAT: Node (\d+) PXM (\d+) {MEM_RANGE}(.*)")
 # How the lines above begin: one that begins so but does not match in full (cut short,
 # garbled) must not be skipped, or the machine would silently lose memory or a node.
 _MEMORY_LINE = re.compile(rf"{_LABELS}: \[mem |BIOS-e820: [0-9a-fA-F]|e820: (?:update|remove) "
@@ -53,9 +56,9 @@ _CRASH_HEX = re.compile(r"crashkernel reserved: 0x([0-9a-fA-F]+) - 0x([0-9a-fA-F
 _CRASH_MB = re.compile(r"Reserving (\d+)MB of memory at (\d+)MB for crashkernel")
 # swiotlb's bounce buffer (64 MiB below 4 GiB), printed late but taken in mem_init(); the
 # end it prints is exclusive, like crashkernel's.
-_SWIOTLB = re.compile(rf"software IO TLB: mapped {_MEM}")
-_RESERVED = [re.compile(rf"NODE_DATA(?:\(\d+\) allocated)? {_MEM}"),
-             re.compile(rf"RAMDISK: {_MEM}"), _CRASH_HEX, _CRASH_MB, _SWIOTLB]
+_SWIOTLB = re.compile(rf"software IO TLB: mapped {MEM_RANGE}")
+_RESERVED = [re.compile(rf"NODE_DATA(?:\(\d+\) allocated)? {MEM_RANGE}"),
+             re.compile(rf"RAMDISK: {MEM_RANGE}"), _CRASH_HEX, _CRASH_MB, _SWIOTLB]
 # setup_arch() prints the command line first; start_kernel() again, as "Kernel command line".
 _CMDLINE = re.compile(r"Command line: (.*)")
 _KERNEL_CMDLINE = re.compile(r"Kernel command line: (.*)")

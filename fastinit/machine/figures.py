@@ -12,16 +12,15 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from fastinit.machine.bootlog import log_lines
+from fastinit.machine.bootlog import MEM_RANGE, log_lines
 from fastinit.layout import MAX_DMA32_PFN, MAX_DMA_PFN, PAGE_SHIFT, ZONE_NAMES
 from fastinit.machine.topology import Topology, merge_ranges
 
 # Figures no kernel prints (over 64 bits) are not read, so never compared: a mismatch
 # message would print them, and str() refuses an int of over 4300 decimal digits.
-_MEM = r"\[mem (?:0x)?([0-9a-fA-F]{1,16})-(?:0x)?([0-9a-fA-F]{1,16})\]"
 _N = r"(\d{1,19})(?!\d)"
-_ZONE_RANGE = re.compile(rf"^\s+(DMA32|DMA|Normal)\s+(?:{_MEM}|(empty))\s*$")
-_NODE_RANGE = re.compile(rf"node\s+{_N}: {_MEM}")
+_ZONE_RANGE = re.compile(rf"^\s+(DMA32|DMA|Normal)\s+(?:{MEM_RANGE}|(empty))\s*$")
+_NODE_RANGE = re.compile(rf"node\s+{_N}: {MEM_RANGE}")
 _TOTALPAGES = re.compile(rf"On node {_N} totalpages: {_N}")
 _ZONE_PAGES = re.compile(rf"(DMA32|DMA|Normal|Movable) zone: {_N} pages, LIFO batch")
 _UNAVAILABLE = re.compile(rf"On node {_N}, zone (DMA32|DMA|Normal|Movable): {_N} pages in "
