@@ -35,6 +35,9 @@ from fastinit.arrays.errors import MemmapBusyError, MemmapFileError
 
 LOCK_SUFFIX = ".fastinit-lock"
 TEMP_INFIX = ".fastinit-tmp-"
+# Opening a name found in a directory to read it: never through a symbolic link, and never
+# blocking (a FIFO put there would block an open for reading until a writer came).
+_READ_ENTRY = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 
 _KINDS = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO (named pipe)"),
           (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
@@ -181,8 +184,7 @@ def check_replaceable(shown: str, dfd: int, name: str, *, force: bool, replace_a
     if not force:
         raise MemmapFileError(f"{shown} exists; pass --force to overwrite it (force=True)")
     if there.st_size and not replace_any:
-        fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC,
-                     dir_fd=dfd)
+        fd = os.open(name, _READ_ENTRY, dir_fd=dfd)
         try:
             ours = is_ours(fd)
         finally:
@@ -238,19 +240,23 @@ def commit_temp(shown: str, dfd: int, temp: str, fd: int, name: str) -> None:
     os.fsync(dfd)
 
 
+def _temp_names(dfd: int, name: str) -> list[str]:
+    """The temporary files of ``name`` in the directory (``.NAME.fastinit-tmp-*``), sorted."""
+    prefix = f".{name}{TEMP_INFIX}"
+    with os.scandir(dfd) as entries:
+        return sorted(entry.name for entry in entries if entry.name.startswith(prefix))
+
+
 def remove_orphans(dfd: int, name: str, is_ours: Callable[[int], bool]) -> list[str]:
     """Remove temporary files of ``name`` that killed runs left; call with the path locked.
 
     A file is removed only if its name has our pattern, it is a regular file, no live
     process holds its flock, and its contents are ours (``is_ours(fd)``, or empty).
     """
-    prefix, removed = f".{name}{TEMP_INFIX}", []
-    with os.scandir(dfd) as entries:
-        candidates = [entry.name for entry in entries if entry.name.startswith(prefix)]
-    for candidate in candidates:
+    removed = []
+    for candidate in _temp_names(dfd, name):
         try:
-            fd = os.open(candidate, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK
-                         | os.O_CLOEXEC, dir_fd=dfd)
+            fd = os.open(candidate, _READ_ENTRY, dir_fd=dfd)
         except OSError:
             continue
         try:
@@ -297,13 +303,9 @@ def interrupts_deferred():
 
 def temp_note(dfd: int, name: str) -> str:
     """Why a path may be missing: a writer still at work, or one that was killed."""
-    prefix = f".{name}{TEMP_INFIX}"
-    with os.scandir(dfd) as entries:
-        found = sorted(entry.name for entry in entries if entry.name.startswith(prefix))
-    for candidate in found:
+    for candidate in _temp_names(dfd, name):
         try:
-            fd = os.open(candidate, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK
-                         | os.O_CLOEXEC, dir_fd=dfd)
+            fd = os.open(candidate, _READ_ENTRY, dir_fd=dfd)
         except OSError:
             continue
         try:

@@ -62,6 +62,11 @@ class CoreSize:
     pages: int = 0
     percent: int = 0
 
+    def pages_of(self, total: int) -> int:
+        """The pages it asks for on a machine of ``total`` present pages (a percent in the
+        kernel's integer arithmetic, ``total * 100 * percent / 10000``)."""
+        return total * 100 * self.percent // 10000 if self.percent else self.pages
+
 
 @dataclass(frozen=True)
 class NumaFake:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import bisect
 
-from fastinit.layout import MAX_DMA32_PFN, MAX_NUMNODES, PAGE_SHIFT, pfn_up
+from fastinit.layout import MAX_DMA32_PFN, MAX_NUMNODES, PAGE_SHIFT, align_up, pfn_up
 from fastinit.machine.srat import MemBlock, cleanup_meminfo
 from fastinit.machine.topology import Range, intersect
 
@@ -53,6 +53,26 @@ class _Emulator:
 
     def find_block(self, nid: int) -> int | None:
         return next((i for i, b in enumerate(self.physical) if b[0] == nid), None)
+
+    def in_turn(self, mask: list[int]):
+        """Physical blocks to cut the next fake node from: one of each node of ``mask`` in
+        turn, again and again, a node leaving once it has no block left (the kernels'
+        ``while (nodes_remaining(physnode_mask))`` loops). Lazy: each block is looked up
+        after the caller has cut the one before.
+
+        Yields
+        ------
+        int
+            An index into ``self.physical``.
+        """
+        mask = list(mask)
+        while mask:
+            for phys in list(mask):
+                index = self.find_block(phys)
+                if index is None:
+                    mask.remove(phys)
+                else:
+                    yield index
 
     def grow(self, start: int, end: int, limit: int, size: int) -> int:
         """Extend ``end`` by 32 MiB steps until [start, end) holds ``size`` bytes of memory,
@@ -102,18 +122,13 @@ class _Emulator:
         if not size:
             self.notes.append("Not enough memory for each node.  NUMA emulation disabled.")
             raise _EmulationFailed
-        nid, mask = 0, sorted(parsed)
-        while mask:
-            for phys in list(mask):
-                index = self.find_block(phys)
-                if index is None:
-                    mask.remove(phys)
-                    continue
-                _, start, limit = self.physical[index]
-                end = start + size + (FAKE_NODE_MIN_SIZE if nid < big else 0)
-                end = self.stretch(self.grow(start, end, limit, size), limit, size)
-                self.setup(nid % count, index, min(end, limit) - start)
-                nid += 1
+        nid = 0
+        for index in self.in_turn(sorted(parsed)):
+            _, start, limit = self.physical[index]
+            end = start + size + (FAKE_NODE_MIN_SIZE if nid < big else 0)
+            end = self.stretch(self.grow(start, end, limit, size), limit, size)
+            self.setup(nid % count, index, min(end, limit) - start)
+            nid += 1
 
     def by_size(self, parsed: list[int], size: int, count: int = 0, nid: int = 0) -> int:
         """``split_nodes_size_interleave_uniform()``: nodes of ``size`` bytes of memory over
@@ -128,23 +143,18 @@ class _Emulator:
             mask = sorted(parsed)
             least = (((self.max_addr - self.hole(0, self.max_addr)) >> PAGE_SHIFT)
                      // MAX_NUMNODES) << PAGE_SHIFT
-        least = -(-max(least, FAKE_NODE_MIN_SIZE) // FAKE_NODE_MIN_SIZE) * FAKE_NODE_MIN_SIZE
+        least = align_up(max(least, FAKE_NODE_MIN_SIZE), FAKE_NODE_MIN_SIZE)
         if size < least:
             self.notes.append(f"Fake node size {size >> 20}MB too small, increasing to "
                               f"{least >> 20}MB")
             size = least
         size -= size % FAKE_NODE_MIN_SIZE
-        while mask:
-            for phys in list(mask):
-                index = self.find_block(phys)
-                if index is None:
-                    mask.remove(phys)
-                    continue
-                _, start, limit = self.physical[index]
-                end = start + size if count else self.grow(start, start + size, limit, size)
-                end = self.stretch(end, limit, None if count else size)
-                self.setup(nid % MAX_NUMNODES, index, min(end, limit) - start)
-                nid += 1
+        for index in self.in_turn(mask):
+            _, start, limit = self.physical[index]
+            end = start + size if count else self.grow(start, start + size, limit, size)
+            end = self.stretch(end, limit, None if count else size)
+            self.setup(nid % MAX_NUMNODES, index, min(end, limit) - start)
+            nid += 1
         return nid
 
     def uniform(self, parsed: list[int], count: int) -> None:

@@ -41,14 +41,8 @@ def movable_zone(windows: list[Range]) -> int:
 
 def _required_kernelcore(total: int, kernelcore, movablecore) -> int:
     """Pages the kernel keeps out of ZONE_MOVABLE, from kernelcore= and movablecore=."""
-    required = 0
-    if kernelcore is not None:
-        required = total * 100 * kernelcore.percent // 10000 if kernelcore.percent \
-            else kernelcore.pages
-    movable = 0
-    if movablecore is not None:
-        movable = total * 100 * movablecore.percent // 10000 if movablecore.percent \
-            else movablecore.pages
+    required = kernelcore.pages_of(total) if kernelcore is not None else 0
+    movable = movablecore.pages_of(total) if movablecore is not None else 0
     if movable:
         # Rounded up so that ZONE_MOVABLE is at least as large as asked.
         movable = min(total, align_up(movable, MAX_ORDER_NR_PAGES))
