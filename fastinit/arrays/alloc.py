@@ -36,7 +36,7 @@ import numpy as np
 from fastinit.arrays.memmapfile import create_memmap
 from fastinit.arrays.touch import advise, first_touch
 from fastinit.engine.memory import available_memory
-from fastinit.engine.validate import check_callable, check_int
+from fastinit.engine.validate import check_callable, check_int, check_threads
 from fastinit.layout import HPAGE_PMD_SIZE
 
 # Leave a tenth of the free memory to everything else, as page memmaps do.
@@ -263,9 +263,7 @@ def empty(shape, dtype=float, *, path=None, force: bool = False,
     shape = _check_shape(shape)
     dtype, extra = _check_dtype(dtype)
     shape += tuple(extra)
-    if threads is not None:
-        threads = check_int(threads, "threads", minimum=1,
-                            fix="use threads=None for every usable CPU")
+    threads = check_threads(threads)
     check_callable(progress, "progress", "progress(done, total)", optional=True)
     if path is not None and not isinstance(path, (str, os.PathLike)):
         raise TypeError(f"path must be a str or os.PathLike, got {path!r}")

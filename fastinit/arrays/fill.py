@@ -22,7 +22,7 @@ import numpy as np
 from fastinit.arrays.memmapfile import MemmapFile
 from fastinit.arrays.records import check_record_type, leaves_of, return_type
 from fastinit.engine.padata import Job, JobReport, do_multithreaded
-from fastinit.engine.validate import check_callable, check_event, check_int
+from fastinit.engine.validate import check_callable, check_event, check_int, check_threads
 from fastinit.kernels.fill import LINE, FillKernels, build_fill_kernels
 
 # Smallest chunk worth a thread: 1 MiB of records (rounded up to whole batches).
@@ -184,9 +184,7 @@ def fill(array: np.ndarray, record, *, start: int = 0, threads: int | None = Non
     """
     _check_array(array)
     start = check_int(start, "start", minimum=0, fix="pass the index of the first element")
-    if threads is not None:
-        threads = check_int(threads, "threads", minimum=1,
-                            fix="use threads=None for every usable CPU")
+    threads = check_threads(threads)
     check_callable(progress, "progress", "progress(done, total)", optional=True)
     check_event(cancel, "cancel")
     count = array.size

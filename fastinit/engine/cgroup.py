@@ -80,21 +80,24 @@ def cpu_quota(proc_cgroup: Path = PROC_CGROUP, root: Path = CGROUP_ROOT) -> floa
     for directory in unified:
         words = _read_words(directory / "cpu.max")
         if words and len(words) >= 2 and words[0] != "max":
-            quotas.append((words[0], words[1]))
+            quotas.append(_ints(words[0], words[1]))
     for directory in legacy:
         quota = _read_words(directory / "cpu.cfs_quota_us")
         period = _read_words(directory / "cpu.cfs_period_us")
         if quota and period and quota[0] != "-1":
-            quotas.append((quota[0], period[0]))
-    limit = None
-    for quota_text, period_text in quotas:
-        try:
-            cpus = int(quota_text) / int(period_text)
-        except (ValueError, ZeroDivisionError):
-            continue
-        if cpus > 0:
-            limit = cpus if limit is None else min(limit, cpus)
-    return limit
+            quotas.append(_ints(quota[0], period[0]))
+    cpus = [quota / period for quota, period in filter(None, quotas)
+            if period and quota / period > 0]
+    return min(cpus, default=None)
+
+
+def _ints(*values: str | int) -> tuple[int, ...] | None:
+    """The numbers read from a cgroup's files, or None if one is not a number (a file may
+    hold anything: such a cgroup sets no limit we can use)."""
+    try:
+        return tuple(int(value) for value in values)
+    except ValueError:
+        return None
 
 
 def _stat_value(directory: Path, key: str) -> int:
@@ -120,18 +123,13 @@ def memory_headroom(proc_cgroup: Path = PROC_CGROUP, root: Path = CGROUP_ROOT) -
         limit = _read_words(directory / "memory.max")
         usage = _read_words(directory / "memory.current")
         if limit and usage and limit[0] != "max":
-            found.append((limit[0], usage[0], _stat_value(directory, "inactive_file")))
+            found.append(_ints(limit[0], usage[0], _stat_value(directory, "inactive_file")))
     for directory in legacy:
         limit = _read_words(directory / "memory.limit_in_bytes")
         usage = _read_words(directory / "memory.usage_in_bytes")
         # v1 writes "no limit" as the largest page-aligned 63-bit number.
         if limit and usage and limit[0].isdigit() and int(limit[0]) < 1 << 62:
-            found.append((limit[0], usage[0], _stat_value(directory, "total_inactive_file")))
-    headroom = None
-    for limit_text, usage_text, reclaimable in found:
-        try:
-            room = max(int(limit_text) - int(usage_text) + reclaimable, 0)
-        except ValueError:
-            continue
-        headroom = room if headroom is None else min(headroom, room)
-    return headroom
+            found.append(_ints(limit[0], usage[0],
+                               _stat_value(directory, "total_inactive_file")))
+    return min((max(limit - usage + reclaimable, 0)
+                for limit, usage, reclaimable in filter(None, found)), default=None)

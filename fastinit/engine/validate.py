@@ -64,6 +64,13 @@ def check_int(value: Any, name: str, *, minimum: int | None = None,
     return number
 
 
+def check_threads(value: Any, name: str = "threads", *,
+                  fix: str = "use threads=None for every usable CPU") -> int | None:
+    """A thread count (an integer >= 1, as `check_int` checks it) or None, which callers
+    read as their default (every usable CPU, an arch profile's cap)."""
+    return None if value is None else check_int(value, name, minimum=1, fix=fix)
+
+
 def check_callable(value: Any, name: str, signature: str, *, optional: bool = False) -> None:
     """TypeError unless ``value`` is callable (or None, when ``optional``).
 

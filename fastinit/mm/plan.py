@@ -11,7 +11,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from fastinit.engine.validate import check_int
+from fastinit.engine.validate import check_int, check_threads
 from fastinit.machine.hugetlb_params import parse_hugetlb
 from fastinit.mm.hugetlb_plan import (PoolPlan, online_nodes, place_gigantic,
                                       plan_buddy_pools, zone_rooms)
@@ -231,9 +231,7 @@ def plan_boot(topology: Topology, arch: str = DEFAULT_ARCH,
     threads : int or None
         Threads per node, overriding the arch profile.
     """
-    if threads is not None:
-        threads = check_int(threads, "threads", minimum=1,
-                            fix="threads per node, or None for the arch profile's cap")
+    threads = check_threads(threads, fix="threads per node, or None for the arch profile's cap")
     sections = topology.present_sections()
     memory = [(s, e) for s, e, _ in topology.memory_ranges()]
     reserved = list(topology.reserved) + intersect(memory, *LOW_RESERVED)
