@@ -4,8 +4,9 @@ lacks are refused, mistakes get the kernel's own warnings."""
 import pytest
 
 from fastinit.machine.cmdline import parse_cmdline
-from fastinit.machine.hugetlb_params import (ORDER_1G, ORDER_2M, HugepageRequest,
-                                             gbpages_in_log, parse_hugetlb, size_text)
+from fastinit.machine.hugetlb_params import parse_hugetlb
+from fastinit.machine.hugetlb_sizes import (ORDER_1G, ORDER_2M, HugepageRequest, gbpages_in_log,
+                                            size_text)
 
 
 def hugetlb(text, gbpages=True, nodes=(0, 1)):

@@ -23,7 +23,7 @@ from fastinit.layout import MAX_NUMNODES, NR_CPUS, PAGE_SHIFT, pfn_up
 from fastinit.machine import e820
 from fastinit.machine.assemble import Firmware, assemble
 from fastinit.machine.cmdline import COMMAND_LINE_SIZE, parse_cmdline
-from fastinit.machine.hugetlb_params import gbpages_in_log
+from fastinit.machine.hugetlb_sizes import gbpages_in_log
 from fastinit.machine.kernel_image import kernel_image_pfns
 from fastinit.machine.logfile import read_capped, read_log_bytes
 from fastinit.machine.srat import SratBlock

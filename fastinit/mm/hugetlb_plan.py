@@ -25,8 +25,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from fastinit.layout import PAGE_SHIFT, ZONE_MOVABLE
-from fastinit.machine.hugetlb_params import (ORDER_2M, HugepageRequest, HugetlbParams,
-                                             size_text)
+from fastinit.machine.hugetlb_sizes import ORDER_2M, HugepageRequest, HugetlbParams, size_text
 from fastinit.machine.ranges import Range, intersect, merge_ranges, subtract
 from fastinit.machine.topology import Topology
 from fastinit.mm.watermarks import allocations_allowed, zone_marks

@@ -3,7 +3,7 @@ counts keyed like sysfs, job timings and what HVO did to the memmap."""
 
 from __future__ import annotations
 
-from fastinit.machine.hugetlb_params import size_text
+from fastinit.machine.hugetlb_sizes import size_text
 from fastinit.mm.hvo import DESCRIPTORS_PER_PAGE, resident_bytes
 
 PAGE_BYTES = 4096
