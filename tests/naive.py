@@ -41,13 +41,14 @@ from fastinit.layout import (LIST_POISON1, LIST_POISON2, MAX_ORDER, MIGRATE_MOVA
                            PAGEBLOCK_ORDER)
 
 
-class NaiveBuddy:
-    """Free lists of one kernel call, kept as Python lists of head pfns."""
+class NaiveLists:
+    """Free lists kept as Python lists of head pfns per (order, migratetype), over the
+    descriptors of one sparse memmap; what each list step does to a descriptor, written once
+    for `NaiveBuddy` and ``naive_hugetlb.NaiveZone``."""
 
     def __init__(self, pages, pageblock_mt, slots, base_pfn, list_base):
         self.pages, self.pageblock_mt = pages, pageblock_mt
         self.slots, self.base_pfn, self.list_base = slots, base_pfn, int(list_base)
-        self.free = {}                       # head pfn -> (order, migratetype)
         self.lists = {(o, m): [] for o in range(NR_ORDERS) for m in range(MIGRATE_TYPES)}
 
     def index(self, pfn):
@@ -56,53 +57,106 @@ class NaiveBuddy:
     def pageblock(self, pfn):
         return self.index(pfn) // PAGEBLOCK_NR_PAGES
 
+    def head(self, order, mt):
+        """Address of the list head ``free_area[order].free_list[mt]`` (16 bytes each)."""
+        return self.list_base + (order * MIGRATE_TYPES + mt) * 16
+
     def prepare(self, pfn, count):
+        """Pages about to be freed: not reserved, no references."""
         for p in range(pfn, pfn + count):
             i = self.index(p)
             self.pages["flags"][i] = int(self.pages["flags"][i]) & ~PG_RESERVED
             self.pages["refcount"][i] = 0
 
-    def free_block(self, pfn, order):
-        migratetype = int(self.pageblock_mt[self.pageblock(pfn)])
-        zone = zone_id(self.pages["flags"][self.index(pfn)])
-        while order < MAX_ORDER:
-            buddy = pfn ^ (1 << order)
-            if self.free.get(buddy, (None,))[0] != order or \
-                    zone_id(self.pages["flags"][self.index(buddy)]) != zone:
-                break
-            buddy_mt = self.free[buddy][1]
-            if order >= PAGEBLOCK_ORDER and buddy_mt != migratetype and \
-                    (migratetype >= 3 or buddy_mt >= 3):
-                break
-            del self.free[buddy]
-            self.lists[(order, buddy_mt)].remove(buddy)
-            i = self.index(buddy)
-            self.pages["lru_next"][i] = LIST_POISON1
-            self.pages["lru_prev"][i] = LIST_POISON2
-            self.pages["mapcount"][i] = -1
-            self.pages["private"][i] = 0
-            if buddy_mt != migratetype:
-                for block in range(buddy, buddy + (1 << order), PAGEBLOCK_NR_PAGES):
-                    self.pageblock_mt[self.pageblock(block)] = migratetype
-            pfn &= buddy
-            order += 1
-        self.free[pfn] = (order, migratetype)
-        self.lists[(order, migratetype)].append(pfn)
+    def remove(self, pfn, order, mt):
+        """Take the block at ``pfn`` off its list: poisoned links, no longer a buddy."""
+        self.lists[(order, mt)].remove(pfn)
+        i = self.index(pfn)
+        self.pages["lru_next"][i] = LIST_POISON1
+        self.pages["lru_prev"][i] = LIST_POISON2
+        self.pages["mapcount"][i] = -1
+        self.pages["private"][i] = 0
+
+    def mark_free(self, pfn, order):
+        """The head descriptor of a free block: its order, and the buddy mapcount."""
         i = self.index(pfn)
         self.pages["private"][i] = order
         self.pages["mapcount"][i] = PAGE_BUDDY_MAPCOUNT
+
+    def retype(self, pfn, order, mt):
+        """Every pageblock of the block at ``pfn`` becomes migratetype ``mt``."""
+        for block in range(pfn, pfn + (1 << order), PAGEBLOCK_NR_PAGES):
+            self.pageblock_mt[self.pageblock(block)] = mt
+
+    def buddy_type(self, buddy, order, zone):
+        """Migratetype of ``buddy`` if it heads a free block of ``order`` in ``zone``, else
+        None."""
+        raise NotImplementedError  # each reference finds its free blocks its own way
+
+    def coalesce(self, pfn, order, mt):
+        """Merge the block at ``pfn`` of migratetype ``mt`` with its free buddies, order by
+        order, as ``__free_one_page()`` does; return the merged block's (pfn, order)."""
+        zone = zone_id(self.pages["flags"][self.index(pfn)])
+        while order < MAX_ORDER:
+            buddy = pfn ^ (1 << order)
+            buddy_mt = self.buddy_type(buddy, order, zone)
+            if buddy_mt is None:
+                break
+            # Above a pageblock, isolated and CMA blocks (types 3 and up) merge only alike.
+            if order >= PAGEBLOCK_ORDER and buddy_mt != mt and (mt >= 3 or buddy_mt >= 3):
+                break
+            self.remove(buddy, order, buddy_mt)
+            if buddy_mt != mt:
+                self.retype(buddy, order, mt)
+            pfn &= buddy
+            order += 1
+        return pfn, order
+
+    def link(self, order, mt):
+        """Write the list links of list (order, mt) into its descriptors; return the
+        addresses in list order, the head at both ends."""
+        entries = self.lists[(order, mt)]
+        head = self.head(order, mt)
+        addresses = [head] + [int(lru_address(p)) for p in entries] + [head]
+        for k, pfn in enumerate(entries):
+            i = self.index(pfn)
+            self.pages["lru_prev"][i] = addresses[k]
+            self.pages["lru_next"][i] = addresses[k + 2]
+        return addresses
+
+
+class NaiveBuddy(NaiveLists):
+    """Free lists of one kernel call, kept as Python lists of head pfns."""
+
+    def __init__(self, pages, pageblock_mt, slots, base_pfn, list_base):
+        super().__init__(pages, pageblock_mt, slots, base_pfn, list_base)
+        self.free = {}                       # head pfn -> (order, migratetype)
+
+    def buddy_type(self, buddy, order, zone):
+        """Migratetype of ``buddy`` if it heads a free block of ``order`` in ``zone``."""
+        order_mt = self.free.get(buddy)
+        if order_mt is None or order_mt[0] != order or \
+                zone_id(self.pages["flags"][self.index(buddy)]) != zone:
+            return None
+        return order_mt[1]
+
+    def remove(self, pfn, order, mt):
+        del self.free[pfn]
+        super().remove(pfn, order, mt)
+
+    def free_block(self, pfn, order):
+        migratetype = int(self.pageblock_mt[self.pageblock(pfn)])
+        pfn, order = self.coalesce(pfn, order, migratetype)
+        self.free[pfn] = (order, migratetype)
+        self.lists[(order, migratetype)].append(pfn)
+        self.mark_free(pfn, order)
 
     def finish(self):
         """Write the list links into the descriptors; return the local-list table."""
         table = np.full((3, NR_ORDERS, MIGRATE_TYPES), -1, dtype=np.int64)
         table[2] = 0
         for (order, mt), heads in self.lists.items():
-            head = self.list_base + (order * MIGRATE_TYPES + mt) * 16
-            addresses = [head] + [lru_address(p) for p in heads] + [head]
-            for k, pfn in enumerate(heads):
-                i = self.index(pfn)
-                self.pages["lru_prev"][i] = addresses[k]
-                self.pages["lru_next"][i] = addresses[k + 2]
+            self.link(order, mt)
             if heads:
                 table[:, order, mt] = heads[0], heads[-1], len(heads)
         return table

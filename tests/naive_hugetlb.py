@@ -4,25 +4,22 @@ pfns, read from the descriptors and written back at the end; compound pages fiel
 """
 
 
-from fastinit.kernels._layout import list_head, lru_address, lru_pfn, zone_id
-from fastinit.layout import (LIST_POISON1, LIST_POISON2, MAX_ORDER, MIGRATE_MOVABLE,
-                             MIGRATE_RECLAIMABLE, MIGRATE_TYPES, MIGRATE_UNMOVABLE, NR_ORDERS,
-                             PAGE_BUDDY_MAPCOUNT, PAGEBLOCK_NR_PAGES, PAGEBLOCK_ORDER,
-                             PG_RESERVED, VMEMMAP_START)
-from naive import descriptor_index
+from fastinit.kernels._layout import lru_address, lru_pfn, zone_id
+from fastinit.layout import (MAX_ORDER, MIGRATE_MOVABLE, MIGRATE_RECLAIMABLE, MIGRATE_TYPES,
+                             MIGRATE_UNMOVABLE, NR_ORDERS, PAGE_BUDDY_MAPCOUNT, PG_RESERVED,
+                             VMEMMAP_START)
+from naive import NaiveLists, descriptor_index
 
 PG_HEAD = 1 << 16
 TAIL_MAPPING = 0xDEAD000000000400
 
 
-class NaiveZone:
+class NaiveZone(NaiveLists):
     """A zone's free lists, walked out of the descriptors into Python lists."""
 
     def __init__(self, pages, pageblock_mt, slots, base_pfn, heads, nr_free, list_base):
-        self.pages, self.pageblock_mt = pages, pageblock_mt
-        self.slots, self.base_pfn = slots, base_pfn
-        self.heads, self.nr_free, self.list_base = heads, nr_free, int(list_base)
-        self.lists = {}
+        super().__init__(pages, pageblock_mt, slots, base_pfn, list_base)
+        self.heads, self.nr_free = heads, nr_free
         for order in range(NR_ORDERS):
             for mt in range(MIGRATE_TYPES):
                 head = self.head(order, mt)
@@ -32,29 +29,10 @@ class NaiveZone:
                     address = int(pages["lru_next"][self.index(entries[-1])])
                 self.lists[(order, mt)] = entries
 
-    def head(self, order, mt):
-        return int(list_head(self.list_base, order, mt))
-
-    def index(self, pfn):
-        return descriptor_index(self.slots, self.base_pfn, pfn)
-
-    def pageblock(self, pfn):
-        return self.index(pfn) // PAGEBLOCK_NR_PAGES
-
-    def remove(self, pfn, order, mt):
-        self.lists[(order, mt)].remove(pfn)
-        i = self.index(pfn)
-        self.pages["lru_next"][i] = LIST_POISON1
-        self.pages["lru_prev"][i] = LIST_POISON2
-        self.pages["mapcount"][i] = -1
-        self.pages["private"][i] = 0
-
     def add(self, pfn, order, mt):
         """At the head of the list, as add_to_free_list() puts it."""
         self.lists[(order, mt)].insert(0, pfn)
-        i = self.index(pfn)
-        self.pages["private"][i] = order
-        self.pages["mapcount"][i] = PAGE_BUDDY_MAPCOUNT
+        self.mark_free(pfn, order)
 
     def take(self, order):
         """Smallest MOVABLE block of ``order`` or more, else the largest of a fallback."""
@@ -70,47 +48,33 @@ class NaiveZone:
         pfn = self.lists[found][0]
         self.remove(pfn, current, mt)
         if mt != MIGRATE_MOVABLE:
-            for block in range(pfn, pfn + (1 << current), PAGEBLOCK_NR_PAGES):
-                self.pageblock_mt[self.pageblock(block)] = MIGRATE_MOVABLE
+            self.retype(pfn, current, MIGRATE_MOVABLE)
         while current > order:
             current -= 1
             self.add(pfn + (1 << current), current, MIGRATE_MOVABLE)
         return pfn
 
+    def buddy_type(self, buddy, order, zone):
+        """Read from the descriptor (a free head: buddy mapcount, its order in private, its
+        zone), then the list it is on."""
+        b = self.index(buddy)
+        if int(self.pages["mapcount"][b]) != PAGE_BUDDY_MAPCOUNT or \
+                int(self.pages["private"][b]) != order or \
+                zone_id(self.pages["flags"][b]) != zone:
+            return None
+        return next(m for m in range(MIGRATE_TYPES) if buddy in self.lists[(order, m)])
+
     def free_page(self, pfn):
         """free_reserved_page(): one page into the lists, merging."""
-        i = self.index(pfn)
-        self.pages["flags"][i] = int(self.pages["flags"][i]) & ~PG_RESERVED
-        self.pages["refcount"][i] = 0
-        order, mt = 0, int(self.pageblock_mt[self.pageblock(pfn)])
-        zone = zone_id(self.pages["flags"][i])
-        while order < MAX_ORDER:
-            buddy = pfn ^ (1 << order)
-            b = self.index(buddy)
-            if int(self.pages["mapcount"][b]) != PAGE_BUDDY_MAPCOUNT or \
-                    int(self.pages["private"][b]) != order or \
-                    zone_id(self.pages["flags"][b]) != zone:
-                break
-            buddy_mt = next(m for m in range(MIGRATE_TYPES) if buddy in self.lists[(order, m)])
-            if order >= PAGEBLOCK_ORDER and buddy_mt != mt and (mt >= 3 or buddy_mt >= 3):
-                break
-            self.remove(buddy, order, buddy_mt)
-            if buddy_mt != mt:
-                for block in range(buddy, buddy + (1 << order), PAGEBLOCK_NR_PAGES):
-                    self.pageblock_mt[self.pageblock(block)] = mt
-            pfn &= buddy
-            order += 1
+        self.prepare(pfn, 1)
+        mt = int(self.pageblock_mt[self.pageblock(pfn)])
+        pfn, order = self.coalesce(pfn, 0, mt)
         self.add(pfn, order, mt)
 
     def finish(self):
         """Write every list's links, the zone's heads and counts."""
         for (order, mt), entries in self.lists.items():
-            head = self.head(order, mt)
-            addresses = [head] + [int(lru_address(p)) for p in entries] + [head]
-            for k, pfn in enumerate(entries):
-                i = self.index(pfn)
-                self.pages["lru_prev"][i] = addresses[k]
-                self.pages["lru_next"][i] = addresses[k + 2]
+            addresses = self.link(order, mt)
             self.heads[order, mt] = (addresses[1], addresses[-2])
             self.nr_free[order, mt] = len(entries)
 
