@@ -4,24 +4,28 @@ import os
 import time
 
 
+def leave_marker(marker_dir: str, nid: int) -> bool:
+    """Leave ``node<nid>`` in ``marker_dir`` holding this worker's pid, unless it is there
+    already (renamed into place: a reader never sees it half written); whether it did."""
+    path = os.path.join(marker_dir, f"node{nid}")
+    if os.path.exists(path):
+        return False
+    with open(path + ".tmp", "w") as marker:
+        marker.write(str(os.getpid()))
+    os.rename(path + ".tmp", path)
+    return True
+
+
 def hold_once(marker_dir: str, seconds: float, held: int, nid: int, start: int,
               end: int) -> None:
     """Before node ``held``'s first chunk: leave ``node<held>`` in ``marker_dir`` (holding
     the worker's pid) and sleep. Other nodes, later chunks and the node booted again (the
     marker is there) go straight on."""
-    path = os.path.join(marker_dir, f"node{nid}")
-    if nid == held and not os.path.exists(path):
-        with open(path + ".tmp", "w") as marker:
-            marker.write(str(os.getpid()))
-        os.rename(path + ".tmp", path)
+    if nid == held and leave_marker(marker_dir, nid):
         time.sleep(seconds)
 
 
 def slow_chunks(marker_dir: str, seconds: float, nid: int, start: int, end: int) -> None:
     """Every chunk sleeps; the first leaves a marker naming the worker's pid."""
-    path = os.path.join(marker_dir, f"node{nid}")
-    if not os.path.exists(path):
-        with open(path + ".tmp", "w") as marker:
-            marker.write(str(os.getpid()))
-        os.rename(path + ".tmp", path)
+    leave_marker(marker_dir, nid)
     time.sleep(seconds)

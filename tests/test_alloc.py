@@ -31,18 +31,22 @@ def is_mapped(address):
     return any(low <= address < high for low, high in mappings())
 
 
+def smaps_fields():
+    """Every field line of /proc/self/smaps as ((low, high) of its mapping, name, line)."""
+    span = None
+    for line in Path("/proc/self/smaps").read_text().splitlines():
+        head = line.split(None, 1)[0]
+        if head.endswith(":"):
+            yield span, head, line
+        else:
+            span = tuple(int(part, 16) for part in head.split("-"))
+
+
 def resident_bytes(address, nbytes):
     """Rss of the mappings over [address, address + nbytes) (whole mappings: the array
     owns its mapping but for less than a huge page of slack)."""
-    total, inside = 0, False
-    for line in Path("/proc/self/smaps").read_text().splitlines():
-        head = line.split(None, 1)[0]
-        if not head.endswith(":"):
-            low, high = (int(part, 16) for part in head.split("-"))
-            inside = low < address + nbytes and high > address
-        elif inside and head == "Rss:":
-            total += int(line.split()[1]) * 1024
-    return total
+    return sum(int(line.split()[1]) * 1024 for (low, high), head, line in smaps_fields()
+               if head == "Rss:" and low < address + nbytes and high > address)
 
 
 def test_an_array_is_c_contiguous_2mib_aligned_zero_and_of_the_asked_shape():
@@ -87,13 +91,8 @@ def thp_mode():
 
 def vm_flags(address):
     """The VmFlags of the mapping holding ``address``."""
-    inside = False
-    for line in Path("/proc/self/smaps").read_text().splitlines():
-        head = line.split(None, 1)[0]
-        if not head.endswith(":"):
-            low, high = (int(part, 16) for part in head.split("-"))
-            inside = low <= address < high
-        elif inside and head == "VmFlags:":
+    for (low, high), head, line in smaps_fields():
+        if head == "VmFlags:" and low <= address < high:
             return set(line.split()[1:])
     raise AssertionError(f"no mapping holds {address:#x}")
 
