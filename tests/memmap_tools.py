@@ -1,6 +1,7 @@
 """Forge memmap files the way an attacker with a hex editor would: change the metadata or
 the data, then recompute every checksum so the file passes the header checks and the
-checks behind them are what is tested. For tests and the fuzz campaign only."""
+checks behind them are what is tested; and list what a directory holds, to see that no
+temporary file was left. For tests and the fuzz campaign only."""
 
 from __future__ import annotations
 
@@ -12,6 +13,11 @@ import numpy as np
 
 from fastinit.arrays import fileformat as fmt
 from fastinit.arrays.checksum import data_checksum
+
+
+def listing(directory) -> list[str]:
+    """The sorted names of the entries of ``directory`` (str or Path)."""
+    return sorted(p.name for p in Path(directory).iterdir())
 
 
 def parts(path) -> tuple[int, bytes, bytes]:

@@ -1,33 +1,14 @@
 """What runs at once in deferred init: the pgdatinit threads count against the pool."""
 
-import threading
-import time
-
 from fastinit.engine.workpool import shared_pool
 from fastinit.machine.spec import parse_spec
 from fastinit.mm.run import boot
-
-
-class ChunksAtOnce:
-    """A chunk hook (it runs inside each chunk) that counts the chunks running together."""
-
-    def __init__(self, delay=0.02):
-        self.lock = threading.Lock()
-        self.now = self.most = 0
-        self.delay = delay
-
-    def __call__(self, nid, start, end):
-        with self.lock:
-            self.now += 1
-            self.most = max(self.most, self.now)
-        time.sleep(self.delay)
-        with self.lock:
-            self.now -= 1
+from at_once import AtOnce
 
 
 def test_eight_nodes_run_no_more_chunks_at_once_than_the_pool_has_threads():
     # Issue 9 item 11: 8x1G on 2 CPUs ran 8 chunks at once.
-    counter = ChunksAtOnce()
+    counter = AtOnce(delay=0.02)
     result = boot(parse_spec("8x1G,cpus=2"), chunk_hook=counter)
     size = shared_pool().size
     assert counter.most == min(size, 8)
@@ -36,7 +17,7 @@ def test_eight_nodes_run_no_more_chunks_at_once_than_the_pool_has_threads():
 
 
 def test_one_node_uses_every_thread_of_the_pool_and_no_more():
-    counter = ChunksAtOnce(delay=0.01)
+    counter = AtOnce(delay=0.01)
     result = boot(parse_spec("1x2G,cpus=64"), chunk_hook=counter)
     size = shared_pool().size
     assert result.nodes[0].report.nworks == size

@@ -19,7 +19,7 @@ from fastinit.mm.memmap_file import (DamagedMemmapError, IncompleteMemmapError,
                                      MemmapFileError, open_file, topology_fingerprint)
 from fastinit.mm.run import boot, load
 from fastinit.mm.verify import verify
-from memmap_tools import mutate_data, reseal
+from memmap_tools import listing, mutate_data, reseal
 
 SPEC = "2x1G,cpus=2"
 
@@ -28,8 +28,13 @@ def boot_into(path, spec=SPEC, **options):
     return boot(parse_spec(spec), threads=2, memmap_file=str(path), **options)
 
 
-def listing(directory):
-    return sorted(p.name for p in directory.iterdir())
+
+@pytest.fixture
+def booted_file(tmp_path):
+    """``tmp_path/m.bin``, the memmap file a boot of SPEC left."""
+    path = tmp_path / "m.bin"
+    boot_into(path)
+    return path
 
 
 def test_a_finished_boot_leaves_a_complete_file_that_verifies(tmp_path):
@@ -73,15 +78,14 @@ def test_loaded_memmap_is_read_only(tmp_path):
         loaded.memmap.pages["refcount"][0] = 5
 
 
-def test_an_existing_file_is_replaced_only_with_force(tmp_path):
-    path = tmp_path / "m.bin"
-    boot_into(path)
-    before = path.read_bytes()
+def test_an_existing_file_is_replaced_only_with_force(booted_file):
+    before = booted_file.read_bytes()
     with pytest.raises(MemmapFileError, match="exists; pass --force"):
-        boot_into(path, spec="1x1G")
-    assert path.read_bytes() == before
-    boot_into(path, spec="1x1G", force=True)
-    assert load(str(path)).plan.topology.present_pages == parse_spec("1x1G").present_pages
+        boot_into(booted_file, spec="1x1G")
+    assert booted_file.read_bytes() == before
+    boot_into(booted_file, spec="1x1G", force=True)
+    assert load(str(booted_file)).plan.topology.present_pages == \
+        parse_spec("1x1G").present_pages
 
 
 def test_missing_directory_is_a_clear_error(tmp_path):
@@ -105,50 +109,41 @@ def rewrite(path, offset, data):
         file.write(data)
 
 
-def test_format_version_1_files_are_refused_naming_both_versions(tmp_path):
-    path = tmp_path / "m.bin"
-    boot_into(path)
-    rewrite(path, 16, struct.pack("<I", 1))
+def test_format_version_1_files_are_refused_naming_both_versions(booted_file):
+    rewrite(booted_file, 16, struct.pack("<I", 1))
     with pytest.raises(MemmapFileError, match="format version 1, this fastinit reads "
                                               "version 2; write it again"):
-        load(str(path))
+        load(str(booted_file))
 
 
-def test_damaged_header_is_refused(tmp_path):
-    path = tmp_path / "m.bin"
-    boot_into(path)
+def test_damaged_header_is_refused(booted_file):
     for offset in (fmt.HEADER_BYTES + 3, 64 + 3):  # the metadata, the fixed header
-        rewrite(path, offset, b"#")
+        rewrite(booted_file, offset, b"#")
         with pytest.raises(MemmapFileError, match="damaged header"):
-            load(str(path))
+            load(str(booted_file))
 
 
-def test_another_descriptor_layout_is_refused(tmp_path):
-    path = tmp_path / "m.bin"
-    boot_into(path)
-    reseal(path, meta=lambda d: {**d, "metadata": {**d["metadata"], "layout": {
+def test_another_descriptor_layout_is_refused(booted_file):
+    reseal(booted_file, meta=lambda d: {**d, "metadata": {**d["metadata"], "layout": {
         **d["metadata"]["layout"], "page_itemsize": 128}}})
     with pytest.raises(MemmapFileError, match="another layout"):
-        load(str(path))
+        load(str(booted_file))
 
 
-def test_truncated_file_is_refused_before_mapping(tmp_path):
-    path = tmp_path / "m.bin"
-    boot_into(path)
-    os.truncate(path, path.stat().st_size // 2)  # reading past the end would be SIGBUS
+def test_truncated_file_is_refused_before_mapping(booted_file):
+    # Reading past the end would be SIGBUS.
+    os.truncate(booted_file, booted_file.stat().st_size // 2)
     with pytest.raises(MemmapFileError, match="truncated"):
-        load(str(path))
+        load(str(booted_file))
 
 
-def test_file_for_another_machine_is_refused(tmp_path):
-    path = tmp_path / "m.bin"
-    boot_into(path)
+def test_file_for_another_machine_is_refused(booted_file):
     with pytest.raises(MemmapFileError, match="written for another machine"):
-        load(str(path), parse_spec("2x2G"))
+        load(str(booted_file), parse_spec("2x2G"))
     # CPU counts do not change the descriptors, so they do not change the fingerprint.
     assert topology_fingerprint(parse_spec("2x1G,cpus=7")) == \
         topology_fingerprint(parse_spec(SPEC))
-    assert load(str(path), parse_spec("2x1G,cpus=7")).memmap.file.state == "complete"
+    assert load(str(booted_file), parse_spec("2x1G,cpus=7")).memmap.file.state == "complete"
 
 
 def test_a_changed_descriptor_fails_verification_and_the_data_checksum(tmp_path, capsys):

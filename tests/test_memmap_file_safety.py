@@ -10,9 +10,9 @@ import subprocess
 import sys
 import textwrap
 import time
-from pathlib import Path
 
 import pytest
+from memmap_tools import listing
 
 CLI = [sys.executable, "-m", "fastinit.cli"]
 
@@ -20,9 +20,6 @@ CLI = [sys.executable, "-m", "fastinit.cli"]
 def fastinit(*argv, timeout=300):
     return subprocess.run(CLI + list(argv), capture_output=True, text=True, timeout=timeout)
 
-
-def listing(directory):
-    return sorted(p.name for p in Path(directory).iterdir())
 
 
 def boot_into(path, spec, *extra):

@@ -16,6 +16,7 @@ import fastinit
 from fastinit.arrays import (DamagedMemmapError, IncompleteMemmapError, MemmapBusyError,
                              MemmapFile, MemmapFileError, create_memmap, open_memmap)
 from fastinit.arrays import fileformat as fmt
+from memmap_tools import listing
 
 RECORD = np.dtype([("id", "<i8"), ("xyz", "<f4", (3,)), ("tag", "S4")])
 
@@ -26,8 +27,13 @@ def write(path, dtype=RECORD, shape=(100,), metadata=None, **options):
     return handle
 
 
-def listing(directory):
-    return sorted(p.name for p in directory.iterdir())
+
+@pytest.fixture
+def old_file(tmp_path):
+    """``tmp_path/a.bin``, a complete file of 100 RECORDs, as `write` leaves it."""
+    path = tmp_path / "a.bin"
+    write(path)
+    return path
 
 
 @pytest.mark.parametrize("dtype, shape", [
@@ -63,15 +69,14 @@ def test_a_new_file_appears_only_when_complete(tmp_path):
     assert path.exists() and open_memmap(path).array.sum() == 5000
 
 
-def test_an_error_in_the_block_leaves_the_old_file_byte_for_byte_and_no_temporary(tmp_path):
-    path = tmp_path / "a.bin"
-    write(path)
-    before = path.read_bytes()
+def test_an_error_in_the_block_leaves_the_old_file_byte_for_byte_and_no_temporary(
+        tmp_path, old_file):
+    before = old_file.read_bytes()
     with pytest.raises(RuntimeError, match="boom"):
-        with create_memmap(path, np.float32, 10**6, force=True) as handle:
+        with create_memmap(old_file, np.float32, 10**6, force=True) as handle:
             handle.array[:] = 1
             raise RuntimeError("boom")
-    assert path.read_bytes() == before and listing(tmp_path) == ["a.bin"]
+    assert old_file.read_bytes() == before and listing(tmp_path) == ["a.bin"]
 
 
 def test_fail_of_a_new_file_leaves_nothing(tmp_path):
@@ -97,15 +102,13 @@ def test_arrays_keep_their_file_alive_and_lead_back_to_it(tmp_path):
     assert open_memmap(tmp_path / "a.bin").array.shape == (10, 10)
 
 
-def test_replacing_needs_force_and_keeps_the_old_files_mode(tmp_path):
-    path = tmp_path / "a.bin"
-    write(path)
-    os.chmod(path, 0o600)
+def test_replacing_needs_force_and_keeps_the_old_files_mode(old_file):
+    os.chmod(old_file, 0o600)
     with pytest.raises(MemmapFileError, match="exists; pass --force"):
-        create_memmap(path, np.int8, 3)
-    write(path, np.int8, 3, force=True)
-    assert open_memmap(path).array.dtype == np.int8
-    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+        create_memmap(old_file, np.int8, 3)
+    write(old_file, np.int8, 3, force=True)
+    assert open_memmap(old_file).array.dtype == np.int8
+    assert stat.S_IMODE(old_file.stat().st_mode) == 0o600
 
 
 def test_force_replaces_only_fastinit_files_unless_told_otherwise(tmp_path):
@@ -217,40 +220,36 @@ def hold(path, how, then="sleep"):
     return child, line
 
 
-def test_another_process_writing_or_reading_the_path_refuses_at_once(tmp_path):
-    path = tmp_path / "a.bin"
-    write(path)
+def test_another_process_writing_or_reading_the_path_refuses_at_once(old_file):
     for how in ("write", "read"):
-        child, line = hold(path, how)
+        child, line = hold(old_file, how)
         try:
             assert line == "holding"
-            with pytest.raises(MemmapBusyError, match=f"{path} is in use"):
-                create_memmap(path, np.int8, 3, force=True)
+            with pytest.raises(MemmapBusyError, match=f"{old_file} is in use"):
+                create_memmap(old_file, np.int8, 3, force=True)
             if how == "write":
                 with pytest.raises(MemmapBusyError, match="another fastinit is writing it"):
-                    open_memmap(path)
+                    open_memmap(old_file)
             else:
-                assert open_memmap(path).state == "complete"
+                assert open_memmap(old_file).state == "complete"
         finally:
             child.kill()
             child.wait()
             child.stdout.close()
-    assert open_memmap(path).array.dtype == RECORD  # the old file is intact
+    assert open_memmap(old_file).array.dtype == RECORD  # the old file is intact
 
 
-def test_a_killed_writer_leaves_a_temporary_file_the_next_writer_removes(tmp_path):
-    path = tmp_path / "a.bin"
-    write(path)
-    before = path.read_bytes()
-    child, line = hold(path, "write", "kill")
+def test_a_killed_writer_leaves_a_temporary_file_the_next_writer_removes(tmp_path, old_file):
+    before = old_file.read_bytes()
+    child, line = hold(old_file, "write", "kill")
     assert child.wait() == -signal.SIGKILL and line == "holding"
     child.stdout.close()
     left = [p for p in listing(tmp_path) if ".fastinit-tmp-" in p]
     assert len(left) == 1 and left[0].startswith(".a.bin.fastinit-tmp-")
-    assert path.read_bytes() == before
+    assert old_file.read_bytes() == before
     foreign = tmp_path / ".a.bin.fastinit-tmp-1-deadbeef"
     foreign.write_bytes(b"not ours")  # the pattern alone is not enough
-    write(path, np.int8, 3, force=True)
+    write(old_file, np.int8, 3, force=True)
     assert listing(tmp_path) == [".a.bin.fastinit-tmp-1-deadbeef", "a.bin"]
 
 
@@ -300,12 +299,10 @@ def test_damaged_data_is_refused_with_the_checksum(tmp_path):
     (fmt.HEADER_BYTES - 1, b"\0", "damaged header"),
     (fmt.HEADER_BYTES + 2, b"#", "damaged header .metadata checksum"),
 ])
-def test_damaged_or_foreign_headers_are_refused(tmp_path, offset, data, message):
-    path = tmp_path / "a.bin"
-    write(path)
-    rewrite(path, offset, data)
+def test_damaged_or_foreign_headers_are_refused(old_file, offset, data, message):
+    rewrite(old_file, offset, data)
     with pytest.raises(MemmapFileError, match=message):
-        open_memmap(path)
+        open_memmap(old_file)
 
 
 def test_truncated_or_extended_files_are_refused(tmp_path):
@@ -354,13 +351,11 @@ def reseal(path, change):
     (lambda d: {**d, "metadata": [[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]},
      "deeper than"),
 ])
-def test_resealed_metadata_out_of_range_is_refused_naming_the_file(tmp_path, change, message):
-    path = tmp_path / "a.bin"
-    write(path)
-    reseal(path, change)
+def test_resealed_metadata_out_of_range_is_refused_naming_the_file(old_file, change, message):
+    reseal(old_file, change)
     with pytest.raises(MemmapFileError, match=message) as refused:
-        open_memmap(path)
-    assert str(path) in str(refused.value)
+        open_memmap(old_file)
+    assert str(old_file) in str(refused.value)
 
 
 def test_metadata_too_large_or_not_json_is_refused_when_creating(tmp_path):
@@ -382,18 +377,14 @@ def test_a_file_of_another_kind_is_refused_by_open_memmap(tmp_path):
         open_memmap(tmp_path / "p.bin")
 
 
-def test_bytes_between_metadata_and_data_must_be_zero(tmp_path):
-    path = tmp_path / "a.bin"
-    write(path)
-    meta_len = struct.unpack_from("<Q", path.read_bytes(), 24)[0]
-    rewrite(path, fmt.HEADER_BYTES + meta_len + 5, b"\x01")  # covered by no checksum
+def test_bytes_between_metadata_and_data_must_be_zero(old_file):
+    meta_len = struct.unpack_from("<Q", old_file.read_bytes(), 24)[0]
+    rewrite(old_file, fmt.HEADER_BYTES + meta_len + 5, b"\x01")  # covered by no checksum
     with pytest.raises(MemmapFileError, match="bytes after the metadata are not zero"):
-        open_memmap(path)
+        open_memmap(old_file)
 
 
-def test_an_unknown_checksum_kind_is_refused(tmp_path):
-    path = tmp_path / "a.bin"
-    write(path)
-    reseal(path, lambda d: {**d, "checksum": "mix6"})
+def test_an_unknown_checksum_kind_is_refused(old_file):
+    reseal(old_file, lambda d: {**d, "checksum": "mix6"})
     with pytest.raises(MemmapFileError, match="checksum of kind 'mix6'"):
-        open_memmap(path)
+        open_memmap(old_file)

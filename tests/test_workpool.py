@@ -9,6 +9,7 @@ import pytest
 
 from fastinit import Job, do_multithreaded
 from fastinit.engine.workpool import WorkerPool
+from at_once import AtOnce
 
 ALLOWED = sorted(os.sched_getaffinity(0))
 two_cpus = pytest.mark.skipif(len(ALLOWED) < 2, reason="needs two CPUs in the affinity mask")
@@ -38,23 +39,6 @@ def run_with_deadline(fn, seconds=30):
     thread.join(seconds)
     assert not thread.is_alive(), f"the job did not return within {seconds} s"
     return outcome
-
-
-class Concurrency:
-    """A thread_fn that sleeps in every chunk and records how many chunks ran at once."""
-
-    def __init__(self, delay=0.01):
-        self.lock = threading.Lock()
-        self.now = self.most = 0
-        self.delay = delay
-
-    def __call__(self, start, end, arg):
-        with self.lock:
-            self.now += 1
-            self.most = max(self.most, self.now)
-        time.sleep(self.delay)
-        with self.lock:
-            self.now -= 1
 
 
 def test_helper_whose_pinning_fails_reaches_the_caller_and_ends_the_job(tmp_path, monkeypatch):
@@ -105,7 +89,7 @@ def test_task_that_raises_past_the_job_is_logged_and_still_counted_down(caplog):
 
 def test_one_caller_never_runs_more_chunks_at_once_than_the_pool_size():
     pool = WorkerPool(2)
-    work = Concurrency()
+    work = AtOnce()
     report = do_multithreaded(Job(work, start=0, size=32, max_threads=2), pool=pool)
     assert report.nworks == 2
     assert work.most == 2
@@ -114,7 +98,7 @@ def test_one_caller_never_runs_more_chunks_at_once_than_the_pool_size():
 @oversubscribed
 def test_nested_job_counts_its_thread_once():
     pool = WorkerPool(3)
-    work = Concurrency(delay=0.002)
+    work = AtOnce(delay=0.002)
 
     def outer(start, end, arg):
         do_multithreaded(Job(work, start=start * 8, size=(end - start) * 8, max_threads=3),
