@@ -19,6 +19,13 @@ def run(capsys, *argv):
     return status, out, err
 
 
+def test_kernel_choices_are_the_deferred_kernels():
+    from fastinit.cli import KERNELS
+    from fastinit.mm.deferred import CHUNK_KERNELS
+    from fastinit.mm.memmap_meta import KERNELS as FILE_KERNELS
+    assert KERNELS == tuple(CHUNK_KERNELS) == FILE_KERNELS
+
+
 def test_help_lists_the_commands(capsys):
     status, out, _ = run(capsys)
     assert status == 0

@@ -28,8 +28,8 @@ import secrets
 import signal
 import stat
 import threading
-from collections.abc import Callable
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import closing, contextmanager
 
 from fastinit.arrays.errors import MemmapBusyError, MemmapFileError
 
@@ -240,11 +240,22 @@ def commit_temp(shown: str, dfd: int, temp: str, fd: int, name: str) -> None:
     os.fsync(dfd)
 
 
-def _temp_names(dfd: int, name: str) -> list[str]:
-    """The temporary files of ``name`` in the directory (``.NAME.fastinit-tmp-*``), sorted."""
+def _open_temps(dfd: int, name: str) -> Iterator[tuple[str, int]]:
+    """``(temp, fd)`` for each temporary file of ``name`` in the directory
+    (``.NAME.fastinit-tmp-*``, by name), opened to read; each fd is closed when the caller
+    moves on (or closes the generator). Names that no longer open are passed over."""
     prefix = f".{name}{TEMP_INFIX}"
     with os.scandir(dfd) as entries:
-        return sorted(entry.name for entry in entries if entry.name.startswith(prefix))
+        temps = sorted(entry.name for entry in entries if entry.name.startswith(prefix))
+    for temp in temps:
+        try:
+            fd = os.open(temp, _READ_ENTRY, dir_fd=dfd)
+        except OSError:
+            continue
+        try:
+            yield temp, fd
+        finally:
+            os.close(fd)
 
 
 def remove_orphans(dfd: int, name: str, is_ours: Callable[[int], bool]) -> list[str]:
@@ -254,28 +265,23 @@ def remove_orphans(dfd: int, name: str, is_ours: Callable[[int], bool]) -> list[
     process holds its flock, and its contents are ours (``is_ours(fd)``, or empty).
     """
     removed = []
-    for candidate in _temp_names(dfd, name):
-        try:
-            fd = os.open(candidate, _READ_ENTRY, dir_fd=dfd)
-        except OSError:
-            continue
-        try:
-            info = os.fstat(fd)
-            if not stat.S_ISREG(info.st_mode):
-                continue
+    with closing(_open_temps(dfd, name)) as temps:
+        for candidate, fd in temps:
             try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                continue  # its writer is alive
-            if info.st_size == 0 or is_ours(fd):
-                named = os.stat(candidate, dir_fd=dfd, follow_symlinks=False)
-                if (named.st_ino, named.st_dev) == (info.st_ino, info.st_dev):
-                    os.unlink(candidate, dir_fd=dfd)
-                    removed.append(candidate)
-        except OSError:
-            continue
-        finally:
-            os.close(fd)
+                info = os.fstat(fd)
+                if not stat.S_ISREG(info.st_mode):
+                    continue
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    continue  # its writer is alive
+                if info.st_size == 0 or is_ours(fd):
+                    named = os.stat(candidate, dir_fd=dfd, follow_symlinks=False)
+                    if (named.st_ino, named.st_dev) == (info.st_ino, info.st_dev):
+                        os.unlink(candidate, dir_fd=dfd)
+                        removed.append(candidate)
+            except OSError:
+                continue
     return removed
 
 
@@ -303,17 +309,12 @@ def interrupts_deferred():
 
 def temp_note(dfd: int, name: str) -> str:
     """Why a path may be missing: a writer still at work, or one that was killed."""
-    for candidate in _temp_names(dfd, name):
-        try:
-            fd = os.open(candidate, _READ_ENTRY, dir_fd=dfd)
-        except OSError:
-            continue
-        try:
-            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return "; a fastinit is writing it right now: it appears when complete"
-        finally:
-            os.close(fd)
-        return (f"; a fastinit writing it was killed and left {candidate}, which the "
-                f"next fastinit writing this path removes")
+    with closing(_open_temps(dfd, name)) as temps:
+        for candidate, fd in temps:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return "; a fastinit is writing it right now: it appears when complete"
+            return (f"; a fastinit writing it was killed and left {candidate}, which the "
+                    f"next fastinit writing this path removes")
     return ""

@@ -38,6 +38,9 @@ written (disk full), 130 interrupted, 141 output pipe closed (as SIGPIPE would),
 """
 
 
+# The deferred-init kernels, the keys of fastinit.mm.deferred.CHUNK_KERNELS: named here so
+# that parsing the command line imports no NumPy (a test keeps the two equal).
+KERNELS = ("stream", "plain")
 ARCH_HELP = "thread cap per node: x86 (Linux 5.8, all CPUs of the node; default), " \
             "generic (5.8 elsewhere: 1), linux-6.11 (the node's CPUs everywhere)"
 
@@ -68,7 +71,7 @@ def _boot_args(parser: argparse.ArgumentParser) -> None:
     threads = parser.add_mutually_exclusive_group()
     threads.add_argument("--arch", default="x86", help=ARCH_HELP)
     _threads_arg(parser, threads)
-    parser.add_argument("--kernel", default="stream", choices=("stream", "plain"),
+    parser.add_argument("--kernel", default="stream", choices=KERNELS,
                         help="deferred-init kernel: stream (one pass, streaming stores; "
                              "default) or plain (the kernel's two passes, ordinary stores)")
     parser.add_argument("--no-progress", action="store_true",
@@ -132,7 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
                             "to the usable CPUs)")
     bench.add_argument("--repeat", type=int, default=5, metavar="N",
                        help="boots per thread count (default 5)")
-    bench.add_argument("--kernel", default="stream", choices=("stream", "plain"),
+    bench.add_argument("--kernel", default="stream", choices=KERNELS,
                        help="deferred-init kernel to measure (default stream)")
     bench.add_argument("--no-peers", action="store_true", help="skip the peers")
     bench.add_argument("--plot", metavar="FILE.png",
