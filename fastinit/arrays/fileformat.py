@@ -113,9 +113,11 @@ def dtype_to_json(dtype: np.dtype):
     return dtype.str
 
 
-def _int(value, lo: int, hi: int, what: str) -> int:
+def header_int(value, lo: int, hi: int, what: str) -> int:
+    """``value``, read from a file's JSON header, if it is an int (no bool) in ``lo..hi``;
+    else a ValueError naming ``what`` (with the value cut short: the file is untrusted)."""
     if type(value) is not int or not lo <= value <= hi:
-        raise ValueError(f"{what} {value!r} is not an integer in {lo}..{hi}")
+        raise ValueError(f"{what} is {str(value)[:40]}, not an integer in {lo}..{hi}")
     return value
 
 
@@ -130,7 +132,7 @@ def dtype_from_json(value, depth: int = 0) -> np.dtype:
     elif isinstance(value, dict) and set(value) == {"base", "shape"}:
         if not isinstance(value["shape"], list) or len(value["shape"]) > MAX_NDIM:
             raise ValueError("subarray shape is not a short list")
-        shape = tuple(_int(n, 0, MAX_ITEMSIZE, "subarray extent") for n in value["shape"])
+        shape = tuple(header_int(n, 0, MAX_ITEMSIZE, "subarray extent") for n in value["shape"])
         dtype = np.dtype((dtype_from_json(value["base"], depth + 1), shape))
     elif isinstance(value, dict) and set(value) == {"names", "formats", "offsets",
                                                      "itemsize", "aligned"}:
@@ -143,8 +145,9 @@ def dtype_from_json(value, depth: int = 0) -> np.dtype:
             raise ValueError("structured dtype with malformed names, formats or offsets")
         dtype = np.dtype({"names": names,
                           "formats": [dtype_from_json(f, depth + 1) for f in formats],
-                          "offsets": [_int(o, 0, MAX_ITEMSIZE, "field offset") for o in offsets],
-                          "itemsize": _int(value["itemsize"], 1, MAX_ITEMSIZE, "itemsize")},
+                          "offsets": [header_int(o, 0, MAX_ITEMSIZE, "field offset")
+                                      for o in offsets],
+                          "itemsize": header_int(value["itemsize"], 1, MAX_ITEMSIZE, "itemsize")},
                          align=value["aligned"])
     else:
         raise ValueError(f"dtype description {str(value)[:60]!r} is not one fastinit writes")
@@ -186,7 +189,7 @@ def check_shape(shape) -> tuple[int, ...]:
     for extent in shape:
         if isinstance(extent, np.integer) and not isinstance(extent, np.bool_):
             extent = int(extent)
-        result.append(_int(extent, 0, MAX_DATA_BYTES, "shape extent"))
+        result.append(header_int(extent, 0, MAX_DATA_BYTES, "shape extent"))
     return tuple(result)
 
 

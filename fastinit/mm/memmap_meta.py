@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 
+from fastinit.arrays.fileformat import header_int
 from fastinit.layout import (MAX_NUMNODES, MAX_PFN, NR_CPUS, PAGE_DTYPE,
                              PAGEBLOCKS_PER_SECTION, PAGES_PER_SECTION, VMEMMAP_START,
                              ZONES_PGSHIFT)
@@ -88,12 +89,6 @@ def field(document: dict, key: str, kind: type, what: str = "metadata"):
     return value
 
 
-def integer(value, lo: int, hi: int, what: str) -> int:
-    if type(value) is not int or not lo <= value <= hi:
-        raise ValueError(f"{what} is {str(value)[:40]}, not an integer in {lo}..{hi}")
-    return value
-
-
 def _text(value, what: str) -> str:
     if type(value) is not str or len(value) > MAX_TEXT:
         raise ValueError(f"{what} is not a string of at most {MAX_TEXT} characters")
@@ -108,8 +103,8 @@ def _ranges(value, what: str, budget: list[int]) -> tuple[tuple[int, int], ...]:
     for item in value:
         if type(item) is not list or len(item) != 2:
             raise ValueError(f"{what} holds {str(item)[:40]}, not a [start, end] pair")
-        start = integer(item[0], 0, MAX_PFN, f"a start pfn in {what}")
-        end = integer(item[1], 0, MAX_PFN, f"an end pfn in {what}")
+        start = header_int(item[0], 0, MAX_PFN, f"a start pfn in {what}")
+        end = header_int(item[1], 0, MAX_PFN, f"an end pfn in {what}")
         result.append((start, end))
     return tuple(result)
 
@@ -128,8 +123,9 @@ def topology_from_json(document) -> Topology:
         raise ValueError(f"topology has {len(listed)} nodes, not 1..{MAX_NUMNODES}")
     nodes = []
     for entry in listed:
-        nid = integer(field(entry, "nid", int, "a node"), 0, MAX_NUMNODES - 1, "a node id")
-        cpus = integer(field(entry, "cpus", int, f"node {nid}"), 0, NR_CPUS, f"node {nid}'s CPUs")
+        nid = header_int(field(entry, "nid", int, "a node"), 0, MAX_NUMNODES - 1, "a node id")
+        cpus = header_int(field(entry, "cpus", int, f"node {nid}"), 0, NR_CPUS,
+                          f"node {nid}'s CPUs")
         ranges = _ranges(field(entry, "ranges", list, f"node {nid}"), f"node {nid} ranges",
                          budget)
         nodes.append(Node(nid, cpus, ranges))
@@ -158,13 +154,13 @@ def check_page_metadata(document, arch_profiles) -> tuple[Topology, dict]:
     if field(document, "kernel", str) not in KERNELS:
         raise ValueError(f"kernel {document['kernel'][:40]!r} is not one of "
                          f"{', '.join(KERNELS)}")
-    sections = integer(field(document, "sections", int), 0, MAX_PFN // PAGES_PER_SECTION,
-                       "sections")
+    sections = header_int(field(document, "sections", int), 0, MAX_PFN // PAGES_PER_SECTION,
+                          "sections")
     # Before planning the machine (a claimed 4 PiB costs a second): its memory (one
     # node's, for a node's shard) must fit in the sections the file holds.
     pages, whose = topology.present_pages, "machine"
     if "node" in document:
-        nid = integer(document["node"], 0, MAX_NUMNODES - 1, "node")
+        nid = header_int(document["node"], 0, MAX_NUMNODES - 1, "node")
         pages, whose = topology.node(nid).present_pages, f"node {nid}"
     if -(-pages // PAGES_PER_SECTION) > sections:
         raise ValueError(f"the {whose}'s {pages} pages do not fit in the "
@@ -173,7 +169,7 @@ def check_page_metadata(document, arch_profiles) -> tuple[Topology, dict]:
     if len(threads) > MAX_NUMNODES:
         raise ValueError("threads lists more nodes than a machine has")
     for count in threads:
-        integer(count, 1, NR_CPUS, "a thread count")
+        header_int(count, 1, NR_CPUS, "a thread count")
     zones = field(document, "zones", list)
     if len(zones) > 4 * MAX_NUMNODES or any(type(z) is not list or len(z) != 2 for z in zones):
         raise ValueError("zones is not a list of [nid, zid] pairs")
