@@ -60,13 +60,20 @@ class _Parser:
         return self.default_order if self.default_order is not None else \
             (self.orders[0] if self.orders else None)
 
-    def hugepagesz(self, text: str) -> None:
-        self.valid = False
+    def size_order(self, option: str, text: str) -> int | None:
+        """The order of the huge page size ``option=text`` names, or None (and the
+        kernel's warning) if this CPU has no such size."""
         size = memparse(text)[0]
         if not self.valid_size(size):
-            self.warnings.append(f"HugeTLB: unsupported hugepagesz={text}")
+            self.warnings.append(f"HugeTLB: unsupported {option}={text}")
+            return None
+        return size.bit_length() - 1 - PAGE_SHIFT
+
+    def hugepagesz(self, text: str) -> None:
+        self.valid = False
+        order = self.size_order("hugepagesz", text)
+        if order is None:
             return
-        order = size.bit_length() - 1 - PAGE_SHIFT
         if order in self.orders:
             default = self.default_hstate()
             if not self.parsed_default or order != default or self.counts[order]:
@@ -83,11 +90,9 @@ class _Parser:
             self.warnings.append(f"HugeTLB: default_hugepagesz previously specified, "
                                  f"ignoring {text}")
             return
-        size = memparse(text)[0]
-        if not self.valid_size(size):
-            self.warnings.append(f"HugeTLB: unsupported default_hugepagesz={text}")
+        order = self.size_order("default_hugepagesz", text)
+        if order is None:
             return
-        order = size.bit_length() - 1 - PAGE_SHIFT
         # An existing hstate is not made the parsed one (hugetlb_add_hstate() returns).
         self.add_hstate(order)
         self.valid = self.parsed_default = True
