@@ -116,6 +116,8 @@ def test_srat_leaving_ram_uncovered_falls_back_to_one_node():
     ("BIOS-e820: [mem 0x0000000000000000-0x0000000000000fff] reserved\n", "no usable RAM"),
     ("BIOS-e820: [mem 0x0000000000100000-0x00000000000fffff] usable\n", ":1: range ends before"),
     ("BIOS-e820: [mem 0x0000000000000000-0x000fffffffffffffff] usable\n", "52-bit"),
+    # 17 significant digits: over 64 bits, no kernel prints it; refused, never read.
+    ("BIOS-e820: [mem 0x0000000000000000-0x1ffffffffffffffff] usable\n", "cannot read"),
     ("BIOS-e820: [mem 0x0000000000000000-0x0000000000ffffff] bogus type\n", "unknown e820 type"),
     (BIOS_MAP + "SRAT: Node 0 PXM 0 [mem 0x00000000-0x5fffffff]\n"
      "SRAT: Node 1 PXM 1 [mem 0x40000000-0x7fffffff]\n", "gives it to node 0"),

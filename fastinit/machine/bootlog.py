@@ -29,9 +29,8 @@ from fastinit.machine.logfile import read_capped, read_log_bytes
 from fastinit.machine.srat import SratBlock
 from fastinit.machine.topology import Topology
 
-# "[mem 0x...-0x...]", as every memory line prints a range (inclusive end). The kernel prints
-# 16 digits; more leading zeros are read, a 17th significant digit is not: no address has
-# over 64 bits, and a long number would be slow to print in a message (str() refuses it).
+# "[mem a-b]" (end inclusive): the kernel's 16 hex digits, after any more leading zeros; a
+# 17th significant digit is refused (no address has over 64 bits; figures.py prints them).
 _HEX = r"(?:0x)?0*([0-9a-fA-F]{1,16})"
 MEM_RANGE = rf"\[mem {_HEX}-{_HEX}\]"
 _LABELS = r"(BIOS-e820|user|modified|reserve setup_data|extended)"
