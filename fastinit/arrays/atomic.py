@@ -25,11 +25,9 @@ from __future__ import annotations
 import fcntl
 import os
 import secrets
-import signal
 import stat
-import threading
 from collections.abc import Callable, Iterator
-from contextlib import closing, contextmanager
+from contextlib import closing
 
 from fastinit.arrays.errors import MemmapBusyError, MemmapFileError
 
@@ -283,28 +281,6 @@ def remove_orphans(dfd: int, name: str, is_ours: Callable[[int], bool]) -> list[
             except OSError:
                 continue
     return removed
-
-
-@contextmanager
-def interrupts_deferred():
-    """Hold Ctrl-C back while a file is committed or cleaned up, then deliver it.
-
-    A KeyboardInterrupt in the middle of a rename or an unlink would leave a temporary
-    file behind; the interrupt is not lost, only delayed until the block has finished.
-    """
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    caught = []
-    previous = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(frame))
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
-        if caught and callable(previous):
-            previous(signal.SIGINT, caught[0])
-        elif caught and previous == signal.SIG_DFL:
-            os.kill(os.getpid(), signal.SIGINT)
 
 
 def temp_note(dfd: int, name: str) -> str:

@@ -16,6 +16,7 @@ import numpy as np
 from fastinit.arrays import atomic, fileformat as fmt
 from fastinit.arrays.checksum import data_checksum
 from fastinit.arrays.errors import MemmapFileError
+from fastinit.engine.interrupts import interrupts_deferred
 
 _WRITERS: weakref.WeakSet = weakref.WeakSet()
 
@@ -131,7 +132,7 @@ class MemmapFile:
         self._region.flush()  # msync: the data is on disk before the file says complete
         checksum = data_checksum(self.data)
         self._write_state(fmt.COMPLETE, checksum)
-        with atomic.interrupts_deferred():
+        with interrupts_deferred():
             if self._temp is not None:
                 atomic.commit_temp(self.path, self._dfd, self._temp, self._fd,
                                    os.path.basename(os.path.abspath(self.path)))
@@ -146,7 +147,7 @@ class MemmapFile:
         place is marked failed."""
         if self._finished:
             return
-        with atomic.interrupts_deferred():
+        with interrupts_deferred():
             self._finished = True
             if self._temp is not None:
                 atomic.remove_temp(self._dfd, self._temp, self._fd)

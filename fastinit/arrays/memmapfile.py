@@ -21,6 +21,7 @@ from fastinit.arrays.checksum import NAME as CHECKSUM_NAME, data_checksum
 from fastinit.arrays.errors import (DamagedMemmapError, IncompleteMemmapError,
                                     MemmapFileError)
 from fastinit.arrays.handle import MemmapFile
+from fastinit.engine.interrupts import interrupts_deferred
 
 _REDO = "write it again (the old one is replaced only with force=True / --force)"
 
@@ -89,7 +90,7 @@ def create_file(path, arrays, metadata=None, *, kind: str = "array", force: bool
         document = fmt.decode_metadata(meta)[0]
         return MemmapFile(shown, dfd, fd, lock, region, document, specs, "w", temp)
     except BaseException:
-        with atomic.interrupts_deferred():
+        with interrupts_deferred():
             if fd is not None:
                 atomic.remove_temp(dfd, temp, fd)
             if lock is not None:

@@ -249,7 +249,7 @@ def do_multithreaded(job: Job, *, progress: Callable[[int, int], Any] | None = N
 
 
 def _run(job: Job, state: JobState, first_chunk: tuple[int, int] | None,
-         progress: Callable[[int, int], Any] | None, held_ctrl_c: list[int],
+         progress: Callable[[int, int], Any] | None, held_ctrl_c: list,
          began: float) -> JobReport:
     """The caller's part: help, wait for the helpers, then undo and raise, or report."""
     reported = 0
