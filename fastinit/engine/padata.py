@@ -165,8 +165,6 @@ def plan_chunk_size(job: Job, nworks: int) -> int:
     return round_up(chunk, job.align)
 
 
-
-
 def do_multithreaded(job: Job, *, progress: Callable[[int, int], Any] | None = None,
                      cancel: Any = None, pool: WorkerPool | None = None,
                      max_helpers: int | None = None) -> JobReport:
