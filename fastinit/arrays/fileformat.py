@@ -31,6 +31,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from fastinit.arrays.errors import MemmapFileError
+from fastinit.layout import align_up
 
 MAGIC = b"FASTINIT-MEMMAP\0"
 FORMAT_VERSION = 2
@@ -95,7 +96,7 @@ def unpack_header(shown: str, raw: bytes, redo: str) -> Header:
 
 
 def data_offset(meta_len: int) -> int:
-    return -(-(HEADER_BYTES + meta_len) // PAGE) * PAGE
+    return align_up(HEADER_BYTES + meta_len, PAGE)
 
 
 # dtypes as JSON ---------------------------------------------------------------------
@@ -206,7 +207,7 @@ def lay_out(arrays) -> tuple[list[ArraySpec], int]:
         if not isinstance(name, str) or not _NAME.fullmatch(name) or name in names:
             raise ValueError(f"array name {name!r} is not a unique identifier")
         names.add(name)
-        offset = -(-offset // ARRAY_ALIGN) * ARRAY_ALIGN
+        offset = align_up(offset, ARRAY_ALIGN)
         spec = ArraySpec(name, dtype, shape, offset)
         # Extents are bounded, so this product is a few hundred bits at most.
         if spec.nbytes > MAX_DATA_BYTES - offset:

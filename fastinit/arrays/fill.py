@@ -24,6 +24,7 @@ from fastinit.arrays.records import check_record_type, leaves_of, return_type
 from fastinit.engine.padata import Job, JobReport, do_multithreaded
 from fastinit.engine.validate import check_callable, check_event, check_int, check_threads
 from fastinit.kernels.fill import LINE, FillKernels, build_fill_kernels
+from fastinit.layout import align_up
 
 # Smallest chunk worth a thread: 1 MiB of records (rounded up to whole batches).
 MIN_CHUNK_BYTES = 1 << 20
@@ -207,7 +208,7 @@ def fill(array: np.ndarray, record, *, start: int = 0, threads: int | None = Non
     def chunk(begin: int, end: int, arg) -> None:
         nonlocal streamed
         lo, hi = begin - shift, end - shift
-        batch_lo = max(first, first + -(-(lo - first) // per_batch) * per_batch)
+        batch_lo = max(first, first + align_up(lo - first, per_batch))
         batch_hi = first + max(hi - first, 0) // per_batch * per_batch
         if first >= count or batch_lo >= batch_hi:
             kernels.plain(raw[lo * itemsize:hi * itemsize], lo, start)

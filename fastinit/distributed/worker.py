@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 import fastinit
 from fastinit.distributed.digest import node_digest
 from fastinit.engine.memory import available_memory
+from fastinit.layout import align_up
 
 # Registry of this process: (boot id, nid) -> _Shard.
 _SHARDS: dict[tuple[str, int], "_Shard"] = {}
@@ -133,7 +134,7 @@ def give_back(memmap) -> None:
     shard's pages become zero pages, a file's were synced when it was completed.
     """
     raw = memmap.raw
-    first = -(-raw.ctypes.data // mmap.PAGESIZE) * mmap.PAGESIZE
+    first = align_up(raw.ctypes.data, mmap.PAGESIZE)
     end = (raw.ctypes.data + raw.nbytes) // mmap.PAGESIZE * mmap.PAGESIZE
     if end > first:
         _libc().madvise(ctypes.c_void_p(first), ctypes.c_size_t(end - first),

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from fastinit.layout import PAGE_SHIFT
+from fastinit.layout import PAGE_SHIFT, pfn_up
 from fastinit.machine.numbers import memparse
 from fastinit.machine.ranges import Range, intersect, subtract
 
@@ -76,7 +76,7 @@ def place_crashkernel(crash: Crashkernel | None, memory: list[Range],
     prints them."""
     if crash is None:
         return []
-    pages = -(-crash.size >> PAGE_SHIFT)
+    pages = pfn_up(crash.size)
     free = subtract(memory, reserved)
     if crash.base:
         start = crash.base >> PAGE_SHIFT
@@ -94,7 +94,7 @@ def place_crashkernel(crash: Crashkernel | None, memory: list[Range],
         return []
     result = [(place, place + pages)]
     if place >= CRASH_LOW_MAX:
-        low = -(-crash.low >> PAGE_SHIFT) if crash.low is not None else CRASH_LOW_DEFAULT
+        low = pfn_up(crash.low) if crash.low is not None else CRASH_LOW_DEFAULT
         low_place = _alloc_top_down(subtract(free, result), low, CRASH_ALIGN, 0,
                                     CRASH_LOW_MAX) if low else None
         if low and low_place is None:

@@ -26,7 +26,7 @@ import numpy as np
 from fastinit.kernels._layout import lru_pfn
 from fastinit.kernels.check_sections import CHECKED_ELSEWHERE
 from fastinit.kernels.compound import HPG_FREED
-from fastinit.layout import MAX_ORDER, PAGE_SIZE
+from fastinit.layout import MAX_ORDER, PAGE_SIZE, align_up
 from fastinit.machine.ranges import merge_ranges, subtract
 from fastinit.mm.expected import range_difference
 from fastinit.mm.hugetlb_descriptors import check_blocks, check_page
@@ -65,7 +65,7 @@ def touched_ranges(result) -> list[tuple[int, int]]:
         return []
     changed = pool_ranges(result) + [(s, e) for _, _, s, e in result.pools.freed_vmemmap]
     size = 1 << MAX_ORDER
-    return merge_ranges((s // size * size, -(-e // size) * size) for s, e in changed)
+    return merge_ranges((s // size * size, align_up(e, size)) for s, e in changed)
 
 
 def with_pools(expected, result):
