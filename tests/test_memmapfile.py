@@ -79,6 +79,27 @@ def test_an_error_in_the_block_leaves_the_old_file_byte_for_byte_and_no_temporar
     assert old_file.read_bytes() == before and listing(tmp_path) == ["a.bin"]
 
 
+def test_ctrl_c_while_committing_takes_effect_after_and_says_the_file_is_complete(
+        tmp_path, old_file, monkeypatch):
+    from fastinit.arrays import atomic
+    rename = atomic.commit_temp
+
+    def ctrl_c_then_commit(*args):
+        # A real SIGINT to this process, arriving in the middle of the commit.
+        os.kill(os.getpid(), signal.SIGINT)
+        rename(*args)
+
+    monkeypatch.setattr(atomic, "commit_temp", ctrl_c_then_commit)
+    handle = create_memmap(old_file, np.int64, 1000, force=True)
+    handle.array[:] = 7
+    with pytest.raises(KeyboardInterrupt) as stopped:
+        handle.complete()
+    assert stopped.value.__notes__ == [
+        f"{old_file} was complete before the interrupt: it holds the new data"]
+    assert listing(tmp_path) == ["a.bin"]
+    assert open_memmap(old_file).array.sum() == 7000
+
+
 def test_fail_of_a_new_file_leaves_nothing(tmp_path):
     handle = create_memmap(tmp_path / "a.bin", np.float32, 1000)
     handle.fail()

@@ -132,15 +132,21 @@ class MemmapFile:
         self._region.flush()  # msync: the data is on disk before the file says complete
         checksum = data_checksum(self.data)
         self._write_state(fmt.COMPLETE, checksum)
-        with interrupts_deferred():
-            if self._temp is not None:
-                atomic.commit_temp(self.path, self._dfd, self._temp, self._fd,
-                                   os.path.basename(os.path.abspath(self.path)))
-                self._temp = None
-            else:
-                os.fsync(self._fd)
-            self._finished = True
-            self._release()
+        try:
+            with interrupts_deferred():
+                if self._temp is not None:
+                    atomic.commit_temp(self.path, self._dfd, self._temp, self._fd,
+                                       os.path.basename(os.path.abspath(self.path)))
+                    self._temp = None
+                else:
+                    os.fsync(self._fd)
+                self._finished = True
+                self._release()
+        except KeyboardInterrupt as stop:
+            # Held back until the file was in place: without a word the user would take
+            # the interrupt to have kept what the path held before.
+            stop.add_note(completed_note(self.path))
+            raise
 
     def fail(self) -> None:
         """Give up: a new file is removed (the path keeps what it had); a file updated in
@@ -219,3 +225,8 @@ def _fail_unfinished() -> None:
     """A program that exits without completing its files leaves no temporary file."""
     for handle in list(_WRITERS):
         handle.fail()
+
+
+def completed_note(path: str) -> str:
+    """What an interrupt that came after ``path`` was completed must say with it."""
+    return f"{path} was complete before the interrupt: it holds the new data"

@@ -211,9 +211,10 @@ def _main(argv: list[str] | None, termination: _Termination) -> int:
     except (ValueError, TypeError) as error:
         say(f"{command}: error: {as_flags(str(error))}")
         return 2
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as stop:
+        notes = "".join(f"; {note}" for note in getattr(stop, "__notes__", ()))
         if termination.received:
-            say(f"{command}: terminated (SIGTERM); every thread was stopped")
+            say(f"{command}: terminated (SIGTERM); every thread was stopped{notes}")
             return 128 + signal.SIGTERM
-        say(f"{command}: interrupted; every thread was stopped")
+        say(f"{command}: interrupted; every thread was stopped{notes}")
         return 130

@@ -75,6 +75,7 @@ def run_verify(args: argparse.Namespace, result):
 
 
 def cmd_boot(args: argparse.Namespace, verify: bool = False) -> int:
+    from fastinit.arrays.handle import completed_note
     from fastinit.mm.run import boot
     from fastinit.mm.plan import plan_boot
     from fastinit.report import boot_json, boot_lines
@@ -96,12 +97,17 @@ def cmd_boot(args: argparse.Namespace, verify: bool = False) -> int:
     finally:
         if bar is not None:
             bar.close()
-    verification = run_verify(args, result) if verify or getattr(args, "verify", False) \
-        else None
-    if args.json:
-        emit(json.dumps(boot_json(result, verification), indent=2))
-    else:
-        emit("\n".join(boot_lines(result, verification)))
+    try:
+        verification = run_verify(args, result) if verify or getattr(args, "verify", False) \
+            else None
+        if args.json:
+            emit(json.dumps(boot_json(result, verification), indent=2))
+        else:
+            emit("\n".join(boot_lines(result, verification)))
+    except KeyboardInterrupt as stop:
+        if result.memmap.file is not None:
+            stop.add_note(completed_note(result.memmap.file.path))
+        raise
     return 1 if verification is not None and not verification.ok else 0
 
 
