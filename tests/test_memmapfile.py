@@ -389,6 +389,17 @@ def test_metadata_too_large_or_not_json_is_refused_when_creating(tmp_path):
     assert listing(tmp_path) == []
 
 
+@pytest.mark.parametrize("dtype, options, message", [
+    ("no such type", {}, "dtype 'no such type' is not a NumPy dtype"),
+    (np.int8, dict(force="yes"), "force must be True or False"),
+    (np.int8, dict(replace_any_file=1), "replace_any_file must be True or False")])
+def test_arguments_of_the_wrong_type_are_a_type_error_as_for_empty(
+        tmp_path, dtype, options, message):
+    with pytest.raises(TypeError, match=message):
+        create_memmap(tmp_path / "a.bin", dtype, 1, **options)
+    assert listing(tmp_path) == []
+
+
 def test_a_file_of_another_kind_is_refused_by_open_memmap(tmp_path):
     from fastinit.arrays.memmapfile import create_file
     with create_file(tmp_path / "p.bin", [("x", np.int8, 3), ("y", np.int64, 2)],

@@ -33,10 +33,11 @@ from typing import Any
 
 import numpy as np
 
+from fastinit.arrays import fileformat as fmt
 from fastinit.arrays.memmapfile import create_memmap
 from fastinit.arrays.touch import advise, first_touch
 from fastinit.engine.memory import available_memory
-from fastinit.engine.validate import check_callable, check_int, check_threads
+from fastinit.engine.validate import check_bool, check_callable, check_int, check_threads
 from fastinit.layout import HPAGE_PMD_SIZE
 
 # Leave a tenth of the free memory to everything else, as page memmaps do.
@@ -151,10 +152,7 @@ def _check_shape(shape) -> tuple[int, ...]:
 def _check_dtype(dtype) -> tuple[np.dtype, tuple[int, ...]]:
     """The element dtype and any sub-array shape it carries (NumPy appends it to the
     array's shape, as numpy.empty does)."""
-    try:
-        dtype = np.dtype(dtype)
-    except TypeError as error:
-        raise TypeError(f"dtype {dtype!r} is not a NumPy dtype: {error}") from None
+    dtype = fmt.numpy_dtype(dtype)
     extra: tuple[int, ...] = ()
     if dtype.subdtype is not None:
         dtype, extra = dtype.subdtype
@@ -269,8 +267,7 @@ def empty(shape, dtype=float, *, path=None, force: bool = False,
         raise TypeError(f"path must be a str or os.PathLike, got {path!r}")
     for name, flag in (("force", force), ("replace_any_file", replace_any_file),
                        ("huge_pages", huge_pages)):
-        if not isinstance(flag, bool):
-            raise TypeError(f"{name} must be True or False, got {flag!r}")
+        check_bool(flag, name)
     nbytes = int(np.prod(shape, dtype=object)) * dtype.itemsize
     if path is None:
         owner = _anonymous(nbytes, huge_pages)

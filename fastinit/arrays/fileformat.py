@@ -156,6 +156,14 @@ def dtype_from_json(value, depth: int = 0) -> np.dtype:
     return dtype
 
 
+def numpy_dtype(dtype) -> np.dtype:
+    """``np.dtype(dtype)``, or a TypeError that names what was given."""
+    try:
+        return np.dtype(dtype)
+    except TypeError as error:
+        raise TypeError(f"dtype {dtype!r} is not a NumPy dtype: {error}") from None
+
+
 def check_dtype(dtype: np.dtype) -> None:
     if dtype.hasobject:
         raise ValueError(f"dtype {dtype} holds Python objects, which a file cannot store")

@@ -22,6 +22,7 @@ from fastinit.arrays.errors import (DamagedMemmapError, IncompleteMemmapError,
                                     MemmapFileError)
 from fastinit.arrays.handle import MemmapFile
 from fastinit.engine.interrupts import interrupts_deferred
+from fastinit.engine.validate import check_bool
 
 _REDO = "write it again (the old one is replaced only with force=True / --force)"
 
@@ -41,15 +42,11 @@ def create_file(path, arrays, metadata=None, *, kind: str = "array", force: bool
     See `create_memmap`; ``kind`` names what the file holds (checked by `open_file`).
     """
     import fastinit
-    if not isinstance(force, bool) or not isinstance(replace_any_file, bool):
-        raise ValueError(f"force and replace_any_file must be True or False, got "
-                         f"{force!r} and {replace_any_file!r}")
+    check_bool(force, "force")
+    check_bool(replace_any_file, "replace_any_file")
     triples = []
     for name, dtype, shape in arrays:
-        try:
-            dtype = np.dtype(dtype)
-        except TypeError as error:
-            raise ValueError(f"dtype {dtype!r} is not a NumPy dtype: {error}") from None
+        dtype = fmt.numpy_dtype(dtype)
         fmt.check_dtype(dtype)
         triples.append((name, dtype, fmt.check_shape(shape)))
     specs, data_bytes = fmt.lay_out(triples)

@@ -91,6 +91,13 @@ def check_callable(value: Any, name: str, signature: str, *, optional: bool = Fa
         raise TypeError(f"{name} must be callable as {signature}{allowed}, got {_shown(value)}")
 
 
+def check_bool(value: Any, name: str) -> None:
+    """TypeError unless ``value`` is True or False (a NumPy bool too): a flag given as
+    ``"yes"`` or 1 is a mistake to name, not a truth value to guess."""
+    if not isinstance(value, bool) and type(value).__name__ != "bool_":
+        raise TypeError(f"{name} must be True or False, got {_shown(value)}")
+
+
 def check_event(value: Any, name: str) -> None:
     """TypeError unless ``value`` is None or looks like a `threading.Event` (is_set, set)."""
     if value is not None and not (callable(getattr(value, "is_set", None))

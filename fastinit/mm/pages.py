@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from fastinit.engine.validate import check_int
+from fastinit.engine.validate import check_bool, check_int
 from fastinit.mm.buddy import ZoneFreeArea
 from fastinit.mm.early import free_into_zone, init_range
 from fastinit.mm.memmap import Memmap
@@ -88,8 +88,7 @@ def init_pages(memmap: Memmap, start_pfn: int, end_pfn: int, nid: int, zid: int,
     end = _integer("end_pfn", end_pfn, start, MAX_PFN)
     nid = _integer("nid", nid, 0, MAX_NUMNODES - 1)
     zid = _integer("zid", zid, 0, len(ZONE_NAMES) - 1)
-    if not isinstance(reserved, (bool, np.bool_)):
-        raise ValueError(f"reserved must be True or False, got {reserved!r}")
+    check_bool(reserved, "reserved")
     _check_present(memmap, start, end)
     return init_range(memmap, start, end, nid, zid, bool(reserved))
 

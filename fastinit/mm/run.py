@@ -17,7 +17,7 @@ import numpy as np
 from fastinit.mm.plan import DEFAULT_ARCH, BootPlan, plan_boot
 from fastinit.mm.buddy import ZoneFreeArea
 from fastinit.engine.cpus import usable_cpus
-from fastinit.engine.validate import check_callable, check_event
+from fastinit.engine.validate import check_bool, check_callable, check_event
 from fastinit.mm.deferred import DEFAULT_KERNEL, NodeResult, check_kernel, deferred_init
 from fastinit.mm import memmap_file as memmap_files
 from fastinit.mm.early import early_init
@@ -174,9 +174,8 @@ def _check_machine_arguments(topology, memmap_file, force, memmap, replace_any_f
                         f"fastinit.machine.bootlog.read_bootlog or fastinit.machine.host.this_machine")
     if memmap_file is not None and not isinstance(memmap_file, (str, os.PathLike)):
         raise TypeError(f"memmap_file must be a path, got {memmap_file!r}")
-    for name, value in (("force", force), ("replace_any_file", replace_any_file)):
-        if not isinstance(value, bool):
-            raise TypeError(f"{name} must be True or False, got {value!r}")
+    check_bool(force, "force")
+    check_bool(replace_any_file, "replace_any_file")
     if memmap is not None and not isinstance(memmap, Memmap):
         raise TypeError(f"memmap must be a fastinit.mm.memmap.Memmap, got "
                         f"{type(memmap).__name__}")
