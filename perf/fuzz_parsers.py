@@ -30,7 +30,8 @@ import fuzz_corpus as fc  # noqa: E402
 import test_fuzz_bootlog as tb  # noqa: E402
 import test_fuzz_spec as ts  # noqa: E402
 
-from fastinit.machine.bootlog import log_lines, parse_bootlog  # noqa: E402
+from fastinit.machine.bootlog import parse_bootlog
+from fastinit.machine.loglines import log_lines  # noqa: E402
 
 # An input slower than this counts as a hang (the parsers take milliseconds).
 TIMEOUT_S = 10

@@ -16,7 +16,8 @@ from pathlib import Path
 import numpy as np
 
 from fastinit.layout import NR_CPUS
-from fastinit.machine.bootlog import log_lines, parse_bootlog
+from fastinit.machine.bootlog import parse_bootlog
+from fastinit.machine.loglines import log_lines
 from fastinit.machine.figures import compare, read_figures
 from fastinit.layout import MAX_PFN, PAGES_PER_SECTION, SECTION_SHIFT
 from fastinit.machine.spec import parse_spec

@@ -12,7 +12,8 @@ from hypothesis import strategies as st
 
 import fuzz_corpus as fc
 from fastinit.machine import e820
-from fastinit.machine.bootlog import log_lines, parse_bootlog
+from fastinit.machine.bootlog import parse_bootlog
+from fastinit.machine.loglines import log_lines
 from fastinit.machine.figures import compare, read_figures
 
 # Deterministic (CI), quick, and no example database written into the checkout.

@@ -26,13 +26,11 @@ from fastinit.machine.cmdline import COMMAND_LINE_SIZE, parse_cmdline
 from fastinit.machine.hugetlb_sizes import gbpages_in_log
 from fastinit.machine.kernel_image import kernel_image_pfns
 from fastinit.machine.logfile import read_capped, read_log_bytes
+from fastinit.machine.loglines import (MEM_RANGE, bounded_decimal, check_count, e820_type,
+                                       line_error, log_lines, mem_range)
 from fastinit.machine.srat import SratBlock
 from fastinit.machine.topology import Topology
 
-# "[mem a-b]" (end inclusive): the kernel's 16 hex digits, after any more leading zeros; a
-# 17th significant digit is refused (no address has over 64 bits; figures.py prints them).
-_HEX = r"(?:0x)?0*([0-9a-fA-F]{1,16})"
-MEM_RANGE = rf"\[mem {_HEX}-{_HEX}\]"
 _LABELS = r"(BIOS-e820|user|modified|reserve setup_data|extended)"
 # A printed e820 table line: "BIOS-e820: [mem a-b] type", also "user:", "modified:", ...
 # Type texts run to the end of the line and are stripped later: a lazy group before "\s*$"
@@ -97,62 +95,6 @@ class BootLog:
     kernel_not_ram: bool = False
 
 
-def log_lines(text: str) -> list[str]:
-    """The lines of a log, numbered as editors and ``grep -n`` number them.
-
-    Lines end at LF, CRLF or a lone CR. ``str.splitlines()`` also splits at form feeds,
-    U+2028 and other separators, which would shift the line numbers errors name.
-    """
-    if "\r" in text:
-        text = text.replace("\r\n", "\n").replace("\r", "\n")
-    return text.split("\n")
-
-
-def _error(source: str, number: int, line: str, problem: str, fix: str) -> ValueError:
-    return ValueError(f"{source}:{number}: {problem}: {line.strip()[:160]!r}; {fix}")
-
-
-def _decimal(text: str, limit: int, what: str, source: str, number: int, line: str) -> int:
-    # Bounded before int(): CPython refuses over 4300 digits with a message naming no line.
-    if len(text) > 20 or int(text) > limit:
-        raise _error(source, number, line, f"{what} {text[:20]}{'...' * (len(text) > 20)} "
-                     f"is beyond {limit}", "fix the number or delete the line")
-    return int(text)
-
-
-def _mem_range(match: re.Match, first: int, source: str, number: int, line: str,
-               inclusive: bool = True, clip: bool = False) -> tuple[int, int]:
-    start, last = int(match.group(first), 16), int(match.group(first + 1), 16)
-    end = last + 1 if inclusive else last
-    if end <= start:
-        raise _error(source, number, line, "range ends before it starts",
-                     "fix or delete the line")
-    if clip and start < e820.MAX_ADDRESS:
-        # An edit reaching past physical memory ("mem=" removes up to 0xfffffffffffffffe)
-        # changes nothing there: only its part below 52 bits matters.
-        end = min(end, e820.MAX_ADDRESS)
-    if end > e820.MAX_ADDRESS:
-        raise _error(source, number, line, "address beyond 52-bit physical memory",
-                     "fix or delete the line")
-    return start, end
-
-
-def _type(text: str, source: str, number: int, line: str) -> int:
-    try:
-        return e820.parse_type(text)
-    except ValueError as error:
-        raise _error(source, number, line, str(error),
-                     "use a type the kernel prints (usable, reserved, ACPI data, ACPI NVS, "
-                     "unusable, persistent (type N), type N)") from None
-
-
-def _check_count(count: int, limit: int, what: str, source: str, number: int, line: str):
-    if count > limit:
-        raise _error(source, number, line, f"more than {limit} {what}",
-                     f"no kernel keeps more ({what} are capped at {limit}); "
-                     f"this is not one boot's log")
-
-
 def scan(text: str, source: str) -> BootLog:
     """Collect the input lines of a boot log, applying e820 edits in order."""
     log = BootLog(source)
@@ -167,9 +109,9 @@ def scan(text: str, source: str) -> BootLog:
             if (match := _TABLE.search(line) or _TABLE_OLD.search(line)) is not None:
                 old_format = match.re is _TABLE_OLD
                 label = "BIOS-e820" if old_format else match.group(1)
-                start, end = _mem_range(match, 1 if old_format else 2, source, number, line,
-                                        inclusive=not old_format)
-                kind = _type(match.group(3 if old_format else 4), source, number, line)
+                start, end = mem_range(match, 1 if old_format else 2, source, number, line,
+                                       inclusive=not old_format)
+                kind = e820_type(match.group(3 if old_format else 4), source, number, line)
                 if label != table_label:  # a newly printed table replaces the old one
                     log.table, table_label = [], label
                     log.tables_seen += 1
@@ -179,8 +121,8 @@ def scan(text: str, source: str) -> BootLog:
                     log.table = list(log.table)  # memblock's snapshot stays as it was
                 log.table.append((start, end, kind))
                 sanitized = False
-                _check_count(len(log.table), E820_MAX_ENTRIES, "e820 entries", source,
-                             number, line)
+                check_count(len(log.table), E820_MAX_ENTRIES, "e820 entries", source,
+                            number, line)
                 continue
             if (match := _UPDATE.search(line) or _REMOVE.search(line)) is not None:
                 if not sanitized:
@@ -188,16 +130,16 @@ def scan(text: str, source: str) -> BootLog:
                 _apply_edit(log, match, source, number, line)
                 table_label = None
                 edits += 1
-                _check_count(edits, E820_MAX_ENTRIES, "e820 edits", source, number, line)
+                check_count(edits, E820_MAX_ENTRIES, "e820 edits", source, number, line)
                 continue
         # Checked before the SRAT lines: the kernel says "SRAT: SRAT not used." itself.
         if any(marker in line for marker in _NO_NUMA):
             log.numa_off = True
         if ("[mem" in line or "BIOS-e820" in line) and _MEMORY_LINE.search(line) is not None \
                 and _SRAT_MEM.search(line) is None:
-            raise _error(source, number, line, "cannot read this memory map line",
-                         "it looks cut short or garbled: restore it from the original log "
-                         "or delete it")
+            raise line_error(source, number, line, "cannot read this memory map line",
+                             "it looks cut short or garbled: restore it from the original log "
+                             "or delete it")
         if "SRAT" in line:
             _scan_srat(log, line, number)
             continue
@@ -216,18 +158,18 @@ def scan(text: str, source: str) -> BootLog:
 
 def _apply_edit(log: BootLog, match: re.Match, source: str, number: int, line: str) -> None:
     """One ``e820: update`` or ``e820: remove`` line, applied to the sanitized table."""
-    start, end = _mem_range(match, 1, source, number, line, clip=True)
+    start, end = mem_range(match, 1, source, number, line, clip=True)
     if match.re is _REMOVE:
         old_text = match.group(3).strip()
-        old = _type(old_text, source, number, line) if old_text else None
+        old = e820_type(old_text, source, number, line) if old_text else None
         log.table = e820.edit(log.table, start, end, old, None)
         if log.kernel_not_ram and old is None:
             # e820_add_kernel_range(): the image's range, cut out above, comes back as RAM.
             log.table = e820.sanitize(log.table + [(start, end, e820.E820_RAM)])
             log.kernel_not_ram = False
         return
-    old = _type(match.group(3), source, number, line)
-    new = _type(match.group(4), source, number, line)
+    old = e820_type(match.group(3), source, number, line)
+    new = e820_type(match.group(4), source, number, line)
     if old == e820.E820_RAM and new == e820.E820_RAM:
         new = e820.E820_RESERVED_KERN  # setup_data: still RAM, printed "usable"
     log.table = e820.edit(log.table, start, end, old, new)
@@ -238,25 +180,26 @@ def _apply_edit(log: BootLog, match: re.Match, source: str, number: int, line: s
 def _scan_srat(log: BootLog, line: str, number: int) -> None:
     source = log.source
     if (match := _SRAT_MEM.search(line)) is not None:
-        start, end = _mem_range(match, 3, source, number, line)
-        nid = _decimal(match.group(1), MAX_NUMNODES - 1, "node", source, number, line)
+        start, end = mem_range(match, 3, source, number, line)
+        nid = bounded_decimal(match.group(1), MAX_NUMNODES - 1, "node", source, number, line)
         log.srat.append(SratBlock(nid, start, end, "hotplug" in match.group(5), number))
-        _check_count(len(log.srat), NR_NODE_MEMBLKS, "SRAT memory ranges", source,
-                     number, line)
+        check_count(len(log.srat), NR_NODE_MEMBLKS, "SRAT memory ranges", source,
+                    number, line)
     elif (match := _SRAT_CPU.search(line)) is not None:
-        nid = _decimal(match.group(3), MAX_NUMNODES - 1, "node", source, number, line)
+        nid = bounded_decimal(match.group(3), MAX_NUMNODES - 1, "node", source, number, line)
         apic, cpus = int(match.group(2), 16), log.apic_nodes.setdefault(nid, set())
         log.apic_count += apic not in cpus
         cpus.add(apic)
-        _check_count(log.apic_count, NR_CPUS, "CPUs", source, number, line)
+        check_count(log.apic_count, NR_CPUS, "CPUs", source, number, line)
 
 
 def _scan_cpus(log: BootLog, line: str, number: int) -> None:
     if (match := _CPUS_UP.search(line)) is not None:
-        log.cpus_up = _decimal(match.group(2), NR_CPUS, "CPU count", log.source, number, line)
+        log.cpus_up = bounded_decimal(match.group(2), NR_CPUS, "CPU count", log.source,
+                                      number, line)
     elif (match := _CPUS_ALLOWED.search(line)) is not None and log.cpus_up is None:
-        allowed, hotplug = (_decimal(match.group(group), NR_CPUS, "CPU count", log.source,
-                                     number, line) for group in (1, 2))
+        allowed, hotplug = (bounded_decimal(match.group(group), NR_CPUS, "CPU count",
+                                            log.source, number, line) for group in (1, 2))
         log.cpus_up = max(allowed - hotplug, 1)
 
 
@@ -275,12 +218,13 @@ def _scan_reserved(log: BootLog, line: str, number: int) -> None:
     for pattern in _RESERVED:
         if (match := pattern.search(line)) is not None:
             if pattern is _CRASH_MB:
-                size, at = (_decimal(match.group(group), e820.MAX_ADDRESS >> 20, "MB value",
-                                     log.source, number, line) for group in (1, 2))
+                size, at = (bounded_decimal(match.group(group), e820.MAX_ADDRESS >> 20,
+                                            "MB value", log.source, number, line)
+                            for group in (1, 2))
                 start, end = at << 20, (at + size) << 20
             else:
-                start, end = _mem_range(match, 1, log.source, number, line,
-                                        inclusive=pattern not in (_CRASH_HEX, _SWIOTLB))
+                start, end = mem_range(match, 1, log.source, number, line,
+                                       inclusive=pattern not in (_CRASH_HEX, _SWIOTLB))
             log.reserved.append((start >> PAGE_SHIFT, pfn_up(end)))
             return
 
@@ -303,8 +247,8 @@ def parse_bootlog(text: str, source: str = "dmesg") -> Topology:
     try:
         cmdline = parse_cmdline(text_line or "")
     except ValueError as error:
-        raise _error(source, *log.command_line_at, str(error),
-                     "edit the command line in the log") from None
+        raise line_error(source, *log.command_line_at, str(error),
+                         "edit the command line in the log") from None
     # The kernel's image, where the log lets us know it (nokaslr): memblock's first
     # reservation.
     image = kernel_image_pfns(text, cmdline)

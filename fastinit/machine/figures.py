@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from fastinit.machine.bootlog import MEM_RANGE, log_lines
+from fastinit.machine.loglines import MEM_RANGE, log_lines
 from fastinit.layout import MAX_DMA32_PFN, MAX_DMA_PFN, PAGE_SHIFT, ZONE_NAMES
 from fastinit.machine.topology import Topology, merge_ranges
 
