@@ -66,6 +66,8 @@ class _KernelLocator(caching._CacheLocator):
     def __init__(self, py_func, path: Path):
         self._lineno = py_func.__code__.co_firstlineno
         self._path = path
+        # Numba names this file in its warning about a kernel it cannot cache.
+        self._py_file = py_func.__code__.co_filename
 
     def get_cache_path(self) -> str:
         return str(self._path)

@@ -5,6 +5,9 @@ happens on the importing (main) thread before any helper thread can call a kerne
 serializes compilation under a global lock), and a call with the wrong dtype or layout
 fails at the call instead of silently compiling a slower specialization.
 
+Helpers that kernels compile into their own code (``_layout.py``, the buddy merge loop) are
+registered with `inline_helper` or `loop_helper` instead: they are not kernels of their own.
+
 Compiled code is cached on disk in fastinit's own folder, keyed on every file a kernel
 depends on (``_cache.py``): editing the layout or a helper recompiles the kernels, and
 other libraries' Numba caches are left where Numba puts them.
@@ -15,6 +18,7 @@ from __future__ import annotations
 import numba
 from numba import types
 from numba.core import typeinfer
+from numba.extending import register_jitable
 
 from fastinit.kernels._cache import kernel_cache
 from fastinit.layout import PAGE_DTYPE
@@ -74,6 +78,22 @@ def kernel(*signatures, parallel: bool = False):
         dispatcher.disable_compile()
         return dispatcher
     return decorate
+
+
+def inline_helper(fn):
+    """Register ``fn`` for kernels, where Numba inlines it at every call; Python code calls
+    it as it is."""
+    return register_jitable(inline="always")(fn)
+
+
+def loop_helper(fn):
+    """Register ``fn`` (it has a loop) for kernels, where LLVM inlines it as it sees fit:
+    Numba's own inlining of loops trips its IR checks (NumbaIRAssumptionWarning).
+
+    A helper may take another `loop_helper` as an argument (a compile-time constant, called
+    directly), but not a kernel: a kernel passed as a value is a pointer to a Python object,
+    which keeps every caller out of the on-disk cache."""
+    return register_jitable(fn)
 
 
 def generated_kernel(fn, *signatures):

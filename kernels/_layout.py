@@ -4,7 +4,7 @@ Where a pfn's descriptor lives, the address of its ``lru`` list_head, the addres
 zone's free-list head, the node and zone bits of ``flags``, the local free lists a kernel
 call builds, and the walk that cuts free ranges into max-order pieces.
 
-Every helper is an ordinary Python function registered with Numba (``register_jitable``):
+Every helper is an ordinary Python function registered with Numba (``_jit.inline_helper``):
 a kernel compiles it into its own machine code (inlined, so it costs nothing), and Python
 code calls it as it is, on ints, NumPy scalars or NumPy arrays. Addresses are uint64, pfns
 and indices int64; each helper converts its arguments explicitly, because both Numba and
@@ -20,14 +20,14 @@ head, and `fastinit.mm.buddy.ZoneFreeArea.splice` appends it to the zone's list.
 from __future__ import annotations
 
 import numpy as np
-from numba.extending import register_jitable
 
+from fastinit.kernels._jit import inline_helper as _inline
+from fastinit.kernels._jit import loop_helper as _loop
 from fastinit.layout import (FREE_AREA_BASE, LIST_HEAD_SIZE, LRU_OFFSET, MAX_NR_ZONES,
                              MAX_ORDER, MAX_ORDER_NR_PAGES, MIGRATE_MOVABLE, MIGRATE_TYPES,
-                             NODES_MASK,
-                             NODES_PGSHIFT, NR_ORDERS, PAGE_DTYPE, PAGEBLOCK_ORDER,
-                             PAGES_PER_SECTION, SECTION_SHIFT, VMEMMAP_START, ZONES_MASK,
-                             ZONES_PGSHIFT)
+                             NODES_MASK, NODES_PGSHIFT, NR_ORDERS, PAGE_DTYPE,
+                             PAGEBLOCK_NR_PAGES, PAGEBLOCK_ORDER, PAGES_PER_SECTION,
+                             SECTION_SHIFT, VMEMMAP_START, ZONES_MASK, ZONES_PGSHIFT)
 
 # Rows of a local-lists array.
 FIRST, LAST, COUNT = 0, 1, 2
@@ -37,18 +37,6 @@ _STRIDE = PAGE_DTYPE.itemsize
 _LRU_BASE = VMEMMAP_START + LRU_OFFSET
 # page_zone_id(): node and zone together sit above ZONES_PGSHIFT (no section bits).
 ZONEID_PGSHIFT = ZONES_PGSHIFT
-
-
-
-def _inline(fn):
-    """Register ``fn`` for kernels, where Numba inlines it at every call."""
-    return register_jitable(inline="always")(fn)
-
-
-def _loop(fn):
-    """Register ``fn`` (it has a loop) for kernels, where LLVM inlines it as it sees fit:
-    Numba's own inlining of loops trips its IR checks (NumbaIRAssumptionWarning)."""
-    return register_jitable(fn)
 
 
 @_inline
@@ -66,6 +54,14 @@ def descriptor_index(slots, base_pfn, pfn):
 def pageblock_index(slots, base_pfn, pfn):
     """Position of the migratetype byte of ``pfn``'s pageblock (int64)."""
     return descriptor_index(slots, base_pfn, pfn) >> PAGEBLOCK_ORDER
+
+
+@_loop
+def set_pageblock_types(pageblock_mt, slots, base_pfn, spfn, epfn, migratetype):
+    """Give the pageblocks that start in ``[spfn, epfn)`` (``spfn`` pageblock-aligned)
+    ``migratetype`` in ``pageblock_mt`` (uint8, one byte per pageblock of the memmap)."""
+    for block in range(spfn, epfn, PAGEBLOCK_NR_PAGES):
+        pageblock_mt[pageblock_index(slots, base_pfn, block)] = migratetype
 
 
 @_inline
@@ -189,7 +185,16 @@ def first_range_after(ranges, pfn):
     return lo
 
 
-@register_jitable
+@_loop
+def range_pages(ranges):
+    """Pages (int64) in ``ranges`` (disjoint, int64 shape (n, 2) of ``[start, end)``)."""
+    total = 0
+    for r in range(ranges.shape[0]):
+        total += ranges[r, 1] - ranges[r, 0]
+    return np.int64(total)
+
+
+@_loop
 def max_order_pieces(ranges, start_pfn, end_pfn):
     """Cut ``ranges`` (sorted, disjoint, int64 shape (n, 2)) inside ``[start_pfn, end_pfn)``
     into the pieces deferred init handles one at a time.

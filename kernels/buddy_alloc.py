@@ -18,73 +18,62 @@ from __future__ import annotations
 import numpy as np
 from numba import types
 
-from fastinit.kernels._jit import COUNTS, PAGEBLOCK_TYPES, PAGES, PFN_RANGES, PFNS, kernel
+from fastinit.kernels._jit import (COUNTS, PAGEBLOCK_TYPES, PAGES, PFN_RANGES, PFNS,
+                                   inline_helper, kernel, loop_helper)
 from fastinit.kernels._layout import (descriptor_index, list_head, lru_address, lru_pfn,
-                                      pageblock_index, zone_id)
+                                      range_pages, set_pageblock_types)
+from fastinit.kernels.buddy_free import clear_buddy, merge_free_block, prepare_free, set_buddy
 from fastinit.layout import (LIST_POISON1, LIST_POISON2, MAPCOUNT_NONE, MAX_ORDER,
                              MIGRATE_MOVABLE, MIGRATE_RECLAIMABLE, MIGRATE_UNMOVABLE,
-                             PAGE_BUDDY_MAPCOUNT, PAGEBLOCK_NR_PAGES, PAGEBLOCK_ORDER,
-                             PG_RESERVED)
+                             PAGE_BUDDY_MAPCOUNT)
 
 # A zone's list heads: (next, prev) per order and migratetype.
 HEADS = types.uint64[:, :, ::1]
-# Migratetypes below this may merge with each other at pageblock order and above.
-_MIGRATE_PCPTYPES = 3
 
 
-@kernel(types.void(PAGES, PFNS, types.int64, HEADS, COUNTS, types.uint64, types.int64,
-                   types.int64, types.int64, types.boolean))
-def zone_list_add(pages, slots, base_pfn, heads, nr_free, list_base, pfn, order,
-                  migratetype, to_tail):
+@inline_helper
+def _link(pages, slots, base_pfn, ends, head, prev, following):
+    """Make the list entries at addresses ``prev`` and ``following`` neighbours
+    (``prev->next = following``, ``following->prev = prev``); an entry is a page's ``lru``
+    or the list head at ``head``, whose links are ``ends`` (uint64, shape (2,): next, prev)."""
+    if prev == head:
+        ends[0] = following
+    else:
+        pages[descriptor_index(slots, base_pfn, lru_pfn(prev))]["lru_next"] = following
+    if following == head:
+        ends[1] = prev
+    else:
+        pages[descriptor_index(slots, base_pfn, lru_pfn(following))]["lru_prev"] = prev
+
+
+@kernel(types.void(PAGES, PFNS, types.int64, types.int64, types.int64, types.int64, HEADS,
+                   COUNTS, types.uint64, types.boolean))
+def zone_list_add(pages, slots, base_pfn, pfn, order, migratetype, heads, nr_free, list_base,
+                  to_tail):
     """Put the free block at ``pfn`` on the zone's list (``add_to_free_list()`` or, with
     ``to_tail``, ``add_to_free_list_tail()``) and mark it a buddy of ``order``."""
     head = list_head(list_base, order, migratetype)
-    i = descriptor_index(slots, base_pfn, pfn)
+    ends = heads[order, migratetype]
     me = lru_address(pfn)
     if to_tail:
-        last = heads[order, migratetype, 1]
-        pages[i]["lru_next"] = head
-        pages[i]["lru_prev"] = last
-        if last == head:
-            heads[order, migratetype, 0] = me
-        else:
-            pages[descriptor_index(slots, base_pfn, lru_pfn(last))]["lru_next"] = me
-        heads[order, migratetype, 1] = me
+        prev, following = ends[1], head
     else:
-        first = heads[order, migratetype, 0]
-        pages[i]["lru_next"] = first
-        pages[i]["lru_prev"] = head
-        if first == head:
-            heads[order, migratetype, 1] = me
-        else:
-            pages[descriptor_index(slots, base_pfn, lru_pfn(first))]["lru_prev"] = me
-        heads[order, migratetype, 0] = me
-    pages[i]["private"] = order
-    pages[i]["mapcount"] = PAGE_BUDDY_MAPCOUNT
+        prev, following = head, ends[0]
+    _link(pages, slots, base_pfn, ends, head, prev, me)
+    _link(pages, slots, base_pfn, ends, head, me, following)
+    set_buddy(pages, descriptor_index(slots, base_pfn, pfn), order)
     nr_free[order, migratetype] += 1
 
 
-@kernel(types.void(PAGES, PFNS, types.int64, HEADS, COUNTS, types.uint64, types.int64,
-                   types.int64, types.int64))
-def zone_list_del(pages, slots, base_pfn, heads, nr_free, list_base, pfn, order,
-                  migratetype):
+@loop_helper
+def zone_list_del(pages, slots, base_pfn, pfn, order, migratetype, heads, nr_free,
+                  list_base):
     """``del_page_from_free_list()``: unlink, poison the links, stop being a buddy."""
     head = list_head(list_base, order, migratetype)
     i = descriptor_index(slots, base_pfn, pfn)
-    next_address = pages[i]["lru_next"]
-    prev_address = pages[i]["lru_prev"]
-    if prev_address == head:
-        heads[order, migratetype, 0] = next_address
-    else:
-        pages[descriptor_index(slots, base_pfn, lru_pfn(prev_address))]["lru_next"] = next_address
-    if next_address == head:
-        heads[order, migratetype, 1] = prev_address
-    else:
-        pages[descriptor_index(slots, base_pfn, lru_pfn(next_address))]["lru_prev"] = prev_address
-    pages[i]["lru_next"] = np.uint64(LIST_POISON1)
-    pages[i]["lru_prev"] = np.uint64(LIST_POISON2)
-    pages[i]["mapcount"] = MAPCOUNT_NONE
-    pages[i]["private"] = 0
+    _link(pages, slots, base_pfn, heads[order, migratetype], head, pages[i]["lru_prev"],
+          pages[i]["lru_next"])
+    clear_buddy(pages, i)
     nr_free[order, migratetype] -= 1
 
 
@@ -123,16 +112,16 @@ def take_blocks(pages, pageblock_mt, slots, base_pfn, heads, nr_free, list_base,
         if found < 0:
             return k
         pfn = lru_pfn(heads[found, migratetype, 0])
-        zone_list_del(pages, slots, base_pfn, heads, nr_free, list_base, pfn, found,
-                      migratetype)
+        zone_list_del(pages, slots, base_pfn, pfn, found, migratetype, heads, nr_free,
+                      list_base)
         if migratetype != MIGRATE_MOVABLE:
             # Stealing a whole block of pageblock order or more makes it MOVABLE.
-            for block in range(pfn, pfn + (1 << found), PAGEBLOCK_NR_PAGES):
-                pageblock_mt[pageblock_index(slots, base_pfn, block)] = MIGRATE_MOVABLE
+            set_pageblock_types(pageblock_mt, slots, base_pfn, pfn, pfn + (1 << found),
+                                MIGRATE_MOVABLE)
         while found > order:
             found -= 1
-            zone_list_add(pages, slots, base_pfn, heads, nr_free, list_base,
-                          pfn + (1 << found), found, MIGRATE_MOVABLE, False)
+            zone_list_add(pages, slots, base_pfn, pfn + (1 << found), found, MIGRATE_MOVABLE,
+                          heads, nr_free, list_base, False)
         out[k] = pfn
     return count
 
@@ -157,40 +146,14 @@ def free_ranges_to_zone(pages, pageblock_mt, slots, base_pfn, heads, nr_free, li
     Returns
     -------
     int
-        Pages freed.
+        Pages freed: every page of ``ranges``, each on its own.
     """
-    freed = 0
-    keep = ~np.uint64(PG_RESERVED)
     for r in range(ranges.shape[0]):
         for page in range(ranges[r, 0], ranges[r, 1]):
-            i = descriptor_index(slots, base_pfn, page)
-            pages[i]["flags"] = pages[i]["flags"] & keep
-            pages[i]["refcount"] = 0
-            pfn, order = page, 0
-            migratetype = np.int64(pageblock_mt[pageblock_index(slots, base_pfn, pfn)])
-            zone = zone_id(pages[i]["flags"])
-            while order < MAX_ORDER:
-                buddy_pfn = pfn ^ (1 << order)
-                buddy = pages[descriptor_index(slots, base_pfn, buddy_pfn)]
-                if (buddy["mapcount"] != PAGE_BUDDY_MAPCOUNT or buddy["private"] != order
-                        or zone_id(buddy["flags"]) != zone):
-                    break
-                buddy_mt = migratetype
-                if order >= PAGEBLOCK_ORDER:
-                    buddy_mt = np.int64(pageblock_mt[pageblock_index(slots, base_pfn,
-                                                                     buddy_pfn)])
-                    if buddy_mt != migratetype and (migratetype >= _MIGRATE_PCPTYPES
-                                                    or buddy_mt >= _MIGRATE_PCPTYPES):
-                        break
-                zone_list_del(pages, slots, base_pfn, heads, nr_free, list_base, buddy_pfn,
-                              order, buddy_mt)
-                if buddy_mt != migratetype:
-                    for block in range(buddy_pfn, buddy_pfn + (1 << order),
-                                       PAGEBLOCK_NR_PAGES):
-                        pageblock_mt[pageblock_index(slots, base_pfn, block)] = migratetype
-                pfn &= buddy_pfn
-                order += 1
-            zone_list_add(pages, slots, base_pfn, heads, nr_free, list_base, pfn, order,
-                          migratetype, False)
-            freed += 1
-    return freed
+            prepare_free(pages, slots, base_pfn, page, 1)
+            pfn, order, migratetype = merge_free_block(pages, pageblock_mt, slots, base_pfn,
+                                                       page, 0, zone_list_del,
+                                                       (heads, nr_free, list_base))
+            zone_list_add(pages, slots, base_pfn, pfn, order, migratetype, heads, nr_free,
+                          list_base, False)
+    return range_pages(ranges)

@@ -16,10 +16,12 @@ from __future__ import annotations
 import numpy as np
 from numba import types
 
-from fastinit.kernels._jit import LISTS, PAGEBLOCK_TYPES, PAGES, PFN_RANGES, PFNS, kernel
+from fastinit.kernels._jit import (LISTS, PAGEBLOCK_TYPES, PAGES, PFN_RANGES, PFNS, inline_helper,
+                                   kernel, loop_helper)
 from fastinit.kernels._layout import (COUNT, FIRST, LAST, descriptor_index, largest_order,
                                       list_append_run, list_head, lru_address, lru_pfn,
-                                      max_order_pieces, pageblock_index, zone_id)
+                                      max_order_pieces, pageblock_index, range_pages,
+                                      set_pageblock_types, zone_id)
 from fastinit.kernels.page_init import init_single_page
 from fastinit.layout import (LIST_POISON1, LIST_POISON2, MAPCOUNT_NONE, MAX_ORDER,
                              MAX_ORDER_NR_PAGES, MIGRATE_MOVABLE, PAGE_BUDDY_MAPCOUNT,
@@ -28,6 +30,23 @@ from fastinit.layout import (LIST_POISON1, LIST_POISON2, MAPCOUNT_NONE, MAX_ORDE
 # Migratetypes below MIGRATE_PCPTYPES may merge with each other at pageblock order.
 _MIGRATE_PCPTYPES = 3
 _STRIDE = np.uint64(PAGE_DTYPE.itemsize)
+
+
+@inline_helper
+def set_buddy(pages, i, order):
+    """``set_buddy_order()``: descriptor ``i`` heads a free block of ``order``."""
+    pages[i]["private"] = order
+    pages[i]["mapcount"] = PAGE_BUDDY_MAPCOUNT
+
+
+@inline_helper
+def clear_buddy(pages, i):
+    """What taking descriptor ``i``'s block off a free list leaves: ``list_del()`` poisons
+    its links, and it stops being a buddy (mapcount -1, private 0)."""
+    pages[i]["lru_next"] = np.uint64(LIST_POISON1)
+    pages[i]["lru_prev"] = np.uint64(LIST_POISON2)
+    pages[i]["mapcount"] = MAPCOUNT_NONE
+    pages[i]["private"] = 0
 
 
 @kernel(types.void(PAGES, PFNS, types.int64, types.int64, types.int64, types.int64,
@@ -44,8 +63,7 @@ def _add_to_tail(pages, slots, base_pfn, pfn, order, migratetype, list_base, lis
         pages[descriptor_index(slots, base_pfn, last)]["lru_next"] = lru_address(pfn)
 
 
-@kernel(types.void(PAGES, PFNS, types.int64, types.int64, types.int64, types.int64,
-                   types.uint64, LISTS))
+@loop_helper
 def _del_from_list(pages, slots, base_pfn, pfn, order, migratetype, list_base, lists):
     head = list_head(list_base, order, migratetype)
     i = descriptor_index(slots, base_pfn, pfn)
@@ -60,20 +78,34 @@ def _del_from_list(pages, slots, base_pfn, pfn, order, migratetype, list_base, l
     else:
         pages[descriptor_index(slots, base_pfn, lru_pfn(next_address))]["lru_prev"] = prev_address
     lists[COUNT, order, migratetype] -= 1
-    # list_del() poisons the links; the page stops being a buddy.
-    pages[i]["lru_next"] = np.uint64(LIST_POISON1)
-    pages[i]["lru_prev"] = np.uint64(LIST_POISON2)
-    pages[i]["mapcount"] = MAPCOUNT_NONE
-    pages[i]["private"] = 0
+    clear_buddy(pages, i)
 
 
-@kernel(types.void(PAGES, PAGEBLOCK_TYPES, PFNS, types.int64, types.int64, types.int64,
-                   types.uint64, LISTS))
-def free_one_page(pages, pageblock_mt, slots, base_pfn, pfn, order, list_base, lists):
-    """``__free_one_page()``: merge the free block with free buddies, then list it.
+@loop_helper
+def merge_free_block(pages, pageblock_mt, slots, base_pfn, pfn, order, unlist, free_lists):
+    """The merging of ``__free_one_page()``, written once for local and for zone lists.
 
-    The block ``[pfn, pfn + 2**order)`` must already have refcount 0 and PG_reserved clear.
-    It goes to the list of its pageblock's migratetype, at the tail (``FPI_TO_TAIL``).
+    While the buddy of the free block ``[pfn, pfn + 2**order)`` is a free block of the same
+    order in the same zone (and, at pageblock order and above, of a compatible
+    migratetype), the buddy is taken off its list and the two become one block of the next
+    order, with the freed block's migratetype, pageblock by pageblock.
+
+    Parameters
+    ----------
+    pfn, order : int
+        The free block (refcount 0, PG_reserved clear), not yet listed.
+    unlist : loop_helper
+        Takes a free buddy off its list: ``unlist(pages, slots, base_pfn, pfn, order,
+        migratetype, *free_lists)`` (`_del_from_list` for local lists,
+        `fastinit.kernels.buddy_alloc.zone_list_del` for a zone's own; not a kernel, see
+        `fastinit.kernels._jit.loop_helper`).
+    free_lists : tuple
+        The lists' state, passed on to ``unlist``.
+
+    Returns
+    -------
+    (int, int, int)
+        The merged block's pfn and order, and the migratetype of the list it belongs on.
     """
     migratetype = np.int64(pageblock_mt[pageblock_index(slots, base_pfn, pfn)])
     zone = zone_id(pages[descriptor_index(slots, base_pfn, pfn)]["flags"])
@@ -89,21 +121,31 @@ def free_one_page(pages, pageblock_mt, slots, base_pfn, pfn, order, list_base, l
             if buddy_mt != migratetype and (migratetype >= _MIGRATE_PCPTYPES
                                             or buddy_mt >= _MIGRATE_PCPTYPES):
                 break
-        _del_from_list(pages, slots, base_pfn, buddy_pfn, order, buddy_mt, list_base, lists)
+        unlist(pages, slots, base_pfn, buddy_pfn, order, buddy_mt, *free_lists)
         if buddy_mt != migratetype:
-            # The merged block takes the freed block's type, pageblock by pageblock.
-            for block in range(buddy_pfn, buddy_pfn + (1 << order), PAGEBLOCK_NR_PAGES):
-                pageblock_mt[pageblock_index(slots, base_pfn, block)] = migratetype
+            set_pageblock_types(pageblock_mt, slots, base_pfn, buddy_pfn,
+                                buddy_pfn + (1 << order), migratetype)
         pfn &= buddy_pfn
         order += 1
-    i = descriptor_index(slots, base_pfn, pfn)
-    pages[i]["private"] = order
-    pages[i]["mapcount"] = PAGE_BUDDY_MAPCOUNT
+    return pfn, order, migratetype
+
+
+@kernel(types.void(PAGES, PAGEBLOCK_TYPES, PFNS, types.int64, types.int64, types.int64,
+                   types.uint64, LISTS))
+def free_one_page(pages, pageblock_mt, slots, base_pfn, pfn, order, list_base, lists):
+    """``__free_one_page()``: merge the free block with free buddies, then list it.
+
+    The block ``[pfn, pfn + 2**order)`` must already have refcount 0 and PG_reserved clear.
+    It goes to the list of its pageblock's migratetype, at the tail (``FPI_TO_TAIL``).
+    """
+    pfn, order, migratetype = merge_free_block(pages, pageblock_mt, slots, base_pfn, pfn,
+                                               order, _del_from_list, (list_base, lists))
+    set_buddy(pages, descriptor_index(slots, base_pfn, pfn), order)
     _add_to_tail(pages, slots, base_pfn, pfn, order, migratetype, list_base, lists)
 
 
 @kernel(types.void(PAGES, PFNS, types.int64, types.int64, types.int64))
-def _prepare_free(pages, slots, base_pfn, pfn, count):
+def prepare_free(pages, slots, base_pfn, pfn, count):
     """``__free_pages_core()`` before the free: clear PG_reserved, refcount 0."""
     i = descriptor_index(slots, base_pfn, pfn)
     keep = ~np.uint64(PG_RESERVED)
@@ -140,16 +182,14 @@ def free_pages_ranges(pages, pageblock_mt, slots, base_pfn, ranges, list_base, l
     int
         Pages freed.
     """
-    freed = 0
     for r in range(ranges.shape[0]):
         pfn, end = ranges[r, 0], ranges[r, 1]
         while pfn < end:
             order = largest_order(pfn, end)
-            _prepare_free(pages, slots, base_pfn, pfn, 1 << order)
+            prepare_free(pages, slots, base_pfn, pfn, 1 << order)
             free_one_page(pages, pageblock_mt, slots, base_pfn, pfn, order, list_base, lists)
             pfn += 1 << order
-        freed += end - ranges[r, 0]
-    return freed
+    return range_pages(ranges)
 
 
 @kernel(types.void(PAGES, PAGEBLOCK_TYPES, PFNS, types.int64, types.int64, types.int64,
@@ -167,15 +207,14 @@ def init_free_piece(pages, pageblock_mt, slots, base_pfn, spfn, epfn, links, lis
         init_single_page(pages, j, links, lru)
         lru += _STRIDE
     if epfn - spfn == MAX_ORDER_NR_PAGES and (spfn & (MAX_ORDER_NR_PAGES - 1)) == 0:
-        for block in range(spfn, epfn, PAGEBLOCK_NR_PAGES):
-            pageblock_mt[pageblock_index(slots, base_pfn, block)] = MIGRATE_MOVABLE
-        _prepare_free(pages, slots, base_pfn, spfn, epfn - spfn)
+        set_pageblock_types(pageblock_mt, slots, base_pfn, spfn, epfn, MIGRATE_MOVABLE)
+        prepare_free(pages, slots, base_pfn, spfn, epfn - spfn)
         free_one_page(pages, pageblock_mt, slots, base_pfn, spfn, MAX_ORDER, list_base, lists)
     else:
         for pfn in range(spfn, epfn):
             if (pfn & (PAGEBLOCK_NR_PAGES - 1)) == 0:
                 pageblock_mt[pageblock_index(slots, base_pfn, pfn)] = MIGRATE_MOVABLE
-            _prepare_free(pages, slots, base_pfn, pfn, 1)
+            prepare_free(pages, slots, base_pfn, pfn, 1)
             free_one_page(pages, pageblock_mt, slots, base_pfn, pfn, 0, list_base, lists)
 
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 import numpy as np
 from numba import types
 
-from fastinit.kernels._jit import PAGES, PFNS, kernel
+from fastinit.kernels._jit import PAGES, PFNS, inline_helper, kernel
 from fastinit.kernels._layout import descriptor_index, lru_address, page_address
 from fastinit.kernels.page_init import init_single_page
 from fastinit.layout import PAGE_DTYPE, PG_RESERVED
@@ -54,6 +54,20 @@ def _first_tail(pages, i, order):
     rec["private"] = 0
 
 
+@inline_helper
+def _head(pages, i, pfn, optimized):
+    """The head ``i`` (of ``pfn``) as ``prep_new_huge_page()`` leaves it: PG_head without
+    PG_reserved, refcount 0 (frozen), ``lru`` linked to itself until it is enqueued, and
+    the HugeTLB flags in ``private``."""
+    rec = pages[i]
+    rec["flags"] = (rec["flags"] & ~np.uint64(PG_RESERVED)) | np.uint64(PG_HEAD)
+    rec["refcount"] = 0
+    rec["private"] = HPG_VMEMMAP_OPTIMIZED if optimized else 0
+    own = lru_address(pfn)
+    rec["lru_next"] = own
+    rec["lru_prev"] = own
+
+
 @kernel(types.int64(PAGES, PFNS, types.int64, PFNS, types.int64, types.int64, types.boolean))
 def prep_buddy_huge_pages(pages, slots, base_pfn, heads, order, tails, optimized):
     """Make blocks fresh from the buddy allocator HugeTLB pages (``prep_compound_page()``,
@@ -77,27 +91,18 @@ def prep_buddy_huge_pages(pages, slots, base_pfn, heads, order, tails, optimized
     int
         Descriptors written.
     """
-    nr = np.int64(1) << order
-    written = 0
-    for k in range(heads.shape[0]):
-        pfn = heads[k]
+    count = min(tails, np.int64(1) << order)
+    for pfn in heads:
         i = descriptor_index(slots, base_pfn, pfn)
         head_address = page_address(pfn)
-        rec = pages[i]
-        rec["flags"] = (rec["flags"] & ~np.uint64(PG_RESERVED)) | np.uint64(PG_HEAD)
-        rec["refcount"] = 0
-        rec["private"] = HPG_VMEMMAP_OPTIMIZED if optimized else 0
-        own = lru_address(pfn)
-        rec["lru_next"] = own
-        rec["lru_prev"] = own
-        for t in range(1, min(tails, nr)):
+        for t in range(1, count):
             tail = pages[i + t]
             tail["mapping"] = np.uint64(TAIL_MAPPING)
             tail["lru_next"] = head_address + np.uint64(1)
             tail["private"] = 0
         _first_tail(pages, i, order)
-        written += min(tails, nr)
-    return written
+        _head(pages, i, pfn, optimized)
+    return count * heads.shape[0]
 
 
 @kernel(types.int64(PAGES, PFNS, types.int64, PFNS, types.int64, types.int64, types.uint64,
@@ -118,20 +123,14 @@ def prep_gigantic_pages(pages, slots, base_pfn, heads, order, tails, links, init
     initialize : bool
         First initialize descriptors ``0 .. tails - 1`` as reserved pages, because early
         init skipped them (HVO: Linux 6.9 reserves them MEMBLOCK_RSRV_NOINIT).
-    optimized : bool
-        Set HPG_vmemmap_optimized in the heads.
 
-    Returns
-    -------
-    int
-        Descriptors written.
+    The other parameters and the result are as for `prep_buddy_huge_pages`.
     """
     nr = np.int64(1) << order
-    written = 0
     count = min(tails, nr)
     flags = links | np.uint64(PG_RESERVED)
-    for k in range(heads.shape[0]):
-        pfn = heads[k]
+    keep = ~np.uint64(PG_RESERVED)
+    for pfn in heads:
         i = descriptor_index(slots, base_pfn, pfn)
         if initialize:
             lru = lru_address(pfn)
@@ -144,24 +143,16 @@ def prep_gigantic_pages(pages, slots, base_pfn, heads, order, tails, links, init
         first["lru_prev"] = (first["lru_prev"] & ~np.uint64(0xFF00)) | \
             (np.uint64(order) << np.uint64(8))
         first["mapping"] = (first["mapping"] & _LOW32) | (np.uint64(nr) << np.uint64(32))
-        keep = ~np.uint64(PG_RESERVED)
-        for t in range(count):
+        for t in range(1, count):
             rec = pages[i + t]
             rec["flags"] = rec["flags"] & keep
             rec["refcount"] = 0
-            if t:
-                rec["lru_next"] = head_address + np.uint64(1)
-        head = pages[i]
-        head["flags"] = head["flags"] | np.uint64(PG_HEAD)
+            rec["lru_next"] = head_address + np.uint64(1)
         _first_tail(pages, i, order)
         for t in (2, 3):
             pages[i + t]["private"] = 0
-        own = lru_address(pfn)
-        head["lru_next"] = own
-        head["lru_prev"] = own
-        head["private"] = HPG_VMEMMAP_OPTIMIZED if optimized else 0
-        written += count
-    return written
+        _head(pages, i, pfn, optimized)
+    return count * heads.shape[0]
 
 
 @kernel(types.void(PAGES, PFNS, types.int64, PFNS, types.uint64, types.int64))

@@ -29,6 +29,21 @@ result = {"lru": int(pages["lru_next"][0]), "hits": sum(stats.cache_hits.values(
 print(json.dumps(result))
 """
 
+# Imports every kernel module; per kernel, its cache hits and misses.
+ALL_KERNELS_RUN = """
+import importlib, json, pkgutil
+from numba.core.dispatcher import Dispatcher
+import fastinit.kernels as package
+found = {}
+for info in pkgutil.iter_modules(package.__path__):
+    module = importlib.import_module("fastinit.kernels." + info.name)
+    for name, value in vars(module).items():
+        if isinstance(value, Dispatcher) and value.py_func.__module__ == module.__name__:
+            found[info.name + "." + name] = (sum(value.stats.cache_hits.values()),
+                                             sum(value.stats.cache_misses.values()))
+print(json.dumps(found))
+"""
+
 UNRELATED_LIBRARY = """
 import numba
 
@@ -91,6 +106,19 @@ def test_an_edit_to_the_layout_recompiles_the_kernels_and_nothing_else_does(tmp_
     assert (edited["hits"], edited["misses"]) == (0, 1)
     assert edited["lru"] == first["lru"] + 0x0001000000000000
     assert edited["path"] == first["path"]  # the stale entries were replaced, not piled up
+
+
+def test_every_kernel_loads_from_the_cache_on_a_warm_start(tmp_path):
+    # A kernel Numba cannot cache (one whose code holds a Python object's address, such
+    # as another kernel passed as an argument) would compile again in every process.
+    tree, home = checkout(tmp_path), tmp_path / "home"
+    cold = run(ALL_KERNELS_RUN, tree, home)
+    warm = run(ALL_KERNELS_RUN, tree, home)
+    assert "buddy_free.free_one_page" in cold and "buddy_alloc.free_ranges_to_zone" in cold
+    assert warm.keys() == cold.keys()
+    recompiled = {name: counts for name, counts in warm.items()
+                  if counts[1] != 0 or counts[0] != cold[name][1]}
+    assert recompiled == {}
 
 
 def test_the_cache_key_covers_every_kernel_module_and_the_layout(tmp_path):
