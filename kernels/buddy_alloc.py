@@ -15,17 +15,14 @@ these kernels work on the zone's list heads themselves (``heads`` and ``nr_free`
 
 from __future__ import annotations
 
-import numpy as np
 from numba import types
 
 from fastinit.kernels._jit import (COUNTS, PAGEBLOCK_TYPES, PAGES, PFN_RANGES, PFNS,
-                                   inline_helper, kernel, loop_helper)
+                                   inline_helper, kernel)
 from fastinit.kernels._layout import (descriptor_index, list_head, lru_address, lru_pfn,
                                       range_pages, set_pageblock_types)
 from fastinit.kernels.buddy_free import clear_buddy, merge_free_block, prepare_free, set_buddy
-from fastinit.layout import (LIST_POISON1, LIST_POISON2, MAPCOUNT_NONE, MAX_ORDER,
-                             MIGRATE_MOVABLE, MIGRATE_RECLAIMABLE, MIGRATE_UNMOVABLE,
-                             PAGE_BUDDY_MAPCOUNT)
+from fastinit.layout import MAX_ORDER, MIGRATE_MOVABLE, MIGRATE_RECLAIMABLE, MIGRATE_UNMOVABLE
 
 # A zone's list heads: (next, prev) per order and migratetype.
 HEADS = types.uint64[:, :, ::1]
@@ -65,9 +62,8 @@ def zone_list_add(pages, slots, base_pfn, pfn, order, migratetype, heads, nr_fre
     nr_free[order, migratetype] += 1
 
 
-@loop_helper
-def zone_list_del(pages, slots, base_pfn, pfn, order, migratetype, heads, nr_free,
-                  list_base):
+@inline_helper
+def zone_list_del(pages, slots, base_pfn, pfn, order, migratetype, list_base, heads, nr_free):
     """``del_page_from_free_list()``: unlink, poison the links, stop being a buddy."""
     head = list_head(list_base, order, migratetype)
     i = descriptor_index(slots, base_pfn, pfn)
@@ -112,8 +108,8 @@ def take_blocks(pages, pageblock_mt, slots, base_pfn, heads, nr_free, list_base,
         if found < 0:
             return k
         pfn = lru_pfn(heads[found, migratetype, 0])
-        zone_list_del(pages, slots, base_pfn, pfn, found, migratetype, heads, nr_free,
-                      list_base)
+        zone_list_del(pages, slots, base_pfn, pfn, found, migratetype, list_base, heads,
+                      nr_free)
         if migratetype != MIGRATE_MOVABLE:
             # Stealing a whole block of pageblock order or more makes it MOVABLE.
             set_pageblock_types(pageblock_mt, slots, base_pfn, pfn, pfn + (1 << found),
@@ -152,8 +148,8 @@ def free_ranges_to_zone(pages, pageblock_mt, slots, base_pfn, heads, nr_free, li
         for page in range(ranges[r, 0], ranges[r, 1]):
             prepare_free(pages, slots, base_pfn, page, 1)
             pfn, order, migratetype = merge_free_block(pages, pageblock_mt, slots, base_pfn,
-                                                       page, 0, zone_list_del,
-                                                       (heads, nr_free, list_base))
+                                                       page, 0, zone_list_del, list_base,
+                                                       heads, nr_free)
             zone_list_add(pages, slots, base_pfn, pfn, order, migratetype, heads, nr_free,
                           list_base, False)
     return range_pages(ranges)

@@ -63,8 +63,10 @@ def _add_to_tail(pages, slots, base_pfn, pfn, order, migratetype, list_base, lis
         pages[descriptor_index(slots, base_pfn, last)]["lru_next"] = lru_address(pfn)
 
 
-@loop_helper
-def _del_from_list(pages, slots, base_pfn, pfn, order, migratetype, list_base, lists):
+@inline_helper
+def _del_from_list(pages, slots, base_pfn, pfn, order, migratetype, list_base, lists, counts):
+    """Take the free block at ``pfn`` off its local list; ``counts`` is ``lists`` again (its
+    COUNT row), the signature `merge_free_block` calls (a zone's heads and counts are apart)."""
     head = list_head(list_base, order, migratetype)
     i = descriptor_index(slots, base_pfn, pfn)
     next_address = pages[i]["lru_next"]
@@ -77,12 +79,13 @@ def _del_from_list(pages, slots, base_pfn, pfn, order, migratetype, list_base, l
         lists[LAST, order, migratetype] = -1 if prev_address == head else lru_pfn(prev_address)
     else:
         pages[descriptor_index(slots, base_pfn, lru_pfn(next_address))]["lru_prev"] = prev_address
-    lists[COUNT, order, migratetype] -= 1
+    counts[COUNT, order, migratetype] -= 1
     clear_buddy(pages, i)
 
 
 @loop_helper
-def merge_free_block(pages, pageblock_mt, slots, base_pfn, pfn, order, unlist, free_lists):
+def merge_free_block(pages, pageblock_mt, slots, base_pfn, pfn, order, unlist, list_base,
+                     lists, counts):
     """The merging of ``__free_one_page()``, written once for local and for zone lists.
 
     While the buddy of the free block ``[pfn, pfn + 2**order)`` is a free block of the same
@@ -94,13 +97,13 @@ def merge_free_block(pages, pageblock_mt, slots, base_pfn, pfn, order, unlist, f
     ----------
     pfn, order : int
         The free block (refcount 0, PG_reserved clear), not yet listed.
-    unlist : loop_helper
+    unlist : helper
         Takes a free buddy off its list: ``unlist(pages, slots, base_pfn, pfn, order,
-        migratetype, *free_lists)`` (`_del_from_list` for local lists,
-        `fastinit.kernels.buddy_alloc.zone_list_del` for a zone's own; not a kernel, see
-        `fastinit.kernels._jit.loop_helper`).
-    free_lists : tuple
-        The lists' state, passed on to ``unlist``.
+        migratetype, list_base, lists, counts)``: `_del_from_list` for local lists,
+        `fastinit.kernels.buddy_alloc.zone_list_del` for a zone's own (a helper, not a
+        kernel: see `fastinit.kernels._jit.loop_helper`).
+    list_base, lists, counts
+        The lists, as ``unlist`` takes them.
 
     Returns
     -------
@@ -121,7 +124,7 @@ def merge_free_block(pages, pageblock_mt, slots, base_pfn, pfn, order, unlist, f
             if buddy_mt != migratetype and (migratetype >= _MIGRATE_PCPTYPES
                                             or buddy_mt >= _MIGRATE_PCPTYPES):
                 break
-        unlist(pages, slots, base_pfn, buddy_pfn, order, buddy_mt, *free_lists)
+        unlist(pages, slots, base_pfn, buddy_pfn, order, buddy_mt, list_base, lists, counts)
         if buddy_mt != migratetype:
             set_pageblock_types(pageblock_mt, slots, base_pfn, buddy_pfn,
                                 buddy_pfn + (1 << order), migratetype)
@@ -139,7 +142,7 @@ def free_one_page(pages, pageblock_mt, slots, base_pfn, pfn, order, list_base, l
     It goes to the list of its pageblock's migratetype, at the tail (``FPI_TO_TAIL``).
     """
     pfn, order, migratetype = merge_free_block(pages, pageblock_mt, slots, base_pfn, pfn,
-                                               order, _del_from_list, (list_base, lists))
+                                               order, _del_from_list, list_base, lists, lists)
     set_buddy(pages, descriptor_index(slots, base_pfn, pfn), order)
     _add_to_tail(pages, slots, base_pfn, pfn, order, migratetype, list_base, lists)
 
