@@ -37,7 +37,8 @@ from fastinit.arrays import fileformat as fmt
 from fastinit.arrays.memmapfile import create_memmap
 from fastinit.arrays.touch import advise, first_touch
 from fastinit.engine.memory import available_memory
-from fastinit.engine.validate import check_bool, check_callable, check_int, check_threads
+from fastinit.engine.validate import (check_bool, check_callable, check_int, check_threads,
+                                      check_type)
 from fastinit.layout import HPAGE_PMD_SIZE
 
 # Leave a tenth of the free memory to everything else, as page memmaps do.
@@ -263,8 +264,7 @@ def empty(shape, dtype=float, *, path=None, force: bool = False,
     shape += tuple(extra)
     threads = check_threads(threads)
     check_callable(progress, "progress", "progress(done, total)", optional=True)
-    if path is not None and not isinstance(path, (str, os.PathLike)):
-        raise TypeError(f"path must be a str or os.PathLike, got {path!r}")
+    check_type(path, (str, os.PathLike), "path", "a str or os.PathLike", optional=True)
     for name, flag in (("force", force), ("replace_any_file", replace_any_file),
                        ("huge_pages", huge_pages)):
         check_bool(flag, name)

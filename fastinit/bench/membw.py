@@ -16,7 +16,7 @@ import time
 
 import numpy as np
 
-from fastinit.engine.validate import check_int
+from fastinit.engine.validate import check_int, check_type
 from fastinit.layout import PAGE_SIZE, align_up
 
 _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
@@ -37,8 +37,7 @@ def memset_seconds(buffer: np.ndarray, threads: int, byte: int = FILL_BYTE) -> f
     threads : int
         Concurrent calls, each over an equal, 4 KiB-aligned share.
     """
-    if not isinstance(buffer, np.ndarray):
-        raise TypeError(f"buffer must be a NumPy array, got {type(buffer).__name__}")
+    check_type(buffer, np.ndarray, "buffer", "a NumPy array")
     if not buffer.flags.c_contiguous:
         raise ValueError("buffer must be C-contiguous: memset fills one run of bytes")
     threads = check_int(threads, "threads", minimum=1, fix="memset runs on 1 thread or more")

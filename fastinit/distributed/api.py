@@ -6,7 +6,7 @@ import os
 import time
 from collections.abc import Callable
 
-from fastinit.engine.validate import check_callable, check_int
+from fastinit.engine.validate import check_callable, check_int, check_type
 from fastinit.machine.topology import Topology
 from fastinit.mm.deferred import DEFAULT_KERNEL, check_kernel
 from fastinit.mm.hugetlb_plan import has_pools
@@ -81,8 +81,8 @@ def cluster_boot(topology: Topology, cluster, *, arch: str = DEFAULT_ARCH,
     check_callable(progress, "progress", "progress(pages)", optional=True)
     check_callable(chunk_hook, "chunk_hook", "chunk_hook(nid, start, end)", optional=True)
     retries = check_int(retries, "retries", minimum=0, fix="times to boot a node again")
-    if memmap_dir is not None and not isinstance(memmap_dir, (str, os.PathLike)):
-        raise TypeError(f"memmap_dir must be a directory path, got {memmap_dir!r}")
+    check_type(memmap_dir, (str, os.PathLike), "memmap_dir", "a directory path",
+               optional=True)
     plan = plan_boot(topology, arch, threads)  # bad input fails here, before any cluster
     if has_pools(plan):
         raise ValueError("HugeTLB boot pools (hugepages= on the kernel command line) are not "

@@ -19,7 +19,7 @@ from typing import Any
 from fastinit.engine.cpus import usable_cpus
 from fastinit.engine.interrupts import ctrl_c_held
 from fastinit.engine.jobstate import JobState, round_up
-from fastinit.engine.validate import check_callable, check_event, check_int
+from fastinit.engine.validate import check_callable, check_event, check_int, check_type
 from fastinit.engine.workpool import WorkerPool, shared_pool
 
 # About four chunks per thread, in case threads finish at different times.
@@ -211,9 +211,8 @@ def do_multithreaded(job: Job, *, progress: Callable[[int, int], Any] | None = N
         check_callable(progress, "progress", "progress(done, total)")
     if cancel is not None:
         check_event(cancel, "cancel")
-    if pool is not None and not isinstance(pool, WorkerPool):
-        raise TypeError(f"pool must be a fastinit.engine.workpool.WorkerPool or None, got "
-                        f"{type(pool).__name__}")
+    check_type(pool, WorkerPool, "pool", "a fastinit.engine.workpool.WorkerPool",
+               optional=True)
     if max_helpers is not None:
         max_helpers = check_int(max_helpers, "max_helpers", minimum=0,
                                 fix="use max_helpers=0 to run on the caller alone")

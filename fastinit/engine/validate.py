@@ -91,6 +91,31 @@ def check_callable(value: Any, name: str, signature: str, *, optional: bool = Fa
         raise TypeError(f"{name} must be callable as {signature}{allowed}, got {_shown(value)}")
 
 
+def check_type(value: Any, kinds: type | tuple[type, ...], name: str, expected: str, *,
+               optional: bool = False, fix: str = "") -> None:
+    """TypeError unless ``value`` is one of ``kinds`` (or None, when ``optional``).
+
+    Parameters
+    ----------
+    value : object
+    kinds : type or tuple of type
+        What ``isinstance`` accepts.
+    name : str
+        The argument as the caller knows it.
+    expected : str
+        What it must be, in words (``"a path"``, ``"a fastinit.Job"``).
+    optional : bool
+        Whether None is allowed.
+    fix : str
+        How to get a right one, if that is not obvious.
+    """
+    if (value is None and optional) or isinstance(value, kinds):
+        return
+    allowed = " or None" if optional else ""
+    suffix = f"; {fix}" if fix else ""
+    raise TypeError(f"{name} must be {expected}{allowed}, got {type(value).__name__}{suffix}")
+
+
 def check_bool(value: Any, name: str) -> None:
     """TypeError unless ``value`` is True or False (a NumPy bool too): a flag given as
     ``"yes"`` or 1 is a mistake to name, not a truth value to guess."""

@@ -17,6 +17,7 @@ line registered and before the 2 MiB size that ``hugetlb_init()`` adds last.
 
 from __future__ import annotations
 
+from fastinit.engine.validate import check_type
 from fastinit.layout import MAX_NUMNODES, PAGE_SHIFT
 from fastinit.machine.cmdline import KernelCmdline
 from fastinit.machine.hugetlb_sizes import (ORDER_1G, ORDER_2M, HugepageRequest, HugetlbParams,
@@ -223,9 +224,7 @@ def parse_hugetlb(cmdline: KernelCmdline, online_nodes, gbpages: bool = True) ->
     -------
     HugetlbParams
     """
-    if not isinstance(cmdline, KernelCmdline):
-        raise TypeError(f"cmdline must be a fastinit.machine.cmdline.KernelCmdline, got "
-                        f"{type(cmdline).__name__}")
+    check_type(cmdline, KernelCmdline, "cmdline", "a fastinit.machine.cmdline.KernelCmdline")
     parser = _Parser(frozenset(int(n) for n in online_nodes), bool(gbpages))
     for name, value in cmdline.params:
         key = name.replace("-", "_")

@@ -25,6 +25,7 @@ import re
 from fractions import Fraction
 
 from fastinit.engine.cpus import usable_cpus
+from fastinit.engine.validate import check_type
 from fastinit.layout import MAX_DMA32_PFN, MAX_NUMNODES, MAX_PFN, NR_CPUS, PAGE_SHIFT
 from fastinit.machine import e820
 from fastinit.machine.assemble import Firmware, assemble
@@ -165,9 +166,7 @@ def layout(node_sizes: list[tuple[int, int]], pci_hole: int = 1 << 30,
     reserved = tuple(r for lo, hi in _BOOT_RESERVED for r in intersect(memory, lo, hi))
     if cmdline is None:
         return Topology(tuple(nodes), reserved=reserved, source=source)
-    if not isinstance(cmdline, str):
-        raise TypeError(f"cmdline must be the text of a kernel command line, "
-                        f"got {type(cmdline).__name__}")
+    check_type(cmdline, str, "cmdline", "the text of a kernel command line")
     return assemble(_firmware(nodes, list(reserved)),
                     parse_cmdline(cmdline, sum(size for size, _ in node_sizes)),
                     f"{source} cmdline {cmdline.strip()[:100]!r}", [])

@@ -17,7 +17,7 @@ import numpy as np
 from fastinit.mm.plan import DEFAULT_ARCH, BootPlan, plan_boot
 from fastinit.mm.buddy import ZoneFreeArea
 from fastinit.engine.cpus import usable_cpus
-from fastinit.engine.validate import check_bool, check_callable, check_event
+from fastinit.engine.validate import check_bool, check_callable, check_event, check_type
 from fastinit.mm.deferred import DEFAULT_KERNEL, NodeResult, check_kernel, deferred_init
 from fastinit.mm import memmap_file as memmap_files
 from fastinit.mm.early import early_init
@@ -168,17 +168,13 @@ def prepare(topology: Topology, *, arch: str = DEFAULT_ARCH, threads: int | None
 def _check_machine_arguments(topology, memmap_file, force, memmap, replace_any_file) -> None:
     """Refuse arguments of the wrong kind here (TypeError), not as a traceback from deep
     inside."""
-    if not isinstance(topology, Topology):
-        raise TypeError(f"topology must be a fastinit.machine.topology.Topology, got "
-                        f"{type(topology).__name__}; make one with fastinit.machine.spec.parse_spec, "
-                        f"fastinit.machine.bootlog.read_bootlog or fastinit.machine.host.this_machine")
-    if memmap_file is not None and not isinstance(memmap_file, (str, os.PathLike)):
-        raise TypeError(f"memmap_file must be a path, got {memmap_file!r}")
+    check_type(topology, Topology, "topology", "a fastinit.machine.topology.Topology",
+               fix="make one with fastinit.machine.spec.parse_spec, "
+                   "fastinit.machine.bootlog.read_bootlog or fastinit.machine.host.this_machine")
+    check_type(memmap_file, (str, os.PathLike), "memmap_file", "a path", optional=True)
     check_bool(force, "force")
     check_bool(replace_any_file, "replace_any_file")
-    if memmap is not None and not isinstance(memmap, Memmap):
-        raise TypeError(f"memmap must be a fastinit.mm.memmap.Memmap, got "
-                        f"{type(memmap).__name__}")
+    check_type(memmap, Memmap, "memmap", "a fastinit.mm.memmap.Memmap", optional=True)
 
 
 def _check_callbacks(progress, cancel, chunk_hook, touch_progress) -> None:
