@@ -36,7 +36,7 @@ from fastinit.bench.membw import memset_limit
 BLOCK = 1 << 24  # records per NumPy block
 
 
-# --- the layouts: a dtype, a record function, a prange peer, a NumPy peer --------------
+# --- the layouts: a dtype, a record function, a NumPy peer (prange peers: made below) --
 
 D8 = np.dtype([("id", "<u4"), ("w", "<f4")])
 
@@ -44,14 +44,6 @@ D8 = np.dtype([("id", "<u4"), ("w", "<f4")])
 @numba.njit
 def r8(i):
     return i, i * 0.5
-
-
-@numba.njit(parallel=True, nogil=True)
-def prange8(a):
-    for i in prange(a.shape[0]):
-        v = r8(i)
-        a[i]["id"] = v[0]
-        a[i]["w"] = v[1]
 
 
 def numpy8(a, idx):
@@ -64,15 +56,6 @@ D24 = np.dtype([("id", "<u8"), ("x", "<f8"), ("next", "<i8")])
 @numba.njit
 def r24(i):
     return i, i * 0.5, i + 1
-
-
-@numba.njit(parallel=True, nogil=True)
-def prange24(a):
-    for i in prange(a.shape[0]):
-        v = r24(i)
-        a[i]["id"] = v[0]
-        a[i]["x"] = v[1]
-        a[i]["next"] = v[2]
 
 
 def numpy24(a, idx):
@@ -93,22 +76,6 @@ def r64(i):
     return 0x3FF0000000000000, lru, lru, 0, 0, 0, -1, 1, 0
 
 
-@numba.njit(parallel=True, nogil=True)
-def prange64(a):
-    for i in prange(a.shape[0]):
-        v = r64(i)
-        r = a[i]
-        r["flags"] = v[0]
-        r["next"] = v[1]
-        r["prev"] = v[2]
-        r["mapping"] = v[3]
-        r["index"] = v[4]
-        r["private"] = v[5]
-        r["mapcount"] = v[6]
-        r["refcount"] = v[7]
-        r["memcg"] = v[8]
-
-
 def numpy64(a, idx):
     lru = BASE + idx.astype(np.uint64) * LINE
     a["flags"], a["next"], a["prev"] = 0x3FF0000000000000, lru, lru
@@ -126,20 +93,6 @@ def r128(i):
             (i - 1, i + 1, i - 2, i + 2, -1, -1, -1, -1))
 
 
-@numba.njit(parallel=True, nogil=True)
-def prange128(a):
-    for i in prange(a.shape[0]):
-        v = r128(i)
-        r = a[i]
-        r["id"] = v[0]
-        for k in range(3):
-            r["pos"][k] = v[1][k]
-            r["vel"][k] = v[2][k]
-        r["mass"] = v[3]
-        for k in range(8):
-            r["nbr"][k] = v[4][k]
-
-
 def numpy128(a, idx):
     a["id"] = idx
     a["pos"] = np.stack([idx * 0.5, np.full(len(idx), 1.0), np.full(len(idx), 2.0)], axis=1)
@@ -148,8 +101,33 @@ def numpy128(a, idx):
                         axis=1)
 
 
-LAYOUTS = {8: (D8, r8, prange8, numpy8), 24: (D24, r24, prange24, numpy24),
-           64: (D64, r64, prange64, numpy64), 128: (D128, r128, prange128, numpy128)}
+def prange_peer(dtype, record):
+    """The numba.prange kernel a Numba user writes by hand for ``dtype``: one plain store
+    a field (a loop over a subarray field), from ``record(i)``'s tuple in field order.
+
+    Written out as source and compiled, since a record's field name must be a constant
+    in nopython mode; check_peers_agree checks that it writes fill's bytes."""
+    stores = []
+    for k, name in enumerate(dtype.names):
+        shape = dtype[name].shape
+        if shape:
+            stores.append(f"for j in range({shape[0]}):\n"
+                          f"            r[{name!r}][j] = v[{k}][j]")
+        else:
+            stores.append(f"r[{name!r}] = v[{k}]")
+    source = ("def peer(a):\n"
+              "    for i in prange(a.shape[0]):\n"
+              "        v = record(i)\n"
+              "        r = a[i]\n" + "".join(f"        {store}\n" for store in stores))
+    namespace = {"prange": prange, "record": record}
+    exec(compile(source, f"<prange peer of {dtype}>", "exec"), namespace)
+    return numba.njit(parallel=True, nogil=True)(namespace["peer"])
+
+
+LAYOUTS = {size: (dtype, record, prange_peer(dtype, record), numpy_peer)
+           for size, dtype, record, numpy_peer in [(8, D8, r8, numpy8), (24, D24, r24, numpy24),
+                                                   (64, D64, r64, numpy64),
+                                                   (128, D128, r128, numpy128)]}
 assert all(dtype.itemsize == size for size, (dtype, *_) in LAYOUTS.items())
 
 

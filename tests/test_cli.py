@@ -8,15 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from fastinit.cli import main
+from cli_run import run
 
 LOG = Path(__file__).parent / "data" / "dmesg" / "hyperv-2node-3.15.txt"
-
-
-def run(capsys, *argv):
-    status = main(list(argv))
-    out, err = capsys.readouterr()
-    return status, out, err
 
 
 def test_kernel_choices_are_the_deferred_kernels():

@@ -14,6 +14,7 @@ from fastinit.machine.bootlog import parse_bootlog
 from fastinit.mm.deferred import deferred_init
 from fastinit.mm.run import boot, prepare
 from fastinit.mm.verify import verify
+from perf_scripts import perf_script
 from qemu_oracle.corpus import CORPUS, cases
 
 
@@ -50,19 +51,8 @@ def test_captured_boot_parallel_deferred_init_equals_serial(path):
     assert zones == ours[2]
 
 
-def _campaign():
-    """perf/oracle_campaign.py, a script, imported by path."""
-    import importlib.util
-    from pathlib import Path
-    path = Path(__file__).resolve().parents[1] / "perf" / "oracle_campaign.py"
-    spec = importlib.util.spec_from_file_location("oracle_campaign", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_the_oracle_campaign_boots_and_verifies_what_it_compares():
-    campaign = _campaign()
+    campaign = perf_script("oracle_campaign")
     case = qo.load_case(CORPUS / "seed-109")
     console = qo.read_report(case.serial).console
     assert campaign.boot_and_verify(console) == {"verify": "ok", "verify_problems": []}

@@ -13,9 +13,16 @@ from fastinit.mm.plan import plan_boot
 S = PAGES_PER_SECTION
 
 
+def planned(spec):
+    """``(plan, memmap, backing)`` for ``spec``: its boot plan, a zeroed in-memory Memmap of
+    its sections and vmemmap_backing(plan) (int64, shape (nr_sections,))."""
+    plan = plan_boot(parse_spec(spec))
+    memmap = Memmap(plan.sections, bytearray(memmap_bytes(len(plan.sections))), "test")
+    return plan, memmap, hvo.vmemmap_backing(plan)
+
+
 def test_each_section_of_a_node_has_the_next_2m_of_its_memmap():
-    plan = plan_boot(parse_spec("2x1G,cpus=1"))
-    backing = hvo.vmemmap_backing(plan)
+    plan, _, backing = planned("2x1G,cpus=1")
     # Node 0's 8 sections, then node 1's: each node's block, 512 pages a section.
     first = plan.nodes[0].memmap[0][0]
     second = plan.nodes[1].memmap[0][0]
@@ -24,18 +31,14 @@ def test_each_section_of_a_node_has_the_next_2m_of_its_memmap():
 
 
 def test_a_2m_page_frees_the_7_pages_after_its_first_vmemmap_page():
-    plan = plan_boot(parse_spec("1x1G"))
-    memmap = Memmap(plan.sections, bytearray(memmap_bytes(len(plan.sections))), "test")
-    backing = hvo.vmemmap_backing(plan)
+    _, memmap, backing = planned("1x1G")
     pfn = 3 * S + 1024  # in section 3, the third 2 MiB page
     base = int(backing[3]) + 1024 * 64 // 4096
     assert hvo.freed_vmemmap(backing, memmap.index(pfn), 9) == [(base + 1, base + 8)]
 
 
 def test_a_1g_page_frees_all_but_one_page_of_its_eight_sections_maps():
-    plan = plan_boot(parse_spec("1x2G"))
-    memmap = Memmap(plan.sections, bytearray(memmap_bytes(len(plan.sections))), "test")
-    backing = hvo.vmemmap_backing(plan)
+    _, memmap, backing = planned("1x2G")
     freed = hvo.freed_vmemmap(backing, memmap.index(8 * S), 18)
     assert sum(e - s for s, e in freed) == 4095
     assert freed[0][0] == int(backing[8]) + 1

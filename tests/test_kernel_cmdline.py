@@ -8,7 +8,7 @@ from pathlib import Path
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fastinit.cli import main
+from cli_run import run
 from fastinit.machine.bootlog import parse_bootlog
 from fastinit.machine.spec import parse_spec
 
@@ -111,12 +111,6 @@ def test_spec_command_line_cutting_all_memory_is_a_clear_error():
     import pytest
     with pytest.raises(ValueError, match="no usable RAM"):
         parse_spec("1x4G,cpus=1", cmdline="memmap=exactmap")
-
-
-def run(capsys, *argv):
-    status = main(list(argv))
-    out, err = capsys.readouterr()
-    return status, out, err
 
 
 def test_topology_check_exits_1_on_a_mismatch_and_0_when_all_agree(capsys, tmp_path):

@@ -170,32 +170,30 @@ def test_chunk_size_matches_linux_worked_example():
     assert plan_chunk_size(job, 52) == 491520
 
 
-@pytest.mark.parametrize("field, value, words", [
-    ("align", 0, "Job.align must be >= 1"),
-    ("min_chunk", -1, "Job.min_chunk must be >= 0"),
-    ("max_threads", 0, "Job.max_threads must be >= 1"),
-    ("start", -5, "Job.start must be >= 0"),
-    ("size", -1, "Job.size must be >= 0"),
+@pytest.mark.parametrize("error, field, value, words", [
+    pytest.param(ValueError, "align", 0, "Job.align must be >= 1", id="align-zero"),
+    pytest.param(ValueError, "min_chunk", -1, "Job.min_chunk must be >= 0",
+                 id="min_chunk-negative"),
+    pytest.param(ValueError, "max_threads", 0, "Job.max_threads must be >= 1",
+                 id="max_threads-zero"),
+    pytest.param(ValueError, "start", -5, "Job.start must be >= 0", id="start-negative"),
+    pytest.param(ValueError, "size", -1, "Job.size must be >= 0", id="size-negative"),
+    pytest.param(TypeError, "size", 2.5, "Job.size must be an integer, got 2.5",
+                 id="size-float"),
+    pytest.param(TypeError, "size", 4.0, "Job.size must be an integer, got 4.0",
+                 id="size-integral-float"),
+    pytest.param(TypeError, "align", True, "Job.align must be an integer, got True",
+                 id="align-bool"),
+    pytest.param(TypeError, "start", "0", "Job.start must be an integer, got '0'",
+                 id="start-str"),
+    pytest.param(TypeError, "max_threads", 2.0, "Job.max_threads must be an integer",
+                 id="max_threads-float"),
 ])
-def test_bad_value_is_a_value_error_naming_field_and_fix(field, value, words):
+def test_wrong_value_is_a_value_error_wrong_type_a_type_error_naming_field_and_fix(
+        error, field, value, words):
     params = dict(start=0, size=10)
     params[field] = value
-    with pytest.raises(ValueError, match=words) as info:
-        Job(print, **params)
-    assert "; " in str(info.value)
-
-
-@pytest.mark.parametrize("field, value, words", [
-    ("size", 2.5, "Job.size must be an integer, got 2.5"),
-    ("size", 4.0, "Job.size must be an integer, got 4.0"),
-    ("align", True, "Job.align must be an integer, got True"),
-    ("start", "0", "Job.start must be an integer, got '0'"),
-    ("max_threads", 2.0, "Job.max_threads must be an integer"),
-])
-def test_wrong_type_is_a_type_error_naming_field_and_fix(field, value, words):
-    params = dict(start=0, size=10)
-    params[field] = value
-    with pytest.raises(TypeError, match=words) as info:
+    with pytest.raises(error, match=words) as info:
         Job(print, **params)
     assert "; " in str(info.value)
 

@@ -36,6 +36,7 @@ from fastinit.mm.memmap import Memmap
 from fastinit.kernels._layout import free_list_address, page_links
 from fastinit.layout import PAGES_PER_SECTION
 from fastinit.machine.spec import parse_spec
+from perf_scripts import perf_script
 
 pytestmark = pytest.mark.perf
 
@@ -159,26 +160,8 @@ def test_scheduler_overhead_per_chunk_below_50us():
     assert best(per_chunk, 200) < 50e-6
 
 
-WARM_START = textwrap.dedent("""
-    import time
-    began = time.perf_counter()
-    import numpy as np
-    import fastinit
-    from fastinit.kernels.page_init import init_pages_range
-    from fastinit.kernels._layout import page_links
-    from fastinit.layout import PAGE_DTYPE
-    pages = np.empty(32768, PAGE_DTYPE)
-    init_pages_range(pages, np.zeros(1, np.int64), 0, 0, 1, np.uint64(page_links(0, 0)), False)
-    print(time.perf_counter() - began)
-""")
-
-
 def test_warm_start_to_first_initialized_page_under_a_second():
-    def start():
-        done = subprocess.run([sys.executable, "-c", WARM_START], capture_output=True,
-                              text=True, check=True)
-        return float(done.stdout.strip().splitlines()[-1])
-
+    start = perf_script("jit_startup").start  # what perf/jit_startup.py measures as warm
     start()  # fills the cache if this is the first run
     assert best(start, 3) < 1.0
 

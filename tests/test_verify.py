@@ -17,21 +17,11 @@ from fastinit.machine.spec import parse_spec
 from fastinit.mm.run import boot
 from fastinit.mm.verify import Check, buddy_decomposition, check_free_lists, verify
 from fastinit.report import verify_lines
+from restoring import restored, restoring
 
 KVM_LOG = "tests/data/dmesg/kvm-512m-syslog-3.13.txt"
 FUZZ = settings(max_examples=40, deadline=None,
                 suppress_health_check=[HealthCheck.function_scoped_fixture])
-
-
-def restorable(booted):
-    saved = booted.memmap.raw.copy()
-    zones = {k: (a.heads.copy(), a.nr_free.copy(), a.managed) for k, a in booted.zones.items()}
-
-    def restore():
-        booted.memmap.raw[:] = saved
-        for key, area in booted.zones.items():
-            area.heads[:], area.nr_free[:], area.managed = zones[key]
-    return restore
 
 
 @pytest.fixture(scope="module")
@@ -45,18 +35,8 @@ def logged():
     return boot(read_bootlog(KVM_LOG)[0])
 
 
-@pytest.fixture
-def result(booted):
-    restore = restorable(booted)
-    yield booted
-    restore()
-
-
-@pytest.fixture
-def log_result(logged):
-    restore = restorable(logged)
-    yield logged
-    restore()
+result = restoring("booted")
+log_result = restoring("logged")
 
 
 def test_clean_boot_verifies(result):
@@ -108,8 +88,7 @@ def tally(naive_pfns):
 @FUZZ
 @given(st.data())
 def test_random_byte_corruption_fails_and_is_counted_as_the_naive_checks_count(booted, data):
-    restore = restorable(booted)
-    try:
+    with restored(booted):
         raw = booted.memmap.raw
         offsets = data.draw(st.lists(st.integers(0, len(raw) - 1), min_size=1, max_size=3,
                                      unique=True))
@@ -120,22 +99,17 @@ def test_random_byte_corruption_fails_and_is_counted_as_the_naive_checks_count(b
         assert report.tallies["wrong_state"] == tally(naive.wrong_descriptors(booted))
         assert report.tallies["not_canonical"] == tally(naive.misplaced_heads(booted))
         assert report.tallies["migratetype_wrong"] == tally(naive.wrong_pageblocks(booted))
-    finally:
-        restore()
 
 
 @FUZZ
 @given(st.integers(0, 2**62), st.integers(0, 63), st.sampled_from([1, 2]))
 def test_one_flipped_bit_anywhere_fails_on_one_thread_and_two_alike(logged, offset, bit, threads):
-    restore = restorable(logged)
-    try:
+    with restored(logged):
         raw = logged.memmap.raw
         raw[offset % len(raw)] ^= 1 << (bit % 8)
         one, two = verify(logged, threads=1), verify(logged, threads=threads)
         assert not one.ok
         assert one.problems == two.problems and one.tallies == two.tallies
-    finally:
-        restore()
 
 
 @pytest.mark.parametrize("value", [MIGRATE_TYPES, 0x10, 0x7F, 0xFF])

@@ -18,6 +18,7 @@ from fastinit.machine.bootlog import parse_bootlog
 from fastinit.mm.run import boot
 from fastinit.mm.verify import verify
 from qemu_oracle.corpus import CORPUS
+from restoring import restoring
 
 # Node 1's first free block: order 8, in the pageblock node 0's deferred init turns MOVABLE.
 STALE = 0x17B00
@@ -35,14 +36,7 @@ def shared():
     return boot(parse_bootlog(qo.read_report(case.serial).console, "seed-109"))
 
 
-@pytest.fixture
-def result(shared):
-    saved = shared.memmap.raw.copy()
-    zones = {k: (a.heads.copy(), a.nr_free.copy(), a.managed) for k, a in shared.zones.items()}
-    yield shared
-    shared.memmap.raw[:] = saved
-    for key, area in shared.zones.items():
-        area.heads[:], area.nr_free[:], area.managed = zones[key]
+result = restoring("shared")
 
 
 def move_to_list(result, nid, zid, pfn, order, old, new):
@@ -80,18 +74,18 @@ def test_the_case_holds_the_kernel_state_and_verifies(shared):
     assert report.ok, report.problems
 
 
-def test_an_early_freed_block_on_the_movable_list_of_a_late_pageblock_is_caught(result):
-    move_to_list(result, 1, 1, STALE, 8, MIGRATE_UNMOVABLE, MIGRATE_MOVABLE)
+@pytest.mark.parametrize("pfn, order, old, new, list_name", [
+    pytest.param(STALE, 8, MIGRATE_UNMOVABLE, MIGRATE_MOVABLE, "list 1 (Movable)",
+                 id="early-freed-block-on-movable-list-of-late-pageblock"),
+    pytest.param(PLAIN, 10, MIGRATE_MOVABLE, MIGRATE_UNMOVABLE, "list 0 (Unmovable)",
+                 id="block-on-unmovable-list-of-pageblock-early-init-marked"),
+])
+def test_a_block_moved_to_the_other_migratetype_list_is_caught(result, pfn, order, old, new,
+                                                               list_name):
+    move_to_list(result, 1, 1, pfn, order, old, new)
     problems = verify(result).checks[1].problems
-    assert problems == [f"node 1 zone DMA32 order 8 list 1 (Movable): pfn {STALE:#x} sits "
+    assert problems == [f"node 1 zone DMA32 order {order} {list_name}: pfn {pfn:#x} sits "
                         f"on the wrong migratetype"]
-
-
-def test_a_block_on_the_unmovable_list_of_a_pageblock_early_init_marked_is_caught(result):
-    move_to_list(result, 1, 1, PLAIN, 10, MIGRATE_MOVABLE, MIGRATE_UNMOVABLE)
-    problems = verify(result).checks[1].problems
-    assert problems == [f"node 1 zone DMA32 order 10 list 0 (Unmovable): pfn {PLAIN:#x} "
-                        f"sits on the wrong migratetype"]
 
 
 def test_a_changed_neighbour_free_block_in_the_jobs_section_is_caught_but_not_as_reference(
