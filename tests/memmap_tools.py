@@ -1,7 +1,8 @@
 """Forge memmap files the way an attacker with a hex editor would: change the metadata or
 the data, then recompute every checksum so the file passes the header checks and the
-checks behind them are what is tested; and list what a directory holds, to see that no
-temporary file was left. For tests and the fuzz campaign only."""
+checks behind them are what is tested (or change bytes and leave the checksums, for the
+header checks themselves); and list what a directory holds, to see that no temporary file
+was left. For tests and the fuzz campaign only."""
 
 from __future__ import annotations
 
@@ -43,6 +44,14 @@ def reseal(path, meta=None, data=None, state=None) -> None:
     header = fmt.pack_header(old_state if state is None else state, meta, checksum)
     padding = bytes(fmt.data_offset(len(meta)) - fmt.HEADER_BYTES - len(meta))
     Path(path).write_bytes(header + meta + padding + data)
+
+
+def rewrite(path, offset: int, data: bytes) -> None:
+    """Overwrite the bytes of ``path`` at ``offset`` (from the file's start) with ``data``,
+    checksums left as they were."""
+    with open(path, "r+b") as file:
+        file.seek(offset)
+        file.write(data)
 
 
 def mutate_data(path, offset: int, new: bytes) -> None:

@@ -19,7 +19,8 @@ from fastinit.mm.memmap_file import (DamagedMemmapError, IncompleteMemmapError,
                                      MemmapFileError, open_file, topology_fingerprint)
 from fastinit.mm.run import boot, load
 from fastinit.mm.verify import verify
-from memmap_tools import listing, mutate_data, reseal
+from fixtures import file_made_by
+from memmap_tools import listing, mutate_data, reseal, rewrite
 
 SPEC = "2x1G,cpus=2"
 
@@ -28,13 +29,7 @@ def boot_into(path, spec=SPEC, **options):
     return boot(parse_spec(spec), threads=2, memmap_file=str(path), **options)
 
 
-
-@pytest.fixture
-def booted_file(tmp_path):
-    """``tmp_path/m.bin``, the memmap file a boot of SPEC left."""
-    path = tmp_path / "m.bin"
-    boot_into(path)
-    return path
+booted_file = file_made_by(boot_into, "m.bin")  # the memmap file a boot of SPEC left
 
 
 def test_a_finished_boot_leaves_a_complete_file_that_verifies(tmp_path):
@@ -101,12 +96,6 @@ def test_a_file_that_is_not_a_memmap_is_refused(tmp_path):
     (tmp_path / "empty").write_bytes(b"")
     with pytest.raises(MemmapFileError, match="not a fastinit memmap file"):
         load(str(tmp_path / "empty"))
-
-
-def rewrite(path, offset, data):
-    with open(path, "r+b") as file:
-        file.seek(offset)
-        file.write(data)
 
 
 def test_format_version_1_files_are_refused_naming_both_versions(booted_file):

@@ -16,7 +16,8 @@ import fastinit
 from fastinit.arrays import (DamagedMemmapError, IncompleteMemmapError, MemmapBusyError,
                              MemmapFile, MemmapFileError, create_memmap, open_memmap)
 from fastinit.arrays import fileformat as fmt
-from memmap_tools import listing
+from fixtures import file_made_by
+from memmap_tools import listing, rewrite
 
 RECORD = np.dtype([("id", "<i8"), ("xyz", "<f4", (3,)), ("tag", "S4")])
 
@@ -27,13 +28,7 @@ def write(path, dtype=RECORD, shape=(100,), metadata=None, **options):
     return handle
 
 
-
-@pytest.fixture
-def old_file(tmp_path):
-    """``tmp_path/a.bin``, a complete file of 100 RECORDs, as `write` leaves it."""
-    path = tmp_path / "a.bin"
-    write(path)
-    return path
+old_file = file_made_by(write, "a.bin")  # a complete file of 100 RECORDs
 
 
 @pytest.mark.parametrize("dtype, shape", [
@@ -296,12 +291,6 @@ def test_update_in_place_says_initializing_until_complete(tmp_path):
     handle.fail()
     with pytest.raises(IncompleteMemmapError, match="state failed"):
         open_memmap(path)
-
-
-def rewrite(path, offset, data):
-    with open(path, "r+b") as file:
-        file.seek(offset)
-        file.write(data)
 
 
 def test_damaged_data_is_refused_with_the_checksum(tmp_path):

@@ -18,7 +18,7 @@ from fastinit.machine.bootlog import parse_bootlog
 from fastinit.mm.run import boot
 from fastinit.mm.verify import verify
 from qemu_oracle.corpus import CORPUS
-from restoring import restoring
+from fixtures import restoring
 
 # Node 1's first free block: order 8, in the pageblock node 0's deferred init turns MOVABLE.
 STALE = 0x17B00
@@ -39,28 +39,28 @@ def shared():
 result = restoring("shared")
 
 
+def set_link(result, nid, zid, order, migratetype, address, field, value):
+    """Set link ``field`` ("lru_next" or "lru_prev") of the list node at ``address``: the
+    head of free list ``(order, migratetype)`` or a free block's first descriptor."""
+    area, memmap = result.zones[(nid, zid)], result.memmap
+    if address == area.head_address(order, migratetype):
+        area.heads[order, migratetype, 0 if field == "lru_next" else 1] = value
+    else:
+        memmap.pages[field][memmap.index(lru_pfn(address))] = value
+
+
 def move_to_list(result, nid, zid, pfn, order, old, new):
     """Unlink the free block at ``pfn`` from list ``old`` and append it to list ``new``."""
-    area, memmap = result.zones[(nid, zid)], result.memmap
-    pages = memmap.pages
-    me = memmap.index(pfn)
+    area, pages = result.zones[(nid, zid)], result.memmap.pages
+    me = result.memmap.index(pfn)
     before, after = pages["lru_prev"][me], pages["lru_next"][me]
-    if before == area.head_address(order, old):
-        area.heads[order, old, 0] = after
-    else:
-        pages["lru_next"][memmap.index(lru_pfn(before))] = after
-    if after == area.head_address(order, old):
-        area.heads[order, old, 1] = before
-    else:
-        pages["lru_prev"][memmap.index(lru_pfn(after))] = before
+    set_link(result, nid, zid, order, old, before, "lru_next", after)
+    set_link(result, nid, zid, order, old, after, "lru_prev", before)
     area.nr_free[order, old] -= 1
     head, tail = area.head_address(order, new), area.heads[order, new, 1]
     pages["lru_prev"][me], pages["lru_next"][me] = tail, head
-    if tail == head:
-        area.heads[order, new, 0] = lru_address(pfn)
-    else:
-        pages["lru_next"][memmap.index(lru_pfn(tail))] = lru_address(pfn)
-    area.heads[order, new, 1] = lru_address(pfn)
+    set_link(result, nid, zid, order, new, tail, "lru_next", lru_address(pfn))
+    set_link(result, nid, zid, order, new, head, "lru_prev", lru_address(pfn))
     area.nr_free[order, new] += 1
 
 

@@ -1,5 +1,6 @@
-"""A boot result shared by a module's tests, put back after each test that changes it:
-booting once per module keeps the suite fast, restoring keeps the tests independent."""
+"""Fixtures made by factories, for test modules that need the same kind: a boot result a
+module shares, restored after each test (booting once per module keeps the suite fast,
+restoring keeps the tests independent), and a file a test starts from."""
 
 from contextlib import contextmanager
 
@@ -27,4 +28,15 @@ def restoring(name: str):
     def fixture(request):
         with restored(request.getfixturevalue(name)) as booted:
             yield booted
+    return fixture
+
+
+def file_made_by(make, name: str):
+    """A fixture: the path ``tmp_path / name`` (a pathlib.Path), after ``make(path)``
+    wrote the file there."""
+    @pytest.fixture
+    def fixture(tmp_path):
+        path = tmp_path / name
+        make(path)
+        return path
     return fixture
