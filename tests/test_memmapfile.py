@@ -29,6 +29,7 @@ def write(path, dtype=RECORD, shape=(100,), metadata=None, **options):
 
 
 old_file = file_made_by(write, "a.bin")  # a complete file of 100 RECORDs
+int64_file = file_made_by(lambda path: write(path, np.int64, 10000), "a.bin")  # 80,000 B data
 
 
 @pytest.mark.parametrize("dtype, shape", [
@@ -293,13 +294,11 @@ def test_update_in_place_says_initializing_until_complete(tmp_path):
         open_memmap(path)
 
 
-def test_damaged_data_is_refused_with_the_checksum(tmp_path):
-    path = tmp_path / "a.bin"
-    write(path, np.int64, 1000)
-    rewrite(path, os.path.getsize(path) - 3, b"\xff")
-    with pytest.raises(DamagedMemmapError, match=f"{path} is damaged: its data no longer "
-                                                 f"matches the checksum"):
-        open_memmap(path)
+def test_damaged_data_is_refused_with_the_checksum(int64_file):
+    rewrite(int64_file, os.path.getsize(int64_file) - 3, b"\xff")
+    with pytest.raises(DamagedMemmapError, match=f"{int64_file} is damaged: its data no "
+                                                 f"longer matches the checksum"):
+        open_memmap(int64_file)
 
 
 @pytest.mark.parametrize("offset, data, message", [
@@ -315,17 +314,15 @@ def test_damaged_or_foreign_headers_are_refused(old_file, offset, data, message)
         open_memmap(old_file)
 
 
-def test_truncated_or_extended_files_are_refused(tmp_path):
-    path = tmp_path / "a.bin"
-    write(path, np.int64, 10000)
-    size = path.stat().st_size
-    os.truncate(path, size + 1)
+def test_truncated_or_extended_files_are_refused(int64_file):
+    size = int64_file.stat().st_size
+    os.truncate(int64_file, size + 1)
     with pytest.raises(MemmapFileError, match="longer than its header says"):
-        open_memmap(path)
+        open_memmap(int64_file)
     for cut in (size - 1, 4200, 100, 0):
-        os.truncate(path, cut)
+        os.truncate(int64_file, cut)
         with pytest.raises(MemmapFileError, match="truncated|not a fastinit memmap"):
-            open_memmap(path)
+            open_memmap(int64_file)
 
 
 def reseal(path, change):
