@@ -64,6 +64,12 @@ def move_to_list(result, nid, zid, pfn, order, old, new):
     area.nr_free[order, new] += 1
 
 
+def verify_after(result, field, pfn, value):
+    """verify's report once descriptor ``field`` of ``pfn`` is ``value``."""
+    result.memmap.pages[field][result.memmap.index(pfn)] = value
+    return verify(result)
+
+
 def test_the_case_holds_the_kernel_state_and_verifies(shared):
     memmap = shared.memmap
     stale = memmap.index(STALE)
@@ -90,16 +96,14 @@ def test_a_block_moved_to_the_other_migratetype_list_is_caught(result, pfn, orde
 
 def test_a_changed_neighbour_free_block_in_the_jobs_section_is_caught_but_not_as_reference(
         result):
-    result.memmap.pages["private"][result.memmap.index(STALE)] = 7
-    report = verify(result)
+    report = verify_after(result, "private", STALE, 7)
     assert report.checks[0].ok
     assert not report.checks[1].ok and not report.checks[2].ok
 
 
 def test_a_changed_deferred_free_page_in_the_shared_section_differs_from_the_reference(
         result):
-    result.memmap.pages["index"][result.memmap.index(NODE0_FREE)] = 1
-    report = verify(result)
+    report = verify_after(result, "index", NODE0_FREE, 1)
     assert report.tallies["reference_differs"] == (1, NODE0_FREE)
     assert report.tallies["wrong_state"] == (1, NODE0_FREE)
 
