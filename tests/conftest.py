@@ -1,0 +1,12 @@
+"""What every test needs from the process it runs in."""
+
+import signal
+
+
+def pytest_configure(config):
+    # A test run started in the background of a script (`cmd &`, nohup) inherits SIGINT
+    # ignored, and so would every fastinit the tests start: the Ctrl-C tests need it
+    # delivered as at a terminal. A handler (unlike SIG_IGN) is reset to the default in
+    # child processes, where Python installs its own.
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
