@@ -66,6 +66,8 @@ def topology_json(topology: Topology) -> dict:
             **({"hugepages": hugetlb_report.sysfs_counts(pools, None, node.nid)}
                if pools is not None else {}),
         } for node in topology.nodes],
+        **({"hugepages_upper_bounds": hugetlb_report.upper_bounds(pools)}
+           if pools is not None else {}),
     }
 
 

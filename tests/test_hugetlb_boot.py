@@ -52,6 +52,22 @@ def test_boot_prints_the_kernels_lines_and_counts_in_the_node_table(capsys):
     assert header.split()[-2:] == ["2048kB", "1048576kB"]
 
 
+def test_a_node_out_of_room_is_named_as_an_upper_bound_in_the_report_and_json(capsys):
+    argv = ["boot", "--spec", "1x512M+1x4G", "--cmdline", "hugepagesz=2M hugepages=0:400,1:3",
+            "--no-progress"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "fastinit: node 0's 2.00 MiB count is an upper bound: it ran out of room" in out
+    assert "node 1's" not in out
+    assert main(argv + ["--json"]) == 0
+    document = json.loads(capsys.readouterr().out)
+    assert document["hugetlb"]["upper_bounds"] == [{"nid": 0, "size": "2048kB"}]
+    assert main(["topology", "--spec", "1x512M+1x4G", "--cmdline",
+                 "hugepagesz=2M hugepages=0:400,1:3", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["hugepages_upper_bounds"] == [
+        {"nid": 0, "size": "2048kB"}]
+
+
 def test_a_boot_without_hugetlb_options_prints_no_hugetlb_lines(capsys):
     assert main(["boot", "--spec", "1x2G", "--no-progress", "--json"]) == 0
     document = json.loads(capsys.readouterr().out)

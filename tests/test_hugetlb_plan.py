@@ -111,6 +111,8 @@ def test_2m_pages_spread_round_robin_and_a_small_node_gives_what_it_has():
     small = counts[0][9]
     assert small < 256 and small + counts[1][9] == 1000
     assert not plan.pools.buddy_messages
+    # All the small node had: the real kernel, having used some of it, gets fewer there.
+    assert plan.pools.limited == ((9, 0),)
 
 
 def test_2m_per_node_counts_that_do_not_fit_are_cut_with_the_kernels_message():
@@ -119,6 +121,14 @@ def test_2m_per_node_counts_that_do_not_fit_are_cut_with_the_kernels_message():
     assert got < 256 and plan.pools.counts()[1][9] == 3
     assert plan.pools.buddy_messages == (f"HugeTLB: allocating 400 of page size 2.00 MiB "
                                          f"failed node0.  Only allocated {got} hugepages.",)
+    assert plan.pools.limited == ((9, 0),)
+
+
+def test_counts_that_fit_are_exact_and_a_small_nodes_all_is_an_upper_bound():
+    fits = plan_boot(parse_spec("2x1G", cmdline="hugepagesz=2M hugepages=0:100,1:3"))
+    assert fits.pools.counts() == {0: {9: 100}, 1: {9: 3}} and fits.pools.limited == ()
+    small = plan_boot(parse_spec("1x8M+1x1G", cmdline="hugepagesz=2M hugepages=0:4"))
+    assert small.pools.counts() == {0: {9: 2}} and small.pools.limited == ((9, 0),)
 
 
 def test_a_section_two_nodes_share_goes_to_the_first_nodes_memmap():

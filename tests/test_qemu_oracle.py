@@ -102,6 +102,25 @@ def test_comparison_names_each_disagreeing_figure():
     assert not refused.ok and refused.error == "exit 2: error: bad"
 
 
+def _hugepage_report(counts):
+    """A kernel report of two nodes' 2 MiB pool counts, as the initramfs prints them."""
+    lines = "".join(f"/sys/devices/system/node/node{nid}/hugepages/hugepages-2048kB/"
+                    f"nr_hugepages {count}\n" for nid, count in counts.items())
+    return qo.read_report(f"@@HUGEPAGES-BEGIN@@\n{lines}@@HUGEPAGES-END@@\n")
+
+
+@pytest.mark.parametrize("kernel, within", [({0: 240, 1: 3}, True), ({0: 251, 1: 3}, True),
+                                            ({0: 252, 1: 3}, False), ({0: 240, 1: 4}, False)])
+def test_a_count_fastinit_flags_as_an_upper_bound_may_only_be_higher(kernel, within):
+    ours = {0: 251, 1: 3}
+    document = {"nodes": [{"nid": nid, "hugepages": {"2048kB": count}}
+                          for nid, count in ours.items()],
+                "hugepages_upper_bounds": [{"nid": 0, "size": "2048kB"}]}
+    comparison = qo.compare(_hugepage_report(kernel), FastinitResult(0, document, ""))
+    assert comparison.ok == (kernel == ours)
+    assert comparison.within_upper_bounds == within
+
+
 @pytest.fixture(scope="module")
 def qemu():
     tools = qo.find_tools()

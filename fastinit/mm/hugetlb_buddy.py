@@ -108,17 +108,24 @@ def deal(total: int, capacity: list[int]) -> list[int]:
 
 
 def plan_buddy_pools(params: HugetlbParams, rooms: list[ZoneRoom],
-                     memory_nodes: list[int]) -> tuple[dict, list[str]]:
-    """Per-zone page counts of every buddy-allocated size, and the kernel's lines.
+                     memory_nodes: list[int]) -> tuple[dict, list[str], list[tuple[int, int]]]:
+    """Per-zone page counts of every buddy-allocated size, the kernel's lines, and the
+    nodes that ran out of room.
 
     Returns
     -------
     buddy : dict
         ``(order, nid) -> ((zid, pages), ...)`` in serving order.
     messages : list of str
+    limited : list of (int, int)
+        ``(order, nid)`` where the count (not 0) is all the room the node had: an upper
+        bound (and the other nodes' counts of a spread request lower bounds), as the
+        kernel has spent some of that room on its own allocations before
+        ``hugetlb_init()`` (percpu chunks, system hash tables, the init task's slab and
+        vmalloc pages, interleaved over the nodes), which the model does not follow.
     """
     marks = zone_marks({(room.nid, room.zid): room.managed for room in rooms})
-    buddy, messages = {}, []
+    buddy, messages, limited = {}, [], []
     for request in params.hstates:
         if request.gigantic or not request.count:
             continue
@@ -138,8 +145,12 @@ def plan_buddy_pools(params: HugetlbParams, rooms: list[ZoneRoom],
             if sum(dealt) < request.count:
                 messages.append(allocation_failed(request, request.count, sum(dealt),
                                                   None))
+        # All the node had (none is none in the kernel too): the kernel, with less, gets
+        # fewer here, and in a spread request gives the others more.
+        limited += [(request.order, nid) for nid, pages in got.items()
+                    if 0 < pages == capacity.get(nid, 0)]
         for nid, pages in got.items():
             segments = take_from_zones(per_node.get(nid, []), pages)
             if segments:
                 buddy[(request.order, nid)] = tuple(segments)
-    return buddy, messages
+    return buddy, messages, limited

@@ -41,6 +41,9 @@ class PoolPlan:
         buddy-allocated size, in the order they give it.
     buddy_messages : tuple of str
         The kernel's lines while allocating them (at ``hugetlb_init()``).
+    limited : tuple of (int, int)
+        ``(order, nid)`` whose count is all the room the node had, so an upper bound of
+        the kernel's (see `fastinit.mm.hugetlb_buddy.plan_buddy_pools`).
     """
 
     params: HugetlbParams
@@ -48,6 +51,7 @@ class PoolPlan:
     gigantic_messages: tuple[tuple[int, str], ...] = ()
     buddy: dict = field(default_factory=dict)
     buddy_messages: tuple[str, ...] = ()
+    limited: tuple[tuple[int, int], ...] = ()
 
     def gigantic_ranges(self) -> list[Range]:
         return merge_ranges((pfn, pfn + (1 << order)) for pfn, order, _ in self.gigantic)

@@ -67,6 +67,20 @@ def _wanted(result) -> int:
     return sum(sizes for counts in plan.pools.counts().values() for sizes in counts.values())
 
 
+def upper_bound_lines(pool_plan) -> list[str]:
+    """fastinit's own warning for each node whose count is all the room it had."""
+    return [f"fastinit: node {nid}'s {size_text(order)} count is an upper bound: it ran "
+            f"out of room, and the real kernel has spent some of it on its own allocations "
+            f"before hugetlb_init() (percpu, hash tables, slab), which fastinit does not "
+            f"model" for order, nid in pool_plan.limited]
+
+
+def upper_bounds(pool_plan) -> list[dict]:
+    """``[{"nid", "size"}]``: the counts that are upper bounds (`upper_bound_lines`)."""
+    return [{"nid": nid, "size": f"{(1 << order) * PAGE_BYTES // 1024}kB"}
+            for order, nid in pool_plan.limited]
+
+
 def timing_lines(result) -> list[str]:
     """fastinit's own lines: each job's time and threads, and HVO's effect."""
     pools, lines = result.pools, []
@@ -99,7 +113,8 @@ def boot_section(result) -> list[str]:
     """Every HugeTLB line of a boot report (nothing if the boot was not asked for any)."""
     if result.plan.pools is None or not (wants_lines(result.plan) or result.pools):
         return []
-    return kernel_lines(result.plan, result.pools) + timing_lines(result)
+    return kernel_lines(result.plan, result.pools) + timing_lines(result) + \
+        upper_bound_lines(result.plan.pools)
 
 
 def boot_json(result) -> dict:
@@ -111,4 +126,4 @@ def boot_json(result) -> dict:
                       "chunk_size": report.chunk_size,
                       "ms": round(pools.seconds[name] * 1e3, 3)}
     return {"lines": kernel_lines(result.plan, pools), "jobs": jobs,
-            "hvo": hvo_summary(result)}
+            "hvo": hvo_summary(result), "upper_bounds": upper_bounds(result.plan.pools)}

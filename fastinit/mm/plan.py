@@ -255,7 +255,8 @@ def plan_boot(topology: Topology, arch: str = DEFAULT_ARCH,
                               tuple(merge_ranges(node_reserved)), tuple(memmaps[node.nid])))
     plan = BootPlan(topology, arch, tuple(nodes), sections)
     # 2 MiB pages: from the buddy allocator's state after deferred init.
-    buddy, buddy_messages = plan_buddy_pools(params, zone_rooms(plan),
-                                             [node.nid for node in topology.memory_nodes])
-    pools = PoolPlan(params, tuple(gigantic), tuple(messages), buddy, tuple(buddy_messages))
+    buddy, buddy_messages, limited = plan_buddy_pools(
+        params, zone_rooms(plan), [node.nid for node in topology.memory_nodes])
+    pools = PoolPlan(params, tuple(gigantic), tuple(messages), buddy, tuple(buddy_messages),
+                     tuple(limited))
     return BootPlan(topology, arch, tuple(nodes), sections, pools)
