@@ -32,6 +32,13 @@ def test_init_pages_equals_the_naive_reference():
     assert memmap.pages.tobytes() == expected.tobytes()
 
 
+def test_reserved_may_be_a_numpy_bool():
+    memmap, plain = fresh(), fresh()
+    init_pages(memmap, 0, S, nid=0, zid=1, reserved=np.bool_(True))
+    init_pages(plain, 0, S, nid=0, zid=1, reserved=True)
+    assert memmap.pages.tobytes() == plain.pages.tobytes()
+
+
 def test_free_pages_merges_into_the_canonical_buddy_blocks():
     memmap = fresh()
     init_pages(memmap, 5 * S, 6 * S, nid=1, zid=2)

@@ -119,7 +119,10 @@ def check_type(value: Any, kinds: type | tuple[type, ...], name: str, expected: 
 def check_bool(value: Any, name: str) -> None:
     """TypeError unless ``value`` is True or False (a NumPy bool too): a flag given as
     ``"yes"`` or 1 is a mistake to name, not a truth value to guess."""
-    if not isinstance(value, bool) and type(value).__name__ != "bool_":
+    kind = type(value)
+    # numpy.bool_ by name: the engine imports no NumPy (its class is "bool" since NumPy 2).
+    if kind is not bool and not (kind.__module__ == "numpy"
+                                 and kind.__name__ in ("bool", "bool_")):
         raise TypeError(f"{name} must be True or False, got {_shown(value)}")
 
 
