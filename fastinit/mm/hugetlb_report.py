@@ -35,8 +35,13 @@ def sysfs_counts(pool_plan, pools, nid: int) -> dict[str, int]:
     """A node's ``nr_hugepages`` per registered size, keyed like sysfs (``"2048kB"``):
     from the boot's pools, or the plan's (`fastinit.mm.hugetlb_plan.PoolPlan`)."""
     counts = (pools.counts() if pools is not None else pool_plan.counts()).get(nid, {})
-    return {f"{request.size_kb}kB": counts.get(request.order, 0)
+    return {sysfs_key(request): counts.get(request.order, 0)
             for request in sorted(pool_plan.params.hstates, key=lambda r: r.order)}
+
+
+def sysfs_key(request) -> str:
+    """How sysfs and the JSON name a huge page size: ``"2048kB"``."""
+    return f"{request.size_kb}kB"
 
 
 def wants_lines(plan) -> bool:
@@ -77,7 +82,8 @@ def upper_bound_lines(pool_plan) -> list[str]:
 
 def upper_bounds(pool_plan) -> list[dict]:
     """``[{"nid", "size"}]``: the counts that are upper bounds (`upper_bound_lines`)."""
-    return [{"nid": nid, "size": f"{(1 << order) * PAGE_BYTES // 1024}kB"}
+    requests = {request.order: request for request in pool_plan.params.hstates}
+    return [{"nid": nid, "size": sysfs_key(requests[order])}
             for order, nid in pool_plan.limited]
 
 
