@@ -187,7 +187,8 @@ def compare(report: KernelReport, result: FastinitResult) -> Comparison:
             ours = {size: count for size, count in
                     nodes.get(nid, {}).get("hugepages", {}).items() if count}
             if kernel or ours:
-                checks.append(Check(f"node {nid} nr_hugepages", kernel, ours))
+                counts = Check(f"node {nid} nr_hugepages", kernel, ours)
+                checks.append(counts)
                 bounded = {bound["size"] for bound in
                            document.get("hugepages_upper_bounds", []) if bound["nid"] == nid}
                 for size in sorted(bounded):
@@ -197,7 +198,7 @@ def compare(report: KernelReport, result: FastinitResult) -> Comparison:
                                         "yes" if kept else "no"))
                 if bounded and all(kernel.get(size, 0) == ours.get(size, 0)
                                    or size in bounded for size in set(kernel) | set(ours)):
-                    comparison.upper_bounded.append(checks[-1 - len(bounded)])
+                    comparison.upper_bounded.append(counts)
     elif any(count for sizes in report.hugepages.values() for count in sizes.values()):
         comparison.not_modelled.append("nr_hugepages (fastinit reports no huge pages)")
 
