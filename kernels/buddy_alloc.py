@@ -44,19 +44,15 @@ def _link(pages, slots, base_pfn, ends, head, prev, following):
 
 
 @kernel(types.void(PAGES, PFNS, types.int64, types.int64, types.int64, types.int64, HEADS,
-                   COUNTS, types.uint64, types.boolean))
-def zone_list_add(pages, slots, base_pfn, pfn, order, migratetype, heads, nr_free, list_base,
-                  to_tail):
-    """Put the free block at ``pfn`` on the zone's list (``add_to_free_list()`` or, with
-    ``to_tail``, ``add_to_free_list_tail()``) and mark it a buddy of ``order``."""
+                   COUNTS, types.uint64))
+def zone_list_add(pages, slots, base_pfn, pfn, order, migratetype, heads, nr_free, list_base):
+    """Put the free block at ``pfn`` at the head of the zone's list (``add_to_free_list()``)
+    and mark it a buddy of ``order``."""
     head = list_head(list_base, order, migratetype)
     ends = heads[order, migratetype]
     me = lru_address(pfn)
-    if to_tail:
-        prev, following = ends[1], head
-    else:
-        prev, following = head, ends[0]
-    _link(pages, slots, base_pfn, ends, head, prev, me)
+    following = ends[0]  # read before the first link rewrites it
+    _link(pages, slots, base_pfn, ends, head, head, me)
     _link(pages, slots, base_pfn, ends, head, me, following)
     set_buddy(pages, descriptor_index(slots, base_pfn, pfn), order)
     nr_free[order, migratetype] += 1
@@ -117,7 +113,7 @@ def take_blocks(pages, pageblock_mt, slots, base_pfn, heads, nr_free, list_base,
         while found > order:
             found -= 1
             zone_list_add(pages, slots, base_pfn, pfn + (1 << found), found, MIGRATE_MOVABLE,
-                          heads, nr_free, list_base, False)
+                          heads, nr_free, list_base)
         out[k] = pfn
     return count
 
@@ -151,5 +147,5 @@ def free_ranges_to_zone(pages, pageblock_mt, slots, base_pfn, heads, nr_free, li
                                                        page, 0, zone_list_del, list_base,
                                                        heads, nr_free)
             zone_list_add(pages, slots, base_pfn, pfn, order, migratetype, heads, nr_free,
-                          list_base, False)
+                          list_base)
     return range_pages(ranges)
