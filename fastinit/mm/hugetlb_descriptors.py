@@ -14,15 +14,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from fastinit.kernels._layout import lru_address, page_links
-from fastinit.kernels.compound import HPG_VMEMMAP_OPTIMIZED, PG_HEAD, TAIL_MAPPING
-from fastinit.layout import (LIST_POISON1, LIST_POISON2, MAPCOUNT_NONE, MAX_ORDER,
-                             PAGE_BUDDY_MAPCOUNT, PAGE_DTYPE, PG_RESERVED, VMEMMAP_START)
+from fastinit.kernels._layout import largest_order, lru_address, page_address, page_links
+from fastinit.kernels.compound import (HPG_VMEMMAP_OPTIMIZED, HUGETLB_PAGE_DTOR, PG_HEAD,
+                                       TAIL_MAPPING)
+from fastinit.layout import (DESCRIPTORS_PER_PAGE, LIST_POISON1, LIST_POISON2, MAPCOUNT_NONE,
+                             MAX_ORDER, PAGE_BUDDY_MAPCOUNT, PG_RESERVED)
 from fastinit.mm.hugetlb_plan import zone_of
-from fastinit.mm.hvo import DESCRIPTORS_PER_PAGE
-
-_STRIDE = PAGE_DTYPE.itemsize
-HUGETLB_PAGE_DTOR = 2
 
 
 def check_page(result, pfn: int, order: int, nid: int) -> list[str]:
@@ -33,7 +30,7 @@ def check_page(result, pfn: int, order: int, nid: int) -> list[str]:
     rows = memmap.pages[first:first + count]
     zid = zone_of(result.plan.topology, nid, pfn)
     links = np.uint64(page_links(nid, zid))
-    head_address = np.uint64(VMEMMAP_START + pfn * _STRIDE)
+    head_address = page_address(pfn)
     optimized = bool(int(rows[0]["private"]) & HPG_VMEMMAP_OPTIMIZED)
     wrong = []
     if int(rows[0]["flags"]) != int(links | np.uint64(PG_HEAD)):
@@ -148,9 +145,7 @@ def _heads(free: np.ndarray, lo: int, hi: int, pfns: np.ndarray) -> np.ndarray:
             break
         pfn, end = max(start, lo), min(end, hi)
         while pfn < end:
-            size = MAX_ORDER
-            while size and (pfn & ((1 << size) - 1) or pfn + (1 << size) > end):
-                size -= 1
+            size = largest_order(pfn, end)
             order[pfn - lo] = size
             pfn += 1 << size
     return order[pfns - lo]

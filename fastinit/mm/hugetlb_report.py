@@ -3,10 +3,9 @@ counts keyed like sysfs, job timings and what HVO did to the memmap."""
 
 from __future__ import annotations
 
+from fastinit.layout import DESCRIPTORS_PER_PAGE, PAGE_SIZE
 from fastinit.machine.hugetlb_sizes import size_text
-from fastinit.mm.hvo import DESCRIPTORS_PER_PAGE, resident_bytes
-
-PAGE_BYTES = 4096
+from fastinit.mm.hvo import resident_bytes
 
 
 def kernel_lines(plan, pools=None) -> list[str]:
@@ -25,7 +24,7 @@ def kernel_lines(plan, pools=None) -> list[str]:
         name = size_text(request.order)
         total = sum(sizes.get(request.order, 0) for sizes in counts.values())
         # hugetlb_vmemmap_optimizable_size(): all but one page of the descriptors.
-        freeable = ((1 << request.order) // DESCRIPTORS_PER_PAGE - 1) * PAGE_BYTES // 1024
+        freeable = ((1 << request.order) // DESCRIPTORS_PER_PAGE - 1) * PAGE_SIZE // 1024
         lines.append(f"HugeTLB: registered {name} page size, pre-allocated {total} pages")
         lines.append(f"HugeTLB: {freeable} KiB vmemmap can be freed for a {name} page")
     return lines
