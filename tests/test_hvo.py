@@ -60,6 +60,19 @@ def test_remapping_shows_the_kept_page_everywhere_and_releases_the_rest():
     remapper.close()
 
 
+def test_remapping_descriptors_past_the_memmap_is_refused_before_any_unmap():
+    memmap = Memmap.in_memory(np.arange(1, dtype=np.int64))
+    memmap.raw[:] = 7
+    remapper = hvo.Remapper(memmap, 2)
+    # Descriptors running past the section into the pageblock bytes, and before the memmap.
+    with pytest.raises(ValueError, match="not whole pages of this memmap"):
+        remapper.remap(PAGES_PER_SECTION - 256, 9)
+    with pytest.raises(ValueError, match="not whole pages of this memmap"):
+        remapper.remap(-512, 9)
+    assert remapper.mappings == 0 and int(memmap.raw[-1]) == 7
+    remapper.close()
+
+
 def test_remapping_a_memmap_file_is_refused(tmp_path):
     memmap = Memmap(np.arange(1, dtype=np.int64), bytearray(memmap_bytes(1)), "a file")
     with pytest.raises(ValueError, match="hugetlb_free_vmemmap=off"):

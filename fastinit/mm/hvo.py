@@ -112,11 +112,17 @@ class Remapper:
     def remap(self, head_index: int, order: int) -> None:
         """Keep the first page of the descriptors from ``head_index`` on and map the other
         ``2**order / 64 - 1`` pages onto it (the caller wrote that first page)."""
+        address = self.base + head_index * PAGE_DTYPE.itemsize
+        # munmap and MAP_FIXED replace whatever is mapped there: only ever our descriptors.
+        if head_index < 0 or address % PAGE_SIZE or \
+                (head_index + (1 << order)) * PAGE_DTYPE.itemsize > self.memmap.pages.nbytes:
+            raise ValueError(f"HVO cannot remap the descriptors of order {order} from index "
+                             f"{head_index}: they are not whole pages of this memmap's "
+                             f"{len(self.memmap.pages)} descriptors")
         with self.lock:
             slot = self.next_slot
             self.next_slot += 1
         offset = slot * PAGE_SIZE
-        address = self.base + head_index * PAGE_DTYPE.itemsize
         first = self.memmap.raw[head_index * PAGE_DTYPE.itemsize:][:PAGE_SIZE]
         os.pwrite(self.fd, first.tobytes(), offset)
         count = (1 << order) // DESCRIPTORS_PER_PAGE
