@@ -124,6 +124,17 @@ def test_hvo_releases_the_tail_pages_and_they_read_as_the_kept_one():
     assert np.array_equal(words[first + 64 * 8:first + 128 * 8], words[first:first + 64 * 8])
 
 
+def test_hvo_closes_its_memfd_once_the_pools_are_ready():
+    result = boot(small(" hugetlb_free_vmemmap=on"))
+    remapper = result.pools.remapper
+    assert remapper.remapped == 302 and remapper.fd == -1
+    # The mappings outlive the memfd: a 1 GiB page's last vmemmap page reads as its first.
+    pfn = int(result.pools.heads(18)[0])
+    first = result.memmap.index(pfn) * 8
+    words = result.memmap.words
+    assert np.array_equal(words[first + 4095 * 512:first + 4096 * 512], words[first:first + 512])
+
+
 def test_early_init_skips_the_tails_of_remapped_gigantic_pages():
     result = prepare(small(" hugetlb_free_vmemmap=on"))
     # Memory below the deferral point is initialized early, reserved or not (memmap_init).

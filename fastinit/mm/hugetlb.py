@@ -128,8 +128,19 @@ def hugetlb_init(result, decision: HvoDecision, threads: int | None = None) -> P
     -------
     PoolResult
     """
-    plan = result.plan
     state = PoolState(result, decision)
+    try:
+        _run_jobs(state, decision, threads)
+    finally:
+        # Every remapping is done: the mappings keep the memfd's pages, not its file descriptor.
+        if state.out.remapper is not None:
+            state.out.remapper.close()
+    return state.out
+
+
+def _run_jobs(state: PoolState, decision: HvoDecision, threads: int | None) -> None:
+    """The 2 MiB job of each buddy-allocated size, then the gigantic job."""
+    plan = state.plan
     pool = shared_pool()
     memory_nodes = len(plan.nodes)
     for request in plan.pools.params.hstates:
@@ -154,4 +165,3 @@ def hugetlb_init(result, decision: HvoDecision, threads: int | None = None) -> P
         began = time.perf_counter()
         state.out.jobs["gather"] = do_multithreaded(job)
         state.out.seconds["gather"] = time.perf_counter() - began
-    return state.out
