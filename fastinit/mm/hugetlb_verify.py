@@ -18,7 +18,6 @@ memory and managed pages are what the buddy allocator should hold now (`free_ran
 from __future__ import annotations
 
 import bisect
-import os
 from dataclasses import replace
 
 import numpy as np
@@ -31,7 +30,7 @@ from fastinit.machine.ranges import merge_ranges, subtract
 from fastinit.mm.expected import range_difference
 from fastinit.mm.hugetlb_descriptors import check_blocks, check_page
 from fastinit.mm.hugetlb_pages import freelist_address
-from fastinit.mm.hvo import resident_bytes
+from fastinit.mm.hvo import memfd_mappings, resident_bytes
 
 
 def pool_ranges(result) -> list[tuple[int, int]]:
@@ -197,7 +196,7 @@ def _check_freelists(result, check) -> int:
 def _check_hvo(result, check) -> str:
     """The remapping is real and the memmap's residency is the ideal; returns a summary."""
     remapper = result.pools.remapper
-    maps = _memfd_mappings()
+    maps = memfd_mappings()
     base = remapper.base // PAGE_SIZE
     broken = 0
     for first, pages in remapper.aliases:
@@ -214,20 +213,6 @@ def _check_hvo(result, check) -> str:
     return (f"HVO: {remapper.remapped} huge pages' vmemmap remapped onto one page each "
             f"({remapper.mappings} mappings), memmap resident {resident >> 20} MiB, ideal "
             f"{ideal >> 20} MiB")
-
-
-def _memfd_mappings() -> list[tuple[int, int, int]]:
-    """``(first page, end page, file page offset)`` of each of HVO's memfd mappings."""
-    result = []
-    with open(f"/proc/{os.getpid()}/maps") as handle:
-        for line in handle:
-            if "fastinit-hvo" not in line:
-                continue
-            span, _, offset = line.split()[:3]
-            start, end = (int(x, 16) // PAGE_SIZE for x in span.split("-"))
-            result.append((start, end, int(offset, 16) // PAGE_SIZE))
-    result.sort()
-    return result
 
 
 def _offset_at(maps, page: int) -> int | None:

@@ -35,6 +35,8 @@ from fastinit.mm.plan import section_runs
 # Mappings left for everything else the process maps (libraries, arenas, numpy).
 MAP_COUNT_MARGIN = 4096
 _MAP_COUNT_PATH = "/proc/sys/vm/max_map_count"
+# The memfd's name, by which its mappings are found in /proc/self/maps.
+_MEMFD_NAME = "fastinit-hvo"
 
 _libc = ctypes.CDLL(None, use_errno=True)
 _libc.mmap.restype = ctypes.c_void_p
@@ -82,7 +84,7 @@ class Remapper:
                              "with hugetlb_free_vmemmap=off")
         self.memmap = memmap
         self.base = memmap.raw.ctypes.data
-        self.fd = os.memfd_create("fastinit-hvo", os.MFD_CLOEXEC)
+        self.fd = os.memfd_create(_MEMFD_NAME, os.MFD_CLOEXEC)
         os.ftruncate(self.fd, max(pages, 1) * PAGE_SIZE)
         self.next_slot = 0
         self.lock = threading.Lock()
@@ -200,17 +202,27 @@ def resident_bytes(memmap: Memmap, remapper: Remapper | None = None) -> int:
     return int(np.count_nonzero(present)) * PAGE_SIZE
 
 
+def memfd_mappings() -> list[tuple[int, int, int]]:
+    """``(first page, end page, file page offset)`` of each of HVO's memfd mappings in this
+    process, sorted (pages as addresses // PAGE_SIZE)."""
+    result = []
+    with open("/proc/self/maps") as handle:
+        for line in handle:
+            if _MEMFD_NAME not in line:
+                continue
+            span, _, offset = line.split()[:3]
+            start, end = (int(x, 16) // PAGE_SIZE for x in span.split("-"))
+            result.append((start, end, int(offset, 16) // PAGE_SIZE))
+    result.sort()
+    return result
+
+
 def remapped_pages(memmap: Memmap) -> int:
     """Pages of the memmap's descriptors that HVO mapped onto others (read-only aliases
     and kept pages): such a memmap cannot be booted again."""
     lo, hi = memmap.raw.ctypes.data, memmap.raw.ctypes.data + memmap.raw.nbytes
-    pages = 0
-    with open("/proc/self/maps") as handle:
-        for line in handle:
-            if "fastinit-hvo" in line:
-                start, end = (int(x, 16) for x in line.split()[0].split("-"))
-                pages += max(0, min(end, hi) - max(start, lo)) // PAGE_SIZE
-    return pages
+    return sum(max(0, min(end * PAGE_SIZE, hi) - max(start * PAGE_SIZE, lo)) // PAGE_SIZE
+               for start, end, _ in memfd_mappings())
 
 
 @dataclass(frozen=True)
