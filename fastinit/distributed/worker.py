@@ -14,8 +14,6 @@ through ``Client.run`` on the worker's event loop and only read or flip a few fi
 
 from __future__ import annotations
 
-import ctypes
-import functools
 import mmap
 import os
 import threading
@@ -24,6 +22,7 @@ from dataclasses import dataclass, field
 
 import fastinit
 from fastinit.distributed.digest import node_digest
+from fastinit.arrays.touch import advise
 from fastinit.engine.memory import available_memory
 from fastinit.layout import align_up
 
@@ -137,13 +136,7 @@ def give_back(memmap) -> None:
     first = align_up(raw.ctypes.data, mmap.PAGESIZE)
     end = (raw.ctypes.data + raw.nbytes) // mmap.PAGESIZE * mmap.PAGESIZE
     if end > first:
-        _libc().madvise(ctypes.c_void_p(first), ctypes.c_size_t(end - first),
-                        mmap.MADV_DONTNEED)
-
-
-@functools.cache
-def _libc():
-    return ctypes.CDLL(None, use_errno=True)
+        advise(first, end - first, mmap.MADV_DONTNEED)
 
 
 def _loaded(hook: bytes | None):
