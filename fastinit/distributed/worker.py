@@ -106,7 +106,7 @@ def node_task(boot_id: str, topology, nid: int, options: dict, verify: bool,
                       cancel=shard.cancel, chunk_hook=_loaded(options.get("chunk_hook")))
         booted = time.time()
         try:
-            summary = _summary(result, nid, 0.0)
+            summary = _summary(result, nid)
             # Wall-clock end of the node's deferred init (sync comes after it): lets a
             # benchmark on one computer line nodes up on one clock.
             summary["deferred_end"] = booted - result.timings.get("sync", 0.0)
@@ -152,13 +152,17 @@ def node_file_name(nid: int) -> str:
     return f"node{nid}.memmap"
 
 
-def _summary(result, nid: int, seconds: float) -> dict:
-    node = result.nodes[0]
-    return {"nid": nid, "pid": os.getpid(), "node": node, "timings": dict(result.timings),
-            "task_seconds": seconds, "memmap_bytes": result.memmap.nbytes,
-            "storage": result.memmap.storage,
-            "zones": {key: (area.managed, area.nr_free.copy(), area.heads.copy())
-                      for key, area in result.zones.items()}}
+def _summary(result, nid: int) -> dict:
+    return {"nid": nid, "pid": os.getpid(), "node": result.nodes[0],
+            "timings": dict(result.timings), "memmap_bytes": result.memmap.nbytes,
+            "storage": result.memmap.storage, "zones": zone_figures(result.zones)}
+
+
+def zone_figures(zones: dict) -> dict:
+    """``{(nid, zid): (managed, nr_free, heads)}``, copied out of the shard's zones for
+    the client (`fastinit.distributed.result.zones_from` makes them zones again)."""
+    return {key: (area.managed, area.nr_free.copy(), area.heads.copy())
+            for key, area in zones.items()}
 
 
 def verify_file_task(path: str, nid: int, digests: bool) -> dict:
@@ -180,9 +184,7 @@ def verify_file_task(path: str, nid: int, digests: bool) -> dict:
     summary = _checked(result, nid, digests, verify)
     summary.update(
         topology=result.plan.topology, arch=result.plan.arch,
-        memmap_bytes=result.memmap.nbytes, storage=path,
-        zones={key: (area.managed, area.nr_free.copy(), area.heads.copy())
-               for key, area in result.zones.items()},
+        memmap_bytes=result.memmap.nbytes, storage=path, zones=zone_figures(result.zones),
         meta={key: result.memmap.file.meta[key]
               for key in ("format", "fastinit", "created", "kernel", "fingerprint")})
     return summary
