@@ -90,6 +90,14 @@ def test_verify_of_a_directory_without_node_files_says_so(client, tmp_path):
         f"no node memmap files (node<N>.memmap) in {tmp_path} on any of the 2 workers"]
 
 
+def test_node_files_takes_only_the_names_a_boot_writes(tmp_path):
+    for name in ("node0.memmap", "node12.memmap", "node\u00b2.memmap", "node\u0661.memmap",
+                 "node01.memmap", "node.memmap", "node3.memmap.tmp", "xnode4.memmap"):
+        (tmp_path / name).write_bytes(b"")
+    assert on_worker.node_files(str(tmp_path)) == {
+        0: str(tmp_path / "node0.memmap"), 12: str(tmp_path / "node12.memmap")}
+
+
 def test_a_node_too_large_for_every_worker_is_refused_before_anything_runs(client):
     budget = max(info["budget"] for info in check_workers(client).values())
     nodes = budget // (1 << 30) * 64 + 64  # GiB of memory whose memmap exceeds the budget

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import mmap
 import os
+import re
 import threading
 import time
 from dataclasses import dataclass, field
@@ -26,6 +27,9 @@ from fastinit.arrays.touch import advise
 from fastinit.engine.memory import available_memory
 from fastinit.layout import align_up
 
+# Exactly the names node_file_name writes: ASCII digits, no leading zero (str.isdigit
+# takes "²", which int() refuses, and "node01" would stand for node 1 beside "node1").
+_NODE_FILE = re.compile(r"node(0|[1-9][0-9]*)\.memmap")
 # Registry of this process: (boot id, nid) -> _Shard.
 _SHARDS: dict[tuple[str, int], "_Shard"] = {}
 _LOCK = threading.Lock()
@@ -205,9 +209,9 @@ def node_files(directory: str) -> dict[int, str]:
     found = {}
     if os.path.isdir(directory):
         for name in os.listdir(directory):
-            if name.startswith("node") and name.endswith(".memmap") and \
-                    name[4:-7].isdigit():
-                found[int(name[4:-7])] = os.path.join(directory, name)
+            named = _NODE_FILE.fullmatch(name)
+            if named:
+                found[int(named.group(1))] = os.path.join(directory, name)
     return found
 
 
