@@ -99,7 +99,6 @@ def cluster_boot(topology: Topology, cluster, *, arch: str = DEFAULT_ARCH,
         connect = time.perf_counter() - began
         shards, timings = run_boot(client, plan, identities, options, verify=verify,
                                    digests=digests, retries=retries, progress=progress)
-    zones = {key: area for shard in shards.values() for key, area in shard.zones.items()}
     timings["connect"] = connect
-    return DistributedBootResult(plan, [shards[nid] for nid in sorted(shards)], zones,
-                                 timings, len(identities))
+    return DistributedBootResult(plan, [shards[nid] for nid in sorted(shards)], timings,
+                                 len(identities))

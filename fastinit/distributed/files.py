@@ -78,5 +78,4 @@ def verify_files(cluster, directory, topology=None, *, digests: bool = False,
                           summary.get("digest"), summary.get("state_digest"),
                           zones_from(summary["zones"]))
         shards.append(shard)
-    zones = {key: area for shard in shards for key, area in shard.zones.items()}
-    return DistributedBootResult(plan, shards, zones, {}, len(identities)), []
+    return DistributedBootResult(plan, shards, {}, len(identities)), []

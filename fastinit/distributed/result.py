@@ -83,8 +83,6 @@ class DistributedBootResult:
         The whole machine's plan (every shard was booted from it).
     shards : list of NodeShard
         By node id.
-    zones : dict of (nid, zid) to ZoneFreeArea
-        Every zone's figures as its worker left them.
     timings : dict of str to float
         Client side: "connect", "place", "boot" (first task submitted to the last node
         booted), "verify", "release".
@@ -94,11 +92,16 @@ class DistributedBootResult:
 
     plan: BootPlan
     shards: list[NodeShard]
-    zones: dict
     timings: dict = field(default_factory=dict)
     workers: int = 0
     # No HugeTLB boot pools on a cluster (refused by `fastinit.mm.run.prepare`).
     pools: None = None
+
+    @property
+    def zones(self) -> dict:
+        """Every zone's figures as its worker left them: dict of (nid, zid) to
+        ZoneFreeArea."""
+        return {key: area for shard in self.shards for key, area in shard.zones.items()}
 
     @property
     def nodes(self) -> list[NodeResult]:
