@@ -9,8 +9,6 @@ write other bytes, or none).
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import re
 from contextlib import contextmanager
@@ -19,7 +17,6 @@ import fastinit
 from fastinit.distributed import worker as on_worker
 from fastinit.engine.memory import available_memory
 from fastinit.engine.validate import check_int
-from fastinit.mm.memmap_meta import descriptor_layout
 
 INSTALL = "pip install 'fastinit[distributed]'"
 CONNECT_TIMEOUT = 5.0
@@ -42,11 +39,6 @@ def require_distributed():
             f"a cluster needs dask.distributed, and {error.name or 'it'} is not installed: "
             f"{INSTALL} (conda: conda install -c conda-forge dask distributed)") from None
     return distributed
-
-
-def layout_print() -> str:
-    """A short hash of the descriptor layout, compared across workers."""
-    return hashlib.sha256(json.dumps(descriptor_layout()).encode()).hexdigest()[:16]
 
 
 def _local_shares(workers: int, cpus: list[int]) -> list[list[int]]:
@@ -138,18 +130,24 @@ def check_workers(client) -> dict[str, dict]:
     found = client.run(on_worker.identity, on_error="return")
     if not found:
         raise ValueError("the cluster has no workers; start some with 'dask worker ADDRESS'")
-    layouts = client.run(layout_print, on_error="return")
-    problems = []
-    for address in sorted(found):
-        what = found[address]
-        if isinstance(what, BaseException):
-            problems.append(f"{address} cannot run fastinit ({type(what).__name__}: {what})")
-        elif what["fastinit"] != fastinit.__version__:
-            problems.append(f"{address} runs fastinit {what['fastinit']}")
-        elif layouts.get(address) != layout_print():
-            problems.append(f"{address} has another descriptor layout")
+    problems = [problem for address in sorted(found)
+                if (problem := worker_problem(address, found[address])) is not None]
     if problems:
         raise ValueError(f"workers must run fastinit {fastinit.__version__} like this "
                          f"client: {'; '.join(problems)}; install the same fastinit on "
                          f"every worker (pip install fastinit=={fastinit.__version__})")
     return found
+
+
+def worker_problem(address: str, what) -> str | None:
+    """Why the worker at ``address`` must not boot this client's nodes, or None.
+
+    ``what`` is its `fastinit.distributed.worker.identity`, or the exception it raised.
+    """
+    if isinstance(what, BaseException):
+        return f"{address} cannot run fastinit ({type(what).__name__}: {what})"
+    if what["fastinit"] != fastinit.__version__:
+        return f"{address} runs fastinit {what['fastinit']}"
+    if what.get("layout") != on_worker.layout_print():
+        return f"{address} has another descriptor layout"
+    return None

@@ -19,6 +19,7 @@ import uuid
 from collections.abc import Callable
 
 from fastinit.distributed import worker as on_worker
+from fastinit.distributed.cluster import worker_problem
 from fastinit.distributed.placement import place, shard_bytes
 from fastinit.distributed.result import NodeShard, zones_from
 
@@ -171,10 +172,10 @@ class _Runner(Watcher):
             if attempt > retries:
                 return None
             live = self.live()
-            for fresh in set(live) - set(self.budgets):  # a restarted worker: ask it
+            for fresh in set(live) - set(self.budgets):  # a restarted worker: check it
                 info = self.client.run(on_worker.identity, workers=[fresh],
                                        on_error="return").get(fresh)
-                if isinstance(info, dict):
+                if isinstance(info, dict) and worker_problem(fresh, info) is None:
                     self.budgets[fresh], held[fresh], queues[fresh] = info["budget"], 0, []
                     self.learn_host(fresh, info)
                     host_held.setdefault(host_of(fresh), 0)

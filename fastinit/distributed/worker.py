@@ -14,6 +14,8 @@ through ``Client.run`` on the worker's event loop and only read or flip a few fi
 
 from __future__ import annotations
 
+import hashlib
+import json
 import mmap
 import os
 import re
@@ -26,6 +28,7 @@ from fastinit.distributed.digest import node_digest
 from fastinit.arrays.touch import advise
 from fastinit.engine.memory import available_memory
 from fastinit.layout import align_up
+from fastinit.mm.memmap_meta import descriptor_layout
 
 # Exactly the names node_file_name writes: ASCII digits, no leading zero (str.isdigit
 # takes "²", which int() refuses, and "node01" would stand for node 1 beside "node1").
@@ -58,7 +61,7 @@ def identity(dask_worker=None) -> dict:
     pauses the worker (a paused worker would not start our next task while the shard
     stays), less what the process holds now, and within what the computer has free.
     ``host_room`` is what the computer has free: workers sharing it share that too
-    (their memory limits may add up to more than it has).
+    (their memory limits may add up to more than it has). ``layout`` is `layout_print`.
     """
     import psutil
     rss = psutil.Process().memory_info().rss
@@ -73,7 +76,12 @@ def identity(dask_worker=None) -> dict:
             "memory_limit": limit or 0, "pause_fraction": pause or 0.0, "budget": room,
             "host_room": host_room,
             "nthreads": dask_worker.state.nthreads if dask_worker is not None else 0,
-            "cpus": len(os.sched_getaffinity(0))}
+            "cpus": len(os.sched_getaffinity(0)), "layout": layout_print()}
+
+
+def layout_print() -> str:
+    """A short hash of the descriptor layout, compared across workers."""
+    return hashlib.sha256(json.dumps(descriptor_layout()).encode()).hexdigest()[:16]
 
 
 def pin_cpus(cpus: list[int]) -> int:
