@@ -7,7 +7,7 @@ import os
 
 from fastinit.distributed import worker as on_worker
 from fastinit.distributed.cluster import CONNECT_TIMEOUT, check_workers, connected
-from fastinit.distributed.result import DistributedBootResult, NodeShard, zones_from
+from fastinit.distributed.result import DistributedBootResult, NodeShard
 from fastinit.distributed.run import Watcher
 from fastinit.mm.memmap_meta import topology_fingerprint
 from fastinit.mm.plan import plan_boot
@@ -71,11 +71,6 @@ def verify_files(cluster, directory, topology=None, *, digests: bool = False,
         problems.append(f"no worker holds the file of node(s) {missing} in {directory}")
     if problems:
         return None, problems
-    shards = []
-    for nid, (summary, address, _) in sorted(done.items()):
-        shard = NodeShard(nid, address, summary["pid"], None, {}, 0.0,
-                          summary["memmap_bytes"], summary["storage"], 1, summary["report"],
-                          summary.get("digest"), summary.get("state_digest"),
-                          zones_from(summary["zones"]))
-        shards.append(shard)
+    shards = [NodeShard.from_summary(summary, address)
+              for _, (summary, address, _) in sorted(done.items())]
     return DistributedBootResult(plan, shards, {}, len(identities)), []

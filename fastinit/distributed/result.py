@@ -64,6 +64,16 @@ class NodeShard:
     zones: dict = field(default_factory=dict)
     deferred_end: float = 0.0
 
+    @classmethod
+    def from_summary(cls, summary: dict, worker: str, attempts: int = 1) -> NodeShard:
+        """The node as its task's summary tells it (`fastinit.distributed.worker`: a boot's
+        ``node_task`` or a file's ``verify_file_task``, which has no boot to tell)."""
+        return cls(summary["nid"], worker, summary["pid"], summary.get("node"),
+                   summary.get("timings", {}), summary.get("task_seconds", 0.0),
+                   summary["memmap_bytes"], summary["storage"], attempts,
+                   summary.get("report"), summary.get("digest"), summary.get("state_digest"),
+                   zones_from(summary["zones"]), summary.get("deferred_end", 0.0))
+
 
 @dataclass(frozen=True)
 class ShardStorage:

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from fastinit.distributed import worker as on_worker
 from fastinit.distributed.cluster import worker_problem
 from fastinit.distributed.placement import place, shard_bytes
-from fastinit.distributed.result import NodeShard, zones_from
+from fastinit.distributed.result import NodeShard
 
 # Seconds between looks at the tasks and workers; and how long to wait for cancelled
 # node jobs to stop (a chunk in progress finishes first; first touch cannot stop).
@@ -194,12 +194,7 @@ class _Runner(Watcher):
                                                              first=True).items():
                 held[address] -= self.nbytes[nid]
                 host_held[host_of(address)] -= self.nbytes[nid]
-                shards[nid] = NodeShard(
-                    nid, address, summary["pid"], summary["node"], summary["timings"],
-                    summary["task_seconds"], summary["memmap_bytes"], summary["storage"],
-                    attempt, summary.get("report"), summary.get("digest"),
-                    summary.get("state_digest"), zones_from(summary["zones"]),
-                    summary["deferred_end"])
+                shards[nid] = NodeShard.from_summary(summary, address, attempt)
             start_queued()
         return shards
 
