@@ -58,11 +58,12 @@ def verify_files(cluster, directory, topology=None, *, digests: bool = False,
         return None, problems
     first = done[min(done)][0]
     stored = first["topology"]
+    fingerprint = topology_fingerprint(stored)
     for nid, (summary, address, _) in sorted(done.items()):
-        if summary["meta"]["fingerprint"] != topology_fingerprint(stored):
+        if summary["meta"]["fingerprint"] != fingerprint:
             problems.append(f"node {nid}'s file on {address} was written for another machine "
                             f"than node {min(done)}'s")
-    if topology is not None and topology_fingerprint(topology) != topology_fingerprint(stored):
+    if topology is not None and topology_fingerprint(topology) != fingerprint:
         problems.append(f"the files in {directory} were written for {stored.source}, not "
                         f"{topology.source}")
     plan = plan_boot(stored, first["arch"], None)
