@@ -63,8 +63,7 @@ class MemmapFile:
     def data(self) -> np.ndarray:
         """Every byte of the data region: ndarray of uint8, shape (data_bytes,)."""
         end = self._specs[-1].offset + self._specs[-1].nbytes
-        writable = self.mode != "r" and not self._finished
-        owner = _Owner(self, self._base.ctypes.data + self._offset, end, writable)
+        owner = _Owner(self, self._base.ctypes.data + self._offset, end, self.writing)
         return np.asarray(owner)
 
     @property
@@ -209,7 +208,7 @@ class MemmapFile:
         return self
 
     def __exit__(self, kind, value, traceback) -> None:
-        if kind is None and not self._finished and self.mode != "r":
+        if kind is None and self.writing:
             self.complete()
         self.close()
 
