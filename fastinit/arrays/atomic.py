@@ -95,6 +95,15 @@ def open_regular(shown: str, writable: bool = False) -> int:
     return fd
 
 
+def still_names(dfd: int, name: str, fd: int) -> bool:
+    """Whether ``name`` in the directory (a symbolic link not followed) is still the file
+    open as ``fd``: what must hold before a name is unlinked, or trusted to be ours.
+    OSError if ``name`` cannot be looked up (FileNotFoundError: it is gone)."""
+    named = os.stat(name, dir_fd=dfd, follow_symlinks=False)
+    mine = os.fstat(fd)
+    return (named.st_ino, named.st_dev) == (mine.st_ino, mine.st_dev)
+
+
 class PathLock:
     """An flock on ``.NAME.fastinit-lock`` beside a path, taken without waiting.
 
@@ -137,11 +146,9 @@ class PathLock:
 
     def _still_named(self, fd: int) -> bool:
         try:
-            named = os.stat(self.lock_name, dir_fd=self.dfd, follow_symlinks=False)
+            return still_names(self.dfd, self.lock_name, fd)
         except FileNotFoundError:
             return False
-        mine = os.fstat(fd)
-        return (named.st_ino, named.st_dev) == (mine.st_ino, mine.st_dev)
 
     def release(self) -> None:
         """Give the lock up; the last holder removes the lock file."""
@@ -214,9 +221,7 @@ def create_temp(dfd: int, name: str, mode: int | None) -> tuple[str, int]:
 def remove_temp(dfd: int, temp: str, fd: int) -> None:
     """Remove our temporary file, if the name still leads to it, and close it."""
     try:
-        named = os.stat(temp, dir_fd=dfd, follow_symlinks=False)
-        mine = os.fstat(fd)
-        if (named.st_ino, named.st_dev) == (mine.st_ino, mine.st_dev):
+        if still_names(dfd, temp, fd):
             os.unlink(temp, dir_fd=dfd)
     except OSError:
         pass
@@ -273,11 +278,9 @@ def remove_orphans(dfd: int, name: str, is_ours: Callable[[int], bool]) -> list[
                     fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 except BlockingIOError:
                     continue  # its writer is alive
-                if info.st_size == 0 or is_ours(fd):
-                    named = os.stat(candidate, dir_fd=dfd, follow_symlinks=False)
-                    if (named.st_ino, named.st_dev) == (info.st_ino, info.st_dev):
-                        os.unlink(candidate, dir_fd=dfd)
-                        removed.append(candidate)
+                if (info.st_size == 0 or is_ours(fd)) and still_names(dfd, candidate, fd):
+                    os.unlink(candidate, dir_fd=dfd)
+                    removed.append(candidate)
             except OSError:
                 continue
     return removed

@@ -169,9 +169,7 @@ class MemmapFile:
         shown, directory, name = atomic.split_path(self.path)
         self._lock = atomic.PathLock(shown, self._dfd, name, exclusive=True)
         try:
-            named = os.stat(name, dir_fd=self._dfd, follow_symlinks=False)
-            mine = os.fstat(self._fd)
-            if (named.st_ino, named.st_dev) != (mine.st_ino, mine.st_dev):
+            if not atomic.still_names(self._dfd, name, self._fd):
                 raise MemmapFileError(f"{shown} was replaced by another file since it was "
                                       f"written; open it again")
         except (OSError, MemmapFileError) as error:
