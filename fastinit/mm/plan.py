@@ -123,9 +123,11 @@ class BootPlan:
         bounds = np.array(ranges, dtype=np.int64).reshape(-1, 2)
         lo = np.searchsorted(self.sections, bounds[:, 0] >> SECTION_SHIFT)
         hi = np.searchsorted(self.sections, ((bounds[:, 1] - 1) >> SECTION_SHIFT) + 1)
-        slots = np.unique(np.concatenate([np.arange(a, b) for a, b in zip(lo, hi)] or
-                                         [np.zeros(0, np.int64)]))
-        return replace(self, nodes=(node,), sections=self.sections[slots])
+        # A mask, not np.unique of the slots: its hashing takes seconds on 2**22 sections.
+        keep = np.zeros(len(self.sections), dtype=bool)
+        for a, b in zip(lo.tolist(), hi.tolist()):
+            keep[a:b] = True
+        return replace(self, nodes=(node,), sections=self.sections[keep])
 
     def free_ranges(self, nid: int, lo: int, hi: int) -> np.ndarray:
         """The node's memory in ``[lo, hi)`` minus reserved memory, shape (n, 2) int64."""
