@@ -162,7 +162,7 @@ def check_page_metadata(document, arch_profiles) -> tuple[Topology, dict]:
     if "node" in document:
         nid = header_int(document["node"], 0, MAX_NUMNODES - 1, "node")
         pages, whose = topology.node(nid).present_pages, f"node {nid}"
-    if -(-pages // PAGES_PER_SECTION) > sections:
+    if pages > sections * PAGES_PER_SECTION:
         raise ValueError(f"the {whose}'s {pages} pages do not fit in the "
                          f"{sections} sections the file holds")
     threads = field(document, "threads", list)
