@@ -92,10 +92,10 @@ def early_init(plan: BootPlan, memmap: Memmap, zones: dict[tuple[int, int], Zone
     for node in plan.nodes:
         split = node.first_deferred_pfn if node.first_deferred_pfn is not None else 1 << 62
         for start, end in node.reserved:
-            for lo, hi in subtract([(max(start, split), end)] if end > split else [],
-                                   noinit or []):
-                done += init_range(memmap, lo, hi, node.nid, node.zones[-1].zid,
-                                   reserved=True)
+            if end > split:
+                for lo, hi in subtract([(max(start, split), end)], noinit or []):
+                    done += init_range(memmap, lo, hi, node.nid, node.zones[-1].zid,
+                                       reserved=True)
             if start < split:
                 index = memmap.index(np.arange(start, min(end, split), dtype=np.int64))
                 flags[index] |= np.uint64(PG_RESERVED)
