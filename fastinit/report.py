@@ -10,6 +10,13 @@ from fastinit.mm import hugetlb_report
 from fastinit.mm.hugetlb_plan import planned_pools
 
 
+def machine_summary(topology: Topology, memmap_bytes: int | None = None) -> str:
+    """``SOURCE: N nodes, M MiB[, memmap X GiB]``: what every report says first."""
+    text = (f"{topology.source}: {len(topology.nodes)} nodes, "
+            f"{topology.present_pages << PAGE_SHIFT >> 20} MiB")
+    return text if memmap_bytes is None else f"{text}, memmap {memmap_bytes / 2**30:.2f} GiB"
+
+
 def _mem(start_pfn: int, end_pfn: int) -> str:
     return f"[mem {start_pfn << PAGE_SHIFT:#018x}-{(end_pfn << PAGE_SHIFT) - 1:#018x}]"
 
@@ -42,8 +49,7 @@ def topology_lines(topology: Topology) -> list[str]:
             lines.append(f"{node.nid:>4} {node.cpus:>5} {zone.name:<7} {zone.start_pfn:>#12x} "
                          f"{zone.spanned:>12} {zone.present:>12} "
                          f"{unavailable.get((node.nid, zone.zid), 0):>11}")
-    lines.append(f"{topology.source}: {len(topology.nodes)} nodes, "
-                 f"{topology.present_pages << PAGE_SHIFT >> 20} MiB present")
+    lines.append(f"{machine_summary(topology)} present")
     lines += [f"note: {note}" for note in topology.notes]
     return lines
 
@@ -74,9 +80,8 @@ def topology_json(topology: Topology) -> dict:
 def boot_lines(result: BootResult, verification: VerifyReport | None) -> list[str]:
     """Kernel-style deferred-init lines, a per-node table and per-zone buddy state."""
     plan, memmap = result.plan, result.memmap
-    lines = [f"{plan.topology.source}: {len(plan.topology.nodes)} nodes, "
-             f"{plan.topology.present_pages << PAGE_SHIFT >> 20} MiB, memmap "
-             f"{memmap.nbytes / 2**30:.2f} GiB in {memmap.storage}, arch {plan.arch}",
+    lines = [f"{machine_summary(plan.topology, memmap.nbytes)} in {memmap.storage}, "
+             f"arch {plan.arch}",
              f"sparse_init: memmap allocated and first touched in "
              f"{result.timings.get('sparse_init', 0) * 1e3:.0f} ms",
              f"early init (one thread) in {result.timings['early'] * 1e3:.0f} ms"]
@@ -137,9 +142,7 @@ def memmap_file_lines(result: BootResult, verification: VerifyReport) -> list[st
     return [f"{result.memmap.storage}: memmap file format {meta['format']}, state "
             f"{result.memmap.file.state}, written by fastinit {meta['fastinit']} at "
             f"{meta['created']} (arch {meta['arch']}, kernel {meta['kernel']})",
-            f"{topology.source}: {len(topology.nodes)} nodes, "
-            f"{topology.present_pages << PAGE_SHIFT >> 20} MiB, memmap "
-            f"{result.memmap.nbytes / 2**30:.2f} GiB", ""] \
+            machine_summary(topology, result.memmap.nbytes), ""] \
         + zone_lines(result) + verify_lines(verification)
 
 

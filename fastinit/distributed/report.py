@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from fastinit.distributed.result import DistributedBootResult
-from fastinit.layout import PAGE_DTYPE, PAGE_SHIFT
-from fastinit.report import boot_json, verify_lines, zone_lines
+from fastinit.layout import PAGE_DTYPE
+from fastinit.report import boot_json, machine_summary, verify_lines, zone_lines
 
 
 def _ms(seconds: float) -> str:
@@ -15,10 +15,8 @@ def node_files_lines(result: DistributedBootResult, digests: bool = False) -> li
     """Node memmap files checked on their workers: which worker read which file, the
     zones the files hold, and the verdict."""
     topology = result.plan.topology
-    lines = [f"{topology.source}: {len(topology.nodes)} nodes, "
-             f"{topology.present_pages << PAGE_SHIFT >> 20} MiB, memmap "
-             f"{result.memmap.nbytes / 2**30:.2f} GiB in {len(result.shards)} node files, "
-             f"each checked on the worker whose disk holds it", ""]
+    lines = [f"{machine_summary(topology, result.memmap.nbytes)} in {len(result.shards)} "
+             f"node files, each checked on the worker whose disk holds it", ""]
     width = max([len("worker")] + [len(s.worker) for s in result.shards])
     lines.append(f"{'node':>4} {'worker':<{width}} file")
     lines += [f"{s.nid:>4} {s.worker:<{width}} {s.storage}" for s in result.shards]
@@ -39,10 +37,8 @@ def cluster_boot_lines(result: DistributedBootResult, digests: bool = False) -> 
     if all(shard.node is None for shard in result.shards):
         return node_files_lines(result, digests)
     plan, timings = result.plan, result.timings
-    lines = [f"{plan.topology.source}: {len(plan.topology.nodes)} nodes, "
-             f"{plan.topology.present_pages << PAGE_SHIFT >> 20} MiB, memmap "
-             f"{result.memmap.nbytes / 2**30:.2f} GiB in {result.memmap.storage}, "
-             f"arch {plan.arch}",
+    lines = [f"{machine_summary(plan.topology, result.memmap.nbytes)} in "
+             f"{result.memmap.storage}, arch {plan.arch}",
              f"cluster: {result.workers} workers, reached and checked in "
              f"{_ms(timings.get('connect', 0))}; nodes booted in {_ms(timings.get('boot', 0))}"
              + (f", verified in {_ms(timings['verify'])}" if "verify" in timings else "")]
