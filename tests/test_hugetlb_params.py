@@ -72,6 +72,23 @@ def test_mistakes_get_the_kernels_warning_not_an_error(text, warning):
     assert warning in hugetlb(text).warnings
 
 
+@pytest.mark.parametrize("count, rest", [("-5", "-5"), ("+5", "+5"), ("0:-1", "-1"),
+                                         ("0:+1", "+1")])
+def test_a_signed_count_is_invalid_as_for_the_kernels_percent_lu(count, rest):
+    # vsscanf()'s unsigned conversion takes no sign: nothing converts.
+    params = hugetlb(f"hugepagesz=2M hugepages={count}")
+    assert f"HugeTLB: Invalid hugepages parameter {rest}" in params.warnings
+    assert params.hstate(ORDER_2M).count == 0
+
+
+def test_a_long_count_wraps_at_64_bits_over_every_digit():
+    digits = "9" * 5000  # past int()'s 4300-digit limit, as a command line may be
+    params = hugetlb(f"hugepagesz=2M hugepages={digits}")
+    assert params.hstate(ORDER_2M).count == (pow(10, 5000, 2 ** 64) - 1) % 2 ** 64
+    assert hugetlb("hugepagesz=2M hugepages=18446744073709551621").hstate(ORDER_2M).count \
+        == 5
+
+
 def test_an_invalid_count_clears_the_size():
     assert hugetlb("hugepagesz=2M hugepages=0:3,x").hstate(ORDER_2M) == \
         HugepageRequest(ORDER_2M, 0, (), 1)

@@ -190,21 +190,24 @@ class _Parser:
 
 
 def _scan_ulong(text: str) -> tuple[int | None, str]:
-    """``sscanf(text, "%lu%n")``: blanks, an optional sign, decimal digits (wrapping)."""
+    """``sscanf(text, "%lu%n")``: blanks, then decimal digits, the value wrapping at 64
+    bits over every digit (``simple_strntoull()``). An unsigned conversion takes no sign:
+    ``-5`` or ``+5`` converts nothing, and the kernel says the parameter is invalid."""
     index = len(text) - len(text.lstrip(" \t\n\v\f\r"))
-    negative = False
-    if text[index:index + 1] in ("+", "-"):
-        negative = text[index] == "-"
-        index += 1
     start = index
     while index < len(text) and text[index].isascii() and text[index].isdigit():
         index += 1
     if index == start:
         return None, text
-    # Cap the digits: the kernel's value wraps at 64 bits, and Python's int() refuses
-    # more than 4300 digits.
-    value = int(text[start:min(index, start + 40)]) & U64_MAX
-    return ((-value) & U64_MAX if negative else value), text[index:]
+    value = 0
+    # In pieces: Python's int() refuses more than 4300 digits at once.
+    for piece in range(start, index, _DIGITS_AT_ONCE):
+        digits = text[piece:min(index, piece + _DIGITS_AT_ONCE)]
+        value = (value * 10 ** len(digits) + int(digits)) & U64_MAX
+    return value, text[index:]
+
+
+_DIGITS_AT_ONCE = 1000
 
 
 def parse_hugetlb(cmdline: KernelCmdline, online_nodes, gbpages: bool = True) -> HugetlbParams:
