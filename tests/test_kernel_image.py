@@ -2,6 +2,8 @@
 Debian 6.1 boot's /proc/iomem showed (code 0x1000000-0x1e01d31, rodata 0x2000000-,
 data 0x2a00000-, bss to 0x43fffff, brk pages to 0x4410fff)."""
 
+import pytest
+
 from fastinit.machine.bootlog import parse_bootlog
 from fastinit.machine.cmdline import parse_cmdline
 from fastinit.machine.kernel_image import kernel_image_pfns
@@ -34,3 +36,10 @@ def test_a_nokaslr_logs_image_is_reserved_memory():
                      "BIOS-e820: [mem 0x0000000000000000-0x000000000009fbff] usable",
                      "BIOS-e820: [mem 0x0000000000100000-0x000000007ffdffff] usable"] + LINES)
     assert (0x1000, 0x4401) in parse_bootlog(log).reserved
+
+
+def test_a_size_too_long_to_be_real_names_its_line_instead_of_int_refusing_it():
+    huge = LINES[2].replace("26624k", "9" * 5000 + "k")
+    text = "\r\n".join(["[    0.0] Linux version 6.1", *LINES[:2], huge])
+    with pytest.raises(ValueError, match=r"^dmesg:4: size \(KiB\) 9{20}\.\.\. is beyond"):
+        kernel_image_pfns(text, parse_cmdline("nokaslr"))

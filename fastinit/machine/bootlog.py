@@ -251,7 +251,7 @@ def parse_bootlog(text: str, source: str = "dmesg") -> Topology:
                          "edit the command line in the log") from None
     # The kernel's image, where the log lets us know it (nokaslr): memblock's first
     # reservation.
-    image = kernel_image_pfns(text, cmdline)
+    image = kernel_image_pfns(text, cmdline, source)
     reserved = log.reserved + log.late_reserved + ([image] if image else [])
     firmware = Firmware(table, log.srat, log.apic_nodes, log.cpus_up, log.numa_off,
                         log.user_map, reserved, crash_logged=True)

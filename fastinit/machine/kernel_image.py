@@ -26,6 +26,8 @@ import re
 
 from fastinit.layout import PAGE_SHIFT, align_up
 from fastinit.machine.cmdline import KernelCmdline
+from fastinit.machine.e820 import MAX_ADDRESS
+from fastinit.machine.loglines import bounded_decimal
 
 # CONFIG_PHYSICAL_START of x86-64 kernels (and its alignment, CONFIG_PHYSICAL_ALIGN).
 PHYSICAL_START = 16 << 20
@@ -37,21 +39,36 @@ _READ_ONLY = re.compile(r"Write protecting the kernel read-only data: (\d+)k")
 _DECRYPTED = re.compile(r"Freeing unused decrypted memory: (\d+)K")
 
 
-def kernel_image_pfns(text: str, cmdline: KernelCmdline) -> tuple[int, int] | None:
+def kernel_image_pfns(text: str, cmdline: KernelCmdline,
+                      source: str = "dmesg") -> tuple[int, int] | None:
     """The pfn range memblock reserves for the kernel's image, or None if the log does not
-    let us know it (KASLR, or no ``Memory:`` line)."""
+    let us know it (KASLR, or no ``Memory:`` line). A size beyond physical memory is a
+    ValueError naming its line of ``source``."""
     if not any(name == "nokaslr" for name, _ in cmdline.params):
         return None
     memory = _MEMORY.search(text)
     if memory is None:
         return None
-    code, rwdata, rodata, init, bss = (int(size) << 10 for size in memory.groups())
+    code, rwdata, rodata, init, bss = (_bytes(memory, group, text, source)
+                                       for group in range(1, 6))
     read_only = _READ_ONLY.search(text)
-    span = int(read_only.group(1)) << 10 if read_only else \
+    span = _bytes(read_only, 1, text, source) if read_only else \
         align_up(code, SEGMENT_ALIGN) + align_up(rodata, SEGMENT_ALIGN)
     decrypted = _DECRYPTED.search(text)
-    unused = int(decrypted.group(1)) << 10 if decrypted else 0
+    unused = _bytes(decrypted, 1, text, source) if decrypted else 0
     data_end = align_up(PHYSICAL_START + span + rwdata, SEGMENT_ALIGN)
     end = align_up(data_end + init + unused + bss, SEGMENT_ALIGN)
     # The brk pages the kernel used (at least one) follow the image.
     return PHYSICAL_START >> PAGE_SHIFT, (end >> PAGE_SHIFT) + 1
+
+
+def _bytes(match: re.Match, group: int, text: str, source: str) -> int:
+    """A size the log printed in KiB, in bytes, bounded before use (numbered as
+    `fastinit.machine.loglines.log_lines` numbers lines)."""
+    start = match.start()
+    number = text.count("\n", 0, start) + text.count("\r", 0, start) \
+        - text.count("\r\n", 0, start) + 1
+    first = max(text.rfind("\n", 0, start), text.rfind("\r", 0, start)) + 1
+    line = text[first:match.end()]
+    return bounded_decimal(match.group(group), MAX_ADDRESS >> 10, "size (KiB)", source,
+                           number, line) << 10
