@@ -34,8 +34,9 @@ def bounded_decimal(text: str, limit: int, what: str, source: str, number: int,
     """A decimal number of the line, refused past ``limit``."""
     # Bounded before int(): CPython refuses over 4300 digits with a message naming no line.
     if len(text) > 20 or int(text) > limit:
-        raise line_error(source, number, line, f"{what} {text[:20]}{'...' * (len(text) > 20)} "
-                     f"is beyond {limit}", "fix the number or delete the line")
+        raise line_error(source, number, line,
+                         f"{what} {text[:20]}{'...' * (len(text) > 20)} is beyond {limit}",
+                         "fix the number or delete the line")
     return int(text)
 
 
@@ -47,14 +48,14 @@ def mem_range(match: re.Match, first: int, source: str, number: int, line: str,
     end = last + 1 if inclusive else last
     if end <= start:
         raise line_error(source, number, line, "range ends before it starts",
-                     "fix or delete the line")
+                         "fix or delete the line")
     if clip and start < e820.MAX_ADDRESS:
         # An edit reaching past physical memory ("mem=" removes up to 0xfffffffffffffffe)
         # changes nothing there: only its part below 52 bits matters.
         end = min(end, e820.MAX_ADDRESS)
     if end > e820.MAX_ADDRESS:
         raise line_error(source, number, line, "address beyond 52-bit physical memory",
-                     "fix or delete the line")
+                         "fix or delete the line")
     return start, end
 
 
@@ -64,13 +65,13 @@ def e820_type(text: str, source: str, number: int, line: str) -> int:
         return e820.parse_type(text)
     except ValueError as error:
         raise line_error(source, number, line, str(error),
-                     "use a type the kernel prints (usable, reserved, ACPI data, ACPI NVS, "
-                     "unusable, persistent (type N), type N)") from None
+                         "use a type the kernel prints (usable, reserved, ACPI data, ACPI "
+                         "NVS, unusable, persistent (type N), type N)") from None
 
 
 def check_count(count: int, limit: int, what: str, source: str, number: int, line: str):
     """Refuse a log with more ``what`` than any kernel keeps."""
     if count > limit:
         raise line_error(source, number, line, f"more than {limit} {what}",
-                     f"no kernel keeps more ({what} are capped at {limit}); "
-                     f"this is not one boot's log")
+                         f"no kernel keeps more ({what} are capped at {limit}); "
+                         f"this is not one boot's log")
