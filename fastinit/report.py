@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastinit.mm.run import BootResult
 from fastinit.layout import PAGE_DTYPE, PAGE_SHIFT, ZONE_NAMES
 from fastinit.machine.topology import Topology
-from fastinit.mm.verify import VerifyReport
+from fastinit.mm.verify_report import VerifyReport
 from fastinit.mm import hugetlb_report
 from fastinit.mm.hugetlb_plan import planned_pools
 

@@ -8,6 +8,8 @@ functions), so a lazy import cannot hide an upward dependency.
 """
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -86,3 +88,15 @@ def test_module_imports_only_its_own_layer_and_those_below(module, path):
         elif target != layer and target not in ALLOWED[layer]:
             upward.append(name)
     assert upward == [], f"{module} imports {upward} from a layer above {layer}"
+
+
+def test_a_boot_without_verify_or_pools_compiles_none_of_their_kernels():
+    # Each of these kernel groups costs about 5 s to compile on a cold Numba cache: a plain
+    # boot and its report must not import them (the report types live in verify_report).
+    program = ("import sys, fastinit.cli.commands, fastinit.report, fastinit.mm.run\n"
+               "print(sorted(m for m in sys.modules if m in ("
+               "'fastinit.mm.verify', 'fastinit.kernels.check_sections', "
+               "'fastinit.kernels.compound', 'fastinit.kernels.buddy_alloc')))")
+    done = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True,
+                          check=True)
+    assert done.stdout.strip() == "[]"

@@ -15,7 +15,8 @@ from fastinit.layout import (MIGRATE_TYPES, PAGE_BUDDY_MAPCOUNT, PAGEBLOCK_NR_PA
 from fastinit.machine.bootlog import read_bootlog
 from fastinit.machine.spec import parse_spec
 from fastinit.mm.run import boot
-from fastinit.mm.verify import Check, buddy_decomposition, check_free_lists, verify
+from fastinit.mm.verify import buddy_decomposition, check_free_lists, verify
+from fastinit.mm.verify_report import Check
 from fastinit.report import verify_lines
 from fixtures import restored, restoring
 

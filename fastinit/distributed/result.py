@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from fastinit.mm.buddy import ZoneFreeArea
 from fastinit.mm.deferred import NodeResult
 from fastinit.mm.plan import BootPlan
-from fastinit.mm.verify import Check, VerifyReport
+from fastinit.mm.verify_report import Check, VerifyReport
 
 
 @dataclass

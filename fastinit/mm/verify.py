@@ -32,7 +32,6 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -47,46 +46,10 @@ from fastinit.mm import hugetlb_verify
 from fastinit.mm.expected import (ExpectedState, deferred_free, expected_state,
                                   late_pageblocks)
 from fastinit.mm.run import BootResult
+from fastinit.mm.verify_report import Check, VerifyReport
 
-_MAX_PROBLEMS = 20
 # Sections per kernel call: progress is reported after each batch (32 MiB of descriptors).
 _BATCH = 16
-
-
-@dataclass
-class Check:
-    """One of verify's checks: what it covered, and the problems it found (the first few)."""
-
-    name: str
-    summary: str = ""
-    problems: list[str] = field(default_factory=list)
-
-    @property
-    def ok(self) -> bool:
-        return not self.problems
-
-    def problem(self, text: str) -> None:
-        if len(self.problems) < _MAX_PROBLEMS:
-            self.problems.append(text)
-
-
-@dataclass
-class VerifyReport:
-    """Outcome of `verify`: the four checks in order, each with its problems, the seconds
-    they took, and the section pass's tallies: ``{kind: (count, first pfn or -1)}`` with the
-    kinds of `fastinit.kernels.check_sections` in lower case (``"wrong_state"``...)."""
-
-    checks: list[Check] = field(default_factory=list)
-    elapsed: float = 0.0
-    tallies: dict[str, tuple[int, int]] = field(default_factory=dict)
-
-    @property
-    def problems(self) -> list[str]:
-        return [problem for check in self.checks for problem in check.problems]
-
-    @property
-    def ok(self) -> bool:
-        return all(check.ok for check in self.checks)
 
 
 def buddy_decomposition(start: int, end: int) -> list[tuple[int, int]]:
