@@ -100,3 +100,13 @@ def test_a_boot_without_verify_or_pools_compiles_none_of_their_kernels():
     done = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True,
                           check=True)
     assert done.stdout.strip() == "[]"
+
+
+def test_verify_of_a_boot_without_pools_compiles_none_of_the_pool_kernels():
+    program = ("import sys, fastinit.mm.verify\n"
+               "print(sorted(m for m in sys.modules if m in ("
+               "'fastinit.mm.hugetlb_verify', 'fastinit.kernels.compound', "
+               "'fastinit.kernels.buddy_alloc')))")
+    done = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True,
+                          check=True)
+    assert done.stdout.strip() == "[]"

@@ -108,12 +108,10 @@ def _zone_span(result, nid: int, zid: int) -> tuple[int, int]:
     return zone.start_pfn, zone.end_pfn
 
 
-def expected_managed(result, nid: int, zid: int, free: np.ndarray) -> int:
-    """A zone's ``managed`` pages now. Without pools, its free pages; with them, the free
+def expected_managed(result, nid: int, zid: int) -> int:
+    """A zone's ``managed`` pages after the pools (without them, its free pages): the free
     memory deferred init left (2 MiB pool pages stay managed) plus what the pools added:
     gigantic pages given back to ``totalram``, vmemmap pages HVO freed."""
-    if result.pools is None:
-        return int((free[:, 1] - free[:, 0]).sum()) if len(free) else 0
     start, end = _zone_span(result, nid, zid)
     plan_free = result.plan.free_ranges(nid, start, end)
     pages = int((plan_free[:, 1] - plan_free[:, 0]).sum()) if len(plan_free) else 0

@@ -42,7 +42,6 @@ from fastinit.kernels.check_sections import check_sections
 from fastinit.kernels._layout import largest_order, new_local_lists, page_links, zone_id
 from fastinit.layout import (MIGRATE_TYPES, MIGRATETYPE_NAMES, PAGE_DTYPE, PAGEBLOCK_NR_PAGES,
                              PAGEBLOCKS_PER_SECTION, PAGES_PER_SECTION)
-from fastinit.mm import hugetlb_verify
 from fastinit.mm.expected import (ExpectedState, deferred_free, expected_state,
                                   late_pageblocks)
 from fastinit.mm.run import BootResult
@@ -181,7 +180,8 @@ def _check_slots(start: int, end: int, ctx: _SectionPass) -> None:
 
 
 def _report_sections(result: BootResult, expected: ExpectedState, out: np.ndarray,
-                     blocks: int, report: VerifyReport) -> None:
+                     blocks: int, report: VerifyReport, pool_checks=None) -> None:
+    # pool_checks: fastinit.mm.hugetlb_verify for a boot with pools (managed counts more).
     reference, free_lists, buddy, state = report.checks
     count = {kind: int(out[kind, 0]) for kind in range(kinds.NR_KINDS)}
     first = {kind: int(out[kind, 1]) for kind in range(kinds.NR_KINDS)}
@@ -211,7 +211,10 @@ def _report_sections(result: BootResult, expected: ExpectedState, out: np.ndarra
                       f"{count[kinds.NOT_CANONICAL]} descriptors differ, the first at pfn "
                       f"{pfn:#x} ({_zone_name(result, pfn)})")
     for (nid, zid), free in expected.zone_free.items():
-        pages = hugetlb_verify.expected_managed(result, nid, zid, free)
+        if pool_checks is not None:
+            pages = pool_checks.expected_managed(result, nid, zid)
+        else:
+            pages = int((free[:, 1] - free[:, 0]).sum()) if len(free) else 0
         if result.zones[(nid, zid)].managed != pages:
             buddy.problem(f"node {nid} zone {result.plan.topology.zone(nid, zid).name}: "
                           f"managed {result.zones[(nid, zid)].managed}, free pages {pages}")
@@ -256,8 +259,14 @@ def verify(result: BootResult, *, threads: int | None = None,
     began = time.perf_counter()
     report = VerifyReport([Check("serial reference"), Check("free lists"),
                            Check("canonical buddy state"), Check("expected state")])
-    # HugeTLB pools changed some blocks after deferred init: they are checked on their own.
-    expected = hugetlb_verify.with_pools(expected_state(result.plan), result)
+    expected = expected_state(result.plan)
+    pool_checks = None
+    if result.pools is not None:
+        # Imported for boots with pools only: it brings the pool kernels (about 5 s to
+        # compile on a cold Numba cache). The pools changed some blocks after deferred
+        # init: those are checked on their own.
+        from fastinit.mm import hugetlb_verify as pool_checks
+        expected = pool_checks.with_pools(expected, result)
     listed, blocks = check_free_lists(result, report.checks[1])
     ctx = _SectionPass(result, expected, listed, progress)
     try:
@@ -265,10 +274,10 @@ def verify(result: BootResult, *, threads: int | None = None,
                              min_chunk=1, max_threads=threads, fn_arg=ctx))
     finally:
         ctx.close()
-    _report_sections(result, expected, ctx.out, blocks, report)
-    if result.pools is not None:
+    _report_sections(result, expected, ctx.out, blocks, report, pool_checks)
+    if pool_checks is not None:
         report.checks.append(Check("HugeTLB pools"))
-        hugetlb_verify.check_pools(result, report.checks[-1], listed)
+        pool_checks.check_pools(result, report.checks[-1], listed)
     report.tallies = {name.lower(): (int(ctx.out[kind, 0]),
                                      int(ctx.out[kind, 1]) if ctx.out[kind, 0] else -1)
                       for kind, name in enumerate(kinds.KIND_NAMES)}
