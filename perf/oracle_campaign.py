@@ -12,6 +12,7 @@ compare and verify them again with a changed fastinit without booting anything.
     python perf/oracle_campaign.py --seeds 0:50 --out /tmp/oracle-run [--jobs 2]
     python perf/oracle_campaign.py --replay /tmp/oracle-run
     python perf/oracle_campaign.py --seeds 7 --save-mismatches tests/data/qemu
+    python perf/oracle_campaign.py --kernel /var/cache/fastinit-kernels/sid/vmlinuz ...
 
 Prints one line per layout and a summary (layouts, boots that failed, match rate, how many
 boot and verify, boot time); writes summary.json into --out. Exit status 1 if any layout
@@ -180,7 +181,7 @@ def print_record(record: dict) -> None:
 
 
 def run(args) -> list[dict]:
-    tools = qo.find_tools()
+    tools = qo.find_tools(args.kernel)
     if isinstance(tools, str):
         sys.exit(f"oracle_campaign: {tools}")
     seeds = parse_seeds(args.seeds)
@@ -233,6 +234,10 @@ def main() -> int:
     parser.add_argument("--focus", choices=["hugepages"], default=None,
                         help="hugepages: layouts that all ask for HugeTLB boot pools "
                              "(tests/qemu_oracle/hugepages.py; cases huge-N)")
+    parser.add_argument("--kernel", metavar="IMAGE", default=None,
+                        help="boot this kernel image (e.g. /var/cache/fastinit-kernels/"
+                             "6.12/vmlinuz from tests/qemu_oracle/fetch_kernels.sh; default: "
+                             "$FASTINIT_ORACLE_KERNEL or the newest /boot/vmlinuz-*)")
     parser.add_argument("--jobs", type=int, default=2, help="guests booted at once (2)")
     parser.add_argument("--batch", type=int, default=8,
                         help="boots per hold of the bench lock (8)")

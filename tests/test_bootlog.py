@@ -88,6 +88,12 @@ def test_linux_7_type_names_and_gap_lines_read_as_the_old_ones():
     assert parse_bootlog(BIOS_MAP_7) == parse_bootlog(BIOS_MAP)
 
 
+def test_linux_7_gap_line_of_a_user_map_is_read():
+    # Was: refused as garbled ("user:" lines carry no "e820" to be looked at).
+    user = "user-defined physical RAM map:\n" + BIOS_MAP_7.replace("BIOS-e820", "user")
+    assert parse_bootlog(BIOS_MAP_7 + user) == parse_bootlog(BIOS_MAP)
+
+
 def test_linux_7_gap_line_adds_no_memory_and_ends_no_table():
     gap = "BIOS-e820: [gap 0x0000000080000000-0x00000000feffffff]\n"
     more = "BIOS-e820: [mem 0x0000000100000000-0x000000017fffffff]  System RAM\n"
@@ -351,3 +357,25 @@ def test_e820_edit_costs_a_few_plain_lines_not_a_table_sort():
     noise = ["ACPI: PM-Timer IO Port: 0x408"] * len(edits)
     assert best_of_3(parse_bootlog, "\n".join(table + edits)) < \
         25 * best_of_3(parse_bootlog, "\n".join(table + noise))
+
+
+FAKE_LOG = """\
+Command line: console=ttyS0 numa=fake=4
+BIOS-e820: [mem 0x0000000000000000-0x000000000009fbff] usable
+BIOS-e820: [mem 0x0000000000100000-0x000000007fffffff] usable
+"""
+
+
+def test_numa_fake_without_faking_node_lines_makes_no_fake_nodes():
+    # Debian's cloud kernels have no CONFIG_NUMA_EMU: numa=fake= does nothing, and only the
+    # log says so (no "Faking node" line before the zones are printed).
+    topology = parse_bootlog(FAKE_LOG + "Zone ranges:\n")
+    assert len(topology.nodes) == 1 and topology.cmdline.numa_fake is None
+    assert any("CONFIG_NUMA_EMU" in note for note in topology.notes)
+
+
+def test_numa_fake_with_faking_node_lines_or_a_short_log_makes_fake_nodes():
+    faked = FAKE_LOG + "NUMA: Faking node 0 at [mem 0x0-0x1fffffff] (512MB)\nZone ranges:\n"
+    assert len(parse_bootlog(faked).nodes) == 4
+    # A log cut before the zones cannot tell: the command line is followed.
+    assert len(parse_bootlog(FAKE_LOG).nodes) == 4

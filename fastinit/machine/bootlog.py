@@ -25,6 +25,7 @@ from fastinit.machine.assemble import Firmware, assemble
 from fastinit.machine.cmdline import COMMAND_LINE_SIZE, parse_cmdline
 from fastinit.machine.e820_log import STARTS, E820Log
 from fastinit.machine.hugetlb_sizes import gbpages_in_log
+from fastinit.machine.kernel_rules import KernelRules, rules_in_log
 from fastinit.machine.kernel_image import kernel_image_pfns
 from fastinit.machine.logfile import read_capped, read_log_bytes
 from fastinit.machine.loglines import (MEM_RANGE, bounded_decimal, check_count, line_error,
@@ -72,6 +73,10 @@ class BootLog:
     kernel_command_line: str | None = None
     # Where the command line used was printed, for errors: (line number, line).
     command_line_at: tuple[int, str] = (0, "")
+    # NUMA emulation printed fake nodes; the zones were printed (the log reaches past
+    # emulation, so no "Faking node" line means there were none).
+    faked_nodes: bool = False
+    zones_printed: bool = False
     # The e820 tables and their edits, as the log printed them.
     e820_log: E820Log = field(default_factory=lambda: E820Log("dmesg"))
 
@@ -83,7 +88,8 @@ def scan(text: str, source: str) -> BootLog:
     for number, line in enumerate(log_lines(text), start=1):
         if "physical RAM map" in line:
             table.table_ends()
-        elif ("e820" in line or ": [mem" in line) and table.read(line, number):
+        elif ("e820" in line or ": [mem" in line or ": [gap" in line) \
+                and table.read(line, number):
             continue
         # Checked before the SRAT lines: the kernel says "SRAT: SRAT not used." itself.
         if any(marker in line for marker in _NO_NUMA):
@@ -105,6 +111,10 @@ def scan(text: str, source: str) -> BootLog:
             _scan_command_line(log, line, number)
         elif _KERNEL_NOT_RAM in line:
             table.kernel_not_ram = True
+        elif "Faking node " in line:
+            log.faked_nodes = True
+        elif "Zone ranges:" in line:
+            log.zones_printed = True
     return log
 
 
@@ -160,8 +170,12 @@ def _scan_reserved(log: BootLog, line: str, number: int) -> None:
             return
 
 
-def parse_bootlog(text: str, source: str = "dmesg") -> Topology:
+def parse_bootlog(text: str, source: str = "dmesg",
+                  kernel: KernelRules | None = None) -> Topology:
     """Build a `Topology` from the text of a kernel boot log.
+
+    ``kernel`` models the log under another generation's rules (default: those of the
+    log's ``Linux version`` line, the newest without one).
 
     Raises
     ------
@@ -183,6 +197,7 @@ def parse_bootlog(text: str, source: str = "dmesg") -> Topology:
     # The kernel's image, where the log lets us know it (nokaslr): memblock's first
     # reservation.
     image = kernel_image_pfns(text, cmdline, source)
+    rules = kernel if kernel is not None else rules_in_log(text)
     reserved = log.reserved + log.e820_log.late_reserved + ([image] if image else [])
     firmware = Firmware(table, log.srat, log.apic_nodes, log.cpus_up, log.numa_off,
                         log.e820_log.user_map, reserved, crash_logged=True)
@@ -192,18 +207,27 @@ def parse_bootlog(text: str, source: str = "dmesg") -> Topology:
                      ".bss are not marked as E820_TYPE_RAM!') and the log does not say where "
                      "(the kernel prints it only at loglevel=8): the memory ranges derived "
                      "here miss it")
-    topology = assemble(firmware, cmdline, source, notes)
+    if cmdline.numa_fake is not None and log.zones_printed and not log.faked_nodes:
+        # A build without CONFIG_NUMA_EMU (Debian's cloud kernels) ignores numa=fake=;
+        # only the log tells, by printing no fake node.
+        notes.append("numa=fake= made no fake nodes (the log has no 'Faking node' line: a "
+                     "kernel built without CONFIG_NUMA_EMU, or emulation gave up): "
+                     "modelled without NUMA emulation")
+        cmdline = replace(cmdline, numa_fake=None)
+    topology = assemble(firmware, cmdline, source, notes, rules)
     if gbpages_in_log(text) is False:
         topology = replace(topology, gbpages=False)
     return topology
 
 
-def read_bootlog(path: str) -> tuple[Topology, str]:
-    """Read and parse a boot log file (``-`` for stdin); returns the topology and the text."""
+def read_bootlog(path: str, kernel: KernelRules | None = None) -> tuple[Topology, str]:
+    """Read and parse a boot log file (``-`` for stdin); returns the topology and the text.
+
+    ``kernel`` as for `parse_bootlog`."""
     if path == "-":
         text = read_capped(sys.stdin.buffer, "<stdin>").decode("utf-8", errors="replace")
         source = "<stdin>"
     else:
         text = read_log_bytes(path).decode("utf-8", errors="replace")
         source = path
-    return parse_bootlog(text, source), text
+    return parse_bootlog(text, source, kernel), text
