@@ -6,7 +6,7 @@ import pytest
 
 from fastinit.layout import PAGES_PER_SECTION
 from fastinit.machine.spec import parse_spec
-from fastinit.mm import hvo
+from fastinit.mm.hugetlb import hvo
 from fastinit.mm.memmap import Memmap, memmap_bytes
 from fastinit.mm.plan import plan_boot
 

@@ -8,13 +8,13 @@ Two jobs, shaped as Linux 6.9 shapes them (padata's second user, the one that ma
   A chunk takes its pages from the buddy allocators of their nodes (under each zone's
   lock), makes them compound HugeTLB pages, applies HVO, and enqueues them on the size's
   per-node free list. The node and zone of every page of the pool are the plan's
-  (`fastinit.mm.hugetlb_plan`: Linux 6.1's round robin and watermarks), so the counts do
+  (`fastinit.mm.hugetlb.plan`: Linux 6.1's round robin and watermarks), so the counts do
   not depend on how the chunks ran.
 - **1 GiB pages** (``gather_bootmem_prealloc()``): one job over node ids, ``size =
   nr_node_ids``, ``min_chunk`` 1, ``max_threads`` = nodes with memory: each node's
   memblock pages become compound pages, go back into ``managed`` and are enqueued.
 
-With ``hugetlb_free_vmemmap=on`` (`fastinit.mm.hvo`) only the first 64 descriptors of a
+With ``hugetlb_free_vmemmap=on`` (`fastinit.mm.hugetlb.hvo`) only the first 64 descriptors of a
 huge page are written; the other pages of its vmemmap are mapped onto that one, and the
 physical pages that held them are freed into the buddy allocator, as the kernel does.
 """
@@ -32,9 +32,9 @@ from fastinit.engine.workpool import shared_pool
 from fastinit.kernels._layout import page_links
 from fastinit.kernels.buddy_alloc import take_blocks
 from fastinit.kernels.compound import prep_buddy_huge_pages, prep_gigantic_pages
-from fastinit.mm.hugetlb_pages import PoolResult, PoolState
-from fastinit.mm.hugetlb_plan import zone_of
-from fastinit.mm.hvo import HvoDecision
+from fastinit.mm.hugetlb.state import PoolResult, PoolState
+from fastinit.mm.hugetlb.plan import zone_of
+from fastinit.mm.hugetlb.hvo import HvoDecision
 
 
 def pool_sequence(plan, order: int) -> np.ndarray:

@@ -18,7 +18,7 @@ from fastinit.kernels.buddy_alloc import free_ranges_to_zone
 from fastinit.kernels.compound import HPG_FREED, link_heads
 from fastinit.layout import LIST_HEAD_SIZE, MAX_NUMNODES
 from fastinit.machine.ranges import Range, merge_ranges
-from fastinit.mm.hvo import Remapper, freed_vmemmap, vmemmap_backing
+from fastinit.mm.hugetlb.hvo import Remapper, freed_vmemmap, vmemmap_backing
 
 # Simulated address of hstate->hugepage_freelists[nid] (in the direct map, like zones').
 HSTATE_LIST_BASE = 0xFFFF888200000000
