@@ -22,7 +22,8 @@ from fastinit.mm.deferred import DEFAULT_KERNEL, NodeResult, check_kernel, defer
 from fastinit.mm import memmap_file as memmap_files
 from fastinit.mm.early import early_init
 from fastinit.mm.hugetlb.plan import has_pools
-from fastinit.mm.hugetlb.hvo import decide_hvo, remapped_pages
+from fastinit.mm.hugetlb.hvo import remapped_pages
+from fastinit.mm.hugetlb.hvo_budget import decide_hvo
 from fastinit.kernels.first_touch import touch_range
 from fastinit.mm.memmap import Memmap
 from fastinit.engine.padata import Job, do_multithreaded
