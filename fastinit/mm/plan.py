@@ -13,8 +13,8 @@ import numpy as np
 
 from fastinit.engine.validate import check_int, check_threads
 from fastinit.machine.hugetlb_params import parse_hugetlb
-from fastinit.mm.hugetlb_buddy import plan_buddy_pools, zone_rooms
-from fastinit.mm.hugetlb_plan import PoolPlan, online_nodes, place_gigantic
+from fastinit.mm.hugetlb.buddy_plan import plan_buddy_pools, zone_rooms
+from fastinit.mm.hugetlb.plan import PoolPlan, online_nodes, place_gigantic
 from fastinit.mm.memmap import memmap_bytes
 from fastinit.layout import HPAGE_PMD_SIZE, PAGE_SHIFT, SECTION_MAP_PAGES, SECTION_SHIFT
 from fastinit.machine.topology import (Range, Topology, Zone, intersect, merge_ranges,
