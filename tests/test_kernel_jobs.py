@@ -54,3 +54,20 @@ def test_older_kernels_jobs_boot_and_verify_and_report_every_chunk():
     # Every chunk lies inside one job, and the chunks cover the jobs.
     assert all(any(s <= a and b <= e for s, e in jobs) for a, b, _ in chunks)
     assert sum(b - a for a, b, _ in chunks) == sum(e - s for s, e in jobs)
+
+
+def _pool_jobs(version: str):
+    from fastinit.mm.run import boot
+    topology = parse_spec("2x2G,cpus=2", cmdline="hugepagesz=2M hugepages=64",
+                          kernel=parse_version(version))
+    return boot(topology).pools.jobs["alloc"]
+
+
+def test_hugetlb_pools_are_built_by_one_thread_before_6_9_and_by_padata_since():
+    from fastinit.engine.workpool import shared_pool
+    old = _pool_jobs("6.8")
+    assert old.nworks == 1 and len(old.chunks) == 1
+    new = _pool_jobs("6.9")
+    # 64 pages, min_chunk 64 / 2 nodes / 2 = 16: as many workers as the pool allows, up to 4.
+    assert new.nworks == min(4, shared_pool().size)
+    assert len(new.chunks) > 1 or shared_pool().size == 1
