@@ -73,7 +73,9 @@ def topology_json(topology: Topology) -> dict:
             **({"hugepages": hugetlb_report.sysfs_counts(pools, None, node.nid)}
                if pools is not None else {}),
         } for node in topology.nodes],
-        **({"hugepages_upper_bounds": hugetlb_report.upper_bounds(pools)}
+        **({"hugepages_upper_bounds": hugetlb_report.upper_bounds(pools),
+            "hugepages_lower_bounds": hugetlb_report.lower_bounds(
+                pools, [node.nid for node in topology.memory_nodes])}
            if pools is not None else {}),
     }
 
