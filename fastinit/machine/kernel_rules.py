@@ -94,6 +94,13 @@ RULES: tuple[Rule, ...] = (
          "'usable', 'reserved', 'persistent (type N)', no gap lines",
          "arch/x86/kernel/e820.c e820_print_type(), e820_print_map(): seen in Debian's 7.2 "
          "(7.2.13); not in 6.12; the exact release between them is not pinned down"),
+    Rule("page0_printed", (7, 0),
+         "page 0 reserved and 640K-1M removed as always, and now said at the default console "
+         "level ('e820: update [mem 0x00000000-0x00000fff] System RAM ==> device reserved')",
+         "the same trims, said only at KERN_DEBUG (loglevel=8): fastinit applies them "
+         "whether or not the log says so",
+         "arch/x86/kernel/e820.c trim_bios_range(), e820__range_update(); seen in Debian's "
+         "7.2 at the default level, not in 6.12 (same uncertainty as e820_new_names)"),
 )
 
 NEWEST = max(rule.since for rule in RULES)
