@@ -69,3 +69,14 @@ def test_every_generation_agrees_with_fastinit_on_every_figure(oracle, generatio
     comparison = qo.compare(report, qo.run_fastinit(report.console))
     assert comparison.ok, f"{generation} {layout.describe()}\n" + "\n".join(comparison.lines())
     assert len(comparison.checks) >= 8
+
+
+def test_fetch_script_names_no_archive_host_and_pins_every_added_suite_at_50():
+    from pathlib import Path
+    script = (Path(qo.__file__).parent / "fetch_kernels.sh").read_text()
+    code = "\n".join(line for line in script.splitlines() if not line.lstrip().startswith("#"))
+    assert "http" not in code and ".org" not in code  # the URIs line is read, not written
+    assert "Pin-Priority: 50" in code and "apt-get install" not in code
+    assert "apt-get download" in code and "dpkg-deb -x" in code
+    for generation in GENERATIONS:
+        assert f"unpack {generation} " in code
