@@ -71,3 +71,12 @@ def test_hugetlb_pools_are_built_by_one_thread_before_6_9_and_by_padata_since():
     # 64 pages, min_chunk 64 / 2 nodes / 2 = 16: as many workers as the pool allows, up to 4.
     assert new.nworks == min(4, shared_pool().size)
     assert len(new.chunks) > 1 or shared_pool().size == 1
+
+
+def test_low_memory_reserved_is_1_mib_since_5_13_and_64_kib_before():
+    def free_below_1m(version):
+        plan = plan_boot(parse_spec("1x1G,cpus=1", kernel=parse_version(version)), "x86", None)
+        return sum(e - s for s, e in plan.free_ranges(0, 0, 256).tolist())
+    assert free_below_1m("5.13") == 0
+    # Pages 16..158 (64 KiB to 640 KiB; page 159 is the EBDA's) are free before 5.13.
+    assert free_below_1m("5.10") == 159 - 16

@@ -11,8 +11,8 @@ Grammar::
 
 Layout: nodes take consecutive slices of the physical address space, each ``SIZE`` long
 (the PCI hole below 4 GiB is skipped, not counted). As on real x86 firmware, page 0 and the
-legacy hole 640K-1M are not RAM, and boot reserves the first 1 MiB and a 32 MiB kernel image
-at 16 MiB.
+legacy hole 640K-1M are not RAM, and boot reserves a 32 MiB kernel image at 16 MiB (and low
+memory: the first 1 MiB since Linux 5.13, see `fastinit.mm.plan`).
 
 A kernel command line (``cmdline=``, e.g. ``"mem=6G movablecore=25% numa=fake=4"``) is
 applied as on a boot log: the machine becomes an e820 table and an SRAT (with more than one
@@ -46,8 +46,8 @@ _SIZE_DIGITS = 40
 
 # Page 0 and 640K-1M are never RAM on x86 (BIOS data, legacy VGA and ROMs).
 _LOW_HOLES = [(0, 1), (0x9F000 >> PAGE_SHIFT, 0x100000 >> PAGE_SHIFT)]
-# Always reserved since Linux 5.13 (the first 1 MiB), and a kernel image at 16 MiB.
-_BOOT_RESERVED = [(0, 0x100000 >> PAGE_SHIFT), (0x1000000 >> PAGE_SHIFT, 0x3000000 >> PAGE_SHIFT)]
+# A kernel image at 16 MiB (low memory's reservation is the plan's, by kernel generation).
+_BOOT_RESERVED = [(0x1000000 >> PAGE_SHIFT, 0x3000000 >> PAGE_SHIFT)]
 
 
 def parse_size(text: str, what: str) -> int:
