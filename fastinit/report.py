@@ -84,7 +84,7 @@ def boot_lines(result: BootResult, verification: VerifyReport | None) -> list[st
     """Kernel-style deferred-init lines, a per-node table and per-zone buddy state."""
     plan, memmap = result.plan, result.memmap
     lines = [f"{machine_summary(plan.topology, memmap.nbytes)} in {memmap.storage}, "
-             f"arch {plan.arch}",
+             f"arch {plan.arch}, {plan.topology.kernel.describe()}",
              f"sparse_init: memmap allocated and first touched in "
              f"{result.timings.get('sparse_init', 0) * 1e3:.0f} ms",
              f"early init (one thread) in {result.timings['early'] * 1e3:.0f} ms"]
@@ -170,6 +170,7 @@ def boot_json(result: BootResult, verification: VerifyReport | None) -> dict:
         })
     return {
         "source": plan.topology.source,
+        "kernel": plan.topology.kernel.to_json(),
         "arch": plan.arch,
         "memmap_bytes": result.memmap.nbytes,
         "memmap_storage": result.memmap.storage,

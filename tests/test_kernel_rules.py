@@ -87,3 +87,11 @@ def test_json_says_which_kernel_and_rules(tmp_path, capsys):
 def test_cli_refuses_a_bad_version_with_exit_2(capsys):
     status, _, err = run(capsys, "topology", "--spec", "1x1G", "--linux", "4.1")
     assert status == 2 and "older than 5.9" in err
+
+
+def test_reports_name_the_generation_and_where_it_ends():
+    assert parse_version("6.1").describe() == "Linux 6.1: rules of 5.13 until 6.4"
+    assert KernelRules().describe().endswith("the newest")
+    log = "Linux version 6.12.117+deb13-amd64 (gcc)\n" + MAP
+    assert parse_bootlog(log).kernel.describe() == \
+        "Linux 6.12.117+deb13-amd64 (from the log): rules of 6.12 until 6.18"

@@ -147,9 +147,12 @@ class KernelRules:
                          f"{', '.join(rule.name for rule in RULES)}")
 
     def describe(self) -> str:
-        """One line for reports: which kernel, which rules."""
+        """One line for reports: which kernel, which rules (``Linux 6.1 (from the log):
+        rules of 5.13 until 6.4``)."""
         where = " (from the log)" if self.from_log else ""
-        return f"Linux {self.version}{where}: rules of {self.generation}"
+        later = [rule.since for rule in RULES if rule.since > self.release]
+        until = f"until {min(later)[0]}.{min(later)[1]}" if later else "the newest"
+        return f"Linux {self.version}{where}: rules of {self.generation} {until}"
 
     def to_json(self) -> dict:
         return {"version": self.version, "from_log": self.from_log,
