@@ -95,3 +95,13 @@ def test_reports_name_the_generation_and_where_it_ends():
     log = "Linux version 6.12.117+deb13-amd64 (gcc)\n" + MAP
     assert parse_bootlog(log).kernel.describe() == \
         "Linux 6.12.117+deb13-amd64 (from the log): rules of 6.12 until 6.18"
+
+
+@pytest.mark.parametrize("log", ["Linux version 5.10.0-32-amd64 (gcc)\n",
+                                 "Linux version 3.15.0-rc6+ (gcc)\n", ""])
+def test_a_memmap_file_keeps_the_kernel_its_machine_was_modelled_with(log):
+    # Its reservations and jobs depend on it: verify must model the file's machine alike.
+    from fastinit.mm.memmap_meta import topology_from_json, topology_to_json
+    topology = parse_bootlog(log + MAP)
+    again = topology_from_json(json.loads(json.dumps(topology_to_json(topology))))
+    assert again.kernel == topology.kernel and again.reserved == topology.reserved

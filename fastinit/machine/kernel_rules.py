@@ -160,19 +160,21 @@ class KernelRules:
                 "behaviours": {rule.name: rule.now for rule in self.rules}}
 
 
-def parse_version(text: str) -> KernelRules:
-    """The rules for a version a user gave (``6.12``, ``5.10.223``, ``7.2.13+deb14``).
+def parse_version(text: str, from_log: bool = False) -> KernelRules:
+    """The rules for a version a user gave (``6.12``, ``5.10.223``, ``7.2.13+deb14``), or
+    (``from_log``) one a log printed, as a memmap file keeps it.
 
     Raises
     ------
     ValueError
-        For text that is no version, or one older than the series this project models.
+        For text that is no version, or (given by a user) one older than the series this
+        project models.
     """
     match = _VERSION.fullmatch(text.strip())
     if match is None:
         raise ValueError(f"kernel version {text[:40]!r} is not a version; give one as "
                          f"'uname -r' prints it, e.g. 6.12 or 5.10.223")
-    return _rules(match, text.strip(), from_log=False)
+    return _rules(match, text.strip(), from_log)
 
 
 def rules_in_log(text: str) -> KernelRules:
@@ -197,3 +199,14 @@ def _rules(match: re.Match, version: str, from_log: bool) -> KernelRules:
 
 
 NEWEST_RULES = KernelRules()
+
+# x86's low memory reservation (kernel rule low_1m_reserved): the first 1 MiB since 5.13;
+# before, CONFIG_X86_RESERVE_LOW's 64 KiB (Debian's and the default; the real-mode
+# trampoline's few pages below 640K are not in the log at the default console level).
+LOW_1M = (0, (1 << 20) >> 12)
+LOW_64K = (0, (64 << 10) >> 12)
+
+
+def low_reserved(rules: KernelRules) -> tuple[int, int]:
+    """The pfn range x86 memblock-reserves at the bottom of memory under ``rules``."""
+    return LOW_1M if rules.has("low_1m_reserved") else LOW_64K

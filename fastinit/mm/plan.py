@@ -13,6 +13,7 @@ import numpy as np
 
 from fastinit.engine.validate import check_int, check_threads
 from fastinit.machine.hugetlb_params import parse_hugetlb
+from fastinit.machine.kernel_rules import low_reserved
 from fastinit.mm.hugetlb.buddy_plan import plan_buddy_pools, zone_rooms
 from fastinit.mm.hugetlb.plan import PoolPlan, online_nodes, place_gigantic
 from fastinit.mm.memmap import memmap_bytes
@@ -27,11 +28,8 @@ ARCH_PROFILES = {
 }
 DEFAULT_ARCH = "x86"
 
-# x86 reserves the first 1 MiB since Linux 5.13 (BIOS corruption, real-mode trampoline;
-# kernel rule low_1m_reserved); before, CONFIG_X86_RESERVE_LOW's 64 KiB (Debian's and the
-# default; the trampoline's few pages below 640K are not in the log at the default level).
-LOW_RESERVED = (0, (1 << 20) >> PAGE_SHIFT)
-LOW_RESERVED_BEFORE_5_13 = (0, (64 << 10) >> PAGE_SHIFT)
+# x86 reserves the first 1 MiB since Linux 5.13 (BIOS corruption, real-mode trampoline),
+# 64 KiB before (kernel_rules.low_reserved).
 # The vmemmap of a section is 2 MiB, allocated PMD-aligned, above MAX_DMA_ADDRESS (16 MiB).
 MEMMAP_ALIGN = HPAGE_PMD_SIZE >> PAGE_SHIFT
 MEMMAP_MIN_PFN = (16 << 20) >> PAGE_SHIFT
@@ -261,8 +259,7 @@ def plan_boot(topology: Topology, arch: str = DEFAULT_ARCH,
     threads = check_threads(threads, fix="threads per node, or None for the arch profile's cap")
     sections = topology.present_sections()
     memory = [(s, e) for s, e, _ in topology.memory_ranges()]
-    low = LOW_RESERVED if topology.kernel.has("low_1m_reserved") else LOW_RESERVED_BEFORE_5_13
-    reserved = list(topology.reserved) + intersect(memory, *low)
+    reserved = list(topology.reserved) + intersect(memory, *low_reserved(topology.kernel))
     memmaps: dict[int, list[Range]] = {node.nid: [] for node in topology.memory_nodes}
     for nid, count in sparse_groups(topology):
         placed = _place_memmap(topology, nid, count, reserved)
