@@ -46,7 +46,11 @@ def test_fetched_kernels_are_found_by_generation(tmp_path):
 
 @pytest.fixture(scope="module")
 def oracle():
-    tools = qo.find_tools()
+    images = fetched_kernels()
+    if not images:
+        pytest.skip("no kernel generation fetched: run tests/qemu_oracle/fetch_kernels.sh "
+                    "(as root)")
+    tools = qo.find_tools(next(iter(images.values())))
     if isinstance(tools, str):
         pytest.skip(tools)
     with tempfile.TemporaryDirectory(prefix="fastinit-qemu-") as workdir:
