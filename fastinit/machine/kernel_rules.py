@@ -43,16 +43,18 @@ class Rule:
     source: str
 
 
-# The series this project models landed in 5.9 (5.10 is its first long-term kernel).
-OLDEST = (5, 9)
+# The series this project models was merged for 5.8 (Linux 5.8.1 has it; 5.10 is its first
+# long-term kernel).
+OLDEST = (5, 8)
 
 RULES: tuple[Rule, ...] = (
-    Rule("deferred_padata", (5, 9),
+    Rule("deferred_padata", (5, 8),
          "deferred init of each node is a padata job, section-aligned chunks, the node's "
          "CPUs on x86 (at least 1)",
          "one thread per node, no padata",
          "mm/page_alloc.c deferred_init_memmap(); series 'padata: parallelize deferred "
-         "page init' (Daniel Jordan, merged 5.9); x86 deferred_page_init_max_threads()"),
+         "page init' (Daniel Jordan, merged for 5.8: 004ed42638f4, ecd096506922); x86 "
+         "deferred_page_init_max_threads()"),
     Rule("low_1m_reserved", (5, 13),
          "the first 1 MiB of RAM is memblock-reserved on x86 (never freed to buddy)",
          "page 0, the real-mode trampoline and CONFIG_X86_RESERVE_LOW (64 KiB) reserved",
