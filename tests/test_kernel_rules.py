@@ -94,7 +94,7 @@ def test_reports_name_the_generation_and_where_it_ends():
     assert KernelRules().describe().endswith("the newest")
     log = "Linux version 6.12.117+deb13-amd64 (gcc)\n" + MAP
     assert parse_bootlog(log).kernel.describe() == \
-        "Linux 6.12.117+deb13-amd64 (from the log): rules of 6.12 until 6.18"
+        "Linux 6.12.117+deb13-amd64 (from the log): rules of 6.12 until 6.15"
 
 
 @pytest.mark.parametrize("log", ["Linux version 5.10.0-32-amd64 (gcc)\n",

@@ -81,6 +81,14 @@ RULES: tuple[Rule, ...] = (
          "x86 used the node's CPUs, other architectures 1 thread",
          "mm/mm_init.c deferred_page_init_max_threads(); 'mm/mm_init: use node's number of "
          "cpus in deferred_page_init_max_threads' (Eric Chanudet, 6.11)"),
+    Rule("hugetlb_alloc_threads", (6, 15),
+         "the 2 MiB pool's job runs hugepage_allocation_threads = a quarter of the CPUs (at "
+         "least 1; hugepage_alloc_threads= sets it), min_chunk = pages / threads, and says "
+         "'HugeTLB: allocation took Nms with hugepage_allocation_threads=T'",
+         "2 threads per node with memory, min_chunk = pages / nodes / 2",
+         "mm/hugetlb.c hugetlb_pages_alloc_boot(); 'mm: hugetlb: improve parallel huge page "
+         "allocation time' (Thomas Prescher, v3 Feb 2025): in Debian's 7.2 (its log line), "
+         "not in 6.12; the release is inferred from the series' date"),
     Rule("numa_emu_generic", (6, 12),
          "NUMA emulation (numa=fake=) is generic code over numa_memblks",
          "x86's own arch/x86/mm/numa_emulation.c",
