@@ -19,6 +19,7 @@ from fastinit.kernels.compound import HPG_FREED, link_heads
 from fastinit.layout import LIST_HEAD_SIZE, MAX_NUMNODES
 from fastinit.machine.ranges import Range, merge_ranges
 from fastinit.mm.hugetlb.hvo import Remapper, freed_vmemmap, vmemmap_backing
+from fastinit.mm.hugetlb.prep import can_stream, whole_blocks
 
 # Simulated address of hstate->hugepage_freelists[nid] (in the direct map, like zones').
 HSTATE_LIST_BASE = 0xFFFF888200000000
@@ -87,10 +88,14 @@ class PoolState:
         After deferred init.
     decision : HvoDecision
         Which pages HVO remaps.
+    stream : bool
+        Stream the tails whose old contents are known (`fastinit.mm.hugetlb.prep`).
     """
 
-    def __init__(self, result, decision):
+    def __init__(self, result, decision, stream: bool = True):
         self.plan, self.memmap, self.zones = result.plan, result.memmap, result.zones
+        self.stream = stream and can_stream(self.memmap)
+        self.whole_blocks = {key: whole_blocks(self.plan, key) for key in self.zones}
         self.out = PoolResult(decision=decision)
         if decision.pages:
             self.out.remapper = Remapper(self.memmap, decision.pages)
