@@ -30,7 +30,8 @@ from fastinit.engine.padata import Job, do_multithreaded
 from fastinit.engine.workpool import shared_pool
 from fastinit.kernels.buddy_alloc import take_blocks
 from fastinit.mm.hugetlb.prep import in_full, prep_buddy, prep_gigantic
-from fastinit.mm.hugetlb.state import PoolResult, PoolState
+from fastinit.mm.hugetlb.result import PoolResult
+from fastinit.mm.hugetlb.state import PoolState
 from fastinit.mm.hugetlb.plan import zone_of
 from fastinit.mm.hugetlb.hvo import freeze
 from fastinit.mm.hugetlb.hvo_budget import HvoDecision
