@@ -14,6 +14,9 @@ Two jobs, shaped as Linux 6.9 shapes them (padata's second user, the one that ma
   nr_node_ids``, ``min_chunk`` 1, ``max_threads`` = nodes with memory: each node's
   memblock pages become compound pages, go back into ``managed`` and are enqueued.
 
+Before Linux 6.9 (kernel rule ``hugetlb_padata``) the boot CPU built the pools alone: the
+same jobs run as one call each, on one thread.
+
 With ``hugetlb_free_vmemmap=on`` (`fastinit.mm.hugetlb.hvo`) only the first 64 descriptors of a
 huge page are written; the other pages of its vmemmap are mapped onto that one, and the
 physical pages that held them are freed into the buddy allocator, as the kernel does.
@@ -155,6 +158,10 @@ def _run_jobs(state: PoolState, decision: HvoDecision, threads: int | None) -> N
     plan = state.plan
     pool = shared_pool()
     memory_nodes = len(plan.nodes)
+    # Before Linux 6.9 (kernel rule hugetlb_padata) the boot CPU alone built the pools:
+    # the same jobs, on one thread (padata's single call over the whole range).
+    if not plan.topology.kernel.has("hugetlb_padata"):
+        threads = 1
     for request in plan.pools.params.hstates:
         total = plan.pools.total(request.order)
         if request.gigantic or not total:
