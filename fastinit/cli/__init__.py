@@ -52,6 +52,10 @@ def _machine_args(parser) -> None:
     parser.add_argument("--json", action="store_true", help="print JSON instead of text")
 
 
+LINUX_HELP = "model the machine under this Linux generation's rules, e.g. 5.10 or 6.12 " \
+             "(default: the log's 'Linux version' line; the newest for a spec)"
+
+
 def _nonempty_path(text: str) -> str:
     import argparse
     if not text.strip():
@@ -66,6 +70,8 @@ def _threads_arg(parser, group=None) -> None:
 
 def _boot_args(parser) -> None:
     _machine_args(parser)
+    # --kernel already names the deferred-init kernel (stream, plain) here.
+    parser.add_argument("--linux", metavar="VERSION", help=LINUX_HELP)
     threads = parser.add_mutually_exclusive_group()
     threads.add_argument("--arch", default="x86", help=ARCH_HELP)
     _threads_arg(parser, threads)
@@ -91,6 +97,9 @@ def build_parser():
                     "spanned, present and unavailable pages. With --dmesg, the figures are "
                     "checked against the kernel's own lines in the log.")
     _machine_args(topology)
+    # topology has no deferred-init kernel to choose: --kernel names the Linux version.
+    topology.add_argument("--linux", "--kernel", dest="linux", metavar="VERSION",
+                          help=LINUX_HELP)
     boot = commands.add_parser(
         "boot", help="simulate boot-time struct page init (early + parallel deferred)",
         description="Allocate the memmap, run early init on one thread and deferred init "
