@@ -26,7 +26,7 @@ from fastinit.mm.hugetlb.hvo import remapped_pages
 from fastinit.mm.hugetlb.hvo_budget import decide_hvo
 from fastinit.kernels.first_touch import touch_range
 from fastinit.mm.memmap import Memmap
-from fastinit.engine.padata import Job, do_multithreaded
+from fastinit.engine.padata import Job, JobCancelled, do_multithreaded
 from fastinit.layout import HPAGE_PMD_SIZE, PAGE_SIZE, pfn_up
 from fastinit.machine.topology import Topology
 
@@ -252,6 +252,9 @@ def boot(topology: Topology, *, arch: str = DEFAULT_ARCH, threads: int | None = 
             result.pools = hugetlb_init(result, result.hvo)
             result.timings["hugetlb"] = time.perf_counter() - began
         if result.memmap.file is not None:
+            if cancel is not None and cancel.is_set():  # after the last chunk: still off
+                raise JobCancelled("the boot was cancelled before its memmap file was "
+                                   "complete; the path keeps what it had")
             began = time.perf_counter()
             result.memmap.file.complete(result.zones)
             result.timings["sync"] = time.perf_counter() - began
