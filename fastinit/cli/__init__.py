@@ -183,7 +183,13 @@ def main(argv: list[str] | None = None, *, exiting: bool = False) -> int:
 
 def run() -> int:
     """The ``fastinit`` program (the console script, ``python -m fastinit.cli``)."""
-    return main(exiting=True)
+    status = main(exiting=True)
+    # CPython marks a KeyboardInterrupt "unhandled" when it leaves code run by exec() of a
+    # string (dataclasses and Numba generate code that way), even if it is caught later,
+    # and then ends the process by SIGINT whatever its exit status. The interrupt was
+    # handled; an exec() of a string clears the mark.
+    exec("")
+    return status
 
 
 class _Run:
