@@ -14,8 +14,9 @@ removes what it left, which the campaign checks too).
     python perf/signal_campaign.py --trials 120 --out runs/signals
     python perf/signal_campaign.py --trials 12 --spec 1x4G      # a quick look
 
-Each trial is a line of ``OUT/trials.jsonl``; the summary counts outcomes by signal, mode
-and moment ("start": before the program took the signals, during the interpreter's own
+A third of the signals fall in the first half second (start-up and imports), a third
+around the end of the boot (the commit), a third anywhere. Each trial is a line of
+``OUT/trials.jsonl``; the summary counts outcomes by signal, mode and moment ("start": before the program took the signals, during the interpreter's own
 start-up; "run"; "exit": after its work, when it ignores them; "gone": already exited).
 """
 
@@ -146,7 +147,11 @@ def trial(number: int, rng: random.Random, out: Path, spec: str, template: Path,
     before = digest(path)
     argv = ["boot", "--spec", spec, "--memmap-file", str(path), "--no-progress"]
     argv += ["--force"] if prior == "old" else []
-    delay = rng.uniform(0, longest)
+    # A third of the signals in the interpreter's start-up and the imports, a third
+    # around the commit at the end, a third anywhere.
+    edge = rng.choice(["start", "end", "any"])
+    delay = {"start": rng.uniform(0, 0.5), "end": rng.uniform(0.75, 1.0) * longest,
+             "any": rng.uniform(0, longest)}[edge]
     began = time.monotonic()
     pid, wait = start(mode, argv, err)
     time.sleep(max(0.0, delay - (time.monotonic() - began)))
@@ -194,7 +199,7 @@ def campaign(trials: int, spec: str, out: Path, seed: int = 0, verify_every: int
                           "--no-progress", "--force"], check=True, capture_output=True,
                    timeout=600)
     # Signals fall anywhere from the start to a little past the end of a boot.
-    longest = 1.2 * calibrate(spec, out)
+    longest = 1.15 * calibrate(spec, out)
     rng = random.Random(seed)
     records = []
     with open(out / "trials.jsonl", "w") as lines:
