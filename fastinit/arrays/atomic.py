@@ -210,6 +210,12 @@ def _same(info: os.stat_result, old: os.stat_result) -> bool:
 
 def _replace(dfd: int, temp: str, name: str, old: os.stat_result) -> bool:
     """Put ``temp`` at ``name`` if ``name`` is still ``old``; whether it was."""
+    try:  # unchanged too (``echo data > P`` rewrites it in place); a rename changes ctime
+        there = os.stat(name, dir_fd=dfd, follow_symlinks=False)
+        if not _same(there, old) or there.st_ctime_ns != old.st_ctime_ns:
+            return False
+    except FileNotFoundError:
+        pass
     try:
         swapped = exchange(dfd, temp, name)
     except FileNotFoundError:  # the checked file is gone: nothing is lost by a new one
@@ -222,12 +228,7 @@ def _replace(dfd: int, temp: str, name: str, old: os.stat_result) -> bool:
             return True
         exchange(dfd, temp, name)  # someone else's file: put it back where it was
         return False
-    try:  # no RENAME_EXCHANGE here: check, then rename (a window of a few microseconds)
-        there = os.stat(name, dir_fd=dfd, follow_symlinks=False)
-    except FileNotFoundError:
-        return False
-    if not _same(there, old):
-        return False
+    # No RENAME_EXCHANGE here: checked above, then renamed (a window of microseconds).
     os.rename(temp, name, src_dir_fd=dfd, dst_dir_fd=dfd)
     return True
 
