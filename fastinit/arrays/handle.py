@@ -48,7 +48,8 @@ class MemmapFile:
     """
 
     def __init__(self, where, fd, lock, region, meta, arrays, mode, *, raw_meta: bytes,
-                 state: int, checksum: int | None = None, temp=None, replaces=None):
+                 state: int, checksum: int | None = None, temp=None, replaces=None,
+                 lease=None):
         # What the header said was read once, checked, and is kept here: the mapping's
         # header may change under us (another process can write the file), this may not.
         self._offset = fmt.data_offset(len(raw_meta))
@@ -65,6 +66,9 @@ class MemmapFile:
         # unwritten goes back to complete (see `_end_state`).
         self._complete_checksum = checksum if state == fmt.COMPLETE else None
         self._base = np.frombuffer(region, dtype=np.uint8)
+        self._lease = lease  # a read lease (fastinit.arrays.lease) guarding the mapping
+        if lease is not None:
+            lease.guard(self._base.ctypes.data, len(region))
         self._finished = mode != "w"
         if mode == "w":
             _WRITERS.add(self)
@@ -226,6 +230,9 @@ class MemmapFile:
         self._stop(fmt.CLOSED)
         self._finished = True
         self._release()
+        if self._lease is not None:
+            self._lease.release()
+            self._lease = None
         for name in ("_fd", "_dfd"):
             fd = getattr(self, name)
             setattr(self, name, None)

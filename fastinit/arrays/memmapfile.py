@@ -16,7 +16,7 @@ import mmap
 import os
 import numpy as np
 
-from fastinit.arrays import atomic, fileformat as fmt, locks
+from fastinit.arrays import atomic, fileformat as fmt, lease as leases, locks
 from fastinit.arrays.checksum import NAME as CHECKSUM_NAME, data_checksum
 from fastinit.arrays.errors import (DamagedMemmapError, IncompleteMemmapError,
                                     MemmapFileError)
@@ -155,7 +155,7 @@ def open_file(path, mode: str = "r", *, kind: str | None = None,
         raise ValueError(f"mode must be 'r' or 'r+', got {mode!r}")
     shown, directory, name = atomic.split_path(path)
     dfd = atomic.open_directory(shown, directory)
-    lock = fd = handle = None
+    lock = fd = handle = lease = None
     try:
         try:
             os.stat(name, dir_fd=dfd, follow_symlinks=False)
@@ -167,6 +167,8 @@ def open_file(path, mode: str = "r", *, kind: str | None = None,
         lock = locks.PathLock(shown, dfd, name, exclusive=mode == "r+")
         fd = atomic.open_regular(shown, dfd, name, writable=mode == "r+")
         locks.lock_file(shown, fd, exclusive=mode == "r+")
+        if mode == "r":  # before its size is read: a file that shrinks from now on is seen
+            lease = leases.take(shown, fd)
         size = os.fstat(fd).st_size
         header = fmt.unpack_header(shown, os.pread(fd, fmt.HEADER_BYTES, 0), _REDO)
         raw = os.pread(fd, header.meta_len, fmt.HEADER_BYTES)
@@ -204,8 +206,8 @@ def open_file(path, mode: str = "r", *, kind: str | None = None,
         region = mmap.mmap(fd, total, access=access)
         handle = MemmapFile((shown, dfd, name), fd, lock, region, document, specs, mode,
                             raw_meta=raw, state=header.state,
-                            checksum=header.data_checksum)
-        lock = fd = dfd = None  # the handle owns them now: closing it releases them
+                            checksum=header.data_checksum, lease=lease)
+        lock = fd = dfd = lease = None  # the handle owns them now: closing it releases them
         if check_data and header.state == fmt.COMPLETE and \
                 data_checksum(handle.data) != header.data_checksum:
             raise DamagedMemmapError(f"{shown} is damaged: its data no longer matches the "
@@ -216,6 +218,8 @@ def open_file(path, mode: str = "r", *, kind: str | None = None,
     except BaseException:
         if handle is not None:
             handle.close()
+        if lease is not None:
+            lease.release()
         if lock is not None:
             lock.release()
         if fd is not None:
