@@ -54,13 +54,13 @@ def test_a_header_flipped_by_another_process_while_opening_never_crashes(tmp_pat
                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
         assert flipper.stdout.readline().strip() == "flipping"
-        opener = subprocess.run([sys.executable, "-c", OPENER, str(path), "400"],
+        opener = subprocess.run([sys.executable, "-c", OPENER, str(path), "1000"],
                                 capture_output=True, text=True, timeout=300)
     finally:
         flipper.communicate("stop", timeout=60)
     assert opener.returncode == 0, opener.stderr  # -11 (SIGSEGV) before
     opened, refused = map(int, opener.stdout.split())
-    assert opened + refused == 400
+    assert opened + refused == 1000
     assert open_memmap(path).array.sum() == 7 * 4096
 
 

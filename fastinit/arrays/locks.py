@@ -136,7 +136,8 @@ class PathLock:
             return
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            if self._still_named(fd):
+            # Ours are empty: a file with contents at that name is someone's, kept.
+            if self._still_named(fd) and os.fstat(fd).st_size == 0:
                 os.unlink(self.lock_name, dir_fd=self.dfd)
         except OSError:
             pass  # others still hold it: the last of them removes it
