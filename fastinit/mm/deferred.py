@@ -179,10 +179,6 @@ def deferred_init(plan: BootPlan, memmap: Memmap, zones: dict[tuple[int, int], Z
         began = time.perf_counter()
         ctx = _ChunkContext(plan, node, memmap, zones[(node.nid, node.deferred_zone.zid)],
                             kernel, chunk_hook, cancel)
-        start, end = node.job
-        job = Job(deferred_init_memmap_chunk, start=start, size=end - start,
-                  align=PAGES_PER_SECTION, min_chunk=PAGES_PER_SECTION,
-                  max_threads=min(node.max_threads, pool.size), fn_arg=ctx)
         reported = 0
 
         def on_progress(done_units: int, total: int) -> None:
@@ -192,8 +188,15 @@ def deferred_init(plan: BootPlan, memmap: Memmap, zones: dict[tuple[int, int], Z
             if progress is not None and pages:
                 progress(pages)
 
-        report = do_multithreaded(job, progress=on_progress, cancel=cancel, pool=pool,
-                                  max_helpers=share - 1)
+        reports = []
+        # One job since Linux 6.18; one per free range before (BootPlan.deferred_jobs).
+        for start, end in plan.deferred_jobs(node.nid):
+            job = Job(deferred_init_memmap_chunk, start=start, size=end - start,
+                      align=PAGES_PER_SECTION, min_chunk=PAGES_PER_SECTION,
+                      max_threads=min(node.max_threads, pool.size), fn_arg=ctx)
+            reports.append(do_multithreaded(job, progress=on_progress, cancel=cancel,
+                                            pool=pool, max_helpers=share - 1))
+        report = combined(reports)
         results[node.nid] = NodeResult(node.nid, node.max_threads, report,
                                        time.perf_counter() - began, ctx.pages)
 
@@ -229,6 +232,23 @@ def deferred_init(plan: BootPlan, memmap: Memmap, zones: dict[tuple[int, int], Z
         raise error
     return [results.get(node.nid, NodeResult(node.nid, node.max_threads, None, 0.0, 0))
             for node in plan.nodes]
+
+
+def combined(reports: list[JobReport]) -> JobReport | None:
+    """The node's jobs as one report: every chunk, each worker's units and seconds summed."""
+    if len(reports) <= 1:
+        return reports[0] if reports else None
+    workers = max(report.nworks for report in reports)
+
+    def summed(field: str) -> tuple:
+        padded = [list(getattr(r, field)) + [0] * (workers - len(getattr(r, field)))
+                  for r in reports]
+        return tuple(sum(column) for column in zip(*padded))
+
+    return JobReport(workers, max(r.chunk_size for r in reports),
+                     tuple(c for r in reports for c in r.chunks),
+                     sum(r.elapsed for r in reports), summed("worker_units"),
+                     summed("worker_seconds"))
 
 
 def _wait_all(finished: list[threading.Event], through_ctrl_c: bool = False) -> None:

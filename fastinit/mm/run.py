@@ -21,11 +21,12 @@ from fastinit.engine.validate import check_bool, check_callable, check_event, ch
 from fastinit.mm.deferred import DEFAULT_KERNEL, NodeResult, check_kernel, deferred_init
 from fastinit.mm import memmap_file as memmap_files
 from fastinit.mm.early import early_init
-from fastinit.mm.hugetlb_plan import has_pools
-from fastinit.mm.hvo import decide_hvo, remapped_pages
+from fastinit.mm.hugetlb.plan import has_pools
+from fastinit.mm.hugetlb.hvo import remapped_pages
+from fastinit.mm.hugetlb.hvo_budget import decide_hvo
 from fastinit.kernels.first_touch import touch_range
 from fastinit.mm.memmap import Memmap
-from fastinit.engine.padata import Job, do_multithreaded
+from fastinit.engine.padata import Job, JobCancelled, do_multithreaded
 from fastinit.layout import HPAGE_PMD_SIZE, PAGE_SIZE, pfn_up
 from fastinit.machine.topology import Topology
 
@@ -47,9 +48,9 @@ class BootResult:
     timings : dict of str to float
         Seconds for "sparse_init" (allocation and first touch; absent when a memmap was
         reused), "early", "deferred" and "hugetlb" (the boot pools).
-    hvo : fastinit.mm.hvo.HvoDecision or None
+    hvo : fastinit.mm.hugetlb.hvo.HvoDecision or None
         Which huge pages get their vmemmap remapped (decided before early init).
-    pools : fastinit.mm.hugetlb_pages.PoolResult or None
+    pools : fastinit.mm.hugetlb.result.PoolResult or None
         The HugeTLB boot pools, once allocated.
     """
 
@@ -134,11 +135,12 @@ def prepare(topology: Topology, *, arch: str = DEFAULT_ARCH, threads: int | None
                              "boot pools yet (hugepages= on the kernel command line); boot "
                              "the machine in one process")
         plan = plan.shard(node)
+    if (memmap_file is not None or (memmap is not None and memmap.file is not None)) and \
+            has_pools(plan) and plan.pools.params.free_vmemmap:
+        raise ValueError("hugetlb_free_vmemmap=on (HVO) remaps the memmap in memory; a "
+                         "memmap file keeps every descriptor: boot with "
+                         "hugetlb_free_vmemmap=off, or without --memmap-file")
     hvo = decide_hvo(plan)
-    if memmap_file is not None and has_pools(plan):
-        raise ValueError("HugeTLB boot pools (hugepages= on the kernel command line) are not "
-                         "recorded in memmap files, so the file could not be verified "
-                         "later; boot in memory, or without hugepages=")
     timings = {}
     fresh = memmap is None
     began = time.perf_counter()
@@ -245,11 +247,14 @@ def boot(topology: Topology, *, arch: str = DEFAULT_ARCH, threads: int | None = 
         if has_pools(result.plan):
             # Imported here: compiling the pool kernels costs 2 s on a cold Numba cache,
             # which only boots with pools should pay.
-            from fastinit.mm.hugetlb import hugetlb_init
+            from fastinit.mm.hugetlb.jobs import hugetlb_init
             began = time.perf_counter()
             result.pools = hugetlb_init(result, result.hvo)
             result.timings["hugetlb"] = time.perf_counter() - began
         if result.memmap.file is not None:
+            if cancel is not None and cancel.is_set():  # after the last chunk: still off
+                raise JobCancelled("the boot was cancelled before its memmap file was "
+                                   "complete; the path keeps what it had")
             began = time.perf_counter()
             result.memmap.file.complete(result.zones)
             result.timings["sync"] = time.perf_counter() - began
@@ -293,4 +298,9 @@ def load(path: str, topology: Topology | None = None, *, check_data: bool = Fals
         area.heads[:], area.nr_free[:] = record["heads"], record["nr_free"]
         area.managed = int(record["managed"])
         zones[(area.nid, area.zid)] = area
-    return BootResult(plan, memmap, zones, [], {})
+    result = BootResult(plan, memmap, zones, [], {})
+    if has_pools(plan):
+        # Imported here, as in boot: only files with pools pay for the pool kernels.
+        from fastinit.mm.hugetlb.recorded import recorded_pools
+        result.pools = recorded_pools(plan, memmap)
+    return result
