@@ -116,12 +116,6 @@ class Memmap:
     def nbytes(self) -> int:
         return memmap_bytes(len(self.sections))
 
-    def slot_of_section(self, section: int) -> int:
-        slot = int(np.searchsorted(self.sections, section))
-        if slot == len(self.sections) or self.sections[slot] != section:
-            return -1
-        return slot
-
     def slots(self, start_pfn: int, end_pfn: int) -> tuple[int, np.ndarray]:
         """Section slots covering ``[start_pfn, end_pfn)`` for the kernels.
 
@@ -154,15 +148,35 @@ class Memmap:
                 runs.append((s, e))
         return runs
 
+    def has(self, pfn):
+        """Whether ``pfn`` (scalar or array) has a descriptor: its section is present."""
+        present = self._present(np.asarray(pfn, dtype=np.int64) >> SECTION_SHIFT)[1]
+        return bool(present) if present.ndim == 0 else present
+
     def index(self, pfn):
-        """Position of ``pfn``'s descriptor in `pages` (scalar or array); -1 if it has none."""
+        """Position of ``pfn``'s descriptor in `pages` (scalar or array).
+
+        Raises
+        ------
+        ValueError
+            For a pfn without descriptors (its section is absent): ask `has` first where
+            a miss is expected. There is no sentinel: a -1 would index the last descriptor.
+        """
         pfn = np.asarray(pfn, dtype=np.int64)
-        section = pfn >> SECTION_SHIFT
-        slot = np.searchsorted(self.sections, section)
-        clipped = np.minimum(slot, len(self.sections) - 1)
-        present = self.sections[clipped] == section
-        result = np.where(present, clipped * PAGES_PER_SECTION + (pfn & (PAGES_PER_SECTION - 1)), -1)
+        slot, present = self._present(pfn >> SECTION_SHIFT)
+        if not present.all():
+            bad = int(pfn) if pfn.ndim == 0 else int(pfn[~present][0])
+            raise ValueError(f"pfn {bad:#x} has no descriptor: its section "
+                             f"{bad >> SECTION_SHIFT} is not present in this memmap")
+        result = slot * PAGES_PER_SECTION + (pfn & (PAGES_PER_SECTION - 1))
         return int(result) if result.ndim == 0 else result
+
+    def _present(self, section: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Slot of each section (clipped into range) and whether it is really that one."""
+        if not len(self.sections):
+            return np.zeros_like(section), np.zeros(section.shape, bool)
+        slot = np.minimum(np.searchsorted(self.sections, section), len(self.sections) - 1)
+        return slot, self.sections[slot] == section
 
     def pfns(self) -> np.ndarray:
         """The pfn of every descriptor, shape (nr_pages,) (for checks, not hot paths)."""
