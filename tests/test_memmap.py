@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from fastinit.mm import memmap as memmap_module
+from fastinit.arrays import alloc as alloc_module
 from fastinit.mm.memmap import Memmap, memmap_bytes
 from fastinit.layout import PAGES_PER_SECTION as S
 
@@ -56,8 +56,8 @@ def test_in_memory_starts_on_a_huge_page_boundary():
 
 
 def test_in_memory_refuses_what_does_not_fit(monkeypatch):
-    monkeypatch.setattr(memmap_module, "available_memory", lambda: 1 << 20)
-    with pytest.raises(ValueError, match=r"needs 0\.01 GiB .* --memmap-file PATH"):
+    monkeypatch.setattr(alloc_module, "available_memory", lambda: 1 << 20)
+    with pytest.raises(ValueError, match=r"the memmap needs 0\.01 GiB, .* --memmap-file PATH"):
         Memmap.in_memory(SECTIONS)
 
 

@@ -23,12 +23,9 @@ from fastinit.arrays.errors import (DamagedMemmapError, IncompleteMemmapError,
 from fastinit.arrays.handle import MemmapFile
 from fastinit.engine.interrupts import interrupts_deferred
 from fastinit.engine.validate import check_bool
+from fastinit.units import gib
 
 _REDO = "write it again (the old one is replaced only with force=True / --force)"
-
-
-def gib(nbytes: int) -> str:
-    return f"{nbytes / 2**30:.2f} GiB"
 
 
 def _is_ours(fd: int) -> bool:

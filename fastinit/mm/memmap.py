@@ -9,17 +9,13 @@ header (`fastinit.mm.memmap_file`) for memmaps larger than RAM.
 
 from __future__ import annotations
 
-import mmap
-
 import numpy as np
 
-from fastinit.engine.memory import available_memory
-from fastinit.layout import (HPAGE_PMD_SIZE, MAX_PFN, PAGE_DTYPE, PAGEBLOCKS_PER_SECTION,
-                             PAGES_PER_SECTION, SECTION_SHIFT)
-
-
-def gib(nbytes: int) -> str:
-    return f"{nbytes / 2**30:.2f} GiB"
+from fastinit.arrays.alloc import map_anonymous
+from fastinit.machine.ranges import present_runs
+from fastinit.units import gib
+from fastinit.layout import (MAX_PFN, PAGE_DTYPE, PAGEBLOCKS_PER_SECTION, PAGES_PER_SECTION,
+                             SECTION_SHIFT)
 
 
 def memmap_bytes(nr_sections: int) -> int:
@@ -90,7 +86,7 @@ class Memmap:
 
     @classmethod
     def in_memory(cls, sections: np.ndarray) -> Memmap:
-        """Anonymous memory with huge-page advice, not yet touched.
+        """Anonymous memory with huge-page advice, not yet touched (`fastinit.empty`'s).
 
         Raises
         ------
@@ -98,19 +94,10 @@ class Memmap:
             If it does not fit in the memory available now (names the size and the fix).
         """
         size = memmap_bytes(len(check_sections(sections)))
-        available = available_memory()
-        if size > available * 0.9:
-            raise ValueError(f"the memmap needs {gib(size)} but only {gib(available)} of "
-                             f"memory is available; back it with a file instead: "
-                             f"--memmap-file PATH (on a disk with {gib(size)} free)")
-        # Over-allocate so the array can start on a huge-page boundary.
-        region = mmap.mmap(-1, size + HPAGE_PMD_SIZE, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
-        if hasattr(mmap, "MADV_HUGEPAGE"):
-            region.madvise(mmap.MADV_HUGEPAGE)
-        address = np.frombuffer(region, dtype=np.uint8).ctypes.data
-        offset = -address % HPAGE_PMD_SIZE
-        view = memoryview(region)[offset:offset + size]
-        return cls(sections, view, "memory", owner=region)
+        owner = map_anonymous(size, huge_pages=True, what="the memmap",
+                              fix=f"back it with a file instead: --memmap-file PATH (on a "
+                                  f"disk with {gib(size)} free)")
+        return cls(sections, np.asarray(owner), "memory", owner=owner)
 
     @property
     def nbytes(self) -> int:
@@ -136,17 +123,7 @@ class Memmap:
 
     def present_runs(self, start_pfn: int, end_pfn: int) -> list[tuple[int, int]]:
         """The parts of ``[start_pfn, end_pfn)`` that have descriptors, as pfn ranges."""
-        lo, hi = np.searchsorted(self.sections, [start_pfn >> SECTION_SHIFT,
-                                                 ((end_pfn - 1) >> SECTION_SHIFT) + 1])
-        runs: list[tuple[int, int]] = []
-        for section in self.sections[lo:hi].tolist():
-            s = max(start_pfn, section << SECTION_SHIFT)
-            e = min(end_pfn, (section + 1) << SECTION_SHIFT)
-            if runs and runs[-1][1] == s:
-                runs[-1] = (runs[-1][0], e)
-            elif s < e:
-                runs.append((s, e))
-        return runs
+        return present_runs(self.sections, start_pfn, end_pfn)
 
     def has(self, pfn):
         """Whether ``pfn`` (scalar or array) has a descriptor: its section is present."""

@@ -16,9 +16,11 @@ from fastinit.machine.hugetlb_params import parse_hugetlb
 from fastinit.mm.hugetlb_buddy import plan_buddy_pools, zone_rooms
 from fastinit.mm.hugetlb_plan import PoolPlan, online_nodes, place_gigantic
 from fastinit.mm.memmap import memmap_bytes
-from fastinit.layout import HPAGE_PMD_SIZE, PAGE_SHIFT, SECTION_MAP_PAGES, SECTION_SHIFT
+from fastinit.layout import HPAGE_PMD_NR, PAGE_SHIFT, SECTION_MAP_PAGES, SECTION_SHIFT
+from fastinit.machine.ranges import alloc_top_down
+from fastinit.machine.ranges import section_runs as walk_section_runs
 from fastinit.machine.topology import (Range, Topology, Zone, intersect, merge_ranges,
-                               section_align_up, subtract)
+                                       section_align_up, subtract)
 
 ARCH_PROFILES = {
     "x86": "Linux 5.8 on x86-64: all CPUs of the node (at least 1)",
@@ -30,7 +32,7 @@ DEFAULT_ARCH = "x86"
 # x86 reserves the first 1 MiB since Linux 5.13 (BIOS corruption, real-mode trampoline).
 LOW_RESERVED = (0, (1 << 20) >> PAGE_SHIFT)
 # The vmemmap of a section is 2 MiB, allocated PMD-aligned, above MAX_DMA_ADDRESS (16 MiB).
-MEMMAP_ALIGN = HPAGE_PMD_SIZE >> PAGE_SHIFT
+MEMMAP_ALIGN = HPAGE_PMD_NR
 MEMMAP_MIN_PFN = (16 << 20) >> PAGE_SHIFT
 
 
@@ -138,22 +140,9 @@ class BootPlan:
 
 
 def section_runs(topology: Topology) -> list[tuple[int, int, int]]:
-    """``(first, end, nid)`` runs of sections whose descriptors each node's memmap holds,
-    in address order. A section belongs to the first memory range touching it:
-    ``memory_present()`` marks it with the node of the first range it meets, and
-    ``sparse_init()`` groups sections by that node."""
-    runs: list[tuple[int, int, int]] = []
-    next_section = 0
-    for start, end, nid in topology.memory_ranges():
-        first = max(start >> SECTION_SHIFT, next_section)
-        last = (end - 1) >> SECTION_SHIFT
-        if first <= last:
-            if runs and runs[-1][1] == first and runs[-1][2] == nid:
-                runs[-1] = (runs[-1][0], last + 1, nid)
-            else:
-                runs.append((first, last + 1, nid))
-            next_section = last + 1
-    return runs
+    """``(first, end, nid)`` runs of the sections each node's memmap holds, in address
+    order (`fastinit.machine.ranges.section_runs`)."""
+    return walk_section_runs(topology.memory_ranges())
 
 
 def sparse_groups(topology: Topology) -> list[tuple[int, int]]:
@@ -169,17 +158,6 @@ def sparse_groups(topology: Topology) -> list[tuple[int, int]]:
     return groups
 
 
-def _alloc_top_down(free: list[Range], pages: int, align: int, min_pfn: int) -> Range | None:
-    """memblock's default: the highest aligned place in ``free`` that fits ``pages``
-    (never pfn 0: ``memblock_find_in_range_node()`` starts at PAGE_SIZE)."""
-    min_pfn = max(min_pfn, 1)
-    for start, end in reversed(free):
-        place = ((end - pages) // align) * align
-        if place >= max(start, min_pfn):
-            return place, place + pages
-    return None
-
-
 def _memblock_alloc(topology: Topology, reserved: list[Range], pages: int,
                     tries: tuple) -> Range | None:
     """The first of ``tries`` (``(nid or None for any node, min_pfn)``) that fits, as
@@ -188,7 +166,7 @@ def _memblock_alloc(topology: Topology, reserved: list[Range], pages: int,
     for nid, min_pfn in tries:
         memory = (list(topology.node(nid).ranges) if nid is not None else
                   [(s, e) for s, e, _ in topology.memory_ranges()])
-        place = _alloc_top_down(subtract(memory, reserved), pages, MEMMAP_ALIGN, min_pfn)
+        place = alloc_top_down(subtract(memory, reserved), pages, MEMMAP_ALIGN, min_pfn)
         if place is not None:
             return place
     return None

@@ -14,24 +14,17 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from fastinit.arrays.touch import first_touch as touch_memory
 from fastinit.mm.plan import DEFAULT_ARCH, BootPlan, plan_boot
 from fastinit.mm.buddy import ZoneFreeArea
-from fastinit.engine.cpus import usable_cpus
 from fastinit.engine.validate import check_bool, check_callable, check_event, check_type
 from fastinit.mm.deferred import DEFAULT_KERNEL, NodeResult, check_kernel, deferred_init
 from fastinit.mm import memmap_file as memmap_files
 from fastinit.mm.early import early_init
 from fastinit.mm.hugetlb_plan import has_pools
 from fastinit.mm.hvo import decide_hvo, remapped_pages
-from fastinit.kernels.first_touch import touch_range
 from fastinit.mm.memmap import Memmap
-from fastinit.engine.padata import Job, do_multithreaded
-from fastinit.layout import HPAGE_PMD_SIZE, PAGE_SIZE, pfn_up
 from fastinit.machine.topology import Topology
-
-# First-touch chunks: whole huge pages, at least 32 MiB each.
-_HUGE_PAGE_UNITS = HPAGE_PMD_SIZE // PAGE_SIZE
-
 
 @dataclass
 class BootResult:
@@ -64,27 +57,20 @@ class BootResult:
 
 def first_touch(memmap: Memmap, threads: int | None = None,
                 progress: Callable[[int], None] | None = None) -> None:
-    """Fault in every page of the memmap in parallel, and clear the pageblock types.
+    """Fault in every page of the memmap in parallel, as `fastinit.empty` does its arrays
+    (`fastinit.arrays.touch`), and clear the pageblock types.
 
     ``progress(nbytes)`` is called with the bytes each finished chunk touched.
     """
-    raw = memmap.raw
-
-    def touch(start: int, end: int, arg) -> None:
-        touch_range(raw, start * PAGE_SIZE, min(end * PAGE_SIZE, len(raw)))
-
     reported = 0
 
-    def on_progress(done_units: int, total: int) -> None:
+    def on_progress(done: int, total: int) -> None:
         nonlocal reported
-        if progress is not None:
-            progress(min(done_units * PAGE_SIZE, len(raw)) - reported)
-            reported = min(done_units * PAGE_SIZE, len(raw))
+        progress(done - reported)
+        reported = done
 
-    units = pfn_up(len(raw))
-    do_multithreaded(Job(touch, start=0, size=units, align=_HUGE_PAGE_UNITS,
-                         min_chunk=16 * _HUGE_PAGE_UNITS,
-                         max_threads=threads or usable_cpus()), progress=on_progress)
+    touch_memory(memmap.raw, threads=threads,
+                 progress=on_progress if progress is not None else None)
     # The kernel allocates the pageblock bitmap zeroed: every block starts UNMOVABLE.
     memmap.pageblock_mt[:] = 0
 
