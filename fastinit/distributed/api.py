@@ -9,7 +9,7 @@ from collections.abc import Callable
 from fastinit.engine.validate import check_callable, check_int, check_type
 from fastinit.machine.topology import Topology
 from fastinit.mm.deferred import DEFAULT_KERNEL
-from fastinit.mm.hugetlb_plan import has_pools
+from fastinit.mm.hugetlb.plan import has_pools
 from fastinit.mm.options import BootOptions
 from fastinit.mm.plan import DEFAULT_ARCH, plan_boot
 from fastinit.mm import run as single

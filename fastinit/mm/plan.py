@@ -13,12 +13,11 @@ import numpy as np
 
 from fastinit.engine.validate import check_int, check_threads
 from fastinit.machine.hugetlb_params import parse_hugetlb
-from fastinit.mm.hugetlb_buddy import plan_buddy_pools, zone_rooms
-from fastinit.mm.hugetlb_plan import PoolPlan, online_nodes, place_gigantic
+from fastinit.mm.hugetlb.buddy_plan import plan_buddy_pools, zone_rooms
+from fastinit.mm.hugetlb.plan import PoolPlan, online_nodes, place_gigantic
 from fastinit.mm.memmap import memmap_bytes
 from fastinit.layout import HPAGE_PMD_NR, PAGE_SHIFT, SECTION_MAP_PAGES, SECTION_SHIFT
-from fastinit.machine.ranges import alloc_top_down
-from fastinit.machine.ranges import section_runs as walk_section_runs
+from fastinit.machine.ranges import alloc_top_down, section_runs
 from fastinit.machine.topology import (Range, Topology, Zone, intersect, merge_ranges,
                                        section_align_up, subtract)
 
@@ -139,18 +138,12 @@ class BootPlan:
         return np.array(free, dtype=np.int64).reshape(-1, 2)
 
 
-def section_runs(topology: Topology) -> list[tuple[int, int, int]]:
-    """``(first, end, nid)`` runs of the sections each node's memmap holds, in address
-    order (`fastinit.machine.ranges.section_runs`)."""
-    return walk_section_runs(topology.memory_ranges())
-
-
 def sparse_groups(topology: Topology) -> list[tuple[int, int]]:
     """``(nid, sections)`` of each ``sparse_init_nid()`` call, in order: ``sparse_init()``
     walks the present sections in address order and calls it once per run of sections of
     one node (sections without memory between them do not end a run)."""
     groups: list[tuple[int, int]] = []
-    for first, end, nid in section_runs(topology):
+    for first, end, nid in section_runs(topology.memory_ranges()):
         if groups and groups[-1][0] == nid:
             groups[-1] = (nid, groups[-1][1] + end - first)
         else:

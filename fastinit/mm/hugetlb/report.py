@@ -5,7 +5,19 @@ from __future__ import annotations
 
 from fastinit.layout import DESCRIPTORS_PER_PAGE, PAGE_SIZE
 from fastinit.machine.hugetlb_sizes import size_text
-from fastinit.mm.hvo import resident_bytes
+from fastinit.machine.topology import Topology
+from fastinit.mm.hugetlb.hvo import resident_bytes
+from fastinit.mm.hugetlb.plan import PoolPlan
+from fastinit.mm.plan import plan_boot
+
+
+def planned_pools(topology: Topology) -> PoolPlan | None:
+    """The boot pools a boot of ``topology`` would get (None if it cannot be planned:
+    a node without room for its own memmap)."""
+    try:
+        return plan_boot(topology).pools
+    except ValueError:
+        return None
 
 
 def kernel_lines(plan, pools=None) -> list[str]:
@@ -32,7 +44,7 @@ def kernel_lines(plan, pools=None) -> list[str]:
 
 def sysfs_counts(pool_plan, pools, nid: int) -> dict[str, int]:
     """A node's ``nr_hugepages`` per registered size, keyed like sysfs (``"2048kB"``):
-    from the boot's pools, or the plan's (`fastinit.mm.hugetlb_plan.PoolPlan`)."""
+    from the boot's pools, or the plan's (`fastinit.mm.hugetlb.plan.PoolPlan`)."""
     counts = (pools.counts() if pools is not None else pool_plan.counts()).get(nid, {})
     return {sysfs_key(request): counts.get(request.order, 0)
             for request in sorted(pool_plan.params.hstates, key=lambda r: r.order)}
