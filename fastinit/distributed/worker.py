@@ -138,9 +138,9 @@ def node_task(boot_id: str, topology, nid: int, options: dict, verify: bool,
 def give_back(memmap) -> None:
     """Return a finished shard's memory to the system now.
 
-    Its arrays can outlive the task (an idle pool thread may keep a finished job's
-    arguments until its next job), and until then the process would hold the shard's
-    bytes, over its budget for the next node. Nothing reads them after the task: a memory
+    Its arrays can outlive the task until the last reference to them is collected, and
+    until then the process would hold the shard's bytes, over its budget for the next
+    node. Nothing reads them after the task: a memory
     shard's pages become zero pages, a file's were synced when it was completed.
     """
     raw = memmap.raw

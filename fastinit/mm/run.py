@@ -212,8 +212,8 @@ def boot(topology: Topology, options: BootOptions | None = None, /, *,
                                      progress=progress, cancel=cancel, chunk_hook=chunk_hook)
         result.timings["deferred"] = time.perf_counter() - began
         if has_pools(result.plan):
-            # Imported here: compiling the pool kernels costs 2 s on a cold Numba cache,
-            # which only boots with pools should pay.
+            # Imported here: only boots with pools pay for compiling the pool kernels
+            # (see fastinit.mm.hugetlb).
             from fastinit.mm.hugetlb.jobs import hugetlb_init
             began = time.perf_counter()
             result.pools = hugetlb_init(result, result.hvo)
