@@ -24,7 +24,7 @@ def _mem(start_pfn: int, end_pfn: int) -> str:
 
 def topology_lines(topology: Topology) -> list[str]:
     """The kernel's boot lines for this machine, then a per-node summary."""
-    lines = ["Zone ranges:"]
+    lines = [f"kernel: {topology.kernel.describe()}", "Zone ranges:"]
     for name, start, end in topology.zone_ranges():
         lines.append(f"  {name:<8} {_mem(start, end) if end > start else 'empty'}")
     lines.append("Movable zone start for each node")
@@ -62,6 +62,7 @@ def topology_json(topology: Topology) -> dict:
     pools = planned_pools(topology)
     return {
         "source": topology.source,
+        "kernel": topology.kernel.to_json(),
         "notes": list(topology.notes),
         "nodes": [{
             "nid": node.nid,
@@ -73,7 +74,9 @@ def topology_json(topology: Topology) -> dict:
             **({"hugepages": hugetlb_report.sysfs_counts(pools, None, node.nid)}
                if pools is not None else {}),
         } for node in topology.nodes],
-        **({"hugepages_upper_bounds": hugetlb_report.upper_bounds(pools)}
+        **({"hugepages_upper_bounds": hugetlb_report.upper_bounds(pools),
+            "hugepages_lower_bounds": hugetlb_report.lower_bounds(
+                pools, [node.nid for node in topology.memory_nodes])}
            if pools is not None else {}),
     }
 
@@ -82,7 +85,7 @@ def boot_lines(result: BootResult, verification: VerifyReport | None) -> list[st
     """Kernel-style deferred-init lines, a per-node table and per-zone buddy state."""
     plan, memmap = result.plan, result.memmap
     lines = [f"{machine_summary(plan.topology, memmap.nbytes)} in {memmap.storage}, "
-             f"arch {plan.arch}",
+             f"arch {plan.arch}, {plan.topology.kernel.describe()}",
              f"sparse_init: memmap allocated and first touched in "
              f"{result.timings.get('sparse_init', 0) * 1e3:.0f} ms",
              f"early init (one thread) in {result.timings['early'] * 1e3:.0f} ms"]
@@ -168,6 +171,7 @@ def boot_json(result: BootResult, verification: VerifyReport | None) -> dict:
         })
     return {
         "source": plan.topology.source,
+        "kernel": plan.topology.kernel.to_json(),
         "arch": plan.arch,
         "memmap_bytes": result.memmap.nbytes,
         "memmap_storage": result.memmap.storage,

@@ -75,6 +75,7 @@ def cluster_boot(topology: Topology, cluster, *, arch: str = DEFAULT_ARCH,
     ``chunk_hook(nid, start, end)`` runs on the worker before every deferred chunk (as in
     `fastinit.mm.run.boot`; it must pickle, and tests use it to hold a node mid-init)."""
     from fastinit.distributed.cluster import CONNECT_TIMEOUT, check_workers, connected
+    from fastinit.distributed.memmap_dir import problems as memmap_dir_problems
     from fastinit.distributed.result import DistributedBootResult
     from fastinit.distributed.run import run_boot
     single._check_machine_arguments(topology, None)
@@ -93,13 +94,39 @@ def cluster_boot(topology: Topology, cluster, *, arch: str = DEFAULT_ARCH,
                # By cloudpickle, so a lambda or a test's function reaches the workers (the
                # scheduler unpickles the task with plain pickle: it must not need them).
                "chunk_hook": None if chunk_hook is None else _cloudpickle().dumps(chunk_hook)}
+    nids = [node.nid for node in plan.nodes]
+    if memmap_dir is not None and isinstance(cluster, str) and \
+            cluster.strip().startswith("local:"):
+        _refuse(memmap_dir_problems(os.fspath(memmap_dir), nids, force))  # before it starts
     began = time.perf_counter()
     with connected(cluster, timeout=timeout or CONNECT_TIMEOUT,
                    memory_limit=memory_limit) as client:
         identities = check_workers(client)
+        if memmap_dir is not None:  # on every worker's disk, before any node starts
+            found = client.run(memmap_dir_problems, os.fspath(memmap_dir), nids, force,
+                               on_error="return")
+            _refuse(_by_problem(found))
         connect = time.perf_counter() - began
         shards, timings = run_boot(client, plan, identities, options, verify=verify,
                                    digests=digests, retries=retries, progress=progress)
     timings["connect"] = connect
     return DistributedBootResult(plan, [shards[nid] for nid in sorted(shards)], timings,
                                  len(identities))
+
+
+def _by_problem(found: dict) -> list[str]:
+    """Each problem the workers found with ``--memmap-dir``, once, naming the workers."""
+    workers: dict[str, list[str]] = {}
+    for address in sorted(found):
+        said = found[address]
+        if isinstance(said, BaseException):
+            said = [f"cannot check --memmap-dir ({type(said).__name__}: {said})"]
+        for problem in said:
+            workers.setdefault(problem, []).append(address)
+    return [f"{problem} (on {', '.join(where)})" for problem, where in workers.items()]
+
+
+def _refuse(problems: list[str]) -> None:
+    """ValueError (exit 2) naming every problem of ``--memmap-dir``."""
+    if problems:
+        raise ValueError("; ".join(problems))

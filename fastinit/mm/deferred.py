@@ -206,14 +206,16 @@ class _DeferredRun:
             ctx = _ChunkContext(self.plan, node, self.memmap,
                                 self.zones[(node.nid, node.deferred_zone.zid)], self.kernel,
                                 self.chunk_hook, self.cancel)
-            start, end = node.job
-            job = Job(deferred_init_memmap_chunk, start=start, size=end - start,
-                      align=PAGES_PER_SECTION, min_chunk=PAGES_PER_SECTION,
-                      max_threads=min(node.max_threads, self.pool.size), fn_arg=ctx)
-            report = do_multithreaded(job, progress=ctx.relay_progress(self.progress),
-                                      cancel=self.cancel, pool=self.pool,
-                                      max_helpers=self.share - 1)
-            self.results[node.nid] = NodeResult(node.nid, node.max_threads, report,
+            reports = []
+            # One job since Linux 6.18; one per free range before (BootPlan.deferred_jobs).
+            for start, end in self.plan.deferred_jobs(node.nid):
+                job = Job(deferred_init_memmap_chunk, start=start, size=end - start,
+                          align=PAGES_PER_SECTION, min_chunk=PAGES_PER_SECTION,
+                          max_threads=min(node.max_threads, self.pool.size), fn_arg=ctx)
+                reports.append(do_multithreaded(
+                    job, progress=ctx.relay_progress(self.progress), cancel=self.cancel,
+                    pool=self.pool, max_helpers=self.share - 1))
+            self.results[node.nid] = NodeResult(node.nid, node.max_threads, combined(reports),
                                                 time.perf_counter() - began, ctx.pages)
 
 
@@ -262,6 +264,23 @@ def run_node_threads(nodes: list[NodePlan], target: Callable[[NodePlan], None],
         for thread in threads:
             thread.join()  # each has finished its work; this only waits for it to exit
     return _first_real_error(errors) if errors else None
+
+
+def combined(reports: list[JobReport]) -> JobReport | None:
+    """The node's jobs as one report: every chunk, each worker's units and seconds summed."""
+    if len(reports) <= 1:
+        return reports[0] if reports else None
+    workers = max(report.nworks for report in reports)
+
+    def summed(field: str) -> tuple:
+        padded = [list(getattr(r, field)) + [0] * (workers - len(getattr(r, field)))
+                  for r in reports]
+        return tuple(sum(column) for column in zip(*padded))
+
+    return JobReport(workers, max(r.chunk_size for r in reports),
+                     tuple(c for r in reports for c in r.chunks),
+                     sum(r.elapsed for r in reports), summed("worker_units"),
+                     summed("worker_seconds"))
 
 
 def _wait_all(finished: list[threading.Event], through_ctrl_c: bool = False) -> None:

@@ -13,6 +13,7 @@ import numpy as np
 
 from fastinit.engine.validate import check_int, check_threads
 from fastinit.machine.hugetlb_params import parse_hugetlb
+from fastinit.machine.kernel_rules import low_reserved
 from fastinit.mm.hugetlb.buddy_plan import plan_buddy_pools, zone_rooms
 from fastinit.mm.hugetlb.plan import PoolPlan, online_nodes, place_gigantic
 from fastinit.mm.memmap import memmap_bytes
@@ -28,8 +29,8 @@ ARCH_PROFILES = {
 }
 DEFAULT_ARCH = "x86"
 
-# x86 reserves the first 1 MiB since Linux 5.13 (BIOS corruption, real-mode trampoline).
-LOW_RESERVED = (0, (1 << 20) >> PAGE_SHIFT)
+# x86 reserves the first 1 MiB since Linux 5.13 (BIOS corruption, real-mode trampoline),
+# 64 KiB before (kernel_rules.low_reserved).
 # The vmemmap of a section is 2 MiB, allocated PMD-aligned, above MAX_DMA_ADDRESS (16 MiB).
 MEMMAP_ALIGN = HPAGE_PMD_NR
 MEMMAP_MIN_PFN = (16 << 20) >> PAGE_SHIFT
@@ -130,6 +131,28 @@ class BootPlan:
             keep[a:b] = True
         return replace(self, nodes=(node,), sections=self.sections[keep])
 
+    def deferred_jobs(self, nid: int) -> list[Range]:
+        """The padata jobs of node ``nid``'s deferred init, as the modelled kernel runs them.
+
+        Since Linux 6.18 (kernel rule ``deferred_job_per_zone``) one job, ``NodePlan.job``;
+        before, ``deferred_init_memmap()`` ran one job per free memblock range of the zone
+        from ``first_deferred_pfn``, each to the range's end rounded up to a section, the
+        next from the first free range past that end.
+        """
+        node = self.node(nid)
+        if node.first_deferred_pfn is None:
+            return []
+        if self.topology.kernel.has("deferred_job_per_zone"):
+            return [node.job]
+        jobs: list[Range] = []
+        for start, end in self.free_ranges(nid, node.first_deferred_pfn,
+                                           node.deferred_zone.end_pfn).tolist():
+            if jobs and end <= jobs[-1][1]:
+                continue  # freed by the job before, which reached past it
+            start = max(start, jobs[-1][1]) if jobs else start
+            jobs.append((start, section_align_up(end)))
+        return jobs
+
     def free_ranges(self, nid: int, lo: int, hi: int) -> np.ndarray:
         """The node's memory in ``[lo, hi)`` minus reserved memory, shape (n, 2) int64."""
         plan = self.node(nid)
@@ -207,7 +230,7 @@ def plan_boot(topology: Topology, arch: str = DEFAULT_ARCH,
     threads = check_threads(threads, fix="threads per node, or None for the arch profile's cap")
     sections = topology.present_sections()
     memory = [(s, e) for s, e, _ in topology.memory_ranges()]
-    reserved = list(topology.reserved) + intersect(memory, *LOW_RESERVED)
+    reserved = list(topology.reserved) + intersect(memory, *low_reserved(topology.kernel))
     memmaps: dict[int, list[Range]] = {node.nid: [] for node in topology.memory_nodes}
     for nid, count in sparse_groups(topology):
         placed = _place_memmap(topology, nid, count, reserved)

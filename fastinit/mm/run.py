@@ -25,6 +25,7 @@ from fastinit.mm.hugetlb.plan import has_pools
 from fastinit.mm.hugetlb.hvo import remapped_pages
 from fastinit.mm.hugetlb.hvo_budget import decide_hvo
 from fastinit.mm.memmap import Memmap
+from fastinit.engine.padata import JobCancelled
 from fastinit.machine.topology import Topology
 
 @dataclass
@@ -43,7 +44,7 @@ class BootResult:
         reused), "early", "deferred" and "hugetlb" (the boot pools).
     hvo : fastinit.mm.hugetlb.hvo.HvoDecision or None
         Which huge pages get their vmemmap remapped (decided before early init).
-    pools : fastinit.mm.hugetlb.state.PoolResult or None
+    pools : fastinit.mm.hugetlb.result.PoolResult or None
         The HugeTLB boot pools, once allocated.
     """
 
@@ -120,11 +121,12 @@ def prepare(topology: Topology, options: BootOptions | None = None, /, *,
                              "boot pools yet (hugepages= on the kernel command line); boot "
                              "the machine in one process")
         plan = plan.shard(options.node)
+    if (options.memmap_file is not None or (memmap is not None and memmap.file is not None)) and \
+            has_pools(plan) and plan.pools.params.free_vmemmap:
+        raise ValueError("hugetlb_free_vmemmap=on (HVO) remaps the memmap in memory; a "
+                         "memmap file keeps every descriptor: boot with "
+                         "hugetlb_free_vmemmap=off, or without --memmap-file")
     hvo = decide_hvo(plan)
-    if options.memmap_file is not None and has_pools(plan):
-        raise ValueError("HugeTLB boot pools (hugepages= on the kernel command line) are not "
-                         "recorded in memmap files, so the file could not be verified "
-                         "later; boot in memory, or without hugepages=")
     timings = {}
     fresh = memmap is None
     began = time.perf_counter()
@@ -219,6 +221,9 @@ def boot(topology: Topology, options: BootOptions | None = None, /, *,
             result.pools = hugetlb_init(result, result.hvo)
             result.timings["hugetlb"] = time.perf_counter() - began
         if result.memmap.file is not None:
+            if cancel is not None and cancel.is_set():  # after the last chunk: still off
+                raise JobCancelled("the boot was cancelled before its memmap file was "
+                                   "complete; the path keeps what it had")
             began = time.perf_counter()
             result.memmap.file.complete(result.zones)
             result.timings["sync"] = time.perf_counter() - began
@@ -262,4 +267,9 @@ def load(path: str, topology: Topology | None = None, *, check_data: bool = Fals
         area.heads[:], area.nr_free[:] = record["heads"], record["nr_free"]
         area.managed = int(record["managed"])
         zones[(area.nid, area.zid)] = area
-    return BootResult(plan, memmap, zones, [], {})
+    result = BootResult(plan, memmap, zones, [], {})
+    if has_pools(plan):
+        # Imported here, as in boot: only files with pools pay for the pool kernels.
+        from fastinit.mm.hugetlb.recorded import recorded_pools
+        result.pools = recorded_pools(plan, memmap)
+    return result

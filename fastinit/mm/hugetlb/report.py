@@ -98,6 +98,27 @@ def upper_bounds(pool_plan) -> list[dict]:
             for order, nid in pool_plan.limited]
 
 
+def lower_bounds(pool_plan, nids) -> list[dict]:
+    """``[{"nid", "size"}]``: the counts that are lower bounds. A count spread over the nodes
+    (``hugepages=N`` without nodes) is dealt round robin; where a node ran out of room
+    (its count an upper bound), the kernel, with less room there, deals what that node
+    could not take to the others, so each other node of ``nids`` (the nodes with memory)
+    may hold more than fastinit's count, never less."""
+    limited = set(pool_plan.limited)
+    spread = [request for request in pool_plan.params.hstates
+              if not request.nodes and any(order == request.order for order, _ in limited)]
+    return [{"nid": nid, "size": sysfs_key(request)} for request in spread
+            for nid in nids if (request.order, nid) not in limited]
+
+
+def lower_bound_lines(pool_plan, nids) -> list[str]:
+    """fastinit's own warning for each count that is a lower bound (`lower_bounds`)."""
+    return [f"fastinit: node {bound['nid']}'s {bound['size']} count is a lower bound: "
+            f"another node ran out of room for the same spread count, and the real kernel "
+            f"gives the others what that node could not take" for bound in
+            lower_bounds(pool_plan, nids)]
+
+
 def timing_lines(result) -> list[str]:
     """fastinit's own lines: each job's time and threads, and HVO's effect."""
     pools, lines = result.pools, []
@@ -130,8 +151,9 @@ def boot_section(result) -> list[str]:
     """Every HugeTLB line of a boot report (nothing if the boot was not asked for any)."""
     if result.plan.pools is None or not (wants_lines(result.plan) or result.pools):
         return []
+    nids = [node.nid for node in result.plan.nodes]
     return kernel_lines(result.plan, result.pools) + timing_lines(result) + \
-        upper_bound_lines(result.plan.pools)
+        upper_bound_lines(result.plan.pools) + lower_bound_lines(result.plan.pools, nids)
 
 
 def boot_json(result) -> dict:
@@ -143,4 +165,6 @@ def boot_json(result) -> dict:
                       "chunk_size": report.chunk_size,
                       "ms": round(pools.seconds[name] * 1e3, 3)}
     return {"lines": kernel_lines(result.plan, pools), "jobs": jobs,
-            "hvo": hvo_summary(result), "upper_bounds": upper_bounds(result.plan.pools)}
+            "hvo": hvo_summary(result), "upper_bounds": upper_bounds(result.plan.pools),
+            "lower_bounds": lower_bounds(result.plan.pools,
+                                         [node.nid for node in result.plan.nodes])}
