@@ -17,6 +17,7 @@ from fastinit.layout import (MAX_NUMNODES, MAX_PFN, NR_CPUS, PAGE_DTYPE,
                              PAGEBLOCKS_PER_SECTION, PAGES_PER_SECTION, VMEMMAP_START,
                              ZONES_PGSHIFT)
 from fastinit.machine.cmdline import parse_cmdline
+from fastinit.machine.kernel_rules import NEWEST_RULES, parse_version
 from fastinit.machine.topology import Node, Topology
 
 # Real firmware maps have tens of ranges, boot logs a few hundred reservations at most.
@@ -45,7 +46,9 @@ def topology_to_json(topology: Topology) -> dict:
             "reserved": [list(r) for r in topology.reserved],
             "nodes": [{"nid": n.nid, "cpus": n.cpus, "ranges": [list(r) for r in n.ranges]}
                       for n in topology.nodes],
-            "cmdline": topology.cmdline.text}
+            "cmdline": topology.cmdline.text,
+            # The kernel generation modelled (its rules decide reservations and jobs).
+            "linux": topology.kernel.version, "linux_from_log": topology.kernel.from_log}
 
 
 def topology_fingerprint(topology: Topology) -> str:
@@ -141,7 +144,12 @@ def topology_from_json(document) -> Topology:
         nodes.append(Node(nid, cpus, ranges))
     cmdline = parse_cmdline(_text(field(document, "cmdline", str, "topology"),
                                   "the kernel command line"))
-    return Topology(tuple(nodes), reserved, source, notes, cmdline)  # checks consistency
+    # Files written before the rules existed were modelled as the newest kernel.
+    linux = document.get("linux", "newest")
+    kernel = NEWEST_RULES if linux == "newest" else parse_version(
+        _text(linux, "the Linux version"), from_log=document.get("linux_from_log") is True)
+    return Topology(tuple(nodes), reserved, source, notes, cmdline,  # checks consistency
+                    kernel=kernel)
 
 
 def check_page_metadata(document, arch_profiles) -> tuple[Topology, dict]:
