@@ -37,6 +37,7 @@ class Stopper:
         self.armed = True
         self.again = False  # raise once more: the first was swallowed (`swallowed`)
         self.reporting = False  # in the hook that reports a swallowed exception
+        self.closed = False  # its block has ended
 
     @property
     def first(self) -> int | None:
@@ -66,9 +67,13 @@ class Stopper:
     def _redeliver(self) -> None:
         # From another thread, a moment later: delivered now, it would be raised inside
         # the same callback (or the hook that reports it) and be swallowed again.
-        timer = threading.Timer(REDELIVER, _thread.interrupt_main, args=(self.first,))
+        timer = threading.Timer(REDELIVER, self._deliver)
         timer.daemon = True
         timer.start()
+
+    def _deliver(self) -> None:
+        if not self.closed:  # the handlers are still ours
+            _thread.interrupt_main(self.first)
 
     def __call__(self, signum, frame):
         if self.again and self.reporting:
@@ -121,6 +126,7 @@ def stop_on_signals(*, exiting: bool = False):
     try:
         yield stopper
     finally:
+        stopper.closed = True
         sys.unraisablehook = hook
         for signum in STOPS:
             if exiting:
