@@ -162,8 +162,7 @@ def open_file(path, mode: str = "r", *, kind: str | None = None,
                 f"{shown} does not exist{note}") from None
         atomic.check_regular(shown, dfd, name)
         lock = locks.PathLock(shown, dfd, name, exclusive=mode == "r+")
-        fd = atomic.open_regular(shown, dfd, name, writable=mode == "r+")
-        locks.lock_file(shown, fd, exclusive=mode == "r+")
+        fd = _open_locked(shown, dfd, name, mode)
         if mode == "r":  # before its size is read: a file that shrinks from now on is seen
             lease = leases.take(shown, fd)
         size = os.fstat(fd).st_size
@@ -224,6 +223,33 @@ def open_file(path, mode: str = "r", *, kind: str | None = None,
         if dfd is not None:
             os.close(dfd)
         raise
+
+
+def _open_locked(shown: str, dfd: int, name: str, mode: str) -> int:
+    """The file opened for ``mode`` and flocked (shared for "r", exclusive for "r+").
+
+    For "r+" the lock is taken on a read-only descriptor first: opening for writing
+    breaks the read lease of every reader (`fastinit.arrays.lease`), which must not
+    happen to one that holds the file (through another name) when we are refused.
+    """
+    fd = atomic.open_regular(shown, dfd, name)
+    locks.lock_file(shown, fd, exclusive=mode == "r+")
+    if mode == "r":
+        return fd
+    try:
+        writable = atomic.open_regular(shown, dfd, name, writable=True)
+        checked = os.fstat(fd)
+    finally:
+        os.close(fd)  # its lock goes with it: retaken at once on the writable one
+    try:
+        locks.lock_file(shown, writable, exclusive=True)
+        now = os.fstat(writable)
+        if (now.st_ino, now.st_dev) != (checked.st_ino, checked.st_dev):
+            raise MemmapFileError(f"{shown} was replaced while being opened; open it again")
+    except BaseException:
+        os.close(writable)
+        raise
+    return writable
 
 
 def open_memmap(path, mode: str = "r") -> MemmapFile:
