@@ -76,10 +76,20 @@ def page_metadata(plan, kernel: str) -> dict:
         "sections": len(plan.sections),
         "zones": [[node.nid, zone.zid] for node in plan.nodes for zone in node.zones],
     }
+    if plan.pools is not None and plan.pools.counts():
+        # The command line in the topology asks for them; this says what they hold.
+        meta["hugepages"] = pool_counts(plan)
     if len(plan.nodes) < len(plan.topology.memory_nodes):
         # One node's shard (`BootPlan.shard`): the file holds that node's sections only.
         meta["node"] = plan.nodes[0].nid
     return meta
+
+
+def pool_counts(plan) -> list[list[int]]:
+    """``[nid, order, pages]`` of every HugeTLB boot pool the plan makes, sorted."""
+    counts = plan.pools.counts() if plan.pools is not None else {}
+    return sorted([nid, order, pages] for nid, sizes in counts.items()
+                  for order, pages in sizes.items())
 
 
 def field(document: dict, key: str, kind: type, what: str = "metadata"):
@@ -195,3 +205,5 @@ def check_against_plan(document: dict, plan) -> None:
     expected = [[node.nid, zone.zid] for node in plan.nodes for zone in node.zones]
     if document["zones"] != expected:
         raise ValueError("zones are not the machine's zones")
+    if document.get("hugepages", []) != pool_counts(plan):
+        raise ValueError("hugepages are not the pools the machine's command line makes")
