@@ -75,7 +75,8 @@ def create_file(path, arrays, metadata=None, *, kind: str = "array", force: bool
             raise MemmapFileError(f"the memmap file needs {gib(total)}{beside} but "
                                   f"{directory} has {gib(free)} free; choose a path "
                                   f"(--memmap-file) on a disk with room")
-        temp, fd = atomic.create_temp(dfd, name, old.st_mode if old else None)
+        with interrupts_deferred():  # an interrupt before we hold its fd would leak it
+            temp, fd = atomic.create_temp(dfd, name, old.st_mode if old else None)
         try:
             # The header first: a run killed while the blocks are reserved leaves a file
             # that says it is ours (and so is cleaned up), never a header-less one.
