@@ -23,6 +23,7 @@ from fastinit.arrays.errors import (DamagedMemmapError, IncompleteMemmapError,
 from fastinit.arrays.handle import MemmapFile
 from fastinit.engine.interrupts import interrupts_deferred
 from fastinit.engine.validate import check_bool
+from fastinit.units import gib
 
 _REDO = "write it again (the old one is replaced only with force=True / --force)"
 _UNFINISHED = {
@@ -30,10 +31,6 @@ _UNFINISHED = {
     fmt.FAILED: "the run that wrote it stopped with an error",
     fmt.CLOSED: "it was opened for writing, written, and closed (or its program ended) "
                 "without complete()"}
-
-
-def gib(nbytes: int) -> str:
-    return f"{nbytes / 2**30:.2f} GiB"
 
 
 def _is_ours(fd: int) -> bool:

@@ -23,7 +23,7 @@ import numpy as np
 
 from fastinit.engine.padata import Job, JobReport, do_multithreaded
 from fastinit.kernels.first_touch import touch_range
-from fastinit.layout import HPAGE_PMD_SIZE, PAGE_SIZE, align_up
+from fastinit.layout import HPAGE_PMD_SIZE, PAGE_SIZE, align_up, div_up
 
 _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
 _libc.madvise.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int)
@@ -98,7 +98,7 @@ def first_touch(raw: np.ndarray, *, threads: int | None,
     def on_progress(done: int, total: int) -> None:
         progress(min(done * HPAGE_PMD_SIZE, nbytes), nbytes)
 
-    job = Job(touch, start=0, size=-(-nbytes // HPAGE_PMD_SIZE), align=1,
+    job = Job(touch, start=0, size=div_up(nbytes, HPAGE_PMD_SIZE), align=1,
               min_chunk=MIN_CHUNK_HUGE_PAGES, max_threads=threads)
     report = do_multithreaded(job, progress=on_progress if progress is not None else None)
     return (TOUCH if refused.is_set() else POPULATE), report

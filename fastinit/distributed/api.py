@@ -8,8 +8,9 @@ from collections.abc import Callable
 
 from fastinit.engine.validate import check_callable, check_int, check_type
 from fastinit.machine.topology import Topology
-from fastinit.mm.deferred import DEFAULT_KERNEL, check_kernel
+from fastinit.mm.deferred import DEFAULT_KERNEL
 from fastinit.mm.hugetlb.plan import has_pools
+from fastinit.mm.options import BootOptions
 from fastinit.mm.plan import DEFAULT_ARCH, plan_boot
 from fastinit.mm import run as single
 
@@ -77,8 +78,8 @@ def cluster_boot(topology: Topology, cluster, *, arch: str = DEFAULT_ARCH,
     from fastinit.distributed.memmap_dir import problems as memmap_dir_problems
     from fastinit.distributed.result import DistributedBootResult
     from fastinit.distributed.run import run_boot
-    single._check_machine_arguments(topology, None, force, None, False)
-    check_kernel(kernel)
+    single._check_machine_arguments(topology, None)
+    boot_options = BootOptions(arch=arch, threads=threads, kernel=kernel, force=force)
     check_callable(progress, "progress", "progress(pages)", optional=True)
     check_callable(chunk_hook, "chunk_hook", "chunk_hook(nid, start, end)", optional=True)
     retries = check_int(retries, "retries", minimum=0, fix="times to boot a node again")
@@ -88,7 +89,7 @@ def cluster_boot(topology: Topology, cluster, *, arch: str = DEFAULT_ARCH,
     if has_pools(plan):
         raise ValueError("HugeTLB boot pools (hugepages= on the kernel command line) are not "
                          "booted on a cluster yet; boot this machine without --cluster")
-    options = {"arch": arch, "threads": threads, "kernel": kernel, "force": force,
+    options = {"boot": boot_options,
                "memmap_dir": None if memmap_dir is None else os.fspath(memmap_dir),
                # By cloudpickle, so a lambda or a test's function reaches the workers (the
                # scheduler unpickles the task with plain pickle: it must not need them).

@@ -21,7 +21,7 @@ import os
 import re
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import fastinit
 from fastinit.distributed.digest import node_digest
@@ -103,7 +103,7 @@ def node_task(boot_id: str, topology, nid: int, options: dict, verify: bool,
     """A node's whole life on this worker: boot its shard, verify it and compute its
     digests if asked, and drop it.
 
-    ``options``: arch, threads, kernel, memmap_dir, force, chunk_hook. Returns the
+    ``options``: boot (a `fastinit.mm.options.BootOptions`), memmap_dir, chunk_hook. Returns the
     node's summary (`_summary`, with ``report`` and the digests when asked). The shard is
     dropped when the task ends, however it ends; a memmap file stays only complete (a
     failed or cancelled boot removes its new file: no node is left marked complete).
@@ -124,9 +124,8 @@ def node_task(boot_id: str, topology, nid: int, options: dict, verify: bool,
             os.makedirs(options["memmap_dir"], exist_ok=True)
             path = os.path.join(options["memmap_dir"], node_file_name(nid))
         shard.phase = "init"
-        result = boot(topology, node=nid, arch=options["arch"], threads=options["threads"],
-                      kernel=options["kernel"], memmap_file=path,
-                      force=options.get("force", False), progress=shard.add_pages,
+        result = boot(topology, replace(options["boot"], node=nid, memmap_file=path),
+                      progress=shard.add_pages,
                       cancel=shard.cancel, chunk_hook=_loaded(options.get("chunk_hook")))
         if path is not None:
             with _LOCK:
@@ -174,9 +173,9 @@ def _watch_worker(shard: _Shard) -> None:
 def give_back(memmap) -> None:
     """Return a finished shard's memory to the system now.
 
-    Its arrays can outlive the task (an idle pool thread may keep a finished job's
-    arguments until its next job), and until then the process would hold the shard's
-    bytes, over its budget for the next node. Nothing reads them after the task: a memory
+    Its arrays can outlive the task until the last reference to them is collected, and
+    until then the process would hold the shard's bytes, over its budget for the next
+    node. Nothing reads them after the task: a memory
     shard's pages become zero pages, a file's were synced when it was completed.
     """
     raw = memmap.raw
