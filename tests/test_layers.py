@@ -32,6 +32,9 @@ ALLOWED = {
     "fastinit.distributed": {"fastinit.layout", "fastinit.engine", "fastinit.machine",
                              "fastinit.kernels", "fastinit.arrays", "fastinit.mm",
                              "fastinit.bench", "fastinit.report"},
+    # fastinit.boot: one process; it takes node digests from distributed.digest (no dask).
+    "fastinit.api": {"fastinit.engine", "fastinit.machine", "fastinit.mm",
+                     "fastinit.distributed"},
 }
 
 

@@ -31,6 +31,8 @@ from fastinit.kernels.buddy_free import deferred_init_chunk
 from fastinit.kernels.streaming import deferred_init_chunk_stream
 from fastinit.mm.memmap import Memmap
 from fastinit.engine.interrupts import ctrl_c_held
+from fastinit.engine.niceness import set_thread_nice
+from fastinit.engine.progress import Tally
 from fastinit.engine.padata import Job, JobCancelled, JobReport, do_multithreaded
 from fastinit.layout import PAGES_PER_SECTION
 from fastinit.engine.workpool import shared_pool
@@ -135,9 +137,11 @@ def check_kernel(kernel: str, memmap: Memmap | None = None) -> None:
 
 
 def deferred_init(plan: BootPlan, memmap: Memmap, zones: dict[tuple[int, int], ZoneFreeArea],
-                  *, kernel: str = DEFAULT_KERNEL, progress: Callable[[int], None] | None = None,
+                  *, kernel: str = DEFAULT_KERNEL,
+                  progress: Callable[[int, int], None] | None = None,
                   cancel: threading.Event | None = None,
-                  chunk_hook: Callable[[int, int, int], None] | None = None) -> list[NodeResult]:
+                  chunk_hook: Callable[[int, int, int], None] | None = None,
+                  nice: int | None = None) -> list[NodeResult]:
     """Run every node's deferred init in parallel and wait for all of them.
 
     Parameters
@@ -147,11 +151,14 @@ def deferred_init(plan: BootPlan, memmap: Memmap, zones: dict[tuple[int, int], Z
     kernel : str
         A key of `CHUNK_KERNELS`.
     progress : callable or None
-        ``progress(pages)`` with the pages each finished chunk added (any thread).
+        ``progress(done, total)`` in pages of the nodes' deferred ranges covered so far,
+        as chunks finish (any thread; see `fastinit.engine.progress.Tally`).
     cancel : threading.Event or None
         Set to stop every node's job; set here too when a node fails.
     chunk_hook : callable or None
         ``chunk_hook(nid, start, end)`` before each chunk (tests inject faults with it).
+    nice : int or None
+        Niceness of the pgdatinit threads and their helpers (see `fastinit.Job`).
 
     Raises
     ------
@@ -166,6 +173,8 @@ def deferred_init(plan: BootPlan, memmap: Memmap, zones: dict[tuple[int, int], Z
 
     def pgdatinit(node: NodePlan, finished: threading.Event) -> None:
         try:
+            if nice is not None:
+                set_thread_nice(nice)
             with turns:
                 run_node(node)
         except BaseException as error:  # recorded and re-raised on the boot's thread
@@ -182,15 +191,13 @@ def deferred_init(plan: BootPlan, memmap: Memmap, zones: dict[tuple[int, int], Z
         start, end = node.job
         job = Job(deferred_init_memmap_chunk, start=start, size=end - start,
                   align=PAGES_PER_SECTION, min_chunk=PAGES_PER_SECTION,
-                  max_threads=min(node.max_threads, pool.size), fn_arg=ctx)
+                  max_threads=min(node.max_threads, pool.size), fn_arg=ctx, nice=nice)
         reported = 0
 
         def on_progress(done_units: int, total: int) -> None:
             nonlocal reported
-            with ctx.lock:
-                pages, reported = ctx.pages - reported, ctx.pages
-            if progress is not None and pages:
-                progress(pages)
+            tally.add(done_units - reported)
+            reported = done_units
 
         report = do_multithreaded(job, progress=on_progress, cancel=cancel, pool=pool,
                                   max_helpers=share - 1)
@@ -198,6 +205,7 @@ def deferred_init(plan: BootPlan, memmap: Memmap, zones: dict[tuple[int, int], Z
                                        time.perf_counter() - began, ctx.pages)
 
     nodes = [node for node in plan.nodes if node.first_deferred_pfn is not None]
+    tally = Tally(progress, sum(node.job[1] - node.job[0] for node in nodes))
     # The pool counts each pgdatinit thread as one of its threads: at most its size of nodes
     # run at once, each with an even share (otherwise the first node to start takes every
     # helper and the others run alone).

@@ -26,6 +26,8 @@ from fastinit.mm.hvo import decide_hvo, remapped_pages
 from fastinit.kernels.first_touch import touch_range
 from fastinit.mm.memmap import Memmap
 from fastinit.engine.padata import Job, do_multithreaded
+from fastinit.engine.niceness import check_nice
+from fastinit.engine.progress import Tally
 from fastinit.layout import HPAGE_PMD_SIZE, PAGE_SIZE, pfn_up
 from fastinit.machine.topology import Topology
 
@@ -51,6 +53,10 @@ class BootResult:
         Which huge pages get their vmemmap remapped (decided before early init).
     pools : fastinit.mm.hugetlb_pages.PoolResult or None
         The HugeTLB boot pools, once allocated.
+    verification : fastinit.mm.verify_report.VerifyReport or None
+        `fastinit.boot`'s ``verify=True`` report.
+    digests : dict of int to str or None
+        `fastinit.boot`'s ``digests=True``: each node's SHA-256.
     """
 
     plan: BootPlan
@@ -60,31 +66,32 @@ class BootResult:
     timings: dict[str, float] = field(default_factory=dict)
     hvo: object = None
     pools: object = None
+    verification: object = None
+    digests: dict | None = None
 
 
 def first_touch(memmap: Memmap, threads: int | None = None,
-                progress: Callable[[int], None] | None = None) -> None:
+                progress: Callable[[int, int], None] | None = None,
+                nice: int | None = None) -> None:
     """Fault in every page of the memmap in parallel, and clear the pageblock types.
 
-    ``progress(nbytes)`` is called with the bytes each finished chunk touched.
+    ``progress(done, total)`` is called in bytes touched as chunks finish.
     """
     raw = memmap.raw
 
     def touch(start: int, end: int, arg) -> None:
         touch_range(raw, start * PAGE_SIZE, min(end * PAGE_SIZE, len(raw)))
 
-    reported = 0
+    tally = Tally(progress, len(raw))
 
     def on_progress(done_units: int, total: int) -> None:
-        nonlocal reported
-        if progress is not None:
-            progress(min(done_units * PAGE_SIZE, len(raw)) - reported)
-            reported = min(done_units * PAGE_SIZE, len(raw))
+        tally.add(min(done_units * PAGE_SIZE, len(raw)) - tally.done)
 
     units = pfn_up(len(raw))
     do_multithreaded(Job(touch, start=0, size=units, align=_HUGE_PAGE_UNITS,
                          min_chunk=16 * _HUGE_PAGE_UNITS,
-                         max_threads=threads or usable_cpus()), progress=on_progress)
+                         max_threads=threads or usable_cpus(), nice=nice),
+                     progress=on_progress)
     # The kernel allocates the pageblock bitmap zeroed: every block starts UNMOVABLE.
     memmap.pageblock_mt[:] = 0
 
@@ -114,8 +121,9 @@ def _failure_recorded(memmap: Memmap):
 def prepare(topology: Topology, *, arch: str = DEFAULT_ARCH, threads: int | None = None,
             memmap_file: str | None = None, force: bool = False,
             memmap: Memmap | None = None, kernel: str = DEFAULT_KERNEL,
-            touch_progress: Callable[[int], None] | None = None,
-            replace_any_file: bool = False, node: int | None = None) -> BootResult:
+            touch_progress: Callable[[int, int], None] | None = None,
+            replace_any_file: bool = False, node: int | None = None,
+            nice: int | None = None) -> BootResult:
     """Everything before deferred init: plan, memmap (allocated and touched), early init.
 
     Parameters are as for `boot`; ``memmap`` reuses an already touched memmap of the same
@@ -153,7 +161,7 @@ def prepare(topology: Topology, *, arch: str = DEFAULT_ARCH, threads: int | None
         memmap.file.begin_update()
     with _failure_recorded(memmap):
         if fresh:
-            first_touch(memmap, progress=touch_progress)
+            first_touch(memmap, progress=touch_progress, nice=nice)
             timings["sparse_init"] = time.perf_counter() - began
         else:
             memmap.pageblock_mt[:] = 0
@@ -179,19 +187,22 @@ def _check_machine_arguments(topology, memmap_file, force, memmap, replace_any_f
 
 def _check_callbacks(progress, cancel, chunk_hook, touch_progress) -> None:
     """Callbacks run on node threads; a wrong kind must fail here, on the caller."""
-    check_callable(progress, "progress", "progress(pages)", optional=True)
+    check_callable(progress, "progress", "progress(done, total)", optional=True)
     check_callable(chunk_hook, "chunk_hook", "chunk_hook(nid, start, end)", optional=True)
-    check_callable(touch_progress, "touch_progress", "touch_progress(nbytes)", optional=True)
+    check_callable(touch_progress, "touch_progress", "touch_progress(done, total)",
+                   optional=True)
     check_event(cancel, "cancel")
 
 
 def boot(topology: Topology, *, arch: str = DEFAULT_ARCH, threads: int | None = None,
          memmap_file: str | None = None, force: bool = False, kernel: str = DEFAULT_KERNEL,
-         progress: Callable[[int], None] | None = None, cancel: threading.Event | None = None,
+         progress: Callable[[int, int], None] | None = None,
+         cancel: threading.Event | None = None,
          chunk_hook: Callable[[int, int, int], None] | None = None,
          memmap: Memmap | None = None,
-         touch_progress: Callable[[int], None] | None = None,
-         replace_any_file: bool = False, node: int | None = None) -> BootResult:
+         touch_progress: Callable[[int, int], None] | None = None,
+         replace_any_file: bool = False, node: int | None = None,
+         nice: int | None = None) -> BootResult:
     """Simulate the boot-time struct page initialization of ``topology``.
 
     Parameters
@@ -212,7 +223,8 @@ def boot(topology: Topology, *, arch: str = DEFAULT_ARCH, threads: int | None = 
     kernel : str
         Deferred-init kernel (see `fastinit.mm.deferred.CHUNK_KERNELS`).
     progress : callable or None
-        ``progress(pages)`` as deferred chunks finish.
+        ``progress(done, total)`` in pages of the deferred ranges, as chunks finish
+        (any thread).
     cancel : threading.Event or None
         Set to stop the boot.
     chunk_hook : callable or None
@@ -220,27 +232,34 @@ def boot(topology: Topology, *, arch: str = DEFAULT_ARCH, threads: int | None = 
     memmap : Memmap or None
         Reuse this already touched memmap (made for the same machine).
     touch_progress : callable or None
-        ``touch_progress(nbytes)`` as the new memmap is first touched (any thread).
+        ``touch_progress(done, total)`` in bytes, as the new memmap is first touched
+        (any thread).
     replace_any_file : bool
         With ``force``, replace any regular file at ``memmap_file`` (never a directory,
         device, FIFO, socket or symbolic link).
     node : int or None
         Boot this node alone, on a memmap of its sections only (`BootPlan.shard`): its
         descriptors and zones come out as in the whole machine's boot. None: every node.
+    nice : int or None
+        Run every thread of the boot but the caller's at this niceness (Linux; see
+        `fastinit.Job`): the first touch's and deferred init's helpers and the nodes'
+        pgdatinit threads.
 
     Returns
     -------
     BootResult
     """
     _check_callbacks(progress, cancel, chunk_hook, touch_progress)
+    nice = check_nice(nice)
     check_kernel(kernel)  # before a memmap file is created for nothing
     result = prepare(topology, arch=arch, threads=threads, memmap_file=memmap_file,
                      force=force, memmap=memmap, kernel=kernel, touch_progress=touch_progress,
-                     replace_any_file=replace_any_file, node=node)
+                     replace_any_file=replace_any_file, node=node, nice=nice)
     with _failure_recorded(result.memmap):
         began = time.perf_counter()
         result.nodes = deferred_init(result.plan, result.memmap, result.zones, kernel=kernel,
-                                     progress=progress, cancel=cancel, chunk_hook=chunk_hook)
+                                     progress=progress, cancel=cancel, chunk_hook=chunk_hook,
+                                     nice=nice)
         result.timings["deferred"] = time.perf_counter() - began
         if has_pools(result.plan):
             # Imported here: compiling the pool kernels costs 2 s on a cold Numba cache,
