@@ -44,7 +44,9 @@ def boot(topology: Topology, *, arch: str = DEFAULT_ARCH, threads: int | None = 
         state; the report is ``result.verification`` (``.ok``).
     digests : bool
         Each node's SHA-256 of its descriptors, pageblocks and zones in
-        ``result.digests`` (``{nid: hex}``): equal to a cluster boot's, node for node.
+        ``result.digests``: ``{nid: {"digest": hex, "state_digest": hex}}``, the second
+        without the free lists' order (which differs between parallel boots). Equal to
+        a cluster boot's (``--cluster ... --digests``), node for node.
     memmap_file : str or None
         Back the memmap with this file (it can be larger than memory); it appears at the
         path only once the boot completed.
@@ -83,8 +85,11 @@ def boot(topology: Topology, *, arch: str = DEFAULT_ARCH, threads: int | None = 
     return result
 
 
-def node_digests(result: BootResult) -> dict[int, str]:
-    """Each node's digest (`fastinit.distributed.digest.node_digest`, which needs no dask)."""
+def node_digests(result: BootResult) -> dict[int, dict[str, str]]:
+    """Each node's digests (`fastinit.distributed.digest.node_digest`, which needs no
+    dask): with and without the free lists' order."""
     from fastinit.distributed.digest import node_digest
-    return {node.nid: node_digest(result.plan, result.memmap, result.zones, node.nid)
-            for node in result.plan.nodes}
+    plan, memmap, zones = result.plan, result.memmap, result.zones
+    return {node.nid: {"digest": node_digest(plan, memmap, zones, node.nid),
+                       "state_digest": node_digest(plan, memmap, zones, node.nid, links=False)}
+            for node in plan.nodes}

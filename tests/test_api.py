@@ -55,7 +55,8 @@ def test_boot_with_verify_and_digests_returns_one_boot_result_with_both():
     assert isinstance(result, fastinit.BootResult)
     assert result.verification.ok
     assert sorted(result.digests) == [node.nid for node in result.plan.nodes]
-    assert all(len(digest) == 64 for digest in result.digests.values())
+    assert all(len(d["digest"]) == len(d["state_digest"]) == 64
+               for d in result.digests.values())
     # The same node digests as a boot with one thread per node gets anywhere.
     again = fastinit.boot(parse_spec("2x1G"), threads=1, digests=True)
     assert again.digests == result.digests

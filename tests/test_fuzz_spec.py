@@ -63,6 +63,8 @@ def test_structured_spec_gives_the_nodes_cpus_and_pages_it_names(case):
         assert "is not a whole number of bytes" in error
     elif sum(count for count, _, _ in sizes) > MAX_NUMNODES:
         assert "nodes; a machine has" in error
+    elif not any(cpus for _, _, cpus in sizes):
+        assert "no node has a CPU" in error
     elif top > MAX_PFN:
         assert "does not fit" in error
     elif pages <= 1:  # page 0 is never RAM

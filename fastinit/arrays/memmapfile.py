@@ -24,7 +24,7 @@ from fastinit.arrays.handle import MemmapFile
 from fastinit.engine.interrupts import interrupts_deferred
 from fastinit.engine.validate import check_bool
 
-_REDO = "write it again (the old one is replaced only with force=True / --force)"
+_REDO = "write it again (the old one is replaced only with force=True)"
 
 
 def gib(nbytes: int) -> str:

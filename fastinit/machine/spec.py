@@ -104,6 +104,7 @@ def parse_spec(spec: str, default_cpus: int | None = None,
         key = key.strip().lower()
         if key == "cpus":
             cpus_default = _whole(value, f"{name}, option cpus", NR_CPUS)
+
         elif key == "pci_hole":
             pci_hole = parse_size(value, f"{name}, option pci_hole")
             if pci_hole > 3 << 30 or pci_hole % (1 << 20):
@@ -129,6 +130,11 @@ def parse_spec(spec: str, default_cpus: int | None = None,
         cpus = _whole(cpus_text, f"{name}, CPUs of {group.strip()[:60]!r}",
                       NR_CPUS) if colon else cpus_default
         node_sizes += [(size, cpus)] * int(count)
+    if not any(cpus for _, cpus in node_sizes):
+        # Memory-only nodes are fine (SIZE:0); a machine without a CPU never boots.
+        raise ValueError(f"{name}: no node has a CPU; give cpus=1 or more (cpus=N for "
+                         f"every node, SIZE:N for one; a node without CPUs is SIZE:0, e.g. "
+                         f"2x16G:4+1x8G:0)")
     source = f"spec {spec.strip()[:100]}{'...' if len(spec.strip()) > 100 else ''}"
     try:
         return layout(node_sizes, pci_hole, source=source, cmdline=cmdline)
@@ -137,6 +143,9 @@ def parse_spec(spec: str, default_cpus: int | None = None,
             raise
         # "2x64" is 64 bytes: say so, not only "no usable memory on any node".
         largest = max(size for size, _ in node_sizes)
+        if largest == 0:
+            raise ValueError(f"{name}: no usable memory: every node has 0 bytes; give at "
+                             f"least one node memory, e.g. 2x64G") from None
         raise ValueError(f"{name}: no usable memory on any node: sizes are in bytes unless "
                          f"a unit follows (the largest node here has {largest} bytes); write "
                          f"the unit, e.g. 2x64G") from None
