@@ -6,8 +6,8 @@ from fastinit.mm.run import BootResult
 from fastinit.layout import PAGE_DTYPE, PAGE_SHIFT, ZONE_NAMES
 from fastinit.machine.topology import Topology
 from fastinit.mm.verify_report import VerifyReport
-from fastinit.mm import hugetlb_report
-from fastinit.mm.hugetlb_plan import planned_pools
+from fastinit.mm.hugetlb import report as hugetlb_report
+from fastinit.mm.hugetlb.report import planned_pools
 
 
 def machine_summary(topology: Topology, memmap_bytes: int | None = None) -> str:
@@ -23,7 +23,7 @@ def _mem(start_pfn: int, end_pfn: int) -> str:
 
 def topology_lines(topology: Topology) -> list[str]:
     """The kernel's boot lines for this machine, then a per-node summary."""
-    lines = ["Zone ranges:"]
+    lines = [f"kernel: {topology.kernel.describe()}", "Zone ranges:"]
     for name, start, end in topology.zone_ranges():
         lines.append(f"  {name:<8} {_mem(start, end) if end > start else 'empty'}")
     lines.append("Movable zone start for each node")
@@ -61,6 +61,7 @@ def topology_json(topology: Topology) -> dict:
     pools = planned_pools(topology)
     return {
         "source": topology.source,
+        "kernel": topology.kernel.to_json(),
         "notes": list(topology.notes),
         "nodes": [{
             "nid": node.nid,
@@ -72,7 +73,9 @@ def topology_json(topology: Topology) -> dict:
             **({"hugepages": hugetlb_report.sysfs_counts(pools, None, node.nid)}
                if pools is not None else {}),
         } for node in topology.nodes],
-        **({"hugepages_upper_bounds": hugetlb_report.upper_bounds(pools)}
+        **({"hugepages_upper_bounds": hugetlb_report.upper_bounds(pools),
+            "hugepages_lower_bounds": hugetlb_report.lower_bounds(
+                pools, [node.nid for node in topology.memory_nodes])}
            if pools is not None else {}),
     }
 

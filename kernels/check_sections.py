@@ -245,7 +245,7 @@ def check_sections(words, pageblock_mt, sections, slot_lo, slot_hi, pieces, piec
         ``page_links(nid, zid)`` of each piece;
     piece_reserved : ndarray of uint8, shape (n,)
         1 for reserved memory and holes, 0 for free memory, `CHECKED_ELSEWHERE` for
-        memory another check covers (HugeTLB pools: `fastinit.mm.hugetlb_verify`). A pfn
+        memory another check covers (HugeTLB pools: `fastinit.mm.hugetlb.verify`). A pfn
         of a present section outside every piece should have no state at all: any is
         wrong.
     movable : ndarray of int64, shape (m, 2)

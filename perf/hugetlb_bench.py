@@ -2,7 +2,7 @@
 
 For a spec machine with half its memory in 2 MiB pages, then the same memory in 1 GiB
 pages (issue 12's measurements), this boots the machine and times ``hugetlb_init()``
-alone (`fastinit.mm.hugetlb.hugetlb_init`: the 2 MiB job allocates and prepares, the
+alone (`fastinit.mm.hugetlb.jobs.hugetlb_init`: the 2 MiB job allocates and prepares, the
 gigantic job gathers), best of ``--repeat`` at each thread count, next to glibc memset
 of the same descriptor bytes with the same threads in the same run (the write limit), and
 per page and per thread next to the kernel's figures from the series' cover letter.
@@ -32,8 +32,8 @@ import time
 from fastinit.bench.membw import memset_limit
 from fastinit.machine.spec import parse_spec
 from fastinit.mm.deferred import deferred_init
-from fastinit.mm.hugetlb import hugetlb_init
-from fastinit.mm.hvo import resident_bytes
+from fastinit.mm.hugetlb.jobs import hugetlb_init
+from fastinit.mm.hugetlb.hvo import resident_bytes
 from fastinit.mm.run import prepare
 
 # The series' own figures (Gang Li, v6, Linux 6.9): (test, pages, ms before, ms after).

@@ -158,7 +158,8 @@ def test_touch_progress_and_progress_report_done_and_total_from_zero_to_the_end(
                   touch_progress=lambda done, total: touched.append((done, total)),
                   progress=lambda done, total: deferred.append((done, total)))
     for calls, total in ((touched, result.memmap.nbytes),
-                         (deferred, sum(n.job[1] - n.job[0] for n in result.plan.nodes))):
+                         (deferred, sum(e - s for n in result.plan.nodes
+                                        for s, e in result.plan.deferred_jobs(n.nid)))):
         assert calls[0] == (0, total) and calls[-1] == (total, total)
         assert {t for _, t in calls} == {total}
         assert [d for d, _ in calls] == sorted({d for d, _ in calls})  # rising, no repeat

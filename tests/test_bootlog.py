@@ -70,6 +70,40 @@ def test_mixed_prefixes_in_one_log():
     assert parse_bootlog(text).nodes[0].ranges == ((1, 159), (256, 0x7FFE0))
 
 
+# BIOS_MAP as Linux 7.x prints it: new type names after two blanks, the holes as gap lines.
+BIOS_MAP_7 = """\
+BIOS-e820: [mem 0x0000000000000000-0x000000000009fbff]  System RAM
+BIOS-e820: [mem 0x000000000009fc00-0x000000000009ffff]  device reserved
+BIOS-e820: [gap 0x00000000000a0000-0x00000000000effff]
+BIOS-e820: [mem 0x00000000000f0000-0x00000000000fffff]  device reserved
+BIOS-e820: [mem 0x0000000000100000-0x000000007ffdffff]  System RAM
+BIOS-e820: [mem 0x000000007ffe0000-0x000000007fffffff]  device reserved
+e820: update [mem 0x00000000-0x00000fff] System RAM ==> device reserved
+e820: remove [mem 0x000a0000-0x000fffff] System RAM
+"""
+
+
+def test_linux_7_type_names_and_gap_lines_read_as_the_old_ones():
+    # Was: "unknown e820 type 'System RAM'", so every 7.x log was refused.
+    assert parse_bootlog(BIOS_MAP_7) == parse_bootlog(BIOS_MAP)
+
+
+def test_linux_7_gap_line_of_a_user_map_is_read():
+    # Was: refused as garbled ("user:" lines carry no "e820" to be looked at).
+    user = "user-defined physical RAM map:\n" + BIOS_MAP_7.replace("BIOS-e820", "user")
+    assert parse_bootlog(BIOS_MAP_7 + user) == parse_bootlog(BIOS_MAP)
+
+
+def test_linux_7_gap_line_adds_no_memory_and_ends_no_table():
+    gap = "BIOS-e820: [gap 0x0000000080000000-0x00000000feffffff]\n"
+    more = "BIOS-e820: [mem 0x0000000100000000-0x000000017fffffff]  System RAM\n"
+    one = parse_bootlog(BIOS_MAP_7 + gap)
+    assert one == parse_bootlog(BIOS_MAP_7)
+    lines = BIOS_MAP_7.splitlines(keepends=True)
+    two = parse_bootlog("".join(lines[:6]) + gap + more + "".join(lines[6:]))
+    assert two.nodes[0].ranges[-1] == (0x100000, 0x180000)
+
+
 def test_linux_2_6_e820_format_with_exclusive_end():
     text = ("BIOS-e820: 0000000000000000 - 000000000009fc00 (usable)\n"
             "BIOS-e820: 0000000000100000 - 0000000040000000 (usable)\n")
@@ -182,7 +216,9 @@ def test_huge_e820_type_number_names_the_line():
                                   "BIOS-e820: [mem 0x0000000000100000-0x00000000bff7ffff]",
                                   "e820: update [mem 0x00000000-0x00000fff] usable =",
                                   "ACPI: SRAT: Node 1 PXM 1 [mem 0x80000000-0xbfff",
-                                  "BIOS-e820: 0000000000000000 - 00000000000"])
+                                  "BIOS-e820: 0000000000000000 - 00000000000",
+                                  "BIOS-e820: [gap 0x00000000000a0000-0x0000000",
+                                  "BIOS-e820: [gap 0x00000000000a0000-0x00000000000effff] x"])
 def test_truncated_memory_line_is_rejected_not_skipped(line):
     # Was: silently skipped, so the machine lost memory or a node.
     with pytest.raises(ValueError, match=r"^log:3: cannot read this memory map line"):
@@ -321,3 +357,25 @@ def test_e820_edit_costs_a_few_plain_lines_not_a_table_sort():
     noise = ["ACPI: PM-Timer IO Port: 0x408"] * len(edits)
     assert best_of_3(parse_bootlog, "\n".join(table + edits)) < \
         25 * best_of_3(parse_bootlog, "\n".join(table + noise))
+
+
+FAKE_LOG = """\
+Command line: console=ttyS0 numa=fake=4
+BIOS-e820: [mem 0x0000000000000000-0x000000000009fbff] usable
+BIOS-e820: [mem 0x0000000000100000-0x000000007fffffff] usable
+"""
+
+
+def test_numa_fake_without_faking_node_lines_makes_no_fake_nodes():
+    # Debian's cloud kernels have no CONFIG_NUMA_EMU: numa=fake= does nothing, and only the
+    # log says so (no "Faking node" line before the zones are printed).
+    topology = parse_bootlog(FAKE_LOG + "Zone ranges:\n")
+    assert len(topology.nodes) == 1 and topology.cmdline.numa_fake is None
+    assert any("CONFIG_NUMA_EMU" in note for note in topology.notes)
+
+
+def test_numa_fake_with_faking_node_lines_or_a_short_log_makes_fake_nodes():
+    faked = FAKE_LOG + "NUMA: Faking node 0 at [mem 0x0-0x1fffffff] (512MB)\nZone ranges:\n"
+    assert len(parse_bootlog(faked).nodes) == 4
+    # A log cut before the zones cannot tell: the command line is followed.
+    assert len(parse_bootlog(FAKE_LOG).nodes) == 4

@@ -60,13 +60,17 @@ def test_reserved_kern_counts_as_memory_and_merges():
     ("persistent (type 12)", 12), ("persistent (type 7)", 7), ("type 9", 9), ("type 20", 20),
     ("soft reserved", e820.E820_SOFT_RESERVED), ("(usable)", 1), ("(ACPI data)", 3),
     ("(type 12)", 12), ("  Usable  ", 1),
+    # Linux 7.x's names.
+    ("System RAM", 1), ("device reserved", 2), ("persistent RAM (type 7)", 7),
+    ("persistent RAM (type 12)", 12),
 ])
 def test_parse_type_names_every_kernel_prints(text, kind):
     assert e820.parse_type(text) == kind
 
 
 @pytest.mark.parametrize("text", ["reserved usable", "usable   x", "persistent", "ram",
-                                  "type", "ACPI"])
+                                  "type", "ACPI", "System", "device", "RAM",
+                                  "System RAM reserved", "persistent RAM"])
 def test_parse_type_matches_whole_names_only(text):
     with pytest.raises(ValueError, match="unknown e820 type"):
         e820.parse_type(text)

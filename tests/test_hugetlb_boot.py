@@ -9,9 +9,9 @@ import pytest
 from fastinit.cli import main
 from fastinit.kernels._layout import lru_address
 from fastinit.machine.spec import parse_spec
-from fastinit.mm import hvo
+from fastinit.mm.hugetlb import hvo
 from fastinit.mm.deferred import deferred_init
-from fastinit.mm.hugetlb import hugetlb_init
+from fastinit.mm.hugetlb.jobs import hugetlb_init
 from fastinit.mm.run import boot, prepare
 from fastinit.mm.verify import verify
 
@@ -105,7 +105,7 @@ def test_pools_on_one_thread_equal_pools_on_two():
 
 def test_hvo_beyond_the_mapping_budget_leaves_the_rest_unoptimized(monkeypatch):
     # Room for 100 2 MiB pages (9 mappings each) and no gigantic page.
-    monkeypatch.setattr("fastinit.mm.hvo.map_count_budget", lambda: 900)
+    monkeypatch.setattr("fastinit.mm.hugetlb.hvo_budget.map_count_budget", lambda: 900)
     result = boot(small(" hugetlb_free_vmemmap=on"))
     assert result.hvo.buddy_units == {9: 100} and result.hvo.gigantic == (False, False)
     assert result.pools.remapper.remapped == 100

@@ -6,8 +6,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from fastinit.machine.spec import parse_spec
-from fastinit.mm.hugetlb_buddy import aligned_blocks, deal, take_from_zones
-from fastinit.mm.hugetlb_plan import place_gigantic
+from fastinit.mm.hugetlb.buddy_plan import aligned_blocks, deal, take_from_zones
+from fastinit.mm.hugetlb.plan import place_gigantic
 from fastinit.mm.plan import plan_boot
 from fastinit.mm.watermarks import ZoneMarks, allocations_allowed, min_free_kbytes, zone_marks
 

@@ -6,7 +6,7 @@ import pytest
 
 from fastinit.layout import PAGES_PER_SECTION
 from fastinit.machine.spec import parse_spec
-from fastinit.mm import hvo
+from fastinit.mm.hugetlb import hvo, hvo_budget
 from fastinit.mm.memmap import Memmap, memmap_bytes
 from fastinit.mm.plan import plan_boot
 
@@ -82,5 +82,5 @@ def test_remapping_a_memmap_file_is_refused(tmp_path):
 def test_the_budget_leaves_room_below_max_map_count():
     with open("/proc/sys/vm/max_map_count") as handle:
         limit = int(handle.read())
-    assert 0 <= hvo.map_count_budget() <= limit - hvo.MAP_COUNT_MARGIN
-    assert hvo.mappings_per_page(9) == 9 and hvo.mappings_per_page(18) == 4097
+    assert 0 <= hvo_budget.map_count_budget() <= limit - hvo_budget.MAP_COUNT_MARGIN
+    assert hvo_budget.mappings_per_page(9) == 9 and hvo_budget.mappings_per_page(18) == 4097

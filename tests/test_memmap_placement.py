@@ -8,7 +8,7 @@ import pytest
 import qemu_oracle as qo
 from fastinit.machine.bootlog import parse_bootlog
 from fastinit.machine.topology import Node, Topology
-from fastinit.mm import hvo
+from fastinit.mm.hugetlb import hvo
 from fastinit.mm.plan import MEMMAP_MIN_PFN, plan_boot, sparse_groups
 from fastinit.mm.run import boot
 from fastinit.mm.verify import verify

@@ -58,6 +58,10 @@ def _machine_args(parser: argparse.ArgumentParser) -> None:
                         "(default: text)")
 
 
+LINUX_HELP = "model the machine under this Linux generation's rules, e.g. 5.10 or 6.12 " \
+             "(default: the log's 'Linux version' line; the newest for a spec)"
+
+
 def _nonempty_path(text: str) -> str:
     if not text.strip():
         raise argparse.ArgumentTypeError("empty path; name a file, e.g. --memmap-file m.bin")
@@ -72,6 +76,8 @@ def _threads_arg(parser: argparse.ArgumentParser, group=None) -> None:
 
 def _boot_args(parser: argparse.ArgumentParser) -> None:
     _machine_args(parser)
+    # --kernel already names the deferred-init kernel (stream, plain) here.
+    parser.add_argument("--linux", metavar="VERSION", help=LINUX_HELP)
     threads = parser.add_mutually_exclusive_group()
     threads.add_argument("--arch", default="x86", help=ARCH_HELP)
     _threads_arg(parser, threads)
@@ -96,6 +102,9 @@ def build_parser() -> argparse.ArgumentParser:
                     "spanned, present and unavailable pages. With --dmesg, the figures are "
                     "checked against the kernel's own lines in the log.")
     _machine_args(topology)
+    # topology has no deferred-init kernel to choose: --kernel names the Linux version.
+    topology.add_argument("--linux", "--kernel", dest="linux", metavar="VERSION",
+                          help=LINUX_HELP)
     boot = commands.add_parser(
         "boot", help="simulate boot-time struct page init (early + parallel deferred)",
         description="Allocate the memmap, run early init on one thread and deferred init "

@@ -16,12 +16,16 @@ def load_topology(args: argparse.Namespace):
     if getattr(args, "cmdline", None) is not None and args.spec is None:
         raise ValueError("--cmdline applies to --spec machines: a boot log carries its own "
                          "command line, and this machine booted with /proc/cmdline")
+    from fastinit.machine.kernel_rules import parse_version
+    linux = getattr(args, "linux", None)
+    rules = parse_version(linux) if linux is not None else None
     if args.dmesg is not None:
         from fastinit.machine.bootlog import read_bootlog
-        return read_bootlog(args.dmesg)
+        return read_bootlog(args.dmesg, rules)
     if args.spec is not None:
         from fastinit.machine.spec import parse_spec
-        return parse_spec(args.spec, cmdline=getattr(args, "cmdline", None)), None
+        return parse_spec(args.spec, cmdline=getattr(args, "cmdline", None),
+                          **({"kernel": rules} if rules is not None else {})), None
     from fastinit.machine.host import this_machine
     return this_machine(), None
 

@@ -10,7 +10,7 @@ from fastinit.engine.progress import Tally
 from fastinit.engine.validate import check_callable, check_int, check_type
 from fastinit.machine.topology import Topology
 from fastinit.mm.deferred import DEFAULT_KERNEL, check_kernel
-from fastinit.mm.hugetlb_plan import has_pools
+from fastinit.mm.hugetlb.plan import has_pools
 from fastinit.mm.plan import DEFAULT_ARCH, plan_boot
 from fastinit.mm import run as single
 
@@ -99,7 +99,8 @@ def cluster_boot(topology: Topology, cluster, *, arch: str = DEFAULT_ARCH,
         identities = check_workers(client)
         connect = time.perf_counter() - began
         # The nodes report pages as they gain them; the caller gets (done, total).
-        tally = Tally(progress, sum(node.job[1] - node.job[0] for node in plan.nodes))
+        tally = Tally(progress, sum(end - start for node in plan.nodes
+                                    for start, end in plan.deferred_jobs(node.nid)))
         shards, timings = run_boot(client, plan, identities, options, verify=verify,
                                    digests=digests, retries=retries,
                                    progress=tally.add if progress is not None else None)

@@ -15,6 +15,7 @@ from fastinit.layout import PAGE_SHIFT
 from fastinit.machine import e820
 from fastinit.machine.cmdline import KernelCmdline
 from fastinit.machine.crashkernel import place_crashkernel
+from fastinit.machine.kernel_rules import NEWEST_RULES, KernelRules
 from fastinit.machine.numa_emu import emulate
 from fastinit.machine.ranges import Range, intersect, merge_ranges
 from fastinit.machine.srat import MemBlock, SratBlock, cpus_per_node, node_memory, srat_meminfo
@@ -61,8 +62,9 @@ def end_of_ram_pfn(table: list[e820.Entry]) -> int:
 
 
 def assemble(firmware: Firmware, cmdline: KernelCmdline, source: str,
-             notes: list[str]) -> Topology:
-    """The machine the kernel sets up from ``firmware`` with ``cmdline``.
+             notes: list[str], kernel: KernelRules = NEWEST_RULES) -> Topology:
+    """The machine the kernel sets up from ``firmware`` with ``cmdline``, under the rules
+    of ``kernel``.
 
     Raises
     ------
@@ -90,7 +92,8 @@ def assemble(firmware: Firmware, cmdline: KernelCmdline, source: str,
     blocks = blocks if numa else [MemBlock(0, 0, max_pfn << PAGE_SHIFT)]
     cpus = cpus_per_node(firmware.apic_nodes, firmware.cpus_up, parsed, numa, notes)
     if cmdline.numa_fake is not None:
-        emulated = emulate(cmdline.numa_fake, blocks, parsed, memory, max_pfn, notes)
+        emulated = emulate(cmdline.numa_fake, blocks, parsed, memory, max_pfn, notes,
+                           generic=kernel.has("numa_emu_generic"))
         if emulated is not None:
             blocks, to_physical = emulated
             # Each fake node has the CPUs of the physical node it was cut from.
@@ -105,4 +108,4 @@ def assemble(firmware: Firmware, cmdline: KernelCmdline, source: str,
         reserved += place_crashkernel(cmdline.crashkernel, noded, merge_ranges(reserved),
                                       notes)
     return Topology(nodes, reserved=tuple(merge_ranges(reserved)), source=source,
-                    notes=tuple(notes), cmdline=cmdline)
+                    notes=tuple(notes), cmdline=cmdline, kernel=kernel)

@@ -23,28 +23,20 @@ from fastinit.layout import MAX_NUMNODES, NR_CPUS, PAGE_SHIFT, pfn_up
 from fastinit.machine import e820
 from fastinit.machine.assemble import Firmware, assemble
 from fastinit.machine.cmdline import COMMAND_LINE_SIZE, parse_cmdline
+from fastinit.machine.e820_log import STARTS, E820Log
 from fastinit.machine.hugetlb_sizes import gbpages_in_log
+from fastinit.machine.kernel_rules import KernelRules, rules_in_log
 from fastinit.machine.kernel_image import kernel_image_pfns
 from fastinit.machine.logfile import read_capped, read_log_bytes
-from fastinit.machine.loglines import (MEM_RANGE, bounded_decimal, check_count, e820_type,
-                                       line_error, log_lines, mem_range)
+from fastinit.machine.loglines import (MEM_RANGE, bounded_decimal, check_count, line_error,
+                                       log_lines, mem_range)
 from fastinit.machine.srat import SratBlock
 from fastinit.machine.topology import Topology
 
-_LABELS = r"(BIOS-e820|user|modified|reserve setup_data|extended)"
-# A printed e820 table line: "BIOS-e820: [mem a-b] type", also "user:", "modified:", ...
-# Type texts run to the end of the line and are stripped later: a lazy group before "\s*$"
-# backtracks quadratically on a long run of blanks (20000 blanks took a second).
-_TABLE = re.compile(rf"{_LABELS}: {MEM_RANGE}\s+(.*)")
-# Linux 2.6 printed "BIOS-e820: 0000000000000000 - 000000000009fc00 (usable)", end exclusive.
-_TABLE_OLD = re.compile(r"BIOS-e820: ([0-9a-fA-F]{8,16}) - ([0-9a-fA-F]{8,16}) \((.*)\)\s*$")
-_UPDATE = re.compile(rf"e820: update {MEM_RANGE} (.+?) ==> (.+)")
-_REMOVE = re.compile(rf"e820: remove {MEM_RANGE}(.*)")
 _SRAT_MEM = re.compile(rf"SRAT: Node (\d+) PXM (\d+) {MEM_RANGE}(.*)")
-# How the lines above begin: one that begins so but does not match in full (cut short,
+# How the memory lines begin: one that begins so but does not match in full (cut short,
 # garbled) must not be skipped, or the machine would silently lose memory or a node.
-_MEMORY_LINE = re.compile(rf"{_LABELS}: \[mem |BIOS-e820: [0-9a-fA-F]|e820: (?:update|remove) "
-                          rf"\[mem|SRAT: Node \d+ PXM \d+ \[mem")
+_MEMORY_LINE = re.compile(rf"{STARTS}|SRAT: Node \d+ PXM \d+ \[mem")
 _SRAT_CPU = re.compile(r"SRAT: PXM (\d+) -> (?:x2)?APIC (0x[0-9a-fA-F]+) -> Node (\d+)")
 _CPUS_UP = re.compile(r"(?:smp: Brought up|x86: Booted up) (\d+) nodes?, (\d+) CPUs")
 _CPUS_ALLOWED = re.compile(r"(?:smpboot|CPU topo): Allowing (\d+) (?:present )?CPUs"
@@ -60,8 +52,7 @@ _RESERVED = [re.compile(rf"NODE_DATA(?:\(\d+\) allocated)? {MEM_RANGE}"),
 _CMDLINE = re.compile(r"Command line: (.*)")
 _KERNEL_CMDLINE = re.compile(r"Kernel command line: (.*)")
 _KERNEL_NOT_RAM = ".text .data .bss are not marked as E820_TYPE_RAM"
-# The kernel's own caps: E820_MAX_ENTRIES (128 + 3 * MAX_NUMNODES), NR_NODE_MEMBLKS, and
-E820_MAX_ENTRIES = 128 + 3 * MAX_NUMNODES
+# The kernel's own cap on SRAT memory ranges.
 NR_NODE_MEMBLKS = 2 * MAX_NUMNODES
 _NO_NUMA = ("No NUMA configuration found", "Faking a node at", "NUMA turned off",
             "SRAT not used", "NUMA: nodes only cover")
@@ -72,109 +63,59 @@ class BootLog:
     """What a boot log says, before the model is built from it."""
 
     source: str
-    table: list[e820.Entry] = field(default_factory=list)
     srat: list[SratBlock] = field(default_factory=list)
     apic_nodes: dict[int, set[int]] = field(default_factory=dict)
     apic_count: int = 0
     cpus_up: int | None = None
     numa_off: bool = False
     reserved: list[tuple[int, int]] = field(default_factory=list)
-    tables_seen: int = 0
-    # The table as memblock took it: e820 edits printed after the last "last_pfn" line
-    # come after e820__memblock_setup() and only reserve memory (EFI ESRT, memreserve).
-    memblock_table: list[e820.Entry] | None = None
-    late_reserved: list[tuple[int, int]] = field(default_factory=list)
     command_line: str | None = None
     kernel_command_line: str | None = None
     # Where the command line used was printed, for errors: (line number, line).
     command_line_at: tuple[int, str] = (0, "")
-    # A "user-defined physical RAM map" was printed: mem=/memmap= are already in the table.
-    user_map: bool = False
-    # The map left the kernel's image out of RAM: the kernel adds it back, and says where
-    # only in a KERN_DEBUG "e820: remove" line (without a type) right after the warning.
-    kernel_not_ram: bool = False
+    # NUMA emulation printed fake nodes; the zones were printed (the log reaches past
+    # emulation, so no "Faking node" line means there were none).
+    faked_nodes: bool = False
+    zones_printed: bool = False
+    # The e820 tables and their edits, as the log printed them.
+    e820_log: E820Log = field(default_factory=lambda: E820Log("dmesg"))
 
 
 def scan(text: str, source: str) -> BootLog:
     """Collect the input lines of a boot log, applying e820 edits in order."""
-    log = BootLog(source)
-    table_label = None
-    edits = 0
-    # Table lines are kept as printed; the table is sanitized once, before the next edit.
-    sanitized = True
+    log = BootLog(source, e820_log=E820Log(source))
+    table = log.e820_log
     for number, line in enumerate(log_lines(text), start=1):
         if "physical RAM map" in line:
-            table_label = None
-        elif "e820" in line or ": [mem" in line:
-            if (match := _TABLE.search(line) or _TABLE_OLD.search(line)) is not None:
-                old_format = match.re is _TABLE_OLD
-                label = "BIOS-e820" if old_format else match.group(1)
-                start, end = mem_range(match, 1 if old_format else 2, source, number, line,
-                                       inclusive=not old_format)
-                kind = e820_type(match.group(3 if old_format else 4), source, number, line)
-                if label != table_label:  # a newly printed table replaces the old one
-                    log.table, table_label = [], label
-                    log.tables_seen += 1
-                    log.user_map = label == "user"
-                    log.memblock_table, log.late_reserved = None, []
-                elif log.table is log.memblock_table:
-                    log.table = list(log.table)  # memblock's snapshot stays as it was
-                log.table.append((start, end, kind))
-                sanitized = False
-                check_count(len(log.table), E820_MAX_ENTRIES, "e820 entries", source,
-                            number, line)
-                continue
-            if (match := _UPDATE.search(line) or _REMOVE.search(line)) is not None:
-                if not sanitized:
-                    log.table, sanitized = e820.sanitize(log.table), True
-                _apply_edit(log, match, source, number, line)
-                table_label = None
-                edits += 1
-                check_count(edits, E820_MAX_ENTRIES, "e820 edits", source, number, line)
-                continue
+            table.table_ends()
+        elif ("e820" in line or ": [mem" in line or ": [gap" in line) \
+                and table.read(line, number):
+            continue
         # Checked before the SRAT lines: the kernel says "SRAT: SRAT not used." itself.
         if any(marker in line for marker in _NO_NUMA):
             log.numa_off = True
-        if ("[mem" in line or "BIOS-e820" in line) and _MEMORY_LINE.search(line) is not None \
-                and _SRAT_MEM.search(line) is None:
+        if ("[mem" in line or "[gap" in line or "BIOS-e820" in line) \
+                and _MEMORY_LINE.search(line) is not None and _SRAT_MEM.search(line) is None:
             raise line_error(source, number, line, "cannot read this memory map line",
                              "it looks cut short or garbled: restore it from the original log "
                              "or delete it")
         if "SRAT" in line:
             _scan_srat(log, line, number)
             continue
-        if "last_pfn = " in line and log.tables_seen:
-            # No copy needed: edits build new lists and table lines copy before appending.
-            log.memblock_table, log.late_reserved = log.table, []
+        if "last_pfn = " in line:
+            table.memblock_takes()
             continue
         _scan_cpus(log, line, number)
         _scan_reserved(log, line, number)
         if "ommand line: " in line:
             _scan_command_line(log, line, number)
         elif _KERNEL_NOT_RAM in line:
-            log.kernel_not_ram = True
+            table.kernel_not_ram = True
+        elif "Faking node " in line:
+            log.faked_nodes = True
+        elif "Zone ranges:" in line:
+            log.zones_printed = True
     return log
-
-
-def _apply_edit(log: BootLog, match: re.Match, source: str, number: int, line: str) -> None:
-    """One ``e820: update`` or ``e820: remove`` line, applied to the sanitized table."""
-    start, end = mem_range(match, 1, source, number, line, clip=True)
-    if match.re is _REMOVE:
-        old_text = match.group(3).strip()
-        old = e820_type(old_text, source, number, line) if old_text else None
-        log.table = e820.edit(log.table, start, end, old, None)
-        if log.kernel_not_ram and old is None:
-            # e820_add_kernel_range(): the image's range, cut out above, comes back as RAM.
-            log.table = e820.sanitize(log.table + [(start, end, e820.E820_RAM)])
-            log.kernel_not_ram = False
-        return
-    old = e820_type(match.group(3), source, number, line)
-    new = e820_type(match.group(4), source, number, line)
-    if old == e820.E820_RAM and new == e820.E820_RAM:
-        new = e820.E820_RESERVED_KERN  # setup_data: still RAM, printed "usable"
-    log.table = e820.edit(log.table, start, end, old, new)
-    if log.memblock_table is not None and not e820.is_memory(new):
-        log.late_reserved.append((start >> PAGE_SHIFT, pfn_up(end)))
 
 
 def _scan_srat(log: BootLog, line: str, number: int) -> None:
@@ -229,8 +170,12 @@ def _scan_reserved(log: BootLog, line: str, number: int) -> None:
             return
 
 
-def parse_bootlog(text: str, source: str = "dmesg") -> Topology:
+def parse_bootlog(text: str, source: str = "dmesg",
+                  kernel: KernelRules | None = None) -> Topology:
     """Build a `Topology` from the text of a kernel boot log.
+
+    ``kernel`` models the log under another generation's rules (default: those of the
+    log's ``Linux version`` line, the newest without one).
 
     Raises
     ------
@@ -238,11 +183,11 @@ def parse_bootlog(text: str, source: str = "dmesg") -> Topology:
         Naming the line and the fix, for a log the model cannot use.
     """
     log = scan(text, source)
-    if log.tables_seen == 0:
+    if log.e820_log.tables_seen == 0:
         raise ValueError(f"{source}: no e820 memory map found; expected lines like "
                          f"'BIOS-e820: [mem 0x0000000000000000-0x000000000009fbff] usable' "
                          f"(pass the log from the very start of boot)")
-    table = e820.sanitize(log.table if log.memblock_table is None else log.memblock_table)
+    table = log.e820_log.final
     text_line = log.command_line if log.command_line is not None else log.kernel_command_line
     try:
         cmdline = parse_cmdline(text_line or "")
@@ -252,27 +197,37 @@ def parse_bootlog(text: str, source: str = "dmesg") -> Topology:
     # The kernel's image, where the log lets us know it (nokaslr): memblock's first
     # reservation.
     image = kernel_image_pfns(text, cmdline, source)
-    reserved = log.reserved + log.late_reserved + ([image] if image else [])
+    rules = kernel if kernel is not None else rules_in_log(text)
+    reserved = log.reserved + log.e820_log.late_reserved + ([image] if image else [])
     firmware = Firmware(table, log.srat, log.apic_nodes, log.cpus_up, log.numa_off,
-                        log.user_map, reserved, crash_logged=True)
+                        log.e820_log.user_map, reserved, crash_logged=True)
     notes = []
-    if log.kernel_not_ram:
+    if log.e820_log.kernel_not_ram:
         notes.append("the kernel's image lies outside the RAM of the e820 map ('.text .data "
                      ".bss are not marked as E820_TYPE_RAM!') and the log does not say where "
                      "(the kernel prints it only at loglevel=8): the memory ranges derived "
                      "here miss it")
-    topology = assemble(firmware, cmdline, source, notes)
+    if cmdline.numa_fake is not None and log.zones_printed and not log.faked_nodes:
+        # A build without CONFIG_NUMA_EMU (Debian's cloud kernels) ignores numa=fake=;
+        # only the log tells, by printing no fake node.
+        notes.append("numa=fake= made no fake nodes (the log has no 'Faking node' line: a "
+                     "kernel built without CONFIG_NUMA_EMU, or emulation gave up): "
+                     "modelled without NUMA emulation")
+        cmdline = replace(cmdline, numa_fake=None)
+    topology = assemble(firmware, cmdline, source, notes, rules)
     if gbpages_in_log(text) is False:
         topology = replace(topology, gbpages=False)
     return topology
 
 
-def read_bootlog(path: str) -> tuple[Topology, str]:
-    """Read and parse a boot log file (``-`` for stdin); returns the topology and the text."""
+def read_bootlog(path: str, kernel: KernelRules | None = None) -> tuple[Topology, str]:
+    """Read and parse a boot log file (``-`` for stdin); returns the topology and the text.
+
+    ``kernel`` as for `parse_bootlog`."""
     if path == "-":
         text = read_capped(sys.stdin.buffer, "<stdin>").decode("utf-8", errors="replace")
         source = "<stdin>"
     else:
         text = read_log_bytes(path).decode("utf-8", errors="replace")
         source = path
-    return parse_bootlog(text, source), text
+    return parse_bootlog(text, source, kernel), text

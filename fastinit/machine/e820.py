@@ -34,12 +34,17 @@ MAX_TYPE = (1 << 32) - 1
 
 
 # The names e820_print_type() prints (RESERVED_KERN prints "usable"); 2.6 put them in
-# parentheses. Matched whole: "reserved usable" is no type, not RAM.
-_TYPE_NAMES = {"usable": E820_RAM, "reserved": E820_RESERVED, "acpi data": E820_ACPI,
-               "acpi nvs": E820_NVS, "unusable": E820_UNUSABLE,
+# parentheses. Linux 7.x prints "System RAM" and "device reserved" for the first two
+# (arch/x86/kernel/e820.c, as Debian's 7.2 prints it): both spellings are read. Matched
+# whole: "reserved usable" is no type, not RAM.
+_TYPE_NAMES = {"usable": E820_RAM, "system ram": E820_RAM,
+               "reserved": E820_RESERVED, "device reserved": E820_RESERVED,
+               "acpi data": E820_ACPI, "acpi nvs": E820_NVS, "unusable": E820_UNUSABLE,
                "soft reserved": E820_SOFT_RESERVED}
-# "type 20" for types without a name, "persistent (type 7)" / "(type 12)" for PMEM and PRAM.
-_NUMBERED = re.compile(r"(?:persistent\s*\(\s*)?type\s+(\d+)\s*\)?", re.IGNORECASE)
+# "type 20" for types without a name, "persistent (type 7)" / "(type 12)" for PMEM and PRAM,
+# "persistent RAM (type 7)" since 7.x.
+_NUMBERED = re.compile(r"(?:persistent(?:\s+RAM)?\s*\(\s*)?type\s+(\d+)\s*\)?",
+                       re.IGNORECASE)
 
 
 def parse_type(text: str) -> int:

@@ -65,8 +65,9 @@ def e820_type(text: str, source: str, number: int, line: str) -> int:
         return e820.parse_type(text)
     except ValueError as error:
         raise line_error(source, number, line, str(error),
-                         "use a type the kernel prints (usable, reserved, ACPI data, ACPI "
-                         "NVS, unusable, persistent (type N), type N)") from None
+                         "use a type the kernel prints (usable or System RAM, reserved or "
+                         "device reserved, ACPI data, ACPI NVS, unusable, soft reserved, "
+                         "persistent (type N), type N)") from None
 
 
 def check_count(count: int, limit: int, what: str, source: str, number: int, line: str):

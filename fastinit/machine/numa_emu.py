@@ -6,7 +6,9 @@ much memory; ``NU`` each physical node split into ``N`` nodes of equal span. Siz
 memory, not holes, and move in steps of ``FAKE_NODE_MIN_SIZE`` (32 MiB); a node stretches to
 4 GiB if the next one could not get 32 MiB of DMA32 memory, and to the end of its physical
 block if the next one could not get its share. The rules are the kernel's
-(arch/x86/mm/numa_emulation.c, Linux 6.1), rewritten.
+(arch/x86/mm/numa_emulation.c to Linux 6.11; from 6.12 mm/numa_emulation.c over
+mm/numa_memblks.c, whose meminfo starts at memblock's first page: kernel rule
+``numa_emu_generic``), rewritten.
 """
 
 from __future__ import annotations
@@ -172,7 +174,8 @@ class _Emulator:
 
 
 def emulate(fake, blocks: list[MemBlock], parsed: list[int], memory: list[Range],
-            max_pfn: int, notes: list[str]) -> tuple[list[MemBlock], dict[int, int]] | None:
+            max_pfn: int, notes: list[str],
+            generic: bool = True) -> tuple[list[MemBlock], dict[int, int]] | None:
     """Fake nodes for ``numa=fake=``; None when the kernel would give up on emulation.
 
     Parameters
@@ -187,12 +190,17 @@ def emulate(fake, blocks: list[MemBlock], parsed: list[int], memory: list[Range]
     max_pfn : int
     notes : list of str
         Receives what the kernel would print about it.
+    generic : bool
+        Linux 6.12's generic mm/numa_emulation.c (kernel rule ``numa_emu_generic``), not
+        x86's own.
 
     Returns
     -------
     (list of MemBlock, dict) or None
         The fake meminfo and, for each fake node, the physical node it was cut from.
     """
+    if generic:
+        blocks = cleanup_meminfo(blocks, memory, max_pfn, to_memblock=True)
     emulator = _Emulator(blocks, memory, max_pfn, notes)
     try:
         if fake.uniform:
@@ -203,6 +211,6 @@ def emulate(fake, blocks: list[MemBlock], parsed: list[int], memory: list[Range]
             emulator.interleave(parsed, fake.nodes)
     except _EmulationFailed:
         return None
-    fake_blocks = cleanup_meminfo(emulator.fake, memory, max_pfn)
+    fake_blocks = cleanup_meminfo(emulator.fake, memory, max_pfn, to_memblock=generic)
     nids = {b.nid for b in fake_blocks}
     return fake_blocks, {nid: phys for nid, phys in emulator.emu_to_phys.items() if nid in nids}

@@ -30,6 +30,7 @@ from fastinit.layout import MAX_DMA32_PFN, MAX_NUMNODES, MAX_PFN, NR_CPUS, PAGE_
 from fastinit.machine import e820
 from fastinit.machine.assemble import Firmware, assemble
 from fastinit.machine.cmdline import parse_cmdline
+from fastinit.machine.kernel_rules import NEWEST_RULES, KernelRules
 from fastinit.machine.srat import SratBlock
 from fastinit.machine.topology import Node, Topology, intersect, subtract
 
@@ -76,7 +77,7 @@ def _whole(text: str, what: str, limit: int) -> int:
 
 
 def parse_spec(spec: str, default_cpus: int | None = None,
-               cmdline: str | None = None) -> Topology:
+               cmdline: str | None = None, kernel: KernelRules = NEWEST_RULES) -> Topology:
     """Build a `Topology` from a spec string (see the module docstring).
 
     Parameters
@@ -87,6 +88,8 @@ def parse_spec(spec: str, default_cpus: int | None = None,
         CPUs per node when the spec names none; None means `usable_cpus()`.
     cmdline : str or None
         A kernel command line to boot the machine with.
+    kernel : KernelRules
+        The Linux generation to model (`fastinit.machine.kernel_rules`; the newest).
 
     Returns
     -------
@@ -137,7 +140,7 @@ def parse_spec(spec: str, default_cpus: int | None = None,
                          f"2x16G:4+1x8G:0)")
     source = f"spec {spec.strip()[:100]}{'...' if len(spec.strip()) > 100 else ''}"
     try:
-        return layout(node_sizes, pci_hole, source=source, cmdline=cmdline)
+        return layout(node_sizes, pci_hole, source=source, cmdline=cmdline, kernel=kernel)
     except ValueError as error:
         if "no usable memory" not in str(error):
             raise
@@ -152,7 +155,8 @@ def parse_spec(spec: str, default_cpus: int | None = None,
 
 
 def layout(node_sizes: list[tuple[int, int]], pci_hole: int = 1 << 30,
-           source: str = "spec", cmdline: str | None = None) -> Topology:
+           source: str = "spec", cmdline: str | None = None,
+           kernel: KernelRules = NEWEST_RULES) -> Topology:
     """Lay out nodes of ``(size_bytes, cpus)`` on an x86-like physical address map, booted
     with the kernel command line ``cmdline`` if given."""
     pci_start = MAX_DMA32_PFN - (pci_hole >> PAGE_SHIFT)
@@ -174,11 +178,11 @@ def layout(node_sizes: list[tuple[int, int]], pci_hole: int = 1 << 30,
     memory = [r for node in nodes for r in node.ranges]
     reserved = tuple(r for lo, hi in _BOOT_RESERVED for r in intersect(memory, lo, hi))
     if cmdline is None:
-        return Topology(tuple(nodes), reserved=reserved, source=source)
+        return Topology(tuple(nodes), reserved=reserved, source=source, kernel=kernel)
     check_type(cmdline, str, "cmdline", "the text of a kernel command line")
     return assemble(_firmware(nodes, list(reserved)),
                     parse_cmdline(cmdline, sum(size for size, _ in node_sizes)),
-                    f"{source} cmdline {cmdline.strip()[:100]!r}", [])
+                    f"{source} cmdline {cmdline.strip()[:100]!r}", [], kernel)
 
 
 def _firmware(nodes: list[Node], reserved: list[tuple[int, int]]) -> Firmware:

@@ -64,15 +64,23 @@ def _check_srat(srat: list[SratBlock], memory: list[Range], source: str,
 
 
 def cleanup_meminfo(blocks: list[MemBlock], memory: list[Range],
-                    max_pfn: int) -> list[MemBlock]:
-    """``numa_cleanup_meminfo()``: blocks without memory dropped, the rest clipped below
-    ``max_pfn``, and blocks of one node joined when no other node's block lies between."""
-    high = max_pfn << PAGE_SHIFT
+                    max_pfn: int, to_memblock: bool = False) -> list[MemBlock]:
+    """``numa_cleanup_meminfo()``: blocks without memory dropped, the rest clipped to
+    [0, ``max_pfn``), and blocks of one node joined when no other node's block lies between.
+
+    ``to_memblock``: Linux 6.12's generic mm/numa_memblks.c clips to memblock's memory
+    instead, [memblock_start_of_DRAM(), memblock_end_of_DRAM()): on x86 the first block
+    then starts at page 1 (page 0 is reserved), and NUMA emulation cuts its fake nodes
+    from there, one page later than x86's own code did.
+    """
+    low, high = 0, max_pfn << PAGE_SHIFT
+    if to_memblock and memory:
+        low, high = memory[0][0] << PAGE_SHIFT, memory[-1][1] << PAGE_SHIFT
     kept = []
     for block in blocks:
         if not intersect(memory, block.start >> PAGE_SHIFT, pfn_up(block.end)):
             continue  # moved to the reserved meminfo: not RAM at all
-        start, end = max(block.start, 0), min(block.end, high)
+        start, end = max(block.start, low), min(block.end, high)
         if start < end:
             kept.append([block.nid, start, end])
     i = 0

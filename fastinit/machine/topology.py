@@ -16,6 +16,7 @@ import numpy as np
 from fastinit.layout import (MAX_DMA32_PFN, MAX_DMA_PFN, MAX_NUMNODES, MAX_PFN,
                              PAGES_PER_SECTION, SECTION_SHIFT, ZONE_NAMES)
 from fastinit.machine.cmdline import KernelCmdline
+from fastinit.machine.kernel_rules import NEWEST_RULES, KernelRules
 # Re-exported: the range arithmetic has always been imported from here.
 from fastinit.machine.ranges import (Range, intersect, merge_ranges,  # noqa: F401
                                      section_align_up, subtract)
@@ -118,6 +119,9 @@ class Topology:
     gbpages : bool
         The CPU maps 1 GiB pages (``pdpe1gb``), so ``hugepagesz=1G`` is accepted. A boot log
         tells by its HugeTLB lines; a spec assumes a current server CPU.
+    kernel : KernelRules
+        The Linux generation whose rules the machine is modelled with (the log's
+        ``Linux version``; the newest for a spec).
     """
 
     nodes: tuple[Node, ...]
@@ -126,6 +130,7 @@ class Topology:
     notes: tuple[str, ...] = field(default=(), compare=False)
     cmdline: KernelCmdline = KernelCmdline()
     gbpages: bool = True
+    kernel: KernelRules = field(default=NEWEST_RULES, compare=False)
 
     def __post_init__(self):
         self.check()

@@ -188,10 +188,6 @@ def deferred_init(plan: BootPlan, memmap: Memmap, zones: dict[tuple[int, int], Z
         began = time.perf_counter()
         ctx = _ChunkContext(plan, node, memmap, zones[(node.nid, node.deferred_zone.zid)],
                             kernel, chunk_hook, cancel)
-        start, end = node.job
-        job = Job(deferred_init_memmap_chunk, start=start, size=end - start,
-                  align=PAGES_PER_SECTION, min_chunk=PAGES_PER_SECTION,
-                  max_threads=min(node.max_threads, pool.size), fn_arg=ctx, nice=nice)
         reported = 0
 
         def on_progress(done_units: int, total: int) -> None:
@@ -199,13 +195,22 @@ def deferred_init(plan: BootPlan, memmap: Memmap, zones: dict[tuple[int, int], Z
             tally.add(done_units - reported)
             reported = done_units
 
-        report = do_multithreaded(job, progress=on_progress, cancel=cancel, pool=pool,
-                                  max_helpers=share - 1)
+        reports = []
+        # One job since Linux 6.18; one per free range before (BootPlan.deferred_jobs).
+        for start, end in plan.deferred_jobs(node.nid):
+            reported = 0  # each job counts from 0
+            job = Job(deferred_init_memmap_chunk, start=start, size=end - start,
+                      align=PAGES_PER_SECTION, min_chunk=PAGES_PER_SECTION,
+                      max_threads=min(node.max_threads, pool.size), fn_arg=ctx, nice=nice)
+            reports.append(do_multithreaded(job, progress=on_progress, cancel=cancel,
+                                            pool=pool, max_helpers=share - 1))
+        report = combined(reports)
         results[node.nid] = NodeResult(node.nid, node.max_threads, report,
                                        time.perf_counter() - began, ctx.pages)
 
     nodes = [node for node in plan.nodes if node.first_deferred_pfn is not None]
-    tally = Tally(progress, sum(node.job[1] - node.job[0] for node in nodes))
+    tally = Tally(progress, sum(end - start for node in nodes
+                                for start, end in plan.deferred_jobs(node.nid)))
     # The pool counts each pgdatinit thread as one of its threads: at most its size of nodes
     # run at once, each with an even share (otherwise the first node to start takes every
     # helper and the others run alone).
@@ -237,6 +242,23 @@ def deferred_init(plan: BootPlan, memmap: Memmap, zones: dict[tuple[int, int], Z
         raise error
     return [results.get(node.nid, NodeResult(node.nid, node.max_threads, None, 0.0, 0))
             for node in plan.nodes]
+
+
+def combined(reports: list[JobReport]) -> JobReport | None:
+    """The node's jobs as one report: every chunk, each worker's units and seconds summed."""
+    if len(reports) <= 1:
+        return reports[0] if reports else None
+    workers = max(report.nworks for report in reports)
+
+    def summed(field: str) -> tuple:
+        padded = [list(getattr(r, field)) + [0] * (workers - len(getattr(r, field)))
+                  for r in reports]
+        return tuple(sum(column) for column in zip(*padded))
+
+    return JobReport(workers, max(r.chunk_size for r in reports),
+                     tuple(c for r in reports for c in r.chunks),
+                     sum(r.elapsed for r in reports), summed("worker_units"),
+                     summed("worker_seconds"))
 
 
 def _wait_all(finished: list[threading.Event], through_ctrl_c: bool = False) -> None:

@@ -14,10 +14,12 @@ import numpy as np
 from fastinit.engine.validate import check_bool, check_int
 from fastinit.mm.buddy import ZoneFreeArea
 from fastinit.mm.early import free_into_zone, init_range
+from fastinit.mm.hugetlb.hvo import aliased_descriptors
 from fastinit.mm.memmap import Memmap
 from fastinit.kernels._layout import page_links, zone_id
 from fastinit.layout import (MAX_NUMNODES, MAX_ORDER_NR_PAGES, MAX_PFN, MIGRATE_TYPES,
-                             PAGE_BUDDY_MAPCOUNT, PAGEBLOCK_NR_PAGES, ZONE_NAMES, align_up)
+                             PAGE_BUDDY_MAPCOUNT, PAGEBLOCK_NR_PAGES, PAGES_PER_SECTION,
+                             SECTION_SHIFT, ZONE_NAMES, align_up)
 
 
 def _integer(name: str, value, lo: int, hi: int) -> int:
@@ -32,6 +34,10 @@ def _writable_memmap(memmap) -> Memmap:
     if not isinstance(memmap, Memmap):
         raise ValueError(f"memmap must be a fastinit.mm.memmap.Memmap, got "
                          f"{type(memmap).__name__}; make one with Memmap.in_memory(sections)")
+    if not memmap.pages.flags.writeable and len(aliased_descriptors(memmap)):
+        raise ValueError("HVO (hugetlb_free_vmemmap=on) mapped pages of this memmap's "
+                         "descriptors onto others, so it is read-only; boot with "
+                         "hugetlb_free_vmemmap=off to change descriptors")
     if not memmap.pages.flags.writeable:
         raise ValueError(f"the memmap in {memmap.storage} is read-only (opened for checking); "
                          f"boot into a new one to change descriptors")
@@ -45,6 +51,29 @@ def _check_present(memmap: Memmap, start: int, end: int) -> None:
         raise ValueError(f"pfns [{missing[0][0]:#x}, {missing[0][1]:#x}) have no descriptors "
                          f"(their sections are not in the memmap); pass ranges inside the "
                          f"memmap's sections")
+
+
+def _check_not_aliased(memmap: Memmap, start: int, end: int) -> None:
+    """No descriptor of ``[start, end)`` (all present) may be one HVO mapped onto another:
+    those pages are mapped read-only, and a kernel writing there would kill the process."""
+    aliased = aliased_descriptors(memmap)
+    if not len(aliased):
+        return
+    for s, e in memmap.present_runs(start, end):
+        lo = memmap.index(s)
+        hit = np.flatnonzero((aliased[:, 0] < lo + e - s) & (aliased[:, 1] > lo))
+        if len(hit):
+            first, last = (max(int(aliased[hit[0], 0]), lo),
+                           min(int(aliased[hit[-1], 1]), lo + e - s))
+            raise ValueError(f"pfns [{_pfn_at(memmap, first):#x}, "
+                             f"{_pfn_at(memmap, last - 1) + 1:#x}) have descriptors HVO "
+                             f"(hugetlb_free_vmemmap=on) mapped onto others, read-only; "
+                             f"leave them out, or boot with hugetlb_free_vmemmap=off")
+
+
+def _pfn_at(memmap: Memmap, index: int) -> int:
+    slot, offset = divmod(index, PAGES_PER_SECTION)
+    return (int(memmap.sections[slot]) << SECTION_SHIFT) + offset
 
 
 def _gaps(runs, start, end):
@@ -90,6 +119,7 @@ def init_pages(memmap: Memmap, start_pfn: int, end_pfn: int, nid: int, zid: int,
     zid = _integer("zid", zid, 0, len(ZONE_NAMES) - 1)
     check_bool(reserved, "reserved")
     _check_present(memmap, start, end)
+    _check_not_aliased(memmap, start, end)
     return init_range(memmap, start, end, nid, zid, bool(reserved))
 
 
@@ -139,6 +169,9 @@ def free_pages(memmap: Memmap, area: ZoneFreeArea, ranges) -> int:
     zone = zone_id(page_links(area.nid, area.zid))
     for start, end in table.tolist():
         _check_present(memmap, start, end)
+        # Freeing merges buddies across the max-order blocks around the range.
+        _check_not_aliased(memmap, start & ~(MAX_ORDER_NR_PAGES - 1),
+                           align_up(end, MAX_ORDER_NR_PAGES))
         first = memmap.index(start)
         if (zone_id(memmap.pages["flags"][first:first + end - start]) != zone).any():
             raise ValueError(f"descriptors in [{start:#x}, {end:#x}) are not initialized for "

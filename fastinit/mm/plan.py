@@ -13,8 +13,8 @@ import numpy as np
 
 from fastinit.engine.validate import check_int, check_threads
 from fastinit.machine.hugetlb_params import parse_hugetlb
-from fastinit.mm.hugetlb_buddy import plan_buddy_pools, zone_rooms
-from fastinit.mm.hugetlb_plan import PoolPlan, online_nodes, place_gigantic
+from fastinit.mm.hugetlb.buddy_plan import plan_buddy_pools, zone_rooms
+from fastinit.mm.hugetlb.plan import PoolPlan, online_nodes, place_gigantic
 from fastinit.mm.memmap import memmap_bytes
 from fastinit.layout import HPAGE_PMD_SIZE, PAGE_SHIFT, SECTION_MAP_PAGES, SECTION_SHIFT
 from fastinit.machine.topology import (Range, Topology, Zone, intersect, merge_ranges,
@@ -128,6 +128,28 @@ class BootPlan:
         for a, b in zip(lo.tolist(), hi.tolist()):
             keep[a:b] = True
         return replace(self, nodes=(node,), sections=self.sections[keep])
+
+    def deferred_jobs(self, nid: int) -> list[Range]:
+        """The padata jobs of node ``nid``'s deferred init, as the modelled kernel runs them.
+
+        Since Linux 6.18 (kernel rule ``deferred_job_per_zone``) one job, ``NodePlan.job``;
+        before, ``deferred_init_memmap()`` ran one job per free memblock range of the zone
+        from ``first_deferred_pfn``, each to the range's end rounded up to a section, the
+        next from the first free range past that end.
+        """
+        node = self.node(nid)
+        if node.first_deferred_pfn is None:
+            return []
+        if self.topology.kernel.has("deferred_job_per_zone"):
+            return [node.job]
+        jobs: list[Range] = []
+        for start, end in self.free_ranges(nid, node.first_deferred_pfn,
+                                           node.deferred_zone.end_pfn).tolist():
+            if jobs and end <= jobs[-1][1]:
+                continue  # freed by the job before, which reached past it
+            start = max(start, jobs[-1][1]) if jobs else start
+            jobs.append((start, section_align_up(end)))
+        return jobs
 
     def free_ranges(self, nid: int, lo: int, hi: int) -> np.ndarray:
         """The node's memory in ``[lo, hi)`` minus reserved memory, shape (n, 2) int64."""

@@ -21,8 +21,9 @@ from fastinit.engine.validate import check_bool, check_callable, check_event, ch
 from fastinit.mm.deferred import DEFAULT_KERNEL, NodeResult, check_kernel, deferred_init
 from fastinit.mm import memmap_file as memmap_files
 from fastinit.mm.early import early_init
-from fastinit.mm.hugetlb_plan import has_pools
-from fastinit.mm.hvo import decide_hvo, remapped_pages
+from fastinit.mm.hugetlb.plan import has_pools
+from fastinit.mm.hugetlb.hvo import remapped_pages
+from fastinit.mm.hugetlb.hvo_budget import decide_hvo
 from fastinit.kernels.first_touch import touch_range
 from fastinit.mm.memmap import Memmap
 from fastinit.engine.padata import Job, do_multithreaded
@@ -49,9 +50,9 @@ class BootResult:
     timings : dict of str to float
         Seconds for "sparse_init" (allocation and first touch; absent when a memmap was
         reused), "early", "deferred" and "hugetlb" (the boot pools).
-    hvo : fastinit.mm.hvo.HvoDecision or None
+    hvo : fastinit.mm.hugetlb.hvo.HvoDecision or None
         Which huge pages get their vmemmap remapped (decided before early init).
-    pools : fastinit.mm.hugetlb_pages.PoolResult or None
+    pools : fastinit.mm.hugetlb.state.PoolResult or None
         The HugeTLB boot pools, once allocated.
     verification : fastinit.mm.verify_report.VerifyReport or None
         `fastinit.boot`'s ``verify=True`` report.
@@ -264,7 +265,7 @@ def boot(topology: Topology, *, arch: str = DEFAULT_ARCH, threads: int | None = 
         if has_pools(result.plan):
             # Imported here: compiling the pool kernels costs 2 s on a cold Numba cache,
             # which only boots with pools should pay.
-            from fastinit.mm.hugetlb import hugetlb_init
+            from fastinit.mm.hugetlb.jobs import hugetlb_init
             began = time.perf_counter()
             result.pools = hugetlb_init(result, result.hvo)
             result.timings["hugetlb"] = time.perf_counter() - began

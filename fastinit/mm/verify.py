@@ -182,7 +182,7 @@ def _check_slots(start: int, end: int, ctx: _SectionPass) -> None:
 
 def _report_sections(result: BootResult, expected: ExpectedState, out: np.ndarray,
                      blocks: int, report: VerifyReport, pool_checks=None) -> None:
-    # pool_checks: fastinit.mm.hugetlb_verify for a boot with pools (managed counts more).
+    # pool_checks: fastinit.mm.hugetlb.verify for a boot with pools (managed counts more).
     reference, free_lists, buddy, state = report.checks
     count = {kind: int(out[kind, 0]) for kind in range(kinds.NR_KINDS)}
     first = {kind: int(out[kind, 1]) for kind in range(kinds.NR_KINDS)}
@@ -266,7 +266,7 @@ def verify(result: BootResult, *, threads: int | None = None,
         # Imported for boots with pools only: it brings the pool kernels (about 5 s to
         # compile on a cold Numba cache). The pools changed some blocks after deferred
         # init: those are checked on their own.
-        from fastinit.mm import hugetlb_verify as pool_checks
+        from fastinit.mm.hugetlb import verify as pool_checks
         expected = pool_checks.with_pools(expected, result)
     listed, blocks = check_free_lists(result, report.checks[1])
     tally = Tally(progress, len(result.memmap.sections) * PAGES_PER_SECTION)

@@ -58,13 +58,16 @@ class Comparison:
     checks: list[Check] = field(default_factory=list)
     not_modelled: list[str] = field(default_factory=list)
     error: str | None = None
-    # The nr_hugepages checks whose node fastinit flagged as an upper bound (it ran out of
-    # room; the kernel's own allocations before hugetlb_init() are not modelled).
+    # The nr_hugepages checks whose every differing size fastinit flagged as a bound: an
+    # upper bound (the node ran out of room; the kernel's own allocations before
+    # hugetlb_init() are not modelled) or a lower bound (another node of the same spread
+    # count ran out, so the kernel gives this one more).
     upper_bounded: list[Check] = field(default_factory=list)
 
     @property
     def within_upper_bounds(self) -> bool:
-        """Every mismatch is a flagged count the kernel stayed at or under."""
+        """Every mismatch is a flagged count on the flagged side: at or under an upper
+        bound, at or over a lower bound (each bound is also a check of its own)."""
         return self.error is None and all(check in self.upper_bounded
                                           for check in self.mismatches)
 
@@ -189,13 +192,21 @@ def compare(report: KernelReport, result: FastinitResult) -> Comparison:
             if kernel or ours:
                 counts = Check(f"node {nid} nr_hugepages", kernel, ours)
                 checks.append(counts)
-                bounded = {bound["size"] for bound in
-                           document.get("hugepages_upper_bounds", []) if bound["nid"] == nid}
-                for size in sorted(bounded):
+                upper = {bound["size"] for bound in
+                         document.get("hugepages_upper_bounds", []) if bound["nid"] == nid}
+                lower = {bound["size"] for bound in
+                         document.get("hugepages_lower_bounds", []) if bound["nid"] == nid}
+                for size in sorted(upper):
                     kept = kernel.get(size, 0) <= ours.get(size, 0)
                     checks.append(Check(f"node {nid} {size} pages at most fastinit's "
                                         f"upper bound", "yes",
                                         "yes" if kept else "no"))
+                for size in sorted(lower):
+                    kept = kernel.get(size, 0) >= ours.get(size, 0)
+                    checks.append(Check(f"node {nid} {size} pages at least fastinit's "
+                                        f"lower bound", "yes",
+                                        "yes" if kept else "no"))
+                bounded = upper | lower
                 if bounded and all(kernel.get(size, 0) == ours.get(size, 0)
                                    or size in bounded for size in set(kernel) | set(ours)):
                     comparison.upper_bounded.append(counts)

@@ -38,16 +38,17 @@ def _version_key(path: str) -> list:
     return [(0, int(p), "") if p.isdigit() else (1, 0, p) for p in parts]
 
 
-def find_tools() -> Tools | str:
+def find_tools(kernel: str | None = None) -> Tools | str:
     """The tools, or a sentence saying what is missing and how to install it.
 
-    ``FASTINIT_ORACLE_KERNEL`` names a kernel image instead of the newest /boot/vmlinuz-*.
+    ``kernel`` (else ``FASTINIT_ORACLE_KERNEL``) names a kernel image instead of the newest
+    /boot/vmlinuz-* (tests/qemu_oracle/fetch_kernels.sh fetches one of each generation).
     """
     missing = []
     qemu = shutil.which("qemu-system-x86_64")
     if qemu is None:
         missing.append("qemu-system-x86_64")
-    kernel = os.environ.get("FASTINIT_ORACLE_KERNEL")
+    kernel = kernel or os.environ.get("FASTINIT_ORACLE_KERNEL")
     if kernel is None:
         images = sorted((p for p in glob.glob("/boot/vmlinuz-*") if os.access(p, os.R_OK)),
                         key=_version_key)

@@ -7,7 +7,7 @@ from the first one), or on the node asked for in the per-node form. memblock fal
 any node when that node has no room (``memblock_alloc_try_nid_raw()`` is not exact), so a
 page may land on another node, where it is counted. The first page that fits nowhere ends
 the size. 2 MiB pages come from the buddy allocator after deferred init
-(`fastinit.mm.hugetlb_buddy`); `PoolPlan` holds both.
+(`fastinit.mm.hugetlb.buddy_plan`); `PoolPlan` holds both.
 
 The messages are the kernel's (``HugeTLB: allocating 1000 of page size 2.00 MiB failed.
 Only allocated 870 hugepages.``).
@@ -43,7 +43,7 @@ class PoolPlan:
         The kernel's lines while allocating them (at ``hugetlb_init()``).
     limited : tuple of (int, int)
         ``(order, nid)`` whose count is all the room the node had, so an upper bound of
-        the kernel's (see `fastinit.mm.hugetlb_buddy.plan_buddy_pools`).
+        the kernel's (see `fastinit.mm.hugetlb.buddy_plan.plan_buddy_pools`).
     """
 
     params: HugetlbParams
@@ -183,16 +183,6 @@ def zone_of(topology: Topology, nid: int, pfn: int) -> int:
         if zone.start_pfn <= pfn < zone.end_pfn:
             return zone.zid
     raise AssertionError(f"pfn {pfn:#x} is in no zone of node {nid}")
-
-
-def planned_pools(topology: Topology) -> PoolPlan | None:
-    """The boot pools a boot of ``topology`` would get (None if it cannot be planned:
-    a node without room for its own memmap)."""
-    from fastinit.mm.plan import plan_boot
-    try:
-        return plan_boot(topology).pools
-    except ValueError:
-        return None
 
 
 def has_pools(plan) -> bool:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from fastinit.layout import ZONE_MOVABLE
 from fastinit.machine.hugetlb_sizes import ORDER_2M, HugetlbParams
-from fastinit.mm.hugetlb_plan import allocation_failed
+from fastinit.mm.hugetlb.plan import allocation_failed
 from fastinit.mm.watermarks import allocations_allowed, zone_marks
 
 

@@ -8,13 +8,16 @@ Two jobs, shaped as Linux 6.9 shapes them (padata's second user, the one that ma
   A chunk takes its pages from the buddy allocators of their nodes (under each zone's
   lock), makes them compound HugeTLB pages, applies HVO, and enqueues them on the size's
   per-node free list. The node and zone of every page of the pool are the plan's
-  (`fastinit.mm.hugetlb_plan`: Linux 6.1's round robin and watermarks), so the counts do
+  (`fastinit.mm.hugetlb.plan`: Linux 6.1's round robin and watermarks), so the counts do
   not depend on how the chunks ran.
 - **1 GiB pages** (``gather_bootmem_prealloc()``): one job over node ids, ``size =
   nr_node_ids``, ``min_chunk`` 1, ``max_threads`` = nodes with memory: each node's
   memblock pages become compound pages, go back into ``managed`` and are enqueued.
 
-With ``hugetlb_free_vmemmap=on`` (`fastinit.mm.hvo`) only the first 64 descriptors of a
+Before Linux 6.9 (kernel rule ``hugetlb_padata``) the boot CPU built the pools alone: the
+same jobs run as one call each, on one thread.
+
+With ``hugetlb_free_vmemmap=on`` (`fastinit.mm.hugetlb.hvo`) only the first 64 descriptors of a
 huge page are written; the other pages of its vmemmap are mapped onto that one, and the
 physical pages that held them are freed into the buddy allocator, as the kernel does.
 """
@@ -32,9 +35,10 @@ from fastinit.engine.workpool import shared_pool
 from fastinit.kernels._layout import page_links
 from fastinit.kernels.buddy_alloc import take_blocks
 from fastinit.kernels.compound import prep_buddy_huge_pages, prep_gigantic_pages
-from fastinit.mm.hugetlb_pages import PoolResult, PoolState
-from fastinit.mm.hugetlb_plan import zone_of
-from fastinit.mm.hvo import HvoDecision
+from fastinit.mm.hugetlb.state import PoolResult, PoolState
+from fastinit.mm.hugetlb.plan import zone_of
+from fastinit.mm.hugetlb.hvo import freeze
+from fastinit.mm.hugetlb.hvo_budget import HvoDecision
 
 
 def pool_sequence(plan, order: int) -> np.ndarray:
@@ -59,6 +63,18 @@ def pool_sequence(plan, order: int) -> np.ndarray:
     return np.array([key[2:] for key in keys], dtype=np.int64).reshape(-1, 2)
 
 
+def _in_full(state, slots, base, order, links=None):
+    """What writes every descriptor of pages HVO could not remap after all (the process
+    ran out of mappings): buddy pages from where their first 64 were written; gigantic
+    pages (``links``) initialized first, as early init skipped them past their first 64."""
+    pages, count = state.memmap.pages, 1 << order
+    if links is None:
+        return lambda heads: prep_buddy_huge_pages(pages, slots, base, heads, order, count,
+                                                   False)
+    return lambda heads: prep_gigantic_pages(pages, slots, base, heads, order, count, links,
+                                             True, False)
+
+
 def _alloc_chunk(start: int, end: int, ctx) -> None:
     """Thread function of the 2 MiB job: the pool's pages ``[start, end)``."""
     state, order = ctx.state, ctx.order
@@ -78,7 +94,7 @@ def _alloc_chunk(start: int, end: int, ctx) -> None:
         prep_buddy_huge_pages(state.memmap.pages, slots, base, heads, order,
                               DESCRIPTORS_PER_PAGE if optimize else 1 << order, optimize)
         if optimize:
-            state.optimize(heads, order)
+            state.optimize(heads, order, _in_full(state, slots, base, order))
         state.enqueue(heads, order, nid)
 
 
@@ -93,13 +109,15 @@ def _gather_chunk(start: int, end: int, ctx) -> None:
             zid = zone_of(plan.topology, nid, pfn)
             base, slots = state.slots[(nid, zid)]
             heads = np.array([pfn], dtype=np.int64)
+            links = page_links(nid, zid)
             prep_gigantic_pages(state.memmap.pages, slots, base, heads, order,
                                 DESCRIPTORS_PER_PAGE if optimize else 1 << order,
-                                page_links(nid, zid), False, optimize)
+                                links, False, optimize)
             # The pages were memblock's, "stolen" from totalram: count them again.
             state.add_managed((nid, zid), 1 << order)
             if optimize:
-                state.optimize(heads, order)
+                state.optimize(heads, order, _in_full(state, slots, base, order, links),
+                               keep_tails=False)
             state.enqueue(heads, order, nid)
 
 
@@ -128,13 +146,20 @@ def hugetlb_init(result, decision: HvoDecision, threads: int | None = None) -> P
     -------
     PoolResult
     """
-    state = PoolState(result, decision)
+    state = None
     try:
+        state = PoolState(result, decision)
         _run_jobs(state, decision, threads)
     finally:
-        # Every remapping is done: the mappings keep the memfd's pages, not its file descriptor.
-        if state.out.remapper is not None:
-            state.out.remapper.close()
+        # Every remapping is done (or never will be): its mappings now count against the
+        # process's limit themselves, and the mappings keep the memfd's pages, not its
+        # file descriptor.
+        decision.release()
+        remapper = state.out.remapper if state is not None else None
+        if remapper is not None:
+            remapper.close()
+            if remapper.remapped:
+                freeze(result.memmap)
     return state.out
 
 
@@ -143,6 +168,10 @@ def _run_jobs(state: PoolState, decision: HvoDecision, threads: int | None) -> N
     plan = state.plan
     pool = shared_pool()
     memory_nodes = len(plan.nodes)
+    # Before Linux 6.9 (kernel rule hugetlb_padata) the boot CPU alone built the pools:
+    # the same jobs, on one thread (padata's single call over the whole range).
+    if not plan.topology.kernel.has("hugetlb_padata"):
+        threads = 1
     for request in plan.pools.params.hstates:
         total = plan.pools.total(request.order)
         if request.gigantic or not total:

@@ -1,4 +1,4 @@
-"""Descriptor checks of the memory HugeTLB pools own or changed (for `hugetlb_verify`).
+"""Descriptor checks of the memory HugeTLB pools own or changed (for `fastinit.mm.hugetlb.verify`).
 
 - `check_page`: every descriptor of one pool page, as Linux 6.1 writes a HugeTLB page
   (see `fastinit.kernels.compound`), read as the kernel reads it: with HVO every page of
@@ -19,7 +19,7 @@ from fastinit.kernels.compound import (HPG_VMEMMAP_OPTIMIZED, HUGETLB_PAGE_DTOR,
                                        TAIL_MAPPING)
 from fastinit.layout import (DESCRIPTORS_PER_PAGE, LIST_POISON1, LIST_POISON2, MAPCOUNT_NONE,
                              MAX_ORDER, PAGE_BUDDY_MAPCOUNT, PG_RESERVED)
-from fastinit.mm.hugetlb_plan import zone_of
+from fastinit.mm.hugetlb.plan import zone_of
 
 
 def check_page(result, pfn: int, order: int, nid: int) -> list[str]:

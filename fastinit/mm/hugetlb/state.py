@@ -18,7 +18,7 @@ from fastinit.kernels.buddy_alloc import free_ranges_to_zone
 from fastinit.kernels.compound import HPG_FREED, link_heads
 from fastinit.layout import LIST_HEAD_SIZE, MAX_NUMNODES
 from fastinit.machine.ranges import Range, merge_ranges
-from fastinit.mm.hvo import Remapper, freed_vmemmap, vmemmap_backing
+from fastinit.mm.hugetlb.hvo import Remapper, freed_vmemmap, vmemmap_backing
 
 # Simulated address of hstate->hugepage_freelists[nid] (in the direct map, like zones').
 HSTATE_LIST_BASE = 0xFFFF888200000000
@@ -49,6 +49,8 @@ class PoolResult:
         ``(nid, zid) -> pages`` added to ``managed``: gigantic pages and freed vmemmap.
     remapper : Remapper or None
     decision : HvoDecision
+    kept_vmemmap : int
+        Pages HVO was to remap but kept whole: the process ran out of mappings.
     """
 
     pages: dict = field(default_factory=dict)
@@ -59,6 +61,7 @@ class PoolResult:
     managed_added: dict = field(default_factory=dict)
     remapper: Remapper | None = None
     decision: object = None
+    kept_vmemmap: int = 0
 
     def heads(self, order: int) -> np.ndarray:
         """Head pfns of every pool page of ``order`` (int64, sorted)."""
@@ -112,11 +115,20 @@ class PoolState:
         with self.lock:
             self.out.managed_added[key] = self.out.managed_added.get(key, 0) + pages
 
-    def optimize(self, heads: np.ndarray, order: int) -> None:
-        """HVO for prepared pages: remap their vmemmap, free the pages that held it."""
+    def optimize(self, heads: np.ndarray, order: int, write_in_full, keep_tails=True) -> None:
+        """HVO for prepared pages: remap their vmemmap, free the pages that held it.
+
+        A page the process has no mappings left for keeps its vmemmap: the remapper
+        restores it and ``write_in_full(heads)`` writes all its descriptors (``keep_tails``:
+        the unwritten ones must come back as they were, not be initialized again)."""
         freed: dict[tuple[int, int], list[Range]] = {}
-        for index in np.atleast_1d(self.memmap.index(heads)).tolist():
-            self.out.remapper.remap(index, order)
+        indexes = np.atleast_1d(self.memmap.index(heads)).tolist()
+        for head, index in zip(np.atleast_1d(heads).tolist(), indexes):
+            if not self.out.remapper.remap(index, order, keep_tails):
+                write_in_full(np.array([head], dtype=np.int64))
+                with self.lock:
+                    self.out.kept_vmemmap += 1
+                continue
             for start, end in freed_vmemmap(self.backing, index, order):
                 for key, piece in self.zone_pieces(start, end):
                     freed.setdefault(key, []).append(piece)

@@ -12,9 +12,14 @@ page's descriptors is copied into a memfd page and mapped back over itself (read
 then the same memfd page is mapped over each other page (read-only, ``MAP_FIXED``), which
 releases the anonymous pages there. Linux maps a file linearly in each mapping (VMA), so
 every aliased page is a mapping of its own, and a process may have at most
-``vm.max_map_count`` of them (65530 by default): `Remapper` gives out that budget and
-a huge page that does not fit in it keeps its descriptors, as the kernel keeps them when
-its remapping fails.
+``vm.max_map_count`` of them (65530 by default): `fastinit.mm.hugetlb.hvo_budget` gives
+out that budget, shared by every boot in the process, and a huge page that does not fit in
+it keeps its descriptors, as the kernel keeps them when its remapping fails (`Remapper`
+also gives them back if the process runs out of mappings anyway).
+
+The aliased pages are mapped read-only, as in the kernel: once a boot's pools are ready
+its memmap's arrays are read-only to their users (`freeze`), and the checked entry points
+refuse the aliased descriptors by name (`aliased_descriptors`).
 """
 
 from __future__ import annotations
@@ -23,18 +28,15 @@ import ctypes
 import mmap
 import os
 import threading
-from dataclasses import dataclass, field
+import weakref
 
 import numpy as np
 
 from fastinit.layout import (DESCRIPTORS_PER_PAGE, PAGE_DTYPE, PAGE_SIZE, PAGES_PER_SECTION,
                              SECTION_MAP_PAGES)
-from fastinit.machine.ranges import Range, merge_ranges
 from fastinit.mm.memmap import Memmap
 from fastinit.mm.plan import section_runs
-# Mappings left for everything else the process maps (libraries, arenas, numpy).
-MAP_COUNT_MARGIN = 4096
-_MAP_COUNT_PATH = "/proc/sys/vm/max_map_count"
+
 # The memfd's name, by which its mappings are found in /proc/self/maps.
 _MEMFD_NAME = "fastinit-hvo"
 
@@ -46,24 +48,9 @@ _libc.munmap.argtypes = (ctypes.c_void_p, ctypes.c_size_t)
 _MAP_FAILED = ctypes.c_void_p(-1).value
 # <sys/mman.h> on Linux (Python's mmap module does not export MAP_FIXED).
 _MAP_FIXED = 0x10
-
-
-def mappings_per_page(order: int) -> int:
-    """Mappings HVO of one huge page of ``order`` needs: one per page of its descriptors
-    (the kept one and each alias), and one more where it splits the anonymous memmap."""
-    return (1 << order) // DESCRIPTORS_PER_PAGE + 1
-
-
-def map_count_budget() -> int:
-    """Mappings this process may still create, less a margin for everything else."""
-    try:
-        with open(_MAP_COUNT_PATH) as handle:
-            limit = int(handle.read())
-        with open("/proc/self/maps", "rb") as handle:
-            used = handle.read().count(b"\n")
-    except (OSError, ValueError):
-        return 0
-    return max(0, limit - used - MAP_COUNT_MARGIN)
+# Memmap -> (lock, aliases) of the Remapper that remapped it, for `aliased_descriptors`
+# (the value must not hold the memmap, or the entry would never go).
+_remapped: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 class Remapper:
@@ -94,6 +81,7 @@ class Remapper:
         # (first memmap page, pages) of each remapped huge page: pages after the first
         # are aliases of it.
         self.aliases: list[tuple[int, int]] = []
+        _remapped[memmap] = (self.lock, self.aliases)
 
     def close(self) -> None:
         """Close the memfd (its pages stay as long as the memmap maps them)."""
@@ -107,13 +95,18 @@ class Remapper:
                          self.fd, offset)
         if got in (None, _MAP_FAILED) or got != address:
             error = ctypes.get_errno()
-            raise OSError(error, f"HVO could not map the memmap page at {address:#x} "
-                                 f"({os.strerror(error)}); raise vm.max_map_count or boot "
-                                 f"with hugetlb_free_vmemmap=off")
+            raise OSError(error, f"HVO could not map the memmap page at {address:#x}")
 
-    def remap(self, head_index: int, order: int) -> None:
+    def remap(self, head_index: int, order: int, keep_tails: bool = True) -> bool:
         """Keep the first page of the descriptors from ``head_index`` on and map the other
-        ``2**order / 64 - 1`` pages onto it (the caller wrote that first page)."""
+        ``2**order / 64 - 1`` pages onto it (the caller wrote that first page).
+
+        Returns False, with the descriptors back in anonymous memory as they were, if the
+        process could not make the mappings (something else in it took the mapping
+        budget): the caller then writes the page in full, as the kernel keeps the
+        vmemmap of a page whose remapping failed. ``keep_tails`` False: the descriptors
+        past the first page need not come back (the caller initializes them anyway).
+        """
         address = self.base + head_index * PAGE_DTYPE.itemsize
         # munmap and MAP_FIXED replace whatever is mapped there: only ever our descriptors.
         if head_index < 0 or address % PAGE_SIZE or \
@@ -125,22 +118,72 @@ class Remapper:
             slot = self.next_slot
             self.next_slot += 1
         offset = slot * PAGE_SIZE
-        first = self.memmap.raw[head_index * PAGE_DTYPE.itemsize:][:PAGE_SIZE]
-        os.pwrite(self.fd, first.tobytes(), offset)
         count = (1 << order) // DESCRIPTORS_PER_PAGE
-        # Unmapping the other pages at once first halves the cost of the mappings (no
-        # page to replace and flush in each); no other thread reads them meanwhile.
-        if _libc.munmap(address + PAGE_SIZE, (count - 1) * PAGE_SIZE):
-            error = ctypes.get_errno()
-            raise OSError(error, f"HVO could not unmap the memmap at {address:#x}")
-        self._map(address, True, offset)
-        for page in range(1, count):
-            self._map(address + page * PAGE_SIZE, False, offset)
+        start = head_index * PAGE_DTYPE.itemsize
+        kept = self.memmap.raw[start:start + PAGE_SIZE].tobytes()
+        tails = self.memmap.raw[start + PAGE_SIZE:start + count * PAGE_SIZE].copy() \
+            if keep_tails else None
+        os.pwrite(self.fd, kept, offset)
+        try:
+            # Unmapping the other pages at once first halves the cost of the mappings (no
+            # page to replace and flush in each); no other thread reads them meanwhile.
+            if _libc.munmap(address + PAGE_SIZE, (count - 1) * PAGE_SIZE):
+                error = ctypes.get_errno()
+                raise OSError(error, f"HVO could not unmap the memmap at {address:#x}")
+            self._map(address, True, offset)
+            for page in range(1, count):
+                self._map(address + page * PAGE_SIZE, False, offset)
+        except OSError:
+            self._restore(address, count, kept, tails)
+            return False
         with self.lock:
             self.remapped += 1
             self.released_bytes += (count - 1) * PAGE_SIZE
             self.mappings += count
-            self.aliases.append((head_index * PAGE_DTYPE.itemsize // PAGE_SIZE, count))
+            self.aliases.append((start // PAGE_SIZE, count))
+        return True
+
+    def _restore(self, address: int, count: int, kept: bytes, tails) -> None:
+        """Private anonymous memory again under a huge page's descriptors, holding what
+        they held. One mapping replaces the several the remapping made, so it fits where
+        they did not (unmapping them first if the kernel counts before it replaces)."""
+        size = count * PAGE_SIZE
+        flags = mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | _MAP_FIXED
+        prot = mmap.PROT_READ | mmap.PROT_WRITE
+        got = _libc.mmap(address, size, prot, flags, -1, 0)
+        if got != address:
+            _libc.munmap(address, size)
+            got = _libc.mmap(address, size, prot, flags, -1, 0)
+        if got != address:
+            error = ctypes.get_errno()
+            # The descriptors are gone: nothing may read them; stop the boot, clearly.
+            raise MemoryError(f"HVO could neither remap nor restore the memmap at "
+                              f"{address:#x} ({os.strerror(error)}): the process is out of "
+                              f"mappings (vm.max_map_count); boot with "
+                              f"hugetlb_free_vmemmap=off")
+        start = address - self.base
+        self.memmap.raw[start:start + PAGE_SIZE] = np.frombuffer(kept, np.uint8)
+        if tails is not None:
+            self.memmap.raw[start + PAGE_SIZE:start + size] = tails
+
+
+def aliased_descriptors(memmap: Memmap) -> np.ndarray:
+    """``[first, end)`` descriptor indexes of every page of ``memmap`` that HVO mapped onto
+    another (read-only: a write there faults), sorted, shape (n, 2)."""
+    lock, aliases = _remapped.get(memmap, (threading.Lock(), []))
+    per_page = PAGE_SIZE // PAGE_DTYPE.itemsize
+    with lock:
+        ranges = sorted(((first + 1) * per_page, (first + pages) * per_page)
+                        for first, pages in aliases)
+    return np.array(ranges, dtype=np.int64).reshape(-1, 2)
+
+
+def freeze(memmap: Memmap) -> None:
+    """Make the arrays users get of a memmap HVO remapped read-only: NumPy cannot fault
+    per page, and a write to an alias would kill the process (SIGSEGV). Its pages stay
+    readable; the checked entry points (`fastinit.mm.pages`) refuse it by name."""
+    for array in (memmap.raw, memmap.pages, memmap.words, memmap.pageblock_mt):
+        array.flags.writeable = False
 
 
 def vmemmap_backing(plan) -> np.ndarray:
@@ -223,60 +266,3 @@ def remapped_pages(memmap: Memmap) -> int:
     lo, hi = memmap.raw.ctypes.data, memmap.raw.ctypes.data + memmap.raw.nbytes
     return sum(max(0, min(end * PAGE_SIZE, hi) - max(start * PAGE_SIZE, lo)) // PAGE_SIZE
                for start, end, _ in memfd_mappings())
-
-
-@dataclass(frozen=True)
-class HvoDecision:
-    """Which pool pages HVO remaps, decided before early init.
-
-    Attributes
-    ----------
-    enabled : bool
-        ``hugetlb_free_vmemmap`` is on.
-    buddy_units : dict
-        ``order -> n``: the first ``n`` pages of each buddy-allocated size are remapped.
-    gigantic : tuple of bool
-        For each gigantic page of the plan, in order.
-    budget : int
-        Mappings the process could still make when it was decided.
-    """
-
-    enabled: bool = False
-    buddy_units: dict = field(default_factory=dict)
-    gigantic: tuple[bool, ...] = ()
-    budget: int = 0
-
-    @property
-    def pages(self) -> int:
-        return sum(self.buddy_units.values()) + sum(self.gigantic)
-
-    def noinit(self, plan) -> list[Range]:
-        """Descriptors early init never writes: those of remapped gigantic pages past
-        their first 64, in the deferred part (Linux 6.9: MEMBLOCK_RSRV_NOINIT)."""
-        ranges = []
-        for (pfn, order, nid), remapped in zip(plan.pools.gigantic, self.gigantic):
-            split = plan.node(nid).first_deferred_pfn
-            if remapped and split is not None:
-                ranges.append((max(pfn + DESCRIPTORS_PER_PAGE, split), pfn + (1 << order)))
-        return merge_ranges(r for r in ranges if r[0] < r[1])
-
-
-def decide_hvo(plan) -> HvoDecision:
-    """Give out the process's mapping budget: the 2 MiB pages first (the kernel optimizes
-    them first), then the gigantic pages, each while it fits."""
-    pools = plan.pools
-    gigantic = pools.gigantic if pools is not None else ()
-    if pools is None or not pools.params.free_vmemmap:
-        return HvoDecision(gigantic=tuple(False for _ in gigantic))
-    budget = left = map_count_budget()
-    units = {}
-    for request in pools.params.hstates:
-        if not request.gigantic:
-            cost = mappings_per_page(request.order)
-            units[request.order] = min(pools.total(request.order), left // cost)
-            left -= units[request.order] * cost
-    chosen = []
-    for _, order, _ in gigantic:
-        chosen.append(left >= mappings_per_page(order))
-        left -= mappings_per_page(order) if chosen[-1] else 0
-    return HvoDecision(True, units, tuple(chosen), budget)

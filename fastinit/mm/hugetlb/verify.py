@@ -9,7 +9,7 @@ memory and managed pages are what the buddy allocator should hold now (`free_ran
 - the pools hold what the plan says, node by node and size by size;
 - every per-node free list of every size is well formed and holds exactly its pages;
 - every descriptor of every pool page, and every other descriptor of the touched blocks
-  (`fastinit.mm.hugetlb_descriptors`);
+  (`fastinit.mm.hugetlb.verify_descriptors`);
 - that HVO's remapping is real: every other page of a remapped huge page's descriptors is
   a mapping of the memfd page its first page maps, and the memmap's resident size is the
   ideal (its size less what was released).
@@ -27,10 +27,10 @@ from fastinit.kernels.check_sections import CHECKED_ELSEWHERE
 from fastinit.kernels.compound import HPG_FREED
 from fastinit.layout import MAX_ORDER, PAGE_SIZE, align_up
 from fastinit.machine.ranges import merge_ranges, subtract
-from fastinit.mm.expected import range_difference
-from fastinit.mm.hugetlb_descriptors import check_blocks, check_page
-from fastinit.mm.hugetlb_pages import freelist_address
-from fastinit.mm.hvo import memfd_mappings, resident_bytes
+from fastinit.mm.expected import expected_state, range_difference
+from fastinit.mm.hugetlb.verify_descriptors import check_blocks, check_page
+from fastinit.mm.hugetlb.state import freelist_address
+from fastinit.mm.hugetlb.hvo import memfd_mappings, resident_bytes
 
 
 def pool_ranges(result) -> list[tuple[int, int]]:
@@ -153,7 +153,6 @@ def check_pools(result, check, listed: np.ndarray) -> None:
 
 
 def _plan_pieces(result):
-    from fastinit.mm.expected import expected_state
     expected = expected_state(result.plan)
     return expected.pieces, expected.piece_links, expected.piece_reserved
 

@@ -5,7 +5,19 @@ from __future__ import annotations
 
 from fastinit.layout import DESCRIPTORS_PER_PAGE, PAGE_SIZE
 from fastinit.machine.hugetlb_sizes import size_text
-from fastinit.mm.hvo import resident_bytes
+from fastinit.machine.topology import Topology
+from fastinit.mm.hugetlb.hvo import resident_bytes
+from fastinit.mm.hugetlb.plan import PoolPlan
+from fastinit.mm.plan import plan_boot
+
+
+def planned_pools(topology: Topology) -> PoolPlan | None:
+    """The boot pools a boot of ``topology`` would get (None if it cannot be planned:
+    a node without room for its own memmap)."""
+    try:
+        return plan_boot(topology).pools
+    except ValueError:
+        return None
 
 
 def kernel_lines(plan, pools=None) -> list[str]:
@@ -32,7 +44,7 @@ def kernel_lines(plan, pools=None) -> list[str]:
 
 def sysfs_counts(pool_plan, pools, nid: int) -> dict[str, int]:
     """A node's ``nr_hugepages`` per registered size, keyed like sysfs (``"2048kB"``):
-    from the boot's pools, or the plan's (`fastinit.mm.hugetlb_plan.PoolPlan`)."""
+    from the boot's pools, or the plan's (`fastinit.mm.hugetlb.plan.PoolPlan`)."""
     counts = (pools.counts() if pools is not None else pool_plan.counts()).get(nid, {})
     return {sysfs_key(request): counts.get(request.order, 0)
             for request in sorted(pool_plan.params.hstates, key=lambda r: r.order)}
@@ -86,6 +98,27 @@ def upper_bounds(pool_plan) -> list[dict]:
             for order, nid in pool_plan.limited]
 
 
+def lower_bounds(pool_plan, nids) -> list[dict]:
+    """``[{"nid", "size"}]``: the counts that are lower bounds. A count spread over the nodes
+    (``hugepages=N`` without nodes) is dealt round robin; where a node ran out of room
+    (its count an upper bound), the kernel, with less room there, deals what that node
+    could not take to the others, so each other node of ``nids`` (the nodes with memory)
+    may hold more than fastinit's count, never less."""
+    limited = set(pool_plan.limited)
+    spread = [request for request in pool_plan.params.hstates
+              if not request.nodes and any(order == request.order for order, _ in limited)]
+    return [{"nid": nid, "size": sysfs_key(request)} for request in spread
+            for nid in nids if (request.order, nid) not in limited]
+
+
+def lower_bound_lines(pool_plan, nids) -> list[str]:
+    """fastinit's own warning for each count that is a lower bound (`lower_bounds`)."""
+    return [f"fastinit: node {bound['nid']}'s {bound['size']} count is a lower bound: "
+            f"another node ran out of room for the same spread count, and the real kernel "
+            f"gives the others what that node could not take" for bound in
+            lower_bounds(pool_plan, nids)]
+
+
 def timing_lines(result) -> list[str]:
     """fastinit's own lines: each job's time and threads, and HVO's effect."""
     pools, lines = result.pools, []
@@ -118,8 +151,9 @@ def boot_section(result) -> list[str]:
     """Every HugeTLB line of a boot report (nothing if the boot was not asked for any)."""
     if result.plan.pools is None or not (wants_lines(result.plan) or result.pools):
         return []
+    nids = [node.nid for node in result.plan.nodes]
     return kernel_lines(result.plan, result.pools) + timing_lines(result) + \
-        upper_bound_lines(result.plan.pools)
+        upper_bound_lines(result.plan.pools) + lower_bound_lines(result.plan.pools, nids)
 
 
 def boot_json(result) -> dict:
@@ -131,4 +165,6 @@ def boot_json(result) -> dict:
                       "chunk_size": report.chunk_size,
                       "ms": round(pools.seconds[name] * 1e3, 3)}
     return {"lines": kernel_lines(result.plan, pools), "jobs": jobs,
-            "hvo": hvo_summary(result), "upper_bounds": upper_bounds(result.plan.pools)}
+            "hvo": hvo_summary(result), "upper_bounds": upper_bounds(result.plan.pools),
+            "lower_bounds": lower_bounds(result.plan.pools,
+                                         [node.nid for node in result.plan.nodes])}
