@@ -107,6 +107,11 @@ def parse_spec(spec: str, default_cpus: int | None = None,
         key = key.strip().lower()
         if key == "cpus":
             cpus_default = _whole(value, f"{name}, option cpus", NR_CPUS)
+            if cpus_default == 0:
+                # Memory-only nodes are named one by one; cpus=0 is a slip for cpus=N.
+                raise ValueError(f"{name}: cpus=0 gives the nodes no CPUs; write cpus=N with "
+                                 f"N >= 1, and a node without CPUs as SIZE:0 (e.g. "
+                                 f"2x16G:4+1x8G:0)")
 
         elif key == "pci_hole":
             pci_hole = parse_size(value, f"{name}, option pci_hole")
@@ -133,11 +138,6 @@ def parse_spec(spec: str, default_cpus: int | None = None,
         cpus = _whole(cpus_text, f"{name}, CPUs of {group.strip()[:60]!r}",
                       NR_CPUS) if colon else cpus_default
         node_sizes += [(size, cpus)] * int(count)
-    if not any(cpus for _, cpus in node_sizes):
-        # Memory-only nodes are fine (SIZE:0); a machine without a CPU never boots.
-        raise ValueError(f"{name}: no node has a CPU; give cpus=1 or more (cpus=N for "
-                         f"every node, SIZE:N for one; a node without CPUs is SIZE:0, e.g. "
-                         f"2x16G:4+1x8G:0)")
     source = f"spec {spec.strip()[:100]}{'...' if len(spec.strip()) > 100 else ''}"
     try:
         return layout(node_sizes, pci_hole, source=source, cmdline=cmdline, kernel=kernel)
