@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import builtins
 import hashlib
-import marshal
 import os
 import pickle
 import types as pytypes
@@ -50,9 +49,10 @@ def _feed_function(digest, dispatcher: Dispatcher, seen: set) -> bool:
         return True
     seen.add(id(dispatcher))
     function = dispatcher.py_func
-    digest.update(marshal.dumps(function.__code__))
+    _feed_code(digest, function.__code__)
     digest.update(repr(sorted(dispatcher.targetoptions.items())).encode())
-    values = [(name, function.__globals__[name]) for name in _names(function.__code__)
+    # Sorted: a set's order changes from process to process (string hashing is seeded).
+    values = [(name, function.__globals__[name]) for name in sorted(_names(function.__code__))
               if name in function.__globals__]
     values += [(str(k), cell.cell_contents)
                for k, cell in enumerate(function.__closure__ or ())]
@@ -61,6 +61,22 @@ def _feed_function(digest, dispatcher: Dispatcher, seen: set) -> bool:
         if not _feed_value(digest, value, seen):
             return False
     return True
+
+
+def _feed_code(digest, code: pytypes.CodeType) -> None:
+    """Hash what a code object computes. Not marshal.dumps: its bytes depend on reference
+    counts (which objects it writes as back-references), so they differ between
+    processes for the same code."""
+    for part in (code.co_code, code.co_names, code.co_varnames, code.co_freevars,
+                 code.co_cellvars, code.co_argcount, code.co_kwonlyargcount, code.co_flags):
+        digest.update(repr(part).encode() + b"\0")
+    for const in code.co_consts:
+        if isinstance(const, pytypes.CodeType):
+            _feed_code(digest, const)
+        elif isinstance(const, frozenset):  # `x in {...}`: its order is seeded too
+            digest.update(f"frozenset:{sorted(map(repr, const))}\0".encode())
+        else:
+            digest.update(f"{type(const).__name__}:{const!r}\0".encode())
 
 
 def _names(code: pytypes.CodeType) -> set[str]:
