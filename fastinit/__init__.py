@@ -3,17 +3,15 @@
 The engine (`Job`, `do_multithreaded`) needs no compiler; `boot` and the rest load the
 machine model and the Numba kernels on first use, so ``import fastinit`` stays cheap.
 
-Subpackages, in pipeline order: `fastinit.engine` (jobs and threads), `fastinit.layout`
-(the page descriptor), `fastinit.machine` (the machine model), `fastinit.mm` (the simulated
-boot), `fastinit.arrays` (users' own arrays: `empty`, `fill`,
-`create_memmap`), `fastinit.kernels` (Numba
-kernels), `fastinit.bench` (measurements).
+The layers, bottom up (tests/test_layers.py holds the order): `fastinit.units` and
+`fastinit.engine` (jobs and threads), `fastinit.layout` (the page descriptor),
+`fastinit.kernels` (Numba kernels), `fastinit.machine` (the machine model),
+`fastinit.arrays` (users' own arrays: `empty`, `fill`, `create_memmap`), `fastinit.mm`
+(the simulated boot; `fastinit.mm.hugetlb` its HugeTLB pools), `fastinit.bench`,
+`fastinit.report`, `fastinit.distributed` (nodes on dask workers) and `fastinit.cli`.
 """
 
 from pathlib import Path as _Path
-
-from fastinit.engine.padata import (Job, JobCancelled, JobInterrupted, JobReport,
-                                    OversubscriptionWarning, do_multithreaded)
 
 __version__ = "0.1.0"
 
@@ -24,8 +22,12 @@ if not (_Path(__file__).parent / "kernels").is_dir() and \
         (_Path(__file__).parent.parent / "kernels" / "__init__.py").is_file():
     __path__.append(str(_Path(__file__).parent.parent))
 
-# Public names that need the machine model or Numba, imported when first used.
-_LAZY = {"boot": "fastinit.api", "BootResult": "fastinit.mm.run",
+# Public names, imported when first used: the machine model and Numba are slow to load,
+# and even the engine is 0.1 s that the command line spends before it takes Ctrl-C.
+_LAZY = {**dict.fromkeys(("Job", "JobCancelled", "JobInterrupted", "JobReport",
+                          "OversubscriptionWarning", "do_multithreaded"),
+                         "fastinit.engine.padata"),
+         "boot": "fastinit.api", "BootResult": "fastinit.mm.run",
          "cluster_boot": "fastinit.distributed.api",  # needs the distributed extra to run
          "create_memmap": "fastinit.arrays.memmapfile",
          "open_memmap": "fastinit.arrays.memmapfile",
@@ -53,5 +55,4 @@ def __dir__():
     return sorted(set(globals()) | set(_LAZY))
 
 
-__all__ = ["Job", "JobCancelled", "JobInterrupted", "JobReport", "OversubscriptionWarning",
-           "do_multithreaded", *_LAZY, "__version__"]
+__all__ = [*_LAZY, "__version__"]

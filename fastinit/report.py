@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastinit.mm.run import BootResult
 from fastinit.layout import PAGE_DTYPE, PAGE_SHIFT, ZONE_NAMES
 from fastinit.machine.topology import Topology
+from fastinit.units import gib
 from fastinit.mm.verify_report import VerifyReport
 from fastinit.mm.hugetlb import report as hugetlb_report
 from fastinit.mm.hugetlb.report import planned_pools
@@ -14,7 +15,7 @@ def machine_summary(topology: Topology, memmap_bytes: int | None = None) -> str:
     """``SOURCE: N nodes, M MiB[, memmap X GiB]``: what every report says first."""
     text = (f"{topology.source}: {len(topology.nodes)} nodes, "
             f"{topology.present_pages << PAGE_SHIFT >> 20} MiB")
-    return text if memmap_bytes is None else f"{text}, memmap {memmap_bytes / 2**30:.2f} GiB"
+    return text if memmap_bytes is None else f"{text}, memmap {gib(memmap_bytes)}"
 
 
 def _mem(start_pfn: int, end_pfn: int) -> str:
@@ -84,7 +85,7 @@ def boot_lines(result: BootResult, verification: VerifyReport | None) -> list[st
     """Kernel-style deferred-init lines, a per-node table and per-zone buddy state."""
     plan, memmap = result.plan, result.memmap
     lines = [f"{machine_summary(plan.topology, memmap.nbytes)} in {memmap.storage}, "
-             f"arch {plan.arch}",
+             f"arch {plan.arch}, {plan.topology.kernel.describe()}",
              *reservation_lines(plan.topology),
              *(f"note: {note}" for note in plan.topology.notes),
              f"sparse_init: memmap allocated and first touched in "
@@ -204,6 +205,7 @@ def boot_json(result: BootResult, verification: VerifyReport | None) -> dict:
         })
     return {
         "source": plan.topology.source,
+        "kernel": plan.topology.kernel.to_json(),
         "notes": list(plan.topology.notes),
         "reserved": reservations(plan.topology),
         "arch": plan.arch,

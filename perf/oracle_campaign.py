@@ -39,6 +39,7 @@ import qemu_oracle as qo  # noqa: E402
 from qemu_oracle.corpus import cases  # noqa: E402
 from qemu_oracle.hugepages import PREFIX as HUGE_PREFIX  # noqa: E402
 from qemu_oracle.hugepages import generate_hugepages  # noqa: E402
+from qemu_oracle.kernels import keep  # noqa: E402
 
 
 def parse_seeds(text: str) -> list[int]:
@@ -198,6 +199,7 @@ def run(args) -> list[dict]:
                 boots = list(pool.map(lambda s: boot_one(s, tools, initramfs, workdir,
                                                          args.timeout, args.focus), batch))
             for layout, boot in boots:
+                keep(boot, tools)  # pytest -m qemu boots no layout a campaign booted
                 name = f"{HUGE_PREFIX if args.focus else 'seed'}-{layout.seed}"
                 record = evaluate(name, layout, boot.serial, boot.seconds, args.subprocess,
                                   not args.no_verify)

@@ -114,7 +114,9 @@ def overlap_e820(rng, lines):
             # An earlier mutation may have inverted the line's range: order its ends first.
             start, end = sorted((int(found.group(1), 16), int(found.group(2), 16) + 1))
             lo, hi = sorted(rng.randrange(max(start - 0x100000, 0), end + 0x100000) for _ in "ab")
-            kind = rng.choice(["usable", "reserved", "ACPI data", "ACPI NVS", "type 20"])
+            kind = rng.choice(["usable", "reserved", "ACPI data", "ACPI NVS", "type 20",
+                               " System RAM", " device reserved", " soft reserved",
+                               " persistent RAM (type 12)"])
             # Next to its entry (same table), or anywhere (maybe a table of its own).
             lines.insert(rng.choice([i + 1, rng.randrange(len(lines) + 1)]),
                          f"BIOS-e820: {_mem(lo, hi + 1)} {kind}")
@@ -223,9 +225,31 @@ def splice_logs(rng, lines):
     return lines
 
 
+# Linux 7.x's e820 printout: the new type names after two blanks, holes as gap lines.
+_NEW_NAMES = {" usable": "  System RAM", " reserved": "  device reserved",
+              " persistent (type": "  persistent RAM (type"}
+
+
+def linux_7_printout(rng, lines):
+    out = []
+    for line in lines:
+        if "e820" in line or "user: [mem" in line:
+            for old, new in _NEW_NAMES.items():
+                if line.endswith(old) or (old.endswith("(type") and old in line):
+                    line = line.replace(old, new) if old.endswith("(type") else \
+                        line[:-len(old)] + new
+                    break
+        out.append(line)
+        if "BIOS-e820: [mem" in line and rng.random() < 0.3:
+            out.append(line[:line.index("BIOS-e820")] + "BIOS-e820: [gap "
+                       "0x00000000000a0000-0x00000000000effff]")
+    return out
+
+
 MUTATIONS = [truncate, crlf, mixed_prefixes, shuffle_e820, overlap_e820, extreme_range,
              zero_length, duplicate_srat, node_without_memory, memory_without_node, delete_lines,
-             duplicate_lines, swap_lines, inject, extreme_numbers, splice_logs]
+             duplicate_lines, swap_lines, inject, extreme_numbers, splice_logs,
+             linux_7_printout]
 
 
 def mutate_log(rng: random.Random, text: str) -> str:

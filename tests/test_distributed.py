@@ -17,6 +17,7 @@ from fastinit.distributed.cluster import check_workers, connected  # noqa: E402
 from fastinit.distributed.digest import node_digest  # noqa: E402
 from fastinit.distributed.files import verify_files  # noqa: E402
 from fastinit.machine.spec import parse_spec  # noqa: E402
+from fastinit.mm.options import BootOptions  # noqa: E402
 from fastinit.mm.run import boot as boot_here  # noqa: E402
 from fastinit.mm.verify import verify  # noqa: E402
 
@@ -165,8 +166,7 @@ def test_a_node_task_returns_kilobytes_for_a_shard_of_megabytes():
     # What crosses the network from a worker is this summary, never the shard.
     import pickle
     topology = parse_spec("2x8G,cpus=1")
-    options = {"arch": "x86", "threads": None, "kernel": "stream", "force": False,
-               "memmap_dir": None, "chunk_hook": None}
+    options = {"boot": BootOptions(), "memmap_dir": None, "chunk_hook": None}
     summary = on_worker.node_task("in-process", topology, 1, options, True, True)
     assert summary["memmap_bytes"] >= 128 << 20
     assert len(pickle.dumps(summary)) < 64 << 10

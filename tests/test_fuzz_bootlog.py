@@ -207,3 +207,11 @@ def test_noise_lines_and_adjacent_duplicates_change_nothing(name):
             elif at < len(lines):
                 lines.insert(at, lines[at])
         assert parse_bootlog("\n".join(lines)) == original
+
+
+@pytest.mark.parametrize("name", sorted(fc.LOGS))
+def test_every_real_log_in_linux_7_printout_gives_the_same_machine(name):
+    # Linux 7.x's type names and gap lines describe the same map as the old printout.
+    text = "\n".join(fc.linux_7_printout(random.Random(7), log_lines(fc.LOGS[name])))
+    assert "System RAM" in text or "(usable)" in text  # 2.6's printout stays as it was
+    assert parse_bootlog(text) == parse_bootlog(fc.LOGS[name])

@@ -135,10 +135,10 @@ def test_a_section_two_nodes_share_goes_to_the_first_nodes_memmap():
     # memory_present() marks a section with the first range's node: node 1, starting
     # inside node 0's last section, keeps one section less.
     from fastinit.machine.topology import Node, Topology
-    from fastinit.mm.plan import section_runs
+    from fastinit.machine.ranges import section_runs
     s = 32768
     topology = Topology((Node(0, 1, ((1, 3 * s + 100),)), Node(1, 1, ((3 * s + 100, 6 * s),))))
-    assert section_runs(topology) == [(0, 4, 0), (4, 6, 1)]
+    assert section_runs(topology.memory_ranges()) == [(0, 4, 0), (4, 6, 1)]
     plan = plan_boot(topology)
     assert [node.memmap[0][1] - node.memmap[0][0] for node in plan.nodes] == [4 * 512, 2 * 512]
 

@@ -71,3 +71,23 @@ def test_hugetlb_pools_are_built_by_one_thread_before_6_9_and_by_padata_since():
     # 64 pages, min_chunk 64 / 2 nodes / 2 = 16: as many workers as the pool allows, up to 4.
     assert new.nworks == min(4, shared_pool().size)
     assert len(new.chunks) > 1 or shared_pool().size == 1
+
+
+def test_low_memory_reserved_is_1_mib_since_5_13_and_64_kib_before():
+    def free_below_1m(version):
+        plan = plan_boot(parse_spec("1x1G,cpus=1", kernel=parse_version(version)), "x86", None)
+        return sum(e - s for s, e in plan.free_ranges(0, 0, 256).tolist())
+    assert free_below_1m("5.13") == 0
+    # Pages 16..158 (64 KiB to 640 KiB; page 159 is the EBDA's) are free before 5.13.
+    assert free_below_1m("5.10") == 159 - 16
+
+
+def test_newest_pools_run_a_quarter_of_the_cpus_and_6_9_two_threads_per_node():
+    from fastinit.engine.workpool import shared_pool
+    from fastinit.mm.run import boot
+    # 2 nodes x 4 CPUs: 7.x runs 8 / 4 = 2 threads; 6.9 up to 2 per node = 4.
+    for version, cap in (("7.2", 2), ("6.9", 4)):
+        topology = parse_spec("2x2G,cpus=4", cmdline="hugepagesz=2M hugepages=64",
+                              kernel=parse_version(version))
+        report = boot(topology).pools.jobs["alloc"]
+        assert report.nworks == min(cap, shared_pool().size)

@@ -3,20 +3,33 @@
 import numpy as np
 import pytest
 
-from fastinit.mm import memmap as memmap_module
+from fastinit.arrays import alloc as alloc_module
 from fastinit.mm.memmap import Memmap, memmap_bytes
 from fastinit.layout import PAGES_PER_SECTION as S
 
 SECTIONS = np.array([0, 1, 5], np.int64)
 
 
-def test_index_maps_pfns_to_slots_and_holes_to_minus_one():
+def test_index_maps_pfns_to_slots():
     m = Memmap.in_memory(SECTIONS)
     assert m.index(5) == 5
     assert m.index(S + 7) == S + 7
     assert m.index(5 * S + 3) == 2 * S + 3
-    assert m.index(2 * S) == -1
-    assert list(m.index(np.array([0, 3 * S, 5 * S]))) == [0, -1, 2 * S]
+    assert list(m.index(np.array([0, S, 5 * S]))) == [0, S, 2 * S]
+
+
+def test_index_of_a_pfn_without_descriptors_raises_and_has_says_so():
+    # Was -1: of 13 callers one checked, and pages[-1] is the last descriptor.
+    m = Memmap.in_memory(SECTIONS)
+    with pytest.raises(ValueError, match=f"pfn {2 * S:#x} has no descriptor: its section 2"):
+        m.index(2 * S)
+    with pytest.raises(ValueError, match=f"pfn {3 * S:#x} has no descriptor"):
+        m.index(np.array([0, 3 * S, 5 * S]))
+    with pytest.raises(ValueError, match="section 6 is not present"):
+        m.index(6 * S)  # past the last section
+    assert m.has(5) and not m.has(2 * S)
+    assert m.has(np.array([0, 3 * S, 5 * S])).tolist() == [True, False, True]
+    assert Memmap.in_memory(np.array([], np.int64)).has(np.array([0])).tolist() == [False]
 
 
 def test_slots_cover_a_range_with_minus_one_for_absent_sections():
@@ -43,8 +56,8 @@ def test_in_memory_starts_on_a_huge_page_boundary():
 
 
 def test_in_memory_refuses_what_does_not_fit(monkeypatch):
-    monkeypatch.setattr(memmap_module, "available_memory", lambda: 1 << 20)
-    with pytest.raises(ValueError, match=r"needs 0\.01 GiB .* --memmap-file PATH"):
+    monkeypatch.setattr(alloc_module, "available_memory", lambda: 1 << 20)
+    with pytest.raises(ValueError, match=r"the memmap needs 0\.01 GiB, .* --memmap-file PATH"):
         Memmap.in_memory(SECTIONS)
 
 

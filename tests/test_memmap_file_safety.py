@@ -128,8 +128,10 @@ def test_a_signal_while_replacing_leaves_the_old_file_byte_for_byte_and_no_tempo
 @pytest.mark.parametrize("delay", [0, 0.05])
 def test_ctrl_c_while_creating_leaves_nothing(tmp_path, delay):
     status, err = interrupt_when_writing(tmp_path / "g.bin", "1x32G", delay)
-    assert status == 130, err
-    assert listing(tmp_path) == []
+    # 130: stopped while writing, and nothing is left. 0 or -SIGINT: a fast machine had
+    # finished the boot first, and the complete file is all there is.
+    assert status in (130, 0, -signal.SIGINT), err
+    assert listing(tmp_path) == ([] if status == 130 else ["g.bin"])
 
 
 @pytest.mark.soak  # 1x64G boots; the same case at small scale runs in the default suite

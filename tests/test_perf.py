@@ -5,11 +5,15 @@ checks, streaming stores in the assembly) and on loose ratios measured in the sa
 never on absolute times: this machine is shared and noisy.
 """
 
+import importlib
 import json
 import os
+import pkgutil
+import queue
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 import warnings
 
@@ -18,14 +22,7 @@ import pytest
 from numba.core.dispatcher import Dispatcher
 from numba.core.errors import NumbaPerformanceWarning
 
-import fastinit.kernels.buddy_free
-import fastinit.kernels.check_descriptors
-import fastinit.kernels.check_lists
-import fastinit.kernels.check_sections
-import fastinit.kernels.first_touch
-import fastinit.kernels.page_init
-import fastinit.kernels.peers
-import fastinit.kernels.streaming
+import fastinit.kernels
 from fastinit import Job, do_multithreaded
 from fastinit.mm.run import boot
 from fastinit.kernels._layout import new_local_lists
@@ -40,10 +37,9 @@ from perf_scripts import perf_script
 
 pytestmark = pytest.mark.perf
 
-MODULES = [fastinit.kernels.buddy_free, fastinit.kernels.check_descriptors,
-           fastinit.kernels.check_lists, fastinit.kernels.check_sections,
-           fastinit.kernels.first_touch, fastinit.kernels.page_init, fastinit.kernels.peers,
-           fastinit.kernels.streaming]
+# Every kernel module, found rather than listed (a list forgot buddy_alloc, compound, checksum).
+MODULES = [importlib.import_module(f"fastinit.kernels.{info.name}")
+           for info in pkgutil.iter_modules(fastinit.kernels.__path__)]
 KERNELS = [(m.__name__.rsplit(".", 1)[1], name, obj) for m in MODULES
            for name, obj in vars(m).items()
            if isinstance(obj, Dispatcher) and obj.__module__ == m.__name__]
@@ -149,21 +145,67 @@ def test_two_threads_scale_deferred_init_as_well_as_they_scale_memset():
         f"{memset_two * 1e3:.1f} / {memset_one * 1e3:.1f} ms = {limit:.2f}")
 
 
-def test_scheduler_overhead_per_chunk_below_50us():
+def handoff_floor(thread_fn, chunks):
+    """Seconds per chunk of the least a pool can do: hand a task to a running thread and
+    get its answer (a queue each way), and call ``thread_fn`` per chunk under a lock."""
+    inbox, outbox = queue.SimpleQueue(), queue.SimpleQueue()
+    threading.Thread(target=lambda: [outbox.put(task()) for task in iter(inbox.get, None)],
+                     daemon=True).start()
+    lock = threading.Lock()
+
+    def run():
+        began = time.perf_counter()
+        inbox.put(lambda: None)
+        for unit in range(chunks):
+            with lock:
+                pass
+            thread_fn(unit, unit + 1, None)
+        outbox.get()
+        return (time.perf_counter() - began) / chunks
+
+    try:
+        return best(run, 200)
+    finally:
+        inbox.put(None)
+
+
+def test_scheduler_overhead_per_chunk_within_a_small_multiple_of_a_bare_handoff():
+    # Was "< 50 us", an absolute time. Same run: ~9 us against ~1.3 us for the bare handoff
+    # on a loaded 2-core box (7x); a lock held too long or a helper started per job costs
+    # far more than the 40x allowed.
     job = Job(lambda s, e, a: None, start=0, size=1 << 20, max_threads=2)
+    chunks = len(do_multithreaded(job).chunks)
 
     def per_chunk():
         began = time.perf_counter()
-        report = do_multithreaded(job)
-        return (time.perf_counter() - began) / len(report.chunks)
+        do_multithreaded(job)
+        return (time.perf_counter() - began) / chunks
 
-    assert best(per_chunk, 200) < 50e-6
+    ours, floor = best(per_chunk, 200), handoff_floor(job.thread_fn, chunks)
+    assert ours < 40 * floor, f"{ours * 1e6:.1f} us per chunk, bare handoff {floor * 1e6:.1f} us"
 
 
-def test_warm_start_to_first_initialized_page_under_a_second():
+IMPORT_NUMBA = """
+import time
+began = time.perf_counter()
+import numpy, numba
+print(time.perf_counter() - began)
+"""
+
+
+def test_warm_start_to_first_initialized_page_within_a_few_numba_imports():
+    # Was "< 1 s", an absolute time. The floor is a fresh Python importing NumPy and Numba,
+    # measured interleaved: warm is ~3x that; a cache that stopped working (every kernel
+    # compiling again) is 20x and more.
     start = perf_script("jit_startup").start  # what perf/jit_startup.py measures as warm
     start()  # fills the cache if this is the first run
-    assert best(start, 3) < 1.0
+    warm = floor = float("inf")
+    for _ in range(3):
+        warm = min(warm, start())
+        done = subprocess.run([sys.executable, "-c", IMPORT_NUMBA], capture_output=True,
+                              text=True, check=True)
+        floor = min(floor, float(done.stdout.strip().splitlines()[-1]))
+    assert warm < 6 * floor, f"warm start {warm:.2f} s, import numpy+numba {floor:.2f} s"
 
 
 def test_verify_keeps_up_with_the_deferred_init_it_checks():

@@ -13,9 +13,11 @@ from qemu_oracle.kernels import (GENERATIONS, cache_path, cached_boot, fetched_k
                                  with_kernel)
 from qemu_oracle.runner import Tools
 
-# numa=fake= (6: a flavour without NUMA emulation ignores it), memmap=! with a user map (3),
-# HugeTLB pools with kernelcore= and loglevel=8 on memory-less nodes (0).
-KERNEL_SEEDS = [0, 3, 6]
+# HugeTLB pools with kernelcore= and loglevel=8 on memory-less nodes (0), memmap=! with a
+# user map (3), numa=fake= (6; on the cloud flavour, which ignores it, 7: its kernel
+# crashed booting 6 under TCG, an int3 Oops in sched_clock_cpu, no oracle).
+KERNEL_SEEDS = {generation: [0, 3, 7 if generation == "6.12-cloud" else 6]
+                for generation in GENERATIONS}
 
 
 def test_a_cached_boot_is_not_booted_again_and_a_new_image_is(tmp_path):
@@ -46,7 +48,11 @@ def test_fetched_kernels_are_found_by_generation(tmp_path):
 
 @pytest.fixture(scope="module")
 def oracle():
-    tools = qo.find_tools()
+    images = fetched_kernels()
+    if not images:
+        pytest.skip("no kernel generation fetched: run tests/qemu_oracle/fetch_kernels.sh "
+                    "(as root)")
+    tools = qo.find_tools(next(iter(images.values())))
     if isinstance(tools, str):
         pytest.skip(tools)
     with tempfile.TemporaryDirectory(prefix="fastinit-qemu-") as workdir:
@@ -54,8 +60,8 @@ def oracle():
 
 
 @pytest.mark.qemu
-@pytest.mark.parametrize("seed", KERNEL_SEEDS)
-@pytest.mark.parametrize("generation", GENERATIONS)
+@pytest.mark.parametrize("generation, seed", [(generation, seed) for generation in GENERATIONS
+                                              for seed in KERNEL_SEEDS[generation]])
 def test_every_generation_agrees_with_fastinit_on_every_figure(oracle, generation, seed):
     tools, initramfs, workdir = oracle
     image = fetched_kernels().get(generation)
@@ -69,3 +75,14 @@ def test_every_generation_agrees_with_fastinit_on_every_figure(oracle, generatio
     comparison = qo.compare(report, qo.run_fastinit(report.console))
     assert comparison.ok, f"{generation} {layout.describe()}\n" + "\n".join(comparison.lines())
     assert len(comparison.checks) >= 8
+
+
+def test_fetch_script_names_no_archive_host_and_pins_every_added_suite_at_50():
+    from pathlib import Path
+    script = (Path(qo.__file__).parent / "fetch_kernels.sh").read_text()
+    code = "\n".join(line for line in script.splitlines() if not line.lstrip().startswith("#"))
+    assert "http" not in code and ".org" not in code  # the URIs line is read, not written
+    assert "Pin-Priority: 50" in code and "apt-get install" not in code
+    assert "apt-get download" in code and "dpkg-deb -x" in code
+    for generation in GENERATIONS:
+        assert f"unpack {generation} " in code

@@ -3,6 +3,7 @@
 import pytest
 
 from fastinit.layout import PAGE_SHIFT
+from fastinit.machine.kernel_rules import parse_version
 from fastinit.machine.spec import parse_size, parse_spec
 
 GIB = (1 << 30) >> PAGE_SHIFT
@@ -37,6 +38,9 @@ def test_mixed_groups_and_memory_only_node():
 def test_boot_reservations_inside_memory():
     topo = parse_spec("1x4G,cpus=1")
     assert topo.reserved == ((1, 159), (4096, 12288))
+    # Before 5.13, 64 KiB of low memory.
+    assert parse_spec("1x4G,cpus=1", kernel=parse_version("5.10")).reserved == \
+        ((1, 16), (4096, 12288))
 
 
 @pytest.mark.parametrize("text, value", [("64G", 64 << 30), ("1.5T", 3 << 39),

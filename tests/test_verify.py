@@ -167,8 +167,8 @@ def test_lists_chaining_every_descriptor_with_a_huge_nr_free_stop_at_the_memmap_
     # Issue 9 item 7: nr_free = 2**62 and a list through every descriptor of the zone.
     memmap, area = result.memmap, result.zones[(0, 1)]
     zone = result.plan.topology.zone(0, 1)
-    index = memmap.index(np.arange(zone.start_pfn, zone.end_pfn, dtype=np.int64))
-    index = index[index >= 0]
+    pfns = np.arange(zone.start_pfn, zone.end_pfn, dtype=np.int64)
+    index = memmap.index(pfns[memmap.has(pfns)])
     pfns = memmap.pfns()[index]
     links = lru_address(pfns)
     pages = memmap.pages

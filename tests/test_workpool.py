@@ -89,7 +89,7 @@ def test_task_that_raises_past_the_job_is_logged_and_still_counted_down(caplog):
 
 def test_one_caller_never_runs_more_chunks_at_once_than_the_pool_size():
     pool = WorkerPool(2)
-    work = AtOnce()
+    work = AtOnce(meet=2)  # the caller and its one helper must both be inside a chunk
     report = do_multithreaded(Job(work, start=0, size=32, max_threads=2), pool=pool)
     assert report.nworks == 2
     assert work.most == 2
@@ -98,7 +98,7 @@ def test_one_caller_never_runs_more_chunks_at_once_than_the_pool_size():
 @oversubscribed
 def test_nested_job_counts_its_thread_once():
     pool = WorkerPool(3)
-    work = AtOnce(delay=0.002)
+    work = AtOnce(hold=0.002)
 
     def outer(start, end, arg):
         do_multithreaded(Job(work, start=start * 8, size=(end - start) * 8, max_threads=3),
@@ -234,8 +234,15 @@ def test_an_idle_helper_keeps_nothing_of_its_last_job_alive():
     argument = Argument()
     gone = weakref.ref(argument)
     helpers_ran = set()
-    job = Job(lambda start, end, arg: (time.sleep(0.01), helpers_ran.add(threading.get_ident())),
-              start=0, size=8, max_threads=2, fn_arg=argument)
+    # The first two chunks meet, so the helper surely runs one (however late it starts).
+    meet = threading.Barrier(2, timeout=60)
+
+    def chunk(start, end, arg):
+        if start < 2:
+            meet.wait()
+        helpers_ran.add(threading.get_ident())
+
+    job = Job(chunk, start=0, size=8, max_threads=2, fn_arg=argument)
     do_multithreaded(job, pool=pool)
     assert len(helpers_ran) == 2  # a helper took part, so it held the job once
     del job, argument

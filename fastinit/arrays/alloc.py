@@ -40,15 +40,12 @@ from fastinit.engine.memory import available_memory
 from fastinit.engine.validate import (check_bool, check_callable, check_int, check_threads,
                                       check_type)
 from fastinit.layout import HPAGE_PMD_SIZE
+from fastinit.units import gib
 
 # Leave a tenth of the free memory to everything else, as page memmaps do.
 MEMORY_MARGIN = 0.9
 # Lines of /proc/self/smaps that count memory mapped by huge pages.
 _HUGE_FIELDS = ("AnonHugePages:", "ShmemPmdMapped:", "FilePmdMapped:")
-
-
-def gib(nbytes: int) -> str:
-    return f"{nbytes / 2**30:.2f} GiB"
 
 
 class Allocation:
@@ -165,13 +162,16 @@ def _check_dtype(dtype) -> tuple[np.dtype, tuple[int, ...]]:
     return dtype, extra
 
 
-def _anonymous(nbytes: int, huge_pages: bool) -> Allocation:
+def map_anonymous(nbytes: int, huge_pages: bool, *, what: str = "the array",
+                  fix: str = "put it in a file with fastinit.empty(..., path=PATH) on a "
+                             "disk with room") -> Allocation:
+    """Anonymous memory on a 2 MiB boundary, advised, not touched (also the memmap's);
+    ValueError saying ``what`` needs how much and ``fix`` when it does not fit."""
     available = available_memory()
     if nbytes > available * MEMORY_MARGIN:
-        raise ValueError(f"the array needs {gib(nbytes)}, but only {gib(available)} of "
+        raise ValueError(f"{what} needs {gib(nbytes)}, but only {gib(available)} of "
                          f"memory is available to this process (MemAvailable and cgroup "
-                         f"limits); put it in a file with fastinit.empty(..., path=PATH) "
-                         f"on a disk with room")
+                         f"limits); {fix}")
     # Map a huge page more than needed, so the array can start on a huge-page boundary.
     region = mmap.mmap(-1, max(nbytes, 1) + HPAGE_PMD_SIZE,
                        flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
@@ -270,7 +270,7 @@ def empty(shape, dtype=float, *, path=None, force: bool = False,
         check_bool(flag, name)
     nbytes = int(np.prod(shape, dtype=object)) * dtype.itemsize
     if path is None:
-        owner = _anonymous(nbytes, huge_pages)
+        owner = map_anonymous(nbytes, huge_pages)
     else:
         owner = _in_file(path, dtype, shape, force, replace_any_file, huge_pages)
     raw = np.asarray(owner)

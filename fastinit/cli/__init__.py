@@ -2,20 +2,15 @@
 
 from __future__ import annotations
 
-import argparse
-import errno
+# Only what takes the signals is imported here: the program's first act is to take them
+# (a Ctrl-C while the rest is imported must stop it without a traceback), and the
+# commands and what they need are imported after, inside main().
+import os
 import signal
+import stat
 import sys
-import threading
-import warnings
 
-import fastinit
-from fastinit.cli.cluster import add_cluster_args, cmd_cluster, wants_cluster
-from fastinit.cli.commands import cmd_bench, cmd_boot, cmd_topology, cmd_verify
-from fastinit.cli.output import (EXIT_OUTPUT, EXIT_PIPE, OutputError, as_flags, say,
-                                 silence_stdout)
-from fastinit.engine.cpus import usable_cpus
-from fastinit.engine.padata import OversubscriptionWarning
+from fastinit.engine.interrupts import Stopper, stop_on_signals
 
 DESCRIPTION = """\
 fastinit simulates how Linux initializes struct page for every page of memory at boot
@@ -33,9 +28,11 @@ machines:
                    a boot log carries its own
 
 exit status: 0 ok, 1 verification (or topology's check against the log) failed,
-2 bad input, 3 a node failed on its dask worker (--cluster), 74 output could not be
-written (disk full), 130 interrupted, 141 output pipe closed (as SIGPIPE would),
-143 terminated (SIGTERM, handled like Ctrl-C)
+2 bad input, 3 a node failed on its dask worker or the scheduler was lost (--cluster),
+74 output could not be written (disk full), 130 interrupted, 141 output pipe closed
+(as SIGPIPE would), 143 terminated (SIGTERM, handled like Ctrl-C); 130 and 143 mean a
+--memmap-file kept its old contents: an interrupt that comes after the new file is in
+place says so and exits 0
 """
 
 
@@ -45,7 +42,8 @@ KERNELS = ("stream", "plain")
 ARCH_HELP = "thread cap per node: x86 (Linux 5.8, all CPUs of the node; default), " \
             "generic (5.8 elsewhere: 1), linux-6.11 (the node's CPUs everywhere)"
 
-def _machine_args(parser: argparse.ArgumentParser) -> None:
+def _machine_args(parser) -> None:
+    from fastinit.engine.cpus import usable_cpus
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--dmesg", metavar="FILE", help="read the machine from a boot log "
                         "(- for stdin); without --dmesg or --spec: this machine")
@@ -63,18 +61,19 @@ LINUX_HELP = "model the machine under this Linux generation's rules, e.g. 5.10 o
 
 
 def _nonempty_path(text: str) -> str:
+    import argparse
     if not text.strip():
         raise argparse.ArgumentTypeError("empty path; name a file, e.g. --memmap-file m.bin")
     return text
 
 
-def _threads_arg(parser: argparse.ArgumentParser, group=None) -> None:
+def _threads_arg(parser, group=None) -> None:
     (group or parser).add_argument("--threads", type=int, metavar="N",
                                    help="threads per node, instead of the arch profile "
                                         "(default: the profile's cap)")
 
 
-def _boot_args(parser: argparse.ArgumentParser) -> None:
+def _boot_args(parser) -> None:
     _machine_args(parser)
     # --kernel already names the deferred-init kernel (stream, plain) here.
     parser.add_argument("--linux", metavar="VERSION", help=LINUX_HELP)
@@ -91,7 +90,11 @@ def _boot_args(parser: argparse.ArgumentParser) -> None:
                              "so other work keeps the CPUs (default: as this process)")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser():
+    """The command line's argparse parser."""
+    import argparse
+    import fastinit
+    from fastinit.cli.cluster import add_cluster_args
     parser = argparse.ArgumentParser(prog="fastinit", description=DESCRIPTION,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"fastinit {fastinit.__version__}")
@@ -161,49 +164,121 @@ def build_parser() -> argparse.ArgumentParser:
                             "benchmark runs")
     return parser
 
-class _Termination:
-    """SIGTERM (``kill``, a job scheduler's time limit) taken the way Ctrl-C is: every thread
-    stops, a file being written is failed and its temporary file removed, and the old file
-    stays. The handler only notes it and raises SIGINT, whose handling the engine already
-    holds back while it starts threads."""
+def main(argv: list[str] | None = None, *, exiting: bool = False) -> int:
+    """Run the command line; returns the exit status.
 
-    def __init__(self):
-        self.received = False
+    ``exiting``: the process ends when this returns (the ``fastinit`` program): a SIGINT
+    or SIGTERM after the work is done is ignored rather than ending the process as if it
+    had stopped the work.
+    """
+    with stop_on_signals(exiting=exiting) as stopper:
+        run = _Run(stopper)
+        try:
+            status = _main(argv, run)
+            stopper.disarm()  # done: a signal from here on is only noted
+        except Exception as error:
+            # After a signal, whatever it broke (an import cut short raises ImportError)
+            # is the interrupt, not an error of its own.
+            stopper.disarm()
+            if stopper.first is None:
+                raise
+            status = run.stopped(error)
+        except KeyboardInterrupt as stop:
+            stopper.disarm()
+            status = run.stopped(stop)
+    return status
 
-    def __call__(self, signum, frame):
-        self.received = True
-        signal.raise_signal(signal.SIGINT)
 
-    def install(self):
-        """Take SIGTERM (main thread only); returns what to give back to `restore`."""
-        if threading.current_thread() is threading.main_thread():
-            return signal.signal(signal.SIGTERM, self)
-        return None
-
-    @staticmethod
-    def restore(previous) -> None:
-        # The work is done: a SIGTERM now ends the process as it would any other.
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
+def run() -> int:
+    """The ``fastinit`` program (the console script, ``python -m fastinit.cli``)."""
+    status = main(exiting=True)
+    # CPython marks a KeyboardInterrupt "unhandled" when it leaves code run by exec() of a
+    # string (dataclasses and Numba generate code that way), even if it is caught later,
+    # and then ends the process by SIGINT whatever its exit status. The interrupt was
+    # handled; an exec() of a string clears the mark.
+    exec("")
+    return status
 
 
-def main(argv: list[str] | None = None) -> int:
-    termination = _Termination()
-    previous = termination.install()
+class _Run:
+    """What an interrupt needs to know: the command, and the file it writes."""
+
+    def __init__(self, stopper: Stopper):
+        self.stopper = stopper
+        self.command = "fastinit"
+        self.target: _Target | None = None
+
+    def stopped(self, stop: BaseException) -> int:
+        """Say why the run stopped; its exit status: 128 + the signal when the path keeps
+        what it had, 0 when the new file was in place first (the boot's work is done)."""
+        from fastinit.cli.output import say
+        signum = self.stopper.first or signal.SIGINT
+        how = "terminated (SIGTERM)" if signum == signal.SIGTERM else "interrupted"
+        if self.target is not None and self.target.replaced():
+            from fastinit.arrays.handle import completed_note
+            say(f"{self.command}: {how}; {completed_note(self.target.path)}")
+            return 0
+        notes = "".join(f"; {note}" for note in getattr(stop, "__notes__", ()))
+        say(f"{self.command}: {how}; every thread was stopped{notes}")
+        return 128 + signum
+
+
+class _Target:
+    """The file a boot writes (--memmap-file), as it was before the boot: after an
+    interrupt, whether the path holds the old contents or the new, complete file."""
+
+    def __init__(self, path):
+        self.path = path
+        self.before = self._identity()
+
+    def _identity(self):
+        try:
+            info = os.lstat(self.path)
+        except (OSError, ValueError):
+            return None
+        return info.st_dev, info.st_ino
+
+    def replaced(self) -> bool:
+        """Whether another file, complete, is at the path now (the boot's commit renames
+        only a complete file into place; a file's inode is its identity)."""
+        now = self._identity()
+        return now is not None and now != self.before and _complete_file(self.path)
+
+
+def _complete_file(path) -> bool:
+    from fastinit.arrays import fileformat as fmt
+    from fastinit.arrays.errors import MemmapFileError
     try:
-        return _main(argv, termination)
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return False
+        header = fmt.unpack_header(str(path), os.pread(fd, fmt.HEADER_BYTES, 0), "")
+        return header.state == fmt.COMPLETE
+    except (OSError, MemmapFileError):
+        return False
     finally:
-        termination.restore(previous)
+        os.close(fd)
 
 
-def _main(argv: list[str] | None, termination: _Termination) -> int:
-    parser = build_parser()
+def _main(argv: list[str] | None, run: _Run) -> int:
+    import errno
+    import warnings
+    from fastinit.cli.cluster import cmd_cluster, wants_cluster
+    from fastinit.cli.commands import cmd_bench, cmd_boot, cmd_topology, cmd_verify
+    from fastinit.cli.output import (EXIT_OUTPUT, EXIT_PIPE, OutputError, as_flags, say,
+                                     silence_stdout)
+    from fastinit.engine.padata import OversubscriptionWarning
     handlers = {"topology": cmd_topology, "boot": cmd_boot, "bench": cmd_bench,
                 "verify": cmd_verify}
-    command = "fastinit"
     try:
+        parser = build_parser()
         args = parser.parse_args(argv)
-        command = f"fastinit {args.command}" if args.command else command
+        run.command = f"fastinit {args.command}" if args.command else run.command
+        if args.command == "boot" and args.memmap_file is not None:
+            run.target = _Target(args.memmap_file)
         if args.command is None:
             parser.print_help()
             status = 0
@@ -219,19 +294,16 @@ def _main(argv: list[str] | None, termination: _Termination) -> int:
             raise OutputError(error) from error
         return status
     except (BrokenPipeError, OutputError) as failure:
+        if run.stopper.first is not None:
+            raise  # the interrupt's doing (main says so)
         error = failure.error if isinstance(failure, OutputError) else failure
         silence_stdout()
         if error.errno == errno.EPIPE:
             return EXIT_PIPE  # the reader left (| head, | true): no message, like Unix tools
-        say(f"{command}: error: cannot write the output: {error.strerror or error}")
+        say(f"{run.command}: error: cannot write the output: {error.strerror or error}")
         return EXIT_OUTPUT
     except (ValueError, TypeError) as error:
-        say(f"{command}: error: {as_flags(str(error))}")
+        if run.stopper.first is not None:
+            raise
+        say(f"{run.command}: error: {as_flags(str(error))}")
         return 2
-    except KeyboardInterrupt as stop:
-        notes = "".join(f"; {note}" for note in getattr(stop, "__notes__", ()))
-        if termination.received:
-            say(f"{command}: terminated (SIGTERM); every thread was stopped{notes}")
-            return 128 + signal.SIGTERM
-        say(f"{command}: interrupted; every thread was stopped{notes}")
-        return 130

@@ -2,6 +2,6 @@
 
 import sys
 
-from fastinit.cli import main
+from fastinit.cli import run
 
-sys.exit(main())
+sys.exit(run())

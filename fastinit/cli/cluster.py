@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 
 from fastinit.cli.output import emit, say
@@ -57,6 +58,17 @@ def wants_cluster(args: argparse.Namespace) -> bool:
 
 def cmd_cluster(args: argparse.Namespace) -> int:
     """``fastinit boot|verify --cluster ...``."""
+    # What goes wrong on the cluster is said once, in fastinit's words: a lost scheduler
+    # would otherwise add distributed's own error lines and tracebacks to it.
+    previous = logging.root.manager.disable
+    logging.disable(logging.CRITICAL)
+    try:
+        return _cmd_cluster(args)
+    finally:
+        logging.disable(previous)
+
+
+def _cmd_cluster(args: argparse.Namespace) -> int:
     from fastinit.distributed.cluster import MissingExtraError
     from fastinit.distributed.run import NodeFailedError
     try:

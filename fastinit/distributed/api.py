@@ -9,8 +9,9 @@ from collections.abc import Callable
 from fastinit.engine.progress import Tally
 from fastinit.engine.validate import check_callable, check_int, check_type
 from fastinit.machine.topology import Topology
-from fastinit.mm.deferred import DEFAULT_KERNEL, check_kernel
+from fastinit.mm.deferred import DEFAULT_KERNEL
 from fastinit.mm.hugetlb.plan import has_pools
+from fastinit.mm.options import BootOptions
 from fastinit.mm.plan import DEFAULT_ARCH, plan_boot
 from fastinit.mm import run as single
 
@@ -75,10 +76,11 @@ def cluster_boot(topology: Topology, cluster, *, arch: str = DEFAULT_ARCH,
     ``chunk_hook(nid, start, end)`` runs on the worker before every deferred chunk (as in
     `fastinit.mm.run.boot`; it must pickle, and tests use it to hold a node mid-init)."""
     from fastinit.distributed.cluster import CONNECT_TIMEOUT, check_workers, connected
+    from fastinit.distributed.memmap_dir import problems as memmap_dir_problems
     from fastinit.distributed.result import DistributedBootResult
     from fastinit.distributed.run import run_boot
-    single._check_machine_arguments(topology, None, force, None, False)
-    check_kernel(kernel)
+    single._check_machine_arguments(topology, None)
+    boot_options = BootOptions(arch=arch, threads=threads, kernel=kernel, force=force)
     check_callable(progress, "progress", "progress(done, total)", optional=True)
     check_callable(chunk_hook, "chunk_hook", "chunk_hook(nid, start, end)", optional=True)
     retries = check_int(retries, "retries", minimum=0, fix="times to boot a node again")
@@ -88,15 +90,23 @@ def cluster_boot(topology: Topology, cluster, *, arch: str = DEFAULT_ARCH,
     if has_pools(plan):
         raise ValueError("HugeTLB boot pools (hugepages= on the kernel command line) are not "
                          "booted on a cluster yet; boot this machine without --cluster")
-    options = {"arch": arch, "threads": threads, "kernel": kernel, "force": force,
+    options = {"boot": boot_options,
                "memmap_dir": None if memmap_dir is None else os.fspath(memmap_dir),
                # By cloudpickle, so a lambda or a test's function reaches the workers (the
                # scheduler unpickles the task with plain pickle: it must not need them).
                "chunk_hook": None if chunk_hook is None else _cloudpickle().dumps(chunk_hook)}
+    nids = [node.nid for node in plan.nodes]
+    if memmap_dir is not None and isinstance(cluster, str) and \
+            cluster.strip().startswith("local:"):
+        _refuse(memmap_dir_problems(os.fspath(memmap_dir), nids, force))  # before it starts
     began = time.perf_counter()
     with connected(cluster, timeout=timeout or CONNECT_TIMEOUT,
                    memory_limit=memory_limit) as client:
         identities = check_workers(client)
+        if memmap_dir is not None:  # on every worker's disk, before any node starts
+            found = client.run(memmap_dir_problems, os.fspath(memmap_dir), nids, force,
+                               on_error="return")
+            _refuse(_by_problem(found))
         connect = time.perf_counter() - began
         # The nodes report pages as they gain them; the caller gets (done, total).
         tally = Tally(progress, sum(end - start for node in plan.nodes
@@ -107,3 +117,21 @@ def cluster_boot(topology: Topology, cluster, *, arch: str = DEFAULT_ARCH,
     timings["connect"] = connect
     return DistributedBootResult(plan, [shards[nid] for nid in sorted(shards)], timings,
                                  len(identities))
+
+
+def _by_problem(found: dict) -> list[str]:
+    """Each problem the workers found with ``--memmap-dir``, once, naming the workers."""
+    workers: dict[str, list[str]] = {}
+    for address in sorted(found):
+        said = found[address]
+        if isinstance(said, BaseException):
+            said = [f"cannot check --memmap-dir ({type(said).__name__}: {said})"]
+        for problem in said:
+            workers.setdefault(problem, []).append(address)
+    return [f"{problem} (on {', '.join(where)})" for problem, where in workers.items()]
+
+
+def _refuse(problems: list[str]) -> None:
+    """ValueError (exit 2) naming every problem of ``--memmap-dir``."""
+    if problems:
+        raise ValueError("; ".join(problems))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
 from contextlib import contextmanager
 
 import fastinit
@@ -81,10 +82,13 @@ def connected(cluster, *, timeout: float = CONNECT_TIMEOUT, memory_limit=None):
         raise ValueError(f"cluster {cluster[:80]!r} is neither local:N nor a scheduler "
                          f"address like tcp://HOST:8786")
     try:
+        _handshake(cluster.strip(), timeout)
         client = distributed.Client(cluster.strip(), timeout=timeout, set_as_default=False)
     except (OSError, TimeoutError) as error:
+        why = str(error) or "it accepts connections but never answers distributed's " \
+                            "handshake"
         raise ValueError(f"no dask scheduler answers at {cluster} (waited {timeout:g} s: "
-                         f"{error}); start one there with 'dask scheduler' and workers "
+                         f"{why}); start one there with 'dask scheduler' and workers "
                          f"with 'dask worker {cluster}', or check the address") from None
     try:
         try:
@@ -95,6 +99,44 @@ def connected(cluster, *, timeout: float = CONNECT_TIMEOUT, memory_limit=None):
         yield client
     finally:
         client.close()
+
+
+def _handshake(address: str, timeout: float) -> None:
+    """Connect to ``address`` and complete distributed's handshake within ``timeout``
+    seconds, or raise OSError or TimeoutError.
+
+    distributed bounds its connect but not the handshake after it (2026.8: the read of
+    the scheduler's handshake has no timeout), so a listener that accepts and never
+    answers would hold ``Client()`` forever. The probe runs on a thread of its own, with
+    its own event loop, so a caller inside a running loop (a notebook) can use it too.
+    Only tcp:// is probed: other schemes need the Client's security settings.
+    """
+    if "://" in address and not address.startswith("tcp://"):
+        return
+    import asyncio
+    from distributed.comm import connect
+
+    async def shake():
+        comm = await connect(address, timeout=timeout)
+        await comm.close()
+
+    failed: list[BaseException] = []
+
+    def probe():
+        try:
+            asyncio.run(asyncio.wait_for(shake(), timeout))
+        except BaseException as error:  # handed to the caller
+            failed.append(error)
+
+    thread = threading.Thread(target=probe, name="fastinit-handshake", daemon=True)
+    thread.start()
+    thread.join(timeout + 1.0)
+    if thread.is_alive():
+        raise TimeoutError()
+    if failed:
+        if isinstance(failed[0], (asyncio.TimeoutError, TimeoutError)):
+            raise TimeoutError()
+        raise failed[0]
 
 
 def _local(distributed, count: str, memory_limit):

@@ -69,10 +69,9 @@ def node_digest(plan: BootPlan, memmap: Memmap, zones: dict, nid: int, *,
     for start, end in ranges:
         firsts = np.arange(align_up(start, PAGEBLOCK_NR_PAGES), end, PAGEBLOCK_NR_PAGES,
                            dtype=np.int64)
-        index = memmap.index(firsts)
-        present = index >= 0
-        digest.update(firsts[present].tobytes())
-        digest.update(memmap.pageblock_mt[index[present] // PAGEBLOCK_NR_PAGES].tobytes())
+        firsts = firsts[memmap.has(firsts)]
+        digest.update(firsts.tobytes())
+        digest.update(memmap.pageblock_mt[memmap.index(firsts) // PAGEBLOCK_NR_PAGES].tobytes())
     for (zone_nid, zid), area in sorted(zones.items()):
         if zone_nid != nid:
             continue

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from fastinit.mm.memmap import gib
+from fastinit.units import gib
 from fastinit.mm.plan import BootPlan
 
 # Besides the memmap: verify's scratch (a section, 2 MiB, per thread), lists, summaries.

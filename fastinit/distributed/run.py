@@ -18,9 +18,11 @@ import time
 import uuid
 from collections.abc import Callable
 
+from fastinit.distributed import memmap_dir
 from fastinit.distributed import worker as on_worker
 from fastinit.distributed.cluster import worker_problem
-from fastinit.distributed.placement import place, shard_bytes
+from fastinit.distributed.ledger import Ledger
+from fastinit.distributed.placement import shard_bytes
 from fastinit.distributed.result import NodeShard
 
 # Seconds between looks at the tasks and workers; and how long to wait for cancelled
@@ -29,13 +31,9 @@ POLL = 0.1
 STOP_WAIT = 60.0
 
 
-def host_of(address: str) -> str:
-    """The computer of a worker address (``tcp://10.0.0.5:40123`` -> ``10.0.0.5``)."""
-    return address.split("://")[-1].rsplit(":", 1)[0]
-
-
 class NodeFailedError(RuntimeError):
-    """A node's task failed or its worker died (the message names both)."""
+    """A node's task failed or its worker died (the message names both), or the client
+    lost the scheduler."""
 
 
 class Watcher:
@@ -47,6 +45,7 @@ class Watcher:
         self.progress = progress
         self.seen_pages: dict[int, int] = {}
         self.failed_on: dict[int, set[str]] = {}
+        self.finished: set[int] = set()  # nodes whose task returned
         self.ended = threading.Event()  # set when any task ends
 
     def submit(self, function, nid: int, address: str, attempt: int, *args):
@@ -61,6 +60,13 @@ class Watcher:
         found = self.client.run(on_worker.status, self.boot_id, on_error="return")
         return {address: nodes for address, nodes in found.items()
                 if not isinstance(nodes, BaseException)}
+
+    def scheduler_lost(self, what: str, error: BaseException | None) -> NodeFailedError:
+        """The failure when the client can no longer reach the scheduler (``error``, the
+        connection's, says nothing a user can act on)."""
+        address = getattr(self.client.scheduler, "address", "its address")
+        return NodeFailedError(f"lost the dask scheduler at {address} during {what}; the "
+                               f"workers stop their nodes when they lose it")
 
     def report_progress(self, live: dict) -> None:
         if self.progress is None:
@@ -90,11 +96,17 @@ class Watcher:
             # Back as soon as a task ends, or after POLL to look at the workers.
             self.ended.wait(POLL)
             self.ended.clear()
-            live = self.live()
+            try:
+                live = self.live()
+            except (OSError, TimeoutError) as error:  # distributed's CommClosedError too
+                raise self.scheduler_lost(what, error) from None
+            if self.client.status in ("closing", "closed"):
+                raise self.scheduler_lost(what, None)
             self.report_progress(live)
             for nid, (future, address, attempt) in list(tasks.items()):
                 if future.status == "finished":
                     results[nid] = (future.result(), address, attempt)
+                    self.finished.add(nid)
                     del tasks[nid]
                     # A short node ends between two looks: its summary has its pages.
                     node = results[nid][0].get("node")
@@ -108,7 +120,10 @@ class Watcher:
                 elif address not in live:
                     future.cancel()
                     self.failed_on.setdefault(nid, set()).add(address)
-                    again = retry(nid, address, attempt) if retry else None
+                    try:
+                        again = retry(nid, address, attempt) if retry else None
+                    except (OSError, TimeoutError) as error:
+                        raise self.scheduler_lost(what, error) from None
                     if again is None:
                         raise NodeFailedError(
                             f"node {nid} lost during {what}: worker {address} died or left "
@@ -119,109 +134,140 @@ class Watcher:
 
 
 class _Runner(Watcher):
-    """One distributed boot's state on the client."""
+    """One distributed boot on the client: its tasks, its `Ledger`, and what a failure
+    leaves."""
 
     def __init__(self, client, plan, identities: dict, options: dict,
                  progress: Callable[[int], None] | None):
         super().__init__(client, progress)
         self.plan, self.options = plan, options
-        self.budgets = {address: info["budget"] for address, info in identities.items()}
-        self.nbytes = shard_bytes(plan)
-        # Workers on one computer share its free memory, whatever their limits say.
-        self.host_room: dict[str, int] = {}
-        for address, info in identities.items():
-            self.learn_host(address, info)
-
-    def learn_host(self, address: str, info: dict) -> None:
-        host = host_of(address)
-        self.host_room[host] = max(self.host_room.get(host, 0), info["host_room"])
+        self.ledger = Ledger(shard_bytes(plan), identities)
+        self.tasks: dict[int, tuple] = {}  # running: nid -> (future, address, attempt)
+        self.lost_scheduler = False
 
     def boot(self, retries: int, verify: bool, digests: bool) -> dict[int, NodeShard]:
-        placement = place(self.nbytes, self.budgets)
-        queues = {a: sorted(placement.on(a), key=lambda n: (-self.nbytes[n], n))
-                  for a in self.budgets}
-        held = dict.fromkeys(self.budgets, 0)
-        host_held = dict.fromkeys(self.host_room, 0)
-        tasks, shards = {}, {}
-
-        def fits(address, nid):
-            host = host_of(address)
-            return (held[address] == 0 or held[address] + self.nbytes[nid] <=
-                    self.budgets[address]) and \
-                (host_held[host] == 0 or host_held[host] + self.nbytes[nid] <=
-                 self.host_room[host])
-
-        def start(nid, address, attempt):
-            held[address] += self.nbytes[nid]
-            host_held[host_of(address)] += self.nbytes[nid]
-            return (self.submit(on_worker.node_task, nid, address, attempt, self.boot_id,
-                                self.plan.topology, nid, self.options, verify, digests),
-                    address, attempt)
-
-        def start_queued():
-            for address, queue in queues.items():
-                while queue and fits(address, queue[0]):
-                    nid = queue.pop(0)
-                    tasks[nid] = start(nid, address, 1)
-
-        def retry(nid, address, attempt):
-            # The worker is gone, and its shards with it.
-            orphans = queues.pop(address, [])
-            self.budgets.pop(address, None)
-            host_held[host_of(address)] -= held.pop(address, 0)
-            if attempt > retries:
-                return None
-            live = self.live()
-            for fresh in set(live) - set(self.budgets):  # a restarted worker: check it
-                info = self.client.run(on_worker.identity, workers=[fresh],
-                                       on_error="return").get(fresh)
-                if isinstance(info, dict) and worker_problem(fresh, info) is None:
-                    self.budgets[fresh], held[fresh], queues[fresh] = info["budget"], 0, []
-                    self.learn_host(fresh, info)
-                    host_held.setdefault(host_of(fresh), 0)
-            room = {a: self.budgets[a] for a in live if a in self.budgets}
-            if orphans:  # nodes that waited for the lost worker wait for others now
-                for other, queued in place({n: self.nbytes[n] for n in orphans}, room,
-                                           placed=held).workers.items():
-                    queues[queued].append(other)
-            again = place({nid: self.nbytes[nid]}, room, exclude=self.failed_on,
-                          placed=held)
-            return start(nid, again.workers[nid], attempt + 1)
-
-        start_queued()
-        while tasks:
-            for nid, (summary, address, attempt) in self.wait(tasks, "its boot", retry,
-                                                             first=True).items():
-                held[address] -= self.nbytes[nid]
-                host_held[host_of(address)] -= self.nbytes[nid]
+        self.retries, self.verify, self.digests = retries, verify, digests
+        shards = {}
+        self.start_ready()
+        while self.tasks:
+            for nid, (summary, address, attempt) in self.wait(self.tasks, "its boot",
+                                                             self.retry, first=True).items():
+                self.ledger.release(address, nid)
                 shards[nid] = NodeShard.from_summary(summary, address, attempt)
-            start_queued()
+            self.start_ready()
         return shards
 
-    def stop(self) -> None:
-        """Cancel every node's job on every worker and wait until none runs."""
-        deadline = time.monotonic() + STOP_WAIT
-        self.client.run(on_worker.cancel, self.boot_id, on_error="ignore")
-        while time.monotonic() < deadline:
-            left = self.client.run(on_worker.running, self.boot_id, on_error="ignore")
-            if not any(left.values()):
-                return
-            time.sleep(POLL)
-        raise NodeFailedError(f"node jobs still running on workers after {STOP_WAIT:g} s: "
-                              f"{ {a: n for a, n in left.items() if n} }")
+    def start(self, nid: int, address: str, attempt: int) -> tuple:
+        return (self.submit(on_worker.node_task, nid, address, attempt, self.boot_id,
+                            self.plan.topology, nid, self.options, self.verify,
+                            self.digests), address, attempt)
+
+    def start_ready(self) -> None:
+        for nid, address in self.ledger.startable():
+            self.tasks[nid] = self.start(nid, address, 1)
+
+    def retry(self, nid: int, address: str, attempt: int):
+        """Node ``nid``'s worker at ``address`` is gone: boot it again elsewhere, or None
+        when its retries are spent."""
+        orphans = self.ledger.lose(address)
+        if attempt > self.retries:
+            return None
+        live = set(self.live())
+        for fresh in live - set(self.ledger.budgets):  # a restarted worker: check it
+            info = self.client.run(on_worker.identity, workers=[fresh],
+                                   on_error="return").get(fresh)
+            if isinstance(info, dict) and worker_problem(fresh, info) is None:
+                self.ledger.add_worker(fresh, info)
+        try:
+            self.ledger.requeue(orphans, live)
+            again = self.ledger.place_again(nid, live, self.failed_on)
+        except ValueError as error:  # no worker left for it
+            raise NodeFailedError(f"node {nid} lost during its boot on {address}, and "
+                                  f"{error}") from None
+        return self.start(nid, again, attempt + 1)
+
+    def scheduler_lost(self, what: str, error: BaseException | None) -> NodeFailedError:
+        self.lost_scheduler = True
+        return super().scheduler_lost(what, error)
+
+    def stop(self) -> str | None:
+        """Cancel every node's job on every worker and wait until none runs; None, or
+        why that could not be done."""
+        if self.lost_scheduler:
+            return None  # nothing reaches the workers now; they cancel their own nodes
+        try:
+            for future, _, _ in self.tasks.values():
+                future.cancel()
+            deadline = time.monotonic() + STOP_WAIT
+            self.client.run(on_worker.cancel, self.boot_id, on_error="ignore")
+            while time.monotonic() < deadline:
+                left = self.client.run(on_worker.running, self.boot_id, on_error="ignore")
+                if not any(left.values()):
+                    self.finished |= {nid for nid, (future, _, _) in self.tasks.items()
+                                      if future.status == "finished"}
+                    return None
+                time.sleep(POLL)
+        except (OSError, TimeoutError) as error:
+            return f"the scheduler went away while the nodes were stopped ({error})"
+        return (f"node jobs still running on workers after {STOP_WAIT:g} s: "
+                f"{ {a: n for a, n in left.items() if n} }")
+
+    def files_left(self) -> str:
+        """After a failure: which node files of this boot are complete, and the
+        temporary files that lost workers left, removed."""
+        directory = self.options.get("memmap_dir")
+        if not directory:
+            return ""
+        nids = [node.nid for node in self.plan.nodes]
+        removed, finished = set(), set(self.finished)
+        if not self.lost_scheduler:
+            try:
+                # The client may not have heard of a node that ended as it failed.
+                for nodes in self.client.run(on_worker.committed, self.boot_id,
+                                             on_error="return").values():
+                    finished |= set(nodes) if isinstance(nodes, list) else set()
+                cleaned = self.client.run(memmap_dir.remove_temporaries, directory,
+                                          sorted(set(nids) - finished), on_error="return")
+                removed = {name for names in cleaned.values()
+                           if not isinstance(names, BaseException) for name in names}
+            except (OSError, TimeoutError):
+                pass
+        done = [memmap_dir.node_file_name(nid) for nid in sorted(finished)]
+        when = " when it was lost" if self.lost_scheduler else ""
+        said = (f"node files complete from this boot{when}: {', '.join(done)} in "
+                f"{directory} (the others keep what they had)" if done else
+                f"no node file of this boot was complete{when}; {directory} keeps what "
+                f"it had")
+        if removed:
+            said += f"; removed the temporary files lost workers left for " \
+                    f"{', '.join(sorted(removed))}"
+        return said
 
 
 def run_boot(client, plan, identities: dict, options: dict, *, verify: bool,
              digests: bool, retries: int, progress=None) -> tuple[dict, dict]:
     """Boot (and verify) every node of ``plan`` on the cluster; returns the shards by node
     and the client's timings. No shard stays on the workers (memmap files stay, complete,
-    in ``options["memmap_dir"]``); nothing of this boot runs there when this returns."""
+    in ``options["memmap_dir"]``); nothing of this boot runs there when this returns.
+
+    Raises
+    ------
+    NodeFailedError
+        A node failed or was lost, or the scheduler was: every other node's job is
+        stopped first, and the message says which node files of this boot are complete.
+    """
     runner = _Runner(client, plan, identities, options, progress)
-    timings = {}
     began = time.perf_counter()
     try:
         shards = runner.boot(retries, verify, digests)
-        timings["boot"] = time.perf_counter() - began
-    finally:
+    except NodeFailedError as error:
+        said = [str(error), runner.stop(), runner.files_left()]
+        raise NodeFailedError("; ".join(part for part in said if part)) from error.__cause__
+    except BaseException:
         runner.stop()
+        raise
+    timings = {"boot": time.perf_counter() - began}
+    problem = runner.stop()
+    if problem is not None:
+        raise NodeFailedError(problem)
     return shards, timings

@@ -21,10 +21,11 @@ import os
 import re
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import fastinit
 from fastinit.distributed.digest import node_digest
+from fastinit.distributed.memmap_dir import node_file_name
 from fastinit.arrays.touch import advise
 from fastinit.engine.memory import available_memory
 from fastinit.layout import align_up
@@ -33,9 +34,16 @@ from fastinit.mm.memmap_meta import descriptor_layout
 # Exactly the names node_file_name writes: ASCII digits, no leading zero (str.isdigit
 # takes "²", which int() refuses, and "node01" would stand for node 1 beside "node1").
 _NODE_FILE = re.compile(r"node(0|[1-9][0-9]*)\.memmap")
-# Registry of this process: (boot id, nid) -> _Shard.
+# Registry of this process: (boot id, nid) -> _Shard; and the boots cancelled here (a
+# node task dask starts after its boot was cancelled must not start the node).
 _SHARDS: dict[tuple[str, int], "_Shard"] = {}
+_CANCELLED: set[str] = set()
+# The nodes whose memmap file each boot completed here (boot id -> nids).
+_COMMITTED: dict[str, set[int]] = {}
 _LOCK = threading.Lock()
+# Seconds between a running node's looks at its worker: one that is closing (it lost
+# the scheduler, or is told to stop) cancels the node instead of finishing it unseen.
+WATCH = 0.1
 
 
 @dataclass
@@ -96,15 +104,19 @@ def node_task(boot_id: str, topology, nid: int, options: dict, verify: bool,
     """A node's whole life on this worker: boot its shard, verify it and compute its
     digests if asked, and drop it.
 
-    ``options``: arch, threads, kernel, memmap_dir, force, chunk_hook. Returns the
+    ``options``: boot (a `fastinit.mm.options.BootOptions`), memmap_dir, chunk_hook. Returns the
     node's summary (`_summary`, with ``report`` and the digests when asked). The shard is
     dropped when the task ends, however it ends; a memmap file stays only complete (a
     failed or cancelled boot removes its new file: no node is left marked complete).
     """
+    from fastinit.engine.padata import JobCancelled
     from fastinit.mm.run import boot
     shard = _Shard(nid)
     with _LOCK:
+        if boot_id in _CANCELLED:
+            raise JobCancelled(f"node {nid}: its boot was cancelled before it started")
         _SHARDS[(boot_id, nid)] = shard
+    _watch_worker(shard)
     began = time.perf_counter()
     try:
         path = None
@@ -113,10 +125,12 @@ def node_task(boot_id: str, topology, nid: int, options: dict, verify: bool,
             os.makedirs(options["memmap_dir"], exist_ok=True)
             path = os.path.join(options["memmap_dir"], node_file_name(nid))
         shard.phase = "init"
-        result = boot(topology, node=nid, arch=options["arch"], threads=options["threads"],
-                      kernel=options["kernel"], memmap_file=path,
-                      force=options.get("force", False), progress=shard.add_pages,
+        result = boot(topology, replace(options["boot"], node=nid, memmap_file=path),
+                      progress=shard.add_pages,
                       cancel=shard.cancel, chunk_hook=_loaded(options.get("chunk_hook")))
+        if path is not None:
+            with _LOCK:
+                _COMMITTED.setdefault(boot_id, set()).add(nid)
         booted = time.time()
         try:
             summary = _summary(result, nid)
@@ -137,12 +151,32 @@ def node_task(boot_id: str, topology, nid: int, options: dict, verify: bool,
         shard.running = False
 
 
+def _watch_worker(shard: _Shard) -> None:
+    """Cancel ``shard``'s node if its worker starts to close while it runs (a worker that
+    lost its scheduler closes: the node's file must then fail, not complete unseen)."""
+    try:
+        from distributed import get_worker
+        worker = get_worker()
+    except (ImportError, ValueError):
+        return  # not in a dask worker (a test calls the task in-process)
+
+    def watch():
+        while shard.running and not shard.cancel.is_set():
+            if worker.status.name not in ("running", "paused"):
+                shard.cancel.set()
+                return
+            time.sleep(WATCH)
+
+    threading.Thread(target=watch, name=f"fastinit-watch-node{shard.nid}",
+                     daemon=True).start()
+
+
 def give_back(memmap) -> None:
     """Return a finished shard's memory to the system now.
 
-    Its arrays can outlive the task (an idle pool thread may keep a finished job's
-    arguments until its next job), and until then the process would hold the shard's
-    bytes, over its budget for the next node. Nothing reads them after the task: a memory
+    Its arrays can outlive the task until the last reference to them is collected, and
+    until then the process would hold the shard's bytes, over its budget for the next
+    node. Nothing reads them after the task: a memory
     shard's pages become zero pages, a file's were synced when it was completed.
     """
     raw = memmap.raw
@@ -158,11 +192,6 @@ def _loaded(hook: bytes | None):
         return None
     import cloudpickle
     return cloudpickle.loads(hook)
-
-
-def node_file_name(nid: int) -> str:
-    """A node's memmap file in ``--memmap-dir``."""
-    return f"node{nid}.memmap"
 
 
 def _summary(result, nid: int) -> dict:
@@ -232,13 +261,20 @@ def status(boot_id: str) -> dict[int, tuple[str, int, bool]]:
 
 
 def cancel(boot_id: str) -> list[int]:
-    """Stop the boot's node jobs here (their tasks end with JobCancelled); returns the
-    nodes still running."""
+    """Stop the boot's node jobs here (their tasks end with JobCancelled), and any of its
+    tasks that would start later; returns the nodes still running."""
     with _LOCK:
+        _CANCELLED.add(boot_id)
         shards = [s for (bid, _), s in _SHARDS.items() if bid == boot_id]
     for shard in shards:
         shard.cancel.set()
     return [shard.nid for shard in shards if shard.running]
+
+
+def committed(boot_id: str) -> list[int]:
+    """The boot's nodes whose memmap file was completed here."""
+    with _LOCK:
+        return sorted(_COMMITTED.get(boot_id, ()))
 
 
 def running(boot_id: str) -> list[int]:

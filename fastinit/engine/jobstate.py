@@ -12,11 +12,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-
-def round_up(value: int, multiple: int) -> int:
-    """The smallest multiple of ``multiple`` that is >= ``value`` (engine-local: it imports
-    nothing of ours)."""
-    return -(-value // multiple) * multiple
+from fastinit.units import align_up
 
 
 class _NoWaiters:
@@ -78,7 +74,7 @@ class JobState:
                 end = self.end
             else:
                 # So the end is chunk-aligned if enough work remains.
-                end = min(round_up(start + 1, self.chunk_size), self.end)
+                end = min(align_up(start + 1, self.chunk_size), self.end)
             self.next_start = end
             self.claimed.append((start, end, worker))
             return start, end

@@ -18,8 +18,9 @@ from typing import Any
 
 from fastinit.engine.cpus import usable_cpus
 from fastinit.engine.interrupts import ctrl_c_held
-from fastinit.engine.jobstate import JobState, round_up
+from fastinit.engine.jobstate import JobState
 from fastinit.engine.niceness import check_nice
+from fastinit.units import align_up
 from fastinit.engine.validate import check_callable, check_event, check_int, check_type
 from fastinit.engine.workpool import WorkerPool, shared_pool
 
@@ -169,7 +170,7 @@ def plan_chunk_size(job: Job, nworks: int) -> int:
     # At least the caller's minimum and at least 1 (so no zero-size chunk), before the
     # round-up so the chunk stays a multiple of align.
     chunk = max(chunk, job.min_chunk, 1)
-    return round_up(chunk, job.align)
+    return align_up(chunk, job.align)
 
 
 def do_multithreaded(job: Job, *, progress: Callable[[int, int], Any] | None = None,

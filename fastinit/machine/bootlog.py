@@ -25,8 +25,8 @@ from fastinit.machine.assemble import Firmware, assemble
 from fastinit.machine.cmdline import COMMAND_LINE_SIZE, parse_cmdline
 from fastinit.machine.e820_log import STARTS, E820Log
 from fastinit.machine.hugetlb_sizes import gbpages_in_log
-from fastinit.machine.kernel_rules import KernelRules, rules_in_log
 from fastinit.machine.kernel_image import kernel_image_pfns
+from fastinit.machine.kernel_rules import KernelRules, rules_in_log
 from fastinit.machine.logfile import read_capped, read_log_bytes
 from fastinit.machine.loglines import (MEM_RANGE, bounded_decimal, check_count, line_error,
                                        log_lines, mem_range)

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from fastinit.layout import PAGE_SHIFT, pfn_up
 from fastinit.machine.numbers import memparse
-from fastinit.machine.ranges import Range, intersect, subtract
+from fastinit.machine.ranges import Range, alloc_top_down, intersect, subtract
 
 # reserve_crashkernel() on x86-64: 16 MiB aligned, below 4 GiB first, else below 64 TiB.
 CRASH_ALIGN = (16 << 20) >> PAGE_SHIFT
@@ -61,14 +61,6 @@ def _crashkernel_ranges(text: str, system_ram: int | None) -> Crashkernel | None
     return None
 
 
-def _alloc_top_down(free: list[Range], pages: int, align: int, lo: int, hi: int):
-    for start, end in reversed(intersect(free, lo, hi)):
-        place = (end - pages) // align * align
-        if place >= start:
-            return place
-    return None
-
-
 def place_crashkernel(crash: Crashkernel | None, memory: list[Range],
                       reserved: list[Range], notes: list[str]) -> list[Range]:
     """Where ``reserve_crashkernel()`` puts the crash kernel's memory (pfn ranges), given
@@ -86,19 +78,19 @@ def place_crashkernel(crash: Crashkernel | None, memory: list[Range],
         return [(start, start + pages)]
     place = None
     if not crash.high:
-        place = _alloc_top_down(free, pages, CRASH_ALIGN, CRASH_ALIGN, CRASH_LOW_MAX)
+        place = alloc_top_down(free, pages, CRASH_ALIGN, CRASH_ALIGN, CRASH_LOW_MAX)
     if place is None:
-        place = _alloc_top_down(free, pages, CRASH_ALIGN, CRASH_ALIGN, CRASH_HIGH_MAX)
+        place = alloc_top_down(free, pages, CRASH_ALIGN, CRASH_ALIGN, CRASH_HIGH_MAX)
     if place is None:
         notes.append("crashkernel reservation failed - No suitable area found.")
         return []
-    result = [(place, place + pages)]
-    if place >= CRASH_LOW_MAX:
+    result = [place]
+    if place[0] >= CRASH_LOW_MAX:
         low = pfn_up(crash.low) if crash.low is not None else CRASH_LOW_DEFAULT
-        low_place = _alloc_top_down(subtract(free, result), low, CRASH_ALIGN, 0,
-                                    CRASH_LOW_MAX) if low else None
+        low_place = alloc_top_down(subtract(free, result), low, CRASH_ALIGN, 0,
+                                   CRASH_LOW_MAX) if low else None
         if low and low_place is None:
             notes.append("crashkernel low memory reservation failed.")
             return []
-        result += [(low_place, low_place + low)] if low else []
+        result += [low_place] if low else []
     return result

@@ -12,13 +12,13 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from fastinit.layout import PAGE_SHIFT
+from fastinit.layout import HPAGE_PMD_ORDER, NR_ORDERS, PAGE_SHIFT
 from fastinit.machine.numbers import memparse
 
-ORDER_2M = 9
+ORDER_2M = HPAGE_PMD_ORDER
 ORDER_1G = 18
 # Orders of 0 or above MAX_ORDER are "gigantic": allocated from memblock at parse time.
-GIGANTIC_MIN_ORDER = 11
+GIGANTIC_MIN_ORDER = NR_ORDERS
 
 
 def size_text(order: int) -> str:

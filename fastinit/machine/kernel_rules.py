@@ -43,16 +43,18 @@ class Rule:
     source: str
 
 
-# The series this project models landed in 5.9 (5.10 is its first long-term kernel).
-OLDEST = (5, 9)
+# The series this project models was merged for 5.8 (Linux 5.8.1 has it; 5.10 is its first
+# long-term kernel).
+OLDEST = (5, 8)
 
 RULES: tuple[Rule, ...] = (
-    Rule("deferred_padata", (5, 9),
+    Rule("deferred_padata", (5, 8),
          "deferred init of each node is a padata job, section-aligned chunks, the node's "
          "CPUs on x86 (at least 1)",
          "one thread per node, no padata",
          "mm/page_alloc.c deferred_init_memmap(); series 'padata: parallelize deferred "
-         "page init' (Daniel Jordan, merged 5.9); x86 deferred_page_init_max_threads()"),
+         "page init' (Daniel Jordan, merged for 5.8: 004ed42638f4, ecd096506922); x86 "
+         "deferred_page_init_max_threads()"),
     Rule("low_1m_reserved", (5, 13),
          "the first 1 MiB of RAM is memblock-reserved on x86 (never freed to buddy)",
          "page 0, the real-mode trampoline and CONFIG_X86_RESERVE_LOW (64 KiB) reserved",
@@ -79,6 +81,14 @@ RULES: tuple[Rule, ...] = (
          "x86 used the node's CPUs, other architectures 1 thread",
          "mm/mm_init.c deferred_page_init_max_threads(); 'mm/mm_init: use node's number of "
          "cpus in deferred_page_init_max_threads' (Eric Chanudet, 6.11)"),
+    Rule("hugetlb_alloc_threads", (6, 15),
+         "the 2 MiB pool's job runs hugepage_allocation_threads = a quarter of the CPUs (at "
+         "least 1; hugepage_alloc_threads= sets it), min_chunk = pages / threads, and says "
+         "'HugeTLB: allocation took Nms with hugepage_allocation_threads=T'",
+         "2 threads per node with memory, min_chunk = pages / nodes / 2",
+         "mm/hugetlb.c hugetlb_pages_alloc_boot(); 'mm: hugetlb: improve parallel huge page "
+         "allocation time' (Thomas Prescher, v3 Feb 2025): in Debian's 7.2 (its log line), "
+         "not in 6.12; the release is inferred from the series' date"),
     Rule("numa_emu_generic", (6, 12),
          "NUMA emulation (numa=fake=) is generic code over numa_memblks",
          "x86's own arch/x86/mm/numa_emulation.c",
@@ -147,9 +157,12 @@ class KernelRules:
                          f"{', '.join(rule.name for rule in RULES)}")
 
     def describe(self) -> str:
-        """One line for reports: which kernel, which rules."""
+        """One line for reports: which kernel, which rules (``Linux 6.1 (from the log):
+        rules of 5.13 until 6.4``)."""
         where = " (from the log)" if self.from_log else ""
-        return f"Linux {self.version}{where}: rules of {self.generation}"
+        later = [rule.since for rule in RULES if rule.since > self.release]
+        until = f"until {min(later)[0]}.{min(later)[1]}" if later else "the newest"
+        return f"Linux {self.version}{where}: rules of {self.generation} {until}"
 
     def to_json(self) -> dict:
         return {"version": self.version, "from_log": self.from_log,
@@ -157,19 +170,21 @@ class KernelRules:
                 "behaviours": {rule.name: rule.now for rule in self.rules}}
 
 
-def parse_version(text: str) -> KernelRules:
-    """The rules for a version a user gave (``6.12``, ``5.10.223``, ``7.2.13+deb14``).
+def parse_version(text: str, from_log: bool = False) -> KernelRules:
+    """The rules for a version a user gave (``6.12``, ``5.10.223``, ``7.2.13+deb14``), or
+    (``from_log``) one a log printed, as a memmap file keeps it.
 
     Raises
     ------
     ValueError
-        For text that is no version, or one older than the series this project models.
+        For text that is no version, or (given by a user) one older than the series this
+        project models.
     """
     match = _VERSION.fullmatch(text.strip())
     if match is None:
         raise ValueError(f"kernel version {text[:40]!r} is not a version; give one as "
                          f"'uname -r' prints it, e.g. 6.12 or 5.10.223")
-    return _rules(match, text.strip(), from_log=False)
+    return _rules(match, text.strip(), from_log)
 
 
 def rules_in_log(text: str) -> KernelRules:
@@ -194,3 +209,14 @@ def _rules(match: re.Match, version: str, from_log: bool) -> KernelRules:
 
 
 NEWEST_RULES = KernelRules()
+
+# x86's low memory reservation (kernel rule low_1m_reserved): the first 1 MiB since 5.13;
+# before, CONFIG_X86_RESERVE_LOW's 64 KiB (Debian's and the default; the real-mode
+# trampoline's few pages below 640K are not in the log at the default console level).
+LOW_1M = (0, (1 << 20) >> 12)
+LOW_64K = (0, (64 << 10) >> 12)
+
+
+def low_reserved(rules: KernelRules) -> tuple[int, int]:
+    """The pfn range x86 memblock-reserves at the bottom of memory under ``rules``."""
+    return LOW_1M if rules.has("low_1m_reserved") else LOW_64K

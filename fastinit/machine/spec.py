@@ -11,8 +11,8 @@ Grammar::
 
 Layout: nodes take consecutive slices of the physical address space, each ``SIZE`` long
 (the PCI hole below 4 GiB is skipped, not counted). As on real x86 firmware, page 0 and the
-legacy hole 640K-1M are not RAM, and boot reserves the first 1 MiB and a 32 MiB kernel image
-at 16 MiB.
+legacy hole 640K-1M are not RAM, and boot reserves low memory (the first 1 MiB since Linux
+5.13) and a 32 MiB kernel image at 16 MiB.
 
 A kernel command line (``cmdline=``, e.g. ``"mem=6G movablecore=25% numa=fake=4"``) is
 applied as on a boot log: the machine becomes an e820 table and an SRAT (with more than one
@@ -30,7 +30,7 @@ from fastinit.layout import MAX_DMA32_PFN, MAX_NUMNODES, MAX_PFN, NR_CPUS, PAGE_
 from fastinit.machine import e820
 from fastinit.machine.assemble import Firmware, assemble
 from fastinit.machine.cmdline import parse_cmdline
-from fastinit.machine.kernel_rules import NEWEST_RULES, KernelRules
+from fastinit.machine.kernel_rules import NEWEST_RULES, KernelRules, low_reserved
 from fastinit.machine.srat import SratBlock
 from fastinit.machine.topology import Node, Topology, intersect, subtract
 
@@ -46,8 +46,9 @@ _SIZE_DIGITS = 40
 
 # Page 0 and 640K-1M are never RAM on x86 (BIOS data, legacy VGA and ROMs).
 _LOW_HOLES = [(0, 1), (0x9F000 >> PAGE_SHIFT, 0x100000 >> PAGE_SHIFT)]
-# Always reserved since Linux 5.13 (the first 1 MiB), and a kernel image at 16 MiB.
-_BOOT_RESERVED = [(0, 0x100000 >> PAGE_SHIFT), (0x1000000 >> PAGE_SHIFT, 0x3000000 >> PAGE_SHIFT)]
+# Low memory as the kernel generation reserves it (the first 1 MiB since Linux 5.13, 64 KiB
+# before: fastinit.mm.plan), and a kernel image at 16 MiB.
+_KERNEL_IMAGE = (0x1000000 >> PAGE_SHIFT, 0x3000000 >> PAGE_SHIFT)
 
 
 def parse_size(text: str, what: str) -> int:
@@ -176,7 +177,8 @@ def layout(node_sizes: list[tuple[int, int]], pci_hole: int = 1 << 30,
         nodes.append(Node(nid, cpus, tuple(ranges)))
         cursor = end
     memory = [r for node in nodes for r in node.ranges]
-    reserved = tuple(r for lo, hi in _BOOT_RESERVED for r in intersect(memory, lo, hi))
+    reserved = tuple(r for lo, hi in (low_reserved(kernel), _KERNEL_IMAGE)
+                     for r in intersect(memory, lo, hi))
     if cmdline is None:
         return Topology(tuple(nodes), reserved=reserved, source=source, kernel=kernel)
     check_type(cmdline, str, "cmdline", "the text of a kernel command line")

@@ -32,8 +32,8 @@ from fastinit.kernels.streaming import deferred_init_chunk_stream
 from fastinit.mm.memmap import Memmap
 from fastinit.engine.interrupts import ctrl_c_held
 from fastinit.engine.niceness import set_thread_nice
-from fastinit.engine.progress import Tally
 from fastinit.engine.padata import Job, JobCancelled, JobReport, do_multithreaded
+from fastinit.engine.progress import Tally
 from fastinit.layout import PAGES_PER_SECTION
 from fastinit.engine.workpool import shared_pool
 
@@ -93,6 +93,19 @@ class _ChunkContext:
         self.cancel = cancel
         self.lock = threading.Lock()
         self.pages = 0
+
+    def relay_progress(self, tally: Tally) -> Callable | None:
+        """A job's ``progress(done, total)``, adding the units it finished since its last
+        call to the boot's ``tally`` (made per job: each counts from 0)."""
+        if tally.progress is None:
+            return None
+        reported = 0
+
+        def on_progress(done_units: int, total: int) -> None:
+            nonlocal reported
+            tally.add(done_units - reported)
+            reported = done_units
+        return on_progress
 
     def ranges_in(self, start: int, end: int) -> np.ndarray:
         lo = np.searchsorted(self.free[:, 1], start, side="right")
@@ -167,16 +180,79 @@ def deferred_init(plan: BootPlan, memmap: Memmap, zones: dict[tuple[int, int], Z
     """
     check_kernel(kernel, memmap)
     cancel = cancel if cancel is not None else threading.Event()
-    results: dict[int, NodeResult] = {}
+    nodes = [node for node in plan.nodes if node.first_deferred_pfn is not None]
+    tally = Tally(progress, sum(end - start for node in nodes
+                                for start, end in plan.deferred_jobs(node.nid)))
+    run = _DeferredRun(plan, memmap, zones, kernel, tally, cancel, chunk_hook, len(nodes),
+                       nice)
+    failed = run_node_threads(nodes, run.node, cancel)
+    if failed is not None:
+        nid, error = failed
+        error.add_note(f"in deferred init of node {nid}")
+        raise error
+    return [run.results.get(node.nid, NodeResult(node.nid, node.max_threads, None, 0.0, 0))
+            for node in plan.nodes]
+
+
+class _DeferredRun:
+    """What every node's job of one deferred init shares, and each node's result."""
+
+    def __init__(self, plan, memmap, zones, kernel, tally, cancel, chunk_hook, nodes: int,
+                 nice: int | None = None):
+        self.plan, self.memmap, self.zones, self.kernel = plan, memmap, zones, kernel
+        self.tally, self.cancel, self.chunk_hook = tally, cancel, chunk_hook
+        self.nice = nice
+        self.results: dict[int, NodeResult] = {}
+        # The pool counts each pgdatinit thread as one of its threads: at most its size of
+        # nodes run at once, each with an even share (otherwise the first node to start
+        # takes every helper and the others run alone).
+        self.pool = shared_pool()
+        at_once = max(1, min(nodes, self.pool.size))
+        self.share = max(1, self.pool.size // at_once)
+        self.turns = threading.BoundedSemaphore(at_once)
+
+    def node(self, node: NodePlan) -> None:
+        """One node's padata job, on its pgdatinit thread, when its turn comes."""
+        if self.nice is not None:
+            set_thread_nice(self.nice)  # this thread is the boot's, not the caller's
+        with self.turns:
+            began = time.perf_counter()
+            ctx = _ChunkContext(self.plan, node, self.memmap,
+                                self.zones[(node.nid, node.deferred_zone.zid)], self.kernel,
+                                self.chunk_hook, self.cancel)
+            reports = []
+            # One job since Linux 6.18; one per free range before (BootPlan.deferred_jobs).
+            for start, end in self.plan.deferred_jobs(node.nid):
+                job = Job(deferred_init_memmap_chunk, start=start, size=end - start,
+                          align=PAGES_PER_SECTION, min_chunk=PAGES_PER_SECTION,
+                          max_threads=min(node.max_threads, self.pool.size), fn_arg=ctx,
+                          nice=self.nice)
+                reports.append(do_multithreaded(
+                    job, progress=ctx.relay_progress(self.tally), cancel=self.cancel,
+                    pool=self.pool, max_helpers=self.share - 1))
+            self.results[node.nid] = NodeResult(node.nid, node.max_threads, combined(reports),
+                                                time.perf_counter() - began, ctx.pages)
+
+
+def run_node_threads(nodes: list[NodePlan], target: Callable[[NodePlan], None],
+                     cancel: threading.Event) -> tuple[int, BaseException] | None:
+    """Run ``target(node)`` on one thread per node (``pgdatinit<nid>``), all started at
+    once, and wait for every one of them.
+
+    A node that fails sets ``cancel``, so the others stop. Ctrl-C sets it too, waits for
+    every thread and is re-raised.
+
+    Returns
+    -------
+    (nid, error) or None
+        The first node's error that was not a cancellation it caused, or None.
+    """
     errors: list[tuple[int, BaseException]] = []
     lock = threading.Lock()
 
     def pgdatinit(node: NodePlan, finished: threading.Event) -> None:
         try:
-            if nice is not None:
-                set_thread_nice(nice)
-            with turns:
-                run_node(node)
+            target(node)
         except BaseException as error:  # recorded and re-raised on the boot's thread
             with lock:
                 errors.append((node.nid, error))
@@ -184,40 +260,6 @@ def deferred_init(plan: BootPlan, memmap: Memmap, zones: dict[tuple[int, int], Z
         finally:
             finished.set()
 
-    def run_node(node: NodePlan) -> None:
-        began = time.perf_counter()
-        ctx = _ChunkContext(plan, node, memmap, zones[(node.nid, node.deferred_zone.zid)],
-                            kernel, chunk_hook, cancel)
-        reported = 0
-
-        def on_progress(done_units: int, total: int) -> None:
-            nonlocal reported
-            tally.add(done_units - reported)
-            reported = done_units
-
-        reports = []
-        # One job since Linux 6.18; one per free range before (BootPlan.deferred_jobs).
-        for start, end in plan.deferred_jobs(node.nid):
-            reported = 0  # each job counts from 0
-            job = Job(deferred_init_memmap_chunk, start=start, size=end - start,
-                      align=PAGES_PER_SECTION, min_chunk=PAGES_PER_SECTION,
-                      max_threads=min(node.max_threads, pool.size), fn_arg=ctx, nice=nice)
-            reports.append(do_multithreaded(job, progress=on_progress, cancel=cancel,
-                                            pool=pool, max_helpers=share - 1))
-        report = combined(reports)
-        results[node.nid] = NodeResult(node.nid, node.max_threads, report,
-                                       time.perf_counter() - began, ctx.pages)
-
-    nodes = [node for node in plan.nodes if node.first_deferred_pfn is not None]
-    tally = Tally(progress, sum(end - start for node in nodes
-                                for start, end in plan.deferred_jobs(node.nid)))
-    # The pool counts each pgdatinit thread as one of its threads: at most its size of nodes
-    # run at once, each with an even share (otherwise the first node to start takes every
-    # helper and the others run alone).
-    pool = shared_pool()
-    at_once = max(1, min(len(nodes), pool.size))
-    share = max(1, pool.size // at_once)
-    turns = threading.BoundedSemaphore(at_once)
     finished = [threading.Event() for _ in nodes]
     threads = [threading.Thread(target=pgdatinit, args=(node, done), name=f"pgdatinit{node.nid}")
                for node, done in zip(nodes, finished)]
@@ -236,12 +278,7 @@ def deferred_init(plan: BootPlan, memmap: Memmap, zones: dict[tuple[int, int], Z
     finally:
         for thread in threads:
             thread.join()  # each has finished its work; this only waits for it to exit
-    if errors:
-        nid, error = _first_real_error(errors)
-        error.add_note(f"in deferred init of node {nid}")
-        raise error
-    return [results.get(node.nid, NodeResult(node.nid, node.max_threads, None, 0.0, 0))
-            for node in plan.nodes]
+    return _first_real_error(errors) if errors else None
 
 
 def combined(reports: list[JobReport]) -> JobReport | None:

@@ -9,17 +9,13 @@ header (`fastinit.mm.memmap_file`) for memmaps larger than RAM.
 
 from __future__ import annotations
 
-import mmap
-
 import numpy as np
 
-from fastinit.engine.memory import available_memory
-from fastinit.layout import (HPAGE_PMD_SIZE, MAX_PFN, PAGE_DTYPE, PAGEBLOCKS_PER_SECTION,
-                             PAGES_PER_SECTION, SECTION_SHIFT)
-
-
-def gib(nbytes: int) -> str:
-    return f"{nbytes / 2**30:.2f} GiB"
+from fastinit.arrays.alloc import map_anonymous
+from fastinit.machine.ranges import present_runs
+from fastinit.units import gib
+from fastinit.layout import (MAX_PFN, PAGE_DTYPE, PAGEBLOCKS_PER_SECTION, PAGES_PER_SECTION,
+                             SECTION_SHIFT)
 
 
 def memmap_bytes(nr_sections: int) -> int:
@@ -90,7 +86,7 @@ class Memmap:
 
     @classmethod
     def in_memory(cls, sections: np.ndarray) -> Memmap:
-        """Anonymous memory with huge-page advice, not yet touched.
+        """Anonymous memory with huge-page advice, not yet touched (`fastinit.empty`'s).
 
         Raises
         ------
@@ -98,29 +94,14 @@ class Memmap:
             If it does not fit in the memory available now (names the size and the fix).
         """
         size = memmap_bytes(len(check_sections(sections)))
-        available = available_memory()
-        if size > available * 0.9:
-            raise ValueError(f"the memmap needs {gib(size)} but only {gib(available)} of "
-                             f"memory is available; back it with a file instead: "
-                             f"--memmap-file PATH (on a disk with {gib(size)} free)")
-        # Over-allocate so the array can start on a huge-page boundary.
-        region = mmap.mmap(-1, size + HPAGE_PMD_SIZE, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
-        if hasattr(mmap, "MADV_HUGEPAGE"):
-            region.madvise(mmap.MADV_HUGEPAGE)
-        address = np.frombuffer(region, dtype=np.uint8).ctypes.data
-        offset = -address % HPAGE_PMD_SIZE
-        view = memoryview(region)[offset:offset + size]
-        return cls(sections, view, "memory", owner=region)
+        owner = map_anonymous(size, huge_pages=True, what="the memmap",
+                              fix=f"back it with a file instead: --memmap-file PATH (on a "
+                                  f"disk with {gib(size)} free)")
+        return cls(sections, np.asarray(owner), "memory", owner=owner)
 
     @property
     def nbytes(self) -> int:
         return memmap_bytes(len(self.sections))
-
-    def slot_of_section(self, section: int) -> int:
-        slot = int(np.searchsorted(self.sections, section))
-        if slot == len(self.sections) or self.sections[slot] != section:
-            return -1
-        return slot
 
     def slots(self, start_pfn: int, end_pfn: int) -> tuple[int, np.ndarray]:
         """Section slots covering ``[start_pfn, end_pfn)`` for the kernels.
@@ -142,27 +123,37 @@ class Memmap:
 
     def present_runs(self, start_pfn: int, end_pfn: int) -> list[tuple[int, int]]:
         """The parts of ``[start_pfn, end_pfn)`` that have descriptors, as pfn ranges."""
-        lo, hi = np.searchsorted(self.sections, [start_pfn >> SECTION_SHIFT,
-                                                 ((end_pfn - 1) >> SECTION_SHIFT) + 1])
-        runs: list[tuple[int, int]] = []
-        for section in self.sections[lo:hi].tolist():
-            s = max(start_pfn, section << SECTION_SHIFT)
-            e = min(end_pfn, (section + 1) << SECTION_SHIFT)
-            if runs and runs[-1][1] == s:
-                runs[-1] = (runs[-1][0], e)
-            elif s < e:
-                runs.append((s, e))
-        return runs
+        return present_runs(self.sections, start_pfn, end_pfn)
+
+    def has(self, pfn):
+        """Whether ``pfn`` (scalar or array) has a descriptor: its section is present."""
+        present = self._present(np.asarray(pfn, dtype=np.int64) >> SECTION_SHIFT)[1]
+        return bool(present) if present.ndim == 0 else present
 
     def index(self, pfn):
-        """Position of ``pfn``'s descriptor in `pages` (scalar or array); -1 if it has none."""
+        """Position of ``pfn``'s descriptor in `pages` (scalar or array).
+
+        Raises
+        ------
+        ValueError
+            For a pfn without descriptors (its section is absent): ask `has` first where
+            a miss is expected. There is no sentinel: a -1 would index the last descriptor.
+        """
         pfn = np.asarray(pfn, dtype=np.int64)
-        section = pfn >> SECTION_SHIFT
-        slot = np.searchsorted(self.sections, section)
-        clipped = np.minimum(slot, len(self.sections) - 1)
-        present = self.sections[clipped] == section
-        result = np.where(present, clipped * PAGES_PER_SECTION + (pfn & (PAGES_PER_SECTION - 1)), -1)
+        slot, present = self._present(pfn >> SECTION_SHIFT)
+        if not present.all():
+            bad = int(pfn) if pfn.ndim == 0 else int(pfn[~present][0])
+            raise ValueError(f"pfn {bad:#x} has no descriptor: its section "
+                             f"{bad >> SECTION_SHIFT} is not present in this memmap")
+        result = slot * PAGES_PER_SECTION + (pfn & (PAGES_PER_SECTION - 1))
         return int(result) if result.ndim == 0 else result
+
+    def _present(self, section: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Slot of each section (clipped into range) and whether it is really that one."""
+        if not len(self.sections):
+            return np.zeros_like(section), np.zeros(section.shape, bool)
+        slot = np.minimum(np.searchsorted(self.sections, section), len(self.sections) - 1)
+        return slot, self.sections[slot] == section
 
     def pfns(self) -> np.ndarray:
         """The pfn of every descriptor, shape (nr_pages,) (for checks, not hot paths)."""

@@ -17,6 +17,7 @@ from fastinit.layout import (MAX_NUMNODES, MAX_PFN, NR_CPUS, PAGE_DTYPE,
                              PAGEBLOCKS_PER_SECTION, PAGES_PER_SECTION, VMEMMAP_START,
                              ZONES_PGSHIFT)
 from fastinit.machine.cmdline import parse_cmdline
+from fastinit.machine.kernel_rules import NEWEST_RULES, parse_version
 from fastinit.machine.topology import Node, Topology
 
 # Real firmware maps have tens of ranges, boot logs a few hundred reservations at most.
@@ -45,7 +46,9 @@ def topology_to_json(topology: Topology) -> dict:
             "reserved": [list(r) for r in topology.reserved],
             "nodes": [{"nid": n.nid, "cpus": n.cpus, "ranges": [list(r) for r in n.ranges]}
                       for n in topology.nodes],
-            "cmdline": topology.cmdline.text}
+            "cmdline": topology.cmdline.text,
+            # The kernel generation modelled (its rules decide reservations and jobs).
+            "linux": topology.kernel.version, "linux_from_log": topology.kernel.from_log}
 
 
 def topology_fingerprint(topology: Topology) -> str:
@@ -73,10 +76,20 @@ def page_metadata(plan, kernel: str) -> dict:
         "sections": len(plan.sections),
         "zones": [[node.nid, zone.zid] for node in plan.nodes for zone in node.zones],
     }
+    if plan.pools is not None and plan.pools.counts():
+        # The command line in the topology asks for them; this says what they hold.
+        meta["hugepages"] = pool_counts(plan)
     if len(plan.nodes) < len(plan.topology.memory_nodes):
         # One node's shard (`BootPlan.shard`): the file holds that node's sections only.
         meta["node"] = plan.nodes[0].nid
     return meta
+
+
+def pool_counts(plan) -> list[list[int]]:
+    """``[nid, order, pages]`` of every HugeTLB boot pool the plan makes, sorted."""
+    counts = plan.pools.counts() if plan.pools is not None else {}
+    return sorted([nid, order, pages] for nid, sizes in counts.items()
+                  for order, pages in sizes.items())
 
 
 def field(document: dict, key: str, kind: type, what: str = "metadata"):
@@ -131,7 +144,12 @@ def topology_from_json(document) -> Topology:
         nodes.append(Node(nid, cpus, ranges))
     cmdline = parse_cmdline(_text(field(document, "cmdline", str, "topology"),
                                   "the kernel command line"))
-    return Topology(tuple(nodes), reserved, source, notes, cmdline)  # checks consistency
+    # Files written before the rules existed were modelled as the newest kernel.
+    linux = document.get("linux", "newest")
+    kernel = NEWEST_RULES if linux == "newest" else parse_version(
+        _text(linux, "the Linux version"), from_log=document.get("linux_from_log") is True)
+    return Topology(tuple(nodes), reserved, source, notes, cmdline,  # checks consistency
+                    kernel=kernel)
 
 
 def check_page_metadata(document, arch_profiles) -> tuple[Topology, dict]:
@@ -187,3 +205,5 @@ def check_against_plan(document: dict, plan) -> None:
     expected = [[node.nid, zone.zid] for node in plan.nodes for zone in node.zones]
     if document["zones"] != expected:
         raise ValueError("zones are not the machine's zones")
+    if document.get("hugepages", []) != pool_counts(plan):
+        raise ValueError("hugepages are not the pools the machine's command line makes")

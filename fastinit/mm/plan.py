@@ -13,12 +13,14 @@ import numpy as np
 
 from fastinit.engine.validate import check_int, check_threads
 from fastinit.machine.hugetlb_params import parse_hugetlb
+from fastinit.machine.kernel_rules import low_reserved
 from fastinit.mm.hugetlb.buddy_plan import plan_buddy_pools, zone_rooms
 from fastinit.mm.hugetlb.plan import PoolPlan, online_nodes, place_gigantic
 from fastinit.mm.memmap import memmap_bytes
-from fastinit.layout import HPAGE_PMD_SIZE, PAGE_SHIFT, SECTION_MAP_PAGES, SECTION_SHIFT
+from fastinit.layout import HPAGE_PMD_NR, PAGE_SHIFT, SECTION_MAP_PAGES, SECTION_SHIFT
+from fastinit.machine.ranges import alloc_top_down, section_runs
 from fastinit.machine.topology import (Range, Topology, Zone, intersect, merge_ranges,
-                               section_align_up, subtract)
+                                       section_align_up, subtract)
 
 ARCH_PROFILES = {
     "x86": "Linux 5.8 on x86-64: all CPUs of the node (at least 1)",
@@ -27,10 +29,10 @@ ARCH_PROFILES = {
 }
 DEFAULT_ARCH = "x86"
 
-# x86 reserves the first 1 MiB since Linux 5.13 (BIOS corruption, real-mode trampoline).
-LOW_RESERVED = (0, (1 << 20) >> PAGE_SHIFT)
+# x86 reserves the first 1 MiB since Linux 5.13 (BIOS corruption, real-mode trampoline),
+# 64 KiB before (kernel_rules.low_reserved).
 # The vmemmap of a section is 2 MiB, allocated PMD-aligned, above MAX_DMA_ADDRESS (16 MiB).
-MEMMAP_ALIGN = HPAGE_PMD_SIZE >> PAGE_SHIFT
+MEMMAP_ALIGN = HPAGE_PMD_NR
 MEMMAP_MIN_PFN = (16 << 20) >> PAGE_SHIFT
 
 
@@ -159,47 +161,17 @@ class BootPlan:
         return np.array(free, dtype=np.int64).reshape(-1, 2)
 
 
-def section_runs(topology: Topology) -> list[tuple[int, int, int]]:
-    """``(first, end, nid)`` runs of sections whose descriptors each node's memmap holds,
-    in address order. A section belongs to the first memory range touching it:
-    ``memory_present()`` marks it with the node of the first range it meets, and
-    ``sparse_init()`` groups sections by that node."""
-    runs: list[tuple[int, int, int]] = []
-    next_section = 0
-    for start, end, nid in topology.memory_ranges():
-        first = max(start >> SECTION_SHIFT, next_section)
-        last = (end - 1) >> SECTION_SHIFT
-        if first <= last:
-            if runs and runs[-1][1] == first and runs[-1][2] == nid:
-                runs[-1] = (runs[-1][0], last + 1, nid)
-            else:
-                runs.append((first, last + 1, nid))
-            next_section = last + 1
-    return runs
-
-
 def sparse_groups(topology: Topology) -> list[tuple[int, int]]:
     """``(nid, sections)`` of each ``sparse_init_nid()`` call, in order: ``sparse_init()``
     walks the present sections in address order and calls it once per run of sections of
     one node (sections without memory between them do not end a run)."""
     groups: list[tuple[int, int]] = []
-    for first, end, nid in section_runs(topology):
+    for first, end, nid in section_runs(topology.memory_ranges()):
         if groups and groups[-1][0] == nid:
             groups[-1] = (nid, groups[-1][1] + end - first)
         else:
             groups.append((nid, end - first))
     return groups
-
-
-def _alloc_top_down(free: list[Range], pages: int, align: int, min_pfn: int) -> Range | None:
-    """memblock's default: the highest aligned place in ``free`` that fits ``pages``
-    (never pfn 0: ``memblock_find_in_range_node()`` starts at PAGE_SIZE)."""
-    min_pfn = max(min_pfn, 1)
-    for start, end in reversed(free):
-        place = ((end - pages) // align) * align
-        if place >= max(start, min_pfn):
-            return place, place + pages
-    return None
 
 
 def _memblock_alloc(topology: Topology, reserved: list[Range], pages: int,
@@ -210,7 +182,7 @@ def _memblock_alloc(topology: Topology, reserved: list[Range], pages: int,
     for nid, min_pfn in tries:
         memory = (list(topology.node(nid).ranges) if nid is not None else
                   [(s, e) for s, e, _ in topology.memory_ranges()])
-        place = _alloc_top_down(subtract(memory, reserved), pages, MEMMAP_ALIGN, min_pfn)
+        place = alloc_top_down(subtract(memory, reserved), pages, MEMMAP_ALIGN, min_pfn)
         if place is not None:
             return place
     return None
@@ -258,7 +230,7 @@ def plan_boot(topology: Topology, arch: str = DEFAULT_ARCH,
     threads = check_threads(threads, fix="threads per node, or None for the arch profile's cap")
     sections = topology.present_sections()
     memory = [(s, e) for s, e, _ in topology.memory_ranges()]
-    reserved = list(topology.reserved) + intersect(memory, *LOW_RESERVED)
+    reserved = list(topology.reserved) + intersect(memory, *low_reserved(topology.kernel))
     memmaps: dict[int, list[Range]] = {node.nid: [] for node in topology.memory_nodes}
     for nid, count in sparse_groups(topology):
         placed = _place_memmap(topology, nid, count, reserved)

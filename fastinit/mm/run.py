@@ -5,7 +5,6 @@
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from collections.abc import Callable
@@ -14,27 +13,20 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from fastinit.mm.plan import DEFAULT_ARCH, BootPlan, plan_boot
+from fastinit.arrays.touch import first_touch as touch_memory
+from fastinit.mm.plan import BootPlan, plan_boot
 from fastinit.mm.buddy import ZoneFreeArea
-from fastinit.engine.cpus import usable_cpus
-from fastinit.engine.validate import check_bool, check_callable, check_event, check_type
-from fastinit.mm.deferred import DEFAULT_KERNEL, NodeResult, check_kernel, deferred_init
+from fastinit.engine.validate import check_callable, check_event, check_type
+from fastinit.mm.deferred import DEFAULT_KERNEL, NodeResult, deferred_init
 from fastinit.mm import memmap_file as memmap_files
 from fastinit.mm.early import early_init
+from fastinit.mm.options import BootOptions
 from fastinit.mm.hugetlb.plan import has_pools
 from fastinit.mm.hugetlb.hvo import remapped_pages
 from fastinit.mm.hugetlb.hvo_budget import decide_hvo
-from fastinit.kernels.first_touch import touch_range
 from fastinit.mm.memmap import Memmap
-from fastinit.engine.padata import Job, do_multithreaded
-from fastinit.engine.niceness import check_nice
-from fastinit.engine.progress import Tally
-from fastinit.layout import HPAGE_PMD_SIZE, PAGE_SIZE, pfn_up
+from fastinit.engine.padata import JobCancelled
 from fastinit.machine.topology import Topology
-
-# First-touch chunks: whole huge pages, at least 32 MiB each.
-_HUGE_PAGE_UNITS = HPAGE_PMD_SIZE // PAGE_SIZE
-
 
 @dataclass
 class BootResult:
@@ -52,12 +44,12 @@ class BootResult:
         reused), "early", "deferred" and "hugetlb" (the boot pools).
     hvo : fastinit.mm.hugetlb.hvo.HvoDecision or None
         Which huge pages get their vmemmap remapped (decided before early init).
-    pools : fastinit.mm.hugetlb.state.PoolResult or None
+    pools : fastinit.mm.hugetlb.result.PoolResult or None
         The HugeTLB boot pools, once allocated.
     verification : fastinit.mm.verify_report.VerifyReport or None
         `fastinit.boot`'s ``verify=True`` report.
-    digests : dict of int to str or None
-        `fastinit.boot`'s ``digests=True``: each node's SHA-256.
+    digests : dict of int to dict or None
+        `fastinit.boot`'s ``digests=True``: each node's digests.
     """
 
     plan: BootPlan
@@ -74,25 +66,15 @@ class BootResult:
 def first_touch(memmap: Memmap, threads: int | None = None,
                 progress: Callable[[int, int], None] | None = None,
                 nice: int | None = None) -> None:
-    """Fault in every page of the memmap in parallel, and clear the pageblock types.
+    """Fault in every page of the memmap in parallel, as `fastinit.empty` does its arrays
+    (`fastinit.arrays.touch`), and clear the pageblock types.
 
-    ``progress(done, total)`` is called in bytes touched as chunks finish.
+    ``progress(done, total)`` is called in bytes, with ``(0, total)`` first (the stage
+    starts) and then as chunks finish; ``nice`` is the helpers' niceness (`fastinit.Job`).
     """
-    raw = memmap.raw
-
-    def touch(start: int, end: int, arg) -> None:
-        touch_range(raw, start * PAGE_SIZE, min(end * PAGE_SIZE, len(raw)))
-
-    tally = Tally(progress, len(raw))
-
-    def on_progress(done_units: int, total: int) -> None:
-        tally.add(min(done_units * PAGE_SIZE, len(raw)) - tally.done)
-
-    units = pfn_up(len(raw))
-    do_multithreaded(Job(touch, start=0, size=units, align=_HUGE_PAGE_UNITS,
-                         min_chunk=16 * _HUGE_PAGE_UNITS,
-                         max_threads=threads or usable_cpus(), nice=nice),
-                     progress=on_progress)
+    if progress is not None:
+        progress(0, len(memmap.raw))
+    touch_memory(memmap.raw, threads=threads, progress=progress, nice=nice)
     # The kernel allocates the pageblock bitmap zeroed: every block starts UNMOVABLE.
     memmap.pageblock_mt[:] = 0
 
@@ -119,12 +101,9 @@ def _failure_recorded(memmap: Memmap):
         raise
 
 
-def prepare(topology: Topology, *, arch: str = DEFAULT_ARCH, threads: int | None = None,
-            memmap_file: str | None = None, force: bool = False,
-            memmap: Memmap | None = None, kernel: str = DEFAULT_KERNEL,
-            touch_progress: Callable[[int, int], None] | None = None,
-            replace_any_file: bool = False, node: int | None = None,
-            nice: int | None = None) -> BootResult:
+def prepare(topology: Topology, options: BootOptions | None = None, /, *,
+            memmap: Memmap | None = None,
+            touch_progress: Callable[[int, int], None] | None = None, **choices) -> BootResult:
     """Everything before deferred init: plan, memmap (allocated and touched), early init.
 
     Parameters are as for `boot`; ``memmap`` reuses an already touched memmap of the same
@@ -135,24 +114,27 @@ def prepare(topology: Topology, *, arch: str = DEFAULT_ARCH, threads: int | None
     BootResult
         With ``nodes`` still empty.
     """
-    _check_machine_arguments(topology, memmap_file, force, memmap, replace_any_file)
-    plan = plan_boot(topology, arch, threads)
-    if node is not None:
+    options = BootOptions.of(options, choices)
+    _check_machine_arguments(topology, memmap)
+    plan = plan_boot(topology, options.arch, options.threads)
+    if options.node is not None:
         if has_pools(plan):
             raise ValueError("a node booted alone (node=, --cluster) cannot have HugeTLB "
                              "boot pools yet (hugepages= on the kernel command line); boot "
                              "the machine in one process")
-        plan = plan.shard(node)
+        plan = plan.shard(options.node)
+    if (options.memmap_file is not None or (memmap is not None and memmap.file is not None)) and \
+            has_pools(plan) and plan.pools.params.free_vmemmap:
+        raise ValueError("hugetlb_free_vmemmap=on (HVO) remaps the memmap in memory; a "
+                         "memmap file keeps every descriptor: boot with "
+                         "hugetlb_free_vmemmap=off, or without --memmap-file")
     hvo = decide_hvo(plan)
-    if memmap_file is not None and has_pools(plan):
-        raise ValueError("HugeTLB boot pools (hugepages= on the kernel command line) are not "
-                         "recorded in memmap files, so the file could not be verified "
-                         "later; boot in memory, or without hugepages=")
     timings = {}
     fresh = memmap is None
     began = time.perf_counter()
     if fresh:
-        memmap = allocate(plan, memmap_file, force, kernel, replace_any_file)
+        memmap = allocate(plan, options.memmap_file, options.force, options.kernel,
+                          options.replace_any_file)
     elif not np.array_equal(memmap.sections, plan.sections):
         raise ValueError("the memmap given was made for another machine; allocate a new one")
     elif remapped_pages(memmap):
@@ -162,7 +144,7 @@ def prepare(topology: Topology, *, arch: str = DEFAULT_ARCH, threads: int | None
         memmap.file.begin_update()
     with _failure_recorded(memmap):
         if fresh:
-            first_touch(memmap, progress=touch_progress, nice=nice)
+            first_touch(memmap, progress=touch_progress, nice=options.nice)
             timings["sparse_init"] = time.perf_counter() - began
         else:
             memmap.pageblock_mt[:] = 0
@@ -174,15 +156,12 @@ def prepare(topology: Topology, *, arch: str = DEFAULT_ARCH, threads: int | None
     return BootResult(plan, memmap, zones, [], timings, hvo)
 
 
-def _check_machine_arguments(topology, memmap_file, force, memmap, replace_any_file) -> None:
+def _check_machine_arguments(topology, memmap) -> None:
     """Refuse arguments of the wrong kind here (TypeError), not as a traceback from deep
-    inside."""
+    inside (the options check themselves: `BootOptions`)."""
     check_type(topology, Topology, "topology", "a fastinit.machine.topology.Topology",
                fix="make one with fastinit.machine.spec.parse_spec, "
                    "fastinit.machine.bootlog.read_bootlog or fastinit.machine.host.this_machine")
-    check_type(memmap_file, (str, os.PathLike), "memmap_file", "a path", optional=True)
-    check_bool(force, "force")
-    check_bool(replace_any_file, "replace_any_file")
     check_type(memmap, Memmap, "memmap", "a fastinit.mm.memmap.Memmap", optional=True)
 
 
@@ -195,15 +174,12 @@ def _check_callbacks(progress, cancel, chunk_hook, touch_progress) -> None:
     check_event(cancel, "cancel")
 
 
-def boot(topology: Topology, *, arch: str = DEFAULT_ARCH, threads: int | None = None,
-         memmap_file: str | None = None, force: bool = False, kernel: str = DEFAULT_KERNEL,
+def boot(topology: Topology, options: BootOptions | None = None, /, *,
          progress: Callable[[int, int], None] | None = None,
          cancel: threading.Event | None = None,
          chunk_hook: Callable[[int, int, int], None] | None = None,
          memmap: Memmap | None = None,
-         touch_progress: Callable[[int, int], None] | None = None,
-         replace_any_file: bool = False, node: int | None = None,
-         nice: int | None = None) -> BootResult:
+         touch_progress: Callable[[int, int], None] | None = None, **choices) -> BootResult:
     """Simulate the boot-time struct page initialization of ``topology``.
 
     Parameters
@@ -211,21 +187,15 @@ def boot(topology: Topology, *, arch: str = DEFAULT_ARCH, threads: int | None = 
     topology : Topology
         The machine (`fastinit.machine.spec.parse_spec`, `fastinit.machine.bootlog.read_bootlog`,
         `fastinit.machine.host.this_machine`).
-    arch : str
-        Thread-cap profile, a key of `fastinit.mm.plan.ARCH_PROFILES`.
-    threads : int or None
-        Threads per node, overriding the profile.
-    memmap_file : str or None
-        Back the memmap with this file instead of memory.
-    force : bool
-        Replace an existing fastinit memmap file at ``memmap_file``. The new file is
-        written beside it and renamed over it only when the boot completed: until then,
-        and if the boot fails or is interrupted, the old file stays as it was.
-    kernel : str
-        Deferred-init kernel (see `fastinit.mm.deferred.CHUNK_KERNELS`).
+    options : BootOptions or None
+        How to boot (`fastinit.mm.options.BootOptions`: ``arch``, ``threads``, ``kernel``,
+        ``memmap_file``, ``force``, ``replace_any_file``, ``node``).
+    **choices
+        Any of those options as keywords, over ``options``:
+        ``boot(topology, threads=2, memmap_file="m.bin")``.
     progress : callable or None
         ``progress(done, total)`` in pages of the deferred ranges, as chunks finish
-        (any thread).
+        (any thread), from ``(0, total)``.
     cancel : threading.Event or None
         Set to stop the boot.
     chunk_hook : callable or None
@@ -233,43 +203,34 @@ def boot(topology: Topology, *, arch: str = DEFAULT_ARCH, threads: int | None = 
     memmap : Memmap or None
         Reuse this already touched memmap (made for the same machine).
     touch_progress : callable or None
-        ``touch_progress(done, total)`` in bytes, as the new memmap is first touched
-        (any thread).
-    replace_any_file : bool
-        With ``force``, replace any regular file at ``memmap_file`` (never a directory,
-        device, FIFO, socket or symbolic link).
-    node : int or None
-        Boot this node alone, on a memmap of its sections only (`BootPlan.shard`): its
-        descriptors and zones come out as in the whole machine's boot. None: every node.
-    nice : int or None
-        Run every thread of the boot but the caller's at this niceness (Linux; see
-        `fastinit.Job`): the first touch's and deferred init's helpers and the nodes'
-        pgdatinit threads.
+        ``touch_progress(done, total)`` in bytes, as the new memmap is first touched,
+        from ``(0, total)``.
 
     Returns
     -------
     BootResult
     """
     _check_callbacks(progress, cancel, chunk_hook, touch_progress)
-    nice = check_nice(nice)
-    check_kernel(kernel)  # before a memmap file is created for nothing
-    result = prepare(topology, arch=arch, threads=threads, memmap_file=memmap_file,
-                     force=force, memmap=memmap, kernel=kernel, touch_progress=touch_progress,
-                     replace_any_file=replace_any_file, node=node, nice=nice)
+    options = BootOptions.of(options, choices)
+    result = prepare(topology, options, memmap=memmap, touch_progress=touch_progress)
+    kernel = options.kernel
     with _failure_recorded(result.memmap):
         began = time.perf_counter()
         result.nodes = deferred_init(result.plan, result.memmap, result.zones, kernel=kernel,
                                      progress=progress, cancel=cancel, chunk_hook=chunk_hook,
-                                     nice=nice)
+                                     nice=options.nice)
         result.timings["deferred"] = time.perf_counter() - began
         if has_pools(result.plan):
-            # Imported here: compiling the pool kernels costs 2 s on a cold Numba cache,
-            # which only boots with pools should pay.
+            # Imported here: only boots with pools pay for compiling the pool kernels
+            # (see fastinit.mm.hugetlb).
             from fastinit.mm.hugetlb.jobs import hugetlb_init
             began = time.perf_counter()
             result.pools = hugetlb_init(result, result.hvo)
             result.timings["hugetlb"] = time.perf_counter() - began
         if result.memmap.file is not None:
+            if cancel is not None and cancel.is_set():  # after the last chunk: still off
+                raise JobCancelled("the boot was cancelled before its memmap file was "
+                                   "complete; the path keeps what it had")
             began = time.perf_counter()
             result.memmap.file.complete(result.zones)
             result.timings["sync"] = time.perf_counter() - began
@@ -313,4 +274,9 @@ def load(path: str, topology: Topology | None = None, *, check_data: bool = Fals
         area.heads[:], area.nr_free[:] = record["heads"], record["nr_free"]
         area.managed = int(record["managed"])
         zones[(area.nid, area.zid)] = area
-    return BootResult(plan, memmap, zones, [], {})
+    result = BootResult(plan, memmap, zones, [], {})
+    if has_pools(plan):
+        # Imported here, as in boot: only files with pools pay for the pool kernels.
+        from fastinit.mm.hugetlb.recorded import recorded_pools
+        result.pools = recorded_pools(plan, memmap)
+    return result

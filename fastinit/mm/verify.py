@@ -152,8 +152,8 @@ class _SectionPass:
                 np.empty(PAGES_PER_SECTION, np.uint8))
 
     def close(self) -> None:
-        """Let go of the memmap and the scratch memory: a pool helper may keep the last job
-        (and so this object) alive, and a memmap file stays locked while its arrays live."""
+        """Let go of the memmap and the scratch memory when the checks end, not when this
+        object is collected: a memmap file stays locked while its arrays live."""
         self.arrays = self.expected = None
         self.spare.clear()
 
@@ -263,9 +263,9 @@ def verify(result: BootResult, *, threads: int | None = None,
     expected = expected_state(result.plan)
     pool_checks = None
     if result.pools is not None:
-        # Imported for boots with pools only: it brings the pool kernels (about 5 s to
-        # compile on a cold Numba cache). The pools changed some blocks after deferred
-        # init: those are checked on their own.
+        # Imported for boots with pools only: it brings the pool kernels (see
+        # fastinit.mm.hugetlb). The pools changed some blocks after deferred init: those
+        # are checked on their own.
         from fastinit.mm.hugetlb import verify as pool_checks
         expected = pool_checks.with_pools(expected, result)
     listed, blocks = check_free_lists(result, report.checks[1])

@@ -59,12 +59,19 @@ def cached_boot(layout: Layout, tools: Tools, initramfs: str, workdir: str,
         serial = path.read_bytes().decode("utf-8", errors="replace")
         return Boot(layout, serial, 0.0, 0, ())
     result = boot(layout, tools, initramfs, workdir, timeout)
-    if not result.timed_out:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = path.with_suffix(f".{os.getpid()}.tmp")
-        temporary.write_bytes(result.serial.encode("utf-8", errors="replace"))
-        os.replace(temporary, path)
+    keep(result, tools, cache)
     return result
+
+
+def keep(result: Boot, tools: Tools, cache: str | os.PathLike = BOOT_CACHE) -> None:
+    """Put a boot that finished by itself in the cache (campaigns share theirs)."""
+    if result.timed_out:
+        return
+    path = cache_path(result.layout, tools, cache)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_suffix(f".{os.getpid()}.tmp")
+    temporary.write_bytes(result.serial.encode("utf-8", errors="replace"))
+    os.replace(temporary, path)
 
 
 def with_kernel(tools: Tools, image: str) -> Tools:

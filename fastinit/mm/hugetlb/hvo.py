@@ -35,7 +35,7 @@ import numpy as np
 from fastinit.layout import (DESCRIPTORS_PER_PAGE, PAGE_DTYPE, PAGE_SIZE, PAGES_PER_SECTION,
                              SECTION_MAP_PAGES)
 from fastinit.mm.memmap import Memmap
-from fastinit.mm.plan import section_runs
+from fastinit.machine.ranges import section_runs
 
 # The memfd's name, by which its mappings are found in /proc/self/maps.
 _MEMFD_NAME = "fastinit-hvo"
@@ -198,9 +198,10 @@ def vmemmap_backing(plan) -> np.ndarray:
         the first.
     """
     backing = np.full(len(plan.sections), -1, dtype=np.int64)
+    runs = section_runs(plan.topology.memory_ranges())
     for node in plan.nodes:
         sections = np.concatenate([np.arange(first, end, dtype=np.int64) for first, end, nid
-                                   in section_runs(plan.topology) if nid == node.nid]
+                                   in runs if nid == node.nid]
                                   or [np.zeros(0, np.int64)])
         slots = np.searchsorted(plan.sections, sections)
         # The node's memmap pieces hold its sections in order, 2 MiB each.

@@ -29,13 +29,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from fastinit.layout import DESCRIPTORS_PER_PAGE
 from fastinit.engine.padata import Job, do_multithreaded
 from fastinit.engine.workpool import shared_pool
-from fastinit.kernels._layout import page_links
 from fastinit.kernels.buddy_alloc import take_blocks
-from fastinit.kernels.compound import prep_buddy_huge_pages, prep_gigantic_pages
-from fastinit.mm.hugetlb.state import PoolResult, PoolState
+from fastinit.mm.hugetlb.prep import in_full, prep_buddy, prep_gigantic
+from fastinit.mm.hugetlb.result import PoolResult
+from fastinit.mm.hugetlb.state import PoolState
 from fastinit.mm.hugetlb.plan import zone_of
 from fastinit.mm.hugetlb.hvo import freeze
 from fastinit.mm.hugetlb.hvo_budget import HvoDecision
@@ -52,27 +51,20 @@ def pool_sequence(plan, order: int) -> np.ndarray:
     """
     pools = plan.pools
     node_form = bool(pools.params.hstate(order).nodes)
-    keys = []
+    positions, turns, units = [], [], []
     for position, node in enumerate(plan.nodes):
-        zones = [zid for zid, pages in pools.buddy.get((order, node.nid), ())
-                 for _ in range(pages)]
-        for turn, zid in enumerate(zones):
-            first, second = (position, turn) if node_form else (turn, position)
-            keys.append((first, second, node.nid, zid))
-    keys.sort()
-    return np.array([key[2:] for key in keys], dtype=np.int64).reshape(-1, 2)
-
-
-def _in_full(state, slots, base, order, links=None):
-    """What writes every descriptor of pages HVO could not remap after all (the process
-    ran out of mappings): buddy pages from where their first 64 were written; gigantic
-    pages (``links``) initialized first, as early init skipped them past their first 64."""
-    pages, count = state.memmap.pages, 1 << order
-    if links is None:
-        return lambda heads: prep_buddy_huge_pages(pages, slots, base, heads, order, count,
-                                                   False)
-    return lambda heads: prep_gigantic_pages(pages, slots, base, heads, order, count, links,
-                                             True, False)
+        segments = pools.buddy.get((order, node.nid), ())
+        zids = np.repeat(np.array([zid for zid, _ in segments], dtype=np.int64),
+                         [pages for _, pages in segments])
+        positions.append(np.full(len(zids), position, dtype=np.int64))
+        turns.append(np.arange(len(zids), dtype=np.int64))
+        units.append(np.stack([np.full(len(zids), node.nid, dtype=np.int64), zids], axis=1))
+    if not units:
+        return np.zeros((0, 2), dtype=np.int64)
+    position, turn = np.concatenate(positions), np.concatenate(turns)
+    # Node by node (per-node form), else turn by turn across the nodes: each key is unique.
+    first, second = (position, turn) if node_form else (turn, position)
+    return np.concatenate(units)[np.lexsort((second, first))]
 
 
 def _alloc_chunk(start: int, end: int, ctx) -> None:
@@ -90,11 +82,9 @@ def _alloc_chunk(start: int, end: int, ctx) -> None:
         if taken != count:
             raise RuntimeError(f"node {nid} zone {zid} ran out of order-{order} blocks "
                                f"({taken} of {count}): the plan and the buddy state differ")
-        base, slots = state.slots[(nid, zid)]
-        prep_buddy_huge_pages(state.memmap.pages, slots, base, heads, order,
-                              DESCRIPTORS_PER_PAGE if optimize else 1 << order, optimize)
+        prep_buddy(state, (nid, zid), heads, order, optimize)
         if optimize:
-            state.optimize(heads, order, _in_full(state, slots, base, order))
+            state.optimize(heads, order, in_full(state, (nid, zid), order, False))
         state.enqueue(heads, order, nid)
 
 
@@ -107,16 +97,12 @@ def _gather_chunk(start: int, end: int, ctx) -> None:
             if owner != nid:
                 continue
             zid = zone_of(plan.topology, nid, pfn)
-            base, slots = state.slots[(nid, zid)]
             heads = np.array([pfn], dtype=np.int64)
-            links = page_links(nid, zid)
-            prep_gigantic_pages(state.memmap.pages, slots, base, heads, order,
-                                DESCRIPTORS_PER_PAGE if optimize else 1 << order,
-                                links, False, optimize)
+            prep_gigantic(state, (nid, zid), heads, order, optimize)
             # The pages were memblock's, "stolen" from totalram: count them again.
             state.add_managed((nid, zid), 1 << order)
             if optimize:
-                state.optimize(heads, order, _in_full(state, slots, base, order, links),
+                state.optimize(heads, order, in_full(state, (nid, zid), order, True),
                                keep_tails=False)
             state.enqueue(heads, order, nid)
 
@@ -130,7 +116,8 @@ class _JobArg:
     remap: tuple = ()
 
 
-def hugetlb_init(result, decision: HvoDecision, threads: int | None = None) -> PoolResult:
+def hugetlb_init(result, decision: HvoDecision, threads: int | None = None,
+                 stream: bool = True) -> PoolResult:
     """Allocate and prepare the boot pools of a booted machine.
 
     Parameters
@@ -141,6 +128,9 @@ def hugetlb_init(result, decision: HvoDecision, threads: int | None = None) -> P
         From `decide_hvo`, made before early init.
     threads : int or None
         Most threads per job instead of the kernel's shapes (measurements).
+    stream : bool
+        Write the tails whose old contents are known by streaming stores
+        (`fastinit.mm.hugetlb.prep`); False: the reference's plain stores only (tests).
 
     Returns
     -------
@@ -148,7 +138,7 @@ def hugetlb_init(result, decision: HvoDecision, threads: int | None = None) -> P
     """
     state = None
     try:
-        state = PoolState(result, decision)
+        state = PoolState(result, decision, stream)
         _run_jobs(state, decision, threads)
     finally:
         # Every remapping is done (or never will be): its mappings now count against the
@@ -178,10 +168,14 @@ def _run_jobs(state: PoolState, decision: HvoDecision, threads: int | None) -> N
             continue
         arg = _JobArg(state, request.order, pool_sequence(plan, request.order),
                       decision.buddy_units.get(request.order, 0))
-        cap = threads or memory_nodes * 2
-        job = Job(_alloc_chunk, start=0, size=total, align=1,
-                  min_chunk=total // memory_nodes // 2, max_threads=min(cap, pool.size),
-                  fn_arg=arg, numa_aware=True)
+        if plan.topology.kernel.has("hugetlb_alloc_threads"):
+            # hugepage_allocation_threads: a quarter of the CPUs, at least one.
+            cap = threads or max(sum(node.cpus for node in plan.topology.nodes) // 4, 1)
+            least = total // cap
+        else:
+            cap, least = threads or memory_nodes * 2, total // memory_nodes // 2
+        job = Job(_alloc_chunk, start=0, size=total, align=1, min_chunk=least,
+                  max_threads=min(cap, pool.size), fn_arg=arg, numa_aware=True)
         began = time.perf_counter()
         state.out.jobs["alloc"] = do_multithreaded(job)
         state.out.seconds["alloc"] = time.perf_counter() - began

@@ -3,80 +3,23 @@
 `PoolState` is the jobs' shared argument: it takes blocks from a zone's free lists under
 the zone's lock, gives the vmemmap pages HVO frees back to the buddy allocator, and puts
 prepared pages on their size's per-node free list (``enqueue_huge_page()``) under the
-pools' lock. Everything a verification needs later is recorded in a `PoolResult`.
+pools' lock. Everything a verification needs later is recorded in a
+`fastinit.mm.hugetlb.result.PoolResult`.
 """
 
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass, field
 
 import numpy as np
 
 from fastinit.kernels._layout import lru_address, lru_pfn
 from fastinit.kernels.buddy_alloc import free_ranges_to_zone
 from fastinit.kernels.compound import HPG_FREED, link_heads
-from fastinit.layout import LIST_HEAD_SIZE, MAX_NUMNODES
 from fastinit.machine.ranges import Range, merge_ranges
 from fastinit.mm.hugetlb.hvo import Remapper, freed_vmemmap, vmemmap_backing
-
-# Simulated address of hstate->hugepage_freelists[nid] (in the direct map, like zones').
-HSTATE_LIST_BASE = 0xFFFF888200000000
-
-
-def freelist_address(hstate: int, nid: int) -> int:
-    """Address of the list head of free huge pages of the ``hstate``-th size on ``nid``."""
-    return HSTATE_LIST_BASE + (hstate * MAX_NUMNODES + nid) * LIST_HEAD_SIZE
-
-
-@dataclass
-class PoolResult:
-    """What ``hugetlb_init()`` did.
-
-    Attributes
-    ----------
-    pages : dict
-        ``order -> list of (ndarray of int64 head pfns, nid)``, batch by batch.
-    jobs : dict
-        ``"alloc"`` (buddy-allocated sizes) and ``"gather"`` (gigantic pages) JobReports.
-    seconds : dict
-        Wall time of each job.
-    freed_vmemmap : list of (int, int, int, int)
-        ``(nid, zid, start, end)`` of vmemmap pages HVO gave to the buddy allocator.
-    freelists : dict
-        ``(hstate index, nid) -> (first, last)`` addresses on each per-node free list.
-    managed_added : dict
-        ``(nid, zid) -> pages`` added to ``managed``: gigantic pages and freed vmemmap.
-    remapper : Remapper or None
-    decision : HvoDecision
-    kept_vmemmap : int
-        Pages HVO was to remap but kept whole: the process ran out of mappings.
-    """
-
-    pages: dict = field(default_factory=dict)
-    jobs: dict = field(default_factory=dict)
-    seconds: dict = field(default_factory=dict)
-    freed_vmemmap: list = field(default_factory=list)
-    freelists: dict = field(default_factory=dict)
-    managed_added: dict = field(default_factory=dict)
-    remapper: Remapper | None = None
-    decision: object = None
-    kept_vmemmap: int = 0
-
-    def heads(self, order: int) -> np.ndarray:
-        """Head pfns of every pool page of ``order`` (int64, sorted)."""
-        batches = [heads for heads, _ in self.pages.get(order, [])]
-        return np.sort(np.concatenate(batches)) if batches else np.zeros(0, np.int64)
-
-    def counts(self) -> dict[int, dict[int, int]]:
-        """``nid -> {order: pages}``."""
-        result: dict[int, dict[int, int]] = {}
-        for order, batches in self.pages.items():
-            for heads, nid in batches:
-                sizes = result.setdefault(nid, {})
-                sizes[order] = sizes.get(order, 0) + len(heads)
-        return result
-
+from fastinit.mm.hugetlb.prep import can_stream, whole_blocks
+from fastinit.mm.hugetlb.result import PoolResult, freelist_address
 
 class PoolState:
     """Shared state of the HugeTLB jobs.
@@ -87,10 +30,14 @@ class PoolState:
         After deferred init.
     decision : HvoDecision
         Which pages HVO remaps.
+    stream : bool
+        Stream the tails whose old contents are known (`fastinit.mm.hugetlb.prep`).
     """
 
-    def __init__(self, result, decision):
+    def __init__(self, result, decision, stream: bool = True):
         self.plan, self.memmap, self.zones = result.plan, result.memmap, result.zones
+        self.stream = stream and can_stream(self.memmap)
+        self.whole_blocks = {key: whole_blocks(self.plan, key) for key in self.zones}
         self.out = PoolResult(decision=decision)
         if decision.pages:
             self.out.remapper = Remapper(self.memmap, decision.pages)

@@ -29,7 +29,7 @@ from fastinit.layout import MAX_ORDER, PAGE_SIZE, align_up
 from fastinit.machine.ranges import merge_ranges, subtract
 from fastinit.mm.expected import expected_state, range_difference
 from fastinit.mm.hugetlb.verify_descriptors import check_blocks, check_page
-from fastinit.mm.hugetlb.state import freelist_address
+from fastinit.mm.hugetlb.result import freelist_address
 from fastinit.mm.hugetlb.hvo import memfd_mappings, resident_bytes
 
 

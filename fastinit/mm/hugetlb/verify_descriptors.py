@@ -98,11 +98,11 @@ def check_blocks(result, blocks, free, pool, pieces, listed) -> tuple[int, list[
     problems, checked = [], 0
     for lo, hi in blocks:
         pfns = np.arange(lo, hi, dtype=np.int64)
-        index = memmap.index(pfns)
-        keep = index >= 0
+        keep = memmap.has(pfns)
         for start, end in pool:
             keep &= ~((pfns >= start) & (pfns < end))
-        pfns, index = pfns[keep], index[keep]
+        pfns = pfns[keep]
+        index = memmap.index(pfns)
         if not len(pfns):
             continue
         rows = memmap.pages[index]
