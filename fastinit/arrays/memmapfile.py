@@ -25,7 +25,7 @@ from fastinit.engine.interrupts import interrupts_deferred
 from fastinit.engine.validate import check_bool
 from fastinit.units import gib
 
-_REDO = "write it again (the old one is replaced only with force=True / --force)"
+_REDO = "write it again (the old one is replaced only with force=True)"
 _UNFINISHED = {
     fmt.INITIALIZING: "the run that wrote it did not finish (killed or still running)",
     fmt.FAILED: "the run that wrote it stopped with an error",
