@@ -116,7 +116,7 @@ def boot_lines(result: BootResult, verification: VerifyReport | None) -> list[st
                      f"{node.pages:>14} {node.elapsed * 1e3:>9.1f} {rate:>7.2f}{counts}")
     lines.append("")
     return lines + zone_lines(result) + verify_lines(verification) + \
-        digest_lines(result.digests)
+        digest_lines(getattr(result, "digests", None))
 
 
 def reservations(topology: Topology) -> dict:
@@ -219,6 +219,7 @@ def boot_json(result: BootResult, verification: VerifyReport | None) -> dict:
         "verify_checks": [] if verification is None else [
             {"check": check.name, "ok": check.ok, "summary": check.summary,
              "problems": check.problems} for check in verification.checks],
-        **({"digests": {str(nid): d for nid, d in sorted(result.digests.items())}}
-           if result.digests else {}),
+        # A cluster's result reports its digests per shard (distributed.report).
+        **({"digests": {str(nid): d for nid, d in sorted(digests.items())}}
+           if (digests := getattr(result, "digests", None)) else {}),
     }
