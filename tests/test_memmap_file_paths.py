@@ -192,7 +192,7 @@ def test_dotdot_after_a_symlink_is_resolved_as_the_kernel_does(tmp_path):
     theirs = tmp_path / "other" / "x.bin"
     theirs.write_bytes(b"precious")
     given = tmp_path / "sl" / "dirlink" / ".." / "x.bin"
-    with pytest.raises(MemmapFileError, match="exists; pass --force"):
+    with pytest.raises(MemmapFileError, match="exists; pass force=True"):
         create_memmap(given, np.uint8, 3)
     with pytest.raises(MemmapFileError, match="not a fastinit memmap file"):
         create_memmap(given, np.uint8, 3, force=True)
