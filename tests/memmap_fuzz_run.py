@@ -59,13 +59,16 @@ for line in sys.stdin:
 
 
 class Worker:
-    """A watched process that loads and verifies the files it is given."""
+    """A watched process that loads and verifies the files it is given (or runs another
+    ``script`` that answers each line of input with one JSON line)."""
 
-    def __init__(self, seconds: float, memory: int):
+    def __init__(self, seconds: float, memory: int, script: str = WORKER, argv=()):
         self.seconds, self.memory, self.process = seconds, memory, None
+        self.script, self.argv = script, list(argv)
 
     def _start(self) -> None:
-        self.process = subprocess.Popen([sys.executable, "-c", WORKER], stdin=subprocess.PIPE,
+        self.process = subprocess.Popen([sys.executable, "-c", self.script, *self.argv],
+                                        stdin=subprocess.PIPE,
                                         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                                         text=True, bufsize=1)
         assert self.process.stdout.readline().strip() == "ready"
@@ -81,9 +84,12 @@ class Worker:
         return 0
 
     def check(self, path: Path) -> dict:
+        return self.ask(str(path))
+
+    def ask(self, line: str) -> dict:
         if self.process is None or self.process.poll() is not None:
             self._start()
-        self.process.stdin.write(f"{path}\n")
+        self.process.stdin.write(f"{line}\n")
         self.process.stdin.flush()
         deadline = time.monotonic() + self.seconds
         while True:

@@ -80,3 +80,14 @@ def test_low_memory_reserved_is_1_mib_since_5_13_and_64_kib_before():
     assert free_below_1m("5.13") == 0
     # Pages 16..158 (64 KiB to 640 KiB; page 159 is the EBDA's) are free before 5.13.
     assert free_below_1m("5.10") == 159 - 16
+
+
+def test_newest_pools_run_a_quarter_of_the_cpus_and_6_9_two_threads_per_node():
+    from fastinit.engine.workpool import shared_pool
+    from fastinit.mm.run import boot
+    # 2 nodes x 4 CPUs: 7.x runs 8 / 4 = 2 threads; 6.9 up to 2 per node = 4.
+    for version, cap in (("7.2", 2), ("6.9", 4)):
+        topology = parse_spec("2x2G,cpus=4", cmdline="hugepagesz=2M hugepages=64",
+                              kernel=parse_version(version))
+        report = boot(topology).pools.jobs["alloc"]
+        assert report.nworks == min(cap, shared_pool().size)

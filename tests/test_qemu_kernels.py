@@ -13,9 +13,11 @@ from qemu_oracle.kernels import (GENERATIONS, cache_path, cached_boot, fetched_k
                                  with_kernel)
 from qemu_oracle.runner import Tools
 
-# numa=fake= (6: a flavour without NUMA emulation ignores it), memmap=! with a user map (3),
-# HugeTLB pools with kernelcore= and loglevel=8 on memory-less nodes (0).
-KERNEL_SEEDS = [0, 3, 6]
+# HugeTLB pools with kernelcore= and loglevel=8 on memory-less nodes (0), memmap=! with a
+# user map (3), numa=fake= (6; on the cloud flavour, which ignores it, 7: its kernel
+# crashed booting 6 under TCG, an int3 Oops in sched_clock_cpu, no oracle).
+KERNEL_SEEDS = {generation: [0, 3, 7 if generation == "6.12-cloud" else 6]
+                for generation in GENERATIONS}
 
 
 def test_a_cached_boot_is_not_booted_again_and_a_new_image_is(tmp_path):
@@ -58,8 +60,8 @@ def oracle():
 
 
 @pytest.mark.qemu
-@pytest.mark.parametrize("seed", KERNEL_SEEDS)
-@pytest.mark.parametrize("generation", GENERATIONS)
+@pytest.mark.parametrize("generation, seed", [(generation, seed) for generation in GENERATIONS
+                                              for seed in KERNEL_SEEDS[generation]])
 def test_every_generation_agrees_with_fastinit_on_every_figure(oracle, generation, seed):
     tools, initramfs, workdir = oracle
     image = fetched_kernels().get(generation)

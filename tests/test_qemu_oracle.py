@@ -12,6 +12,7 @@ import qemu_oracle as qo
 from qemu_oracle.compare import FastinitResult
 from qemu_oracle.corpus import cases
 from qemu_oracle.generate import MAX_GUEST_MIB, MIN_GUEST_MIB, MAX_SMP
+from qemu_oracle.kernels import cached_boot
 
 # Seeds booted by `pytest -m qemu`: together they cover NUMA layouts with memory-less and
 # CPU-less nodes, pc and q35, mem=, memmap= ($, #, !, plain), movablecore=/kernelcore=,
@@ -135,7 +136,7 @@ def qemu():
 def test_real_kernel_agrees_with_fastinit_on_every_figure(qemu, seed):
     tools, initramfs, workdir = qemu
     layout = qo.generate(seed)
-    boot = qo.boot(layout, tools, initramfs, workdir)
+    boot = cached_boot(layout, tools, initramfs, workdir)
     report = qo.read_report(boot.serial)
     assert report.complete, f"{layout.describe()}: {report.panic or 'no zoneinfo'}"
     comparison = qo.compare(report, qo.run_fastinit(report.console))

@@ -10,29 +10,39 @@ The rules, and why:
   ``O_EXCL``, so it is never someone else's file) and renamed over the path only after
   its contents and the directory are synced. A run that fails or is interrupted removes
   its temporary file and leaves the old file byte for byte as it was.
-- A run that is killed (SIGKILL) cannot clean up: its temporary file keeps a name that
-  says whose it is (``.NAME.fastinit-tmp-PID-RANDOM``) and holds an flock while its writer
-  lives; a later writer of the same path removes it once nobody holds that lock and its
-  contents are ours.
-- Every fastinit that writes a path holds an exclusive flock on ``.NAME.fastinit-lock``
-  beside it, and every one that reads it a shared one, taken without waiting: a second
-  writer, or a writer and a reader, are refused at once with a message naming the path.
-  The lock file is removed by whoever releases it last (see `PathLock`).
+- The rename replaces only what was checked at the start: nothing (renameat2
+  RENAME_NOREPLACE), or the very file that was checked (RENAME_EXCHANGE, then its device
+  and inode compared, and swapped back if they differ). A file that appeared or changed
+  at the path meanwhile is kept; the new data stays, complete, under a name the error
+  gives (``NAME.fastinit-new-RANDOM``), which no cleanup removes.
+- A run that is killed (SIGKILL) cannot clean up: its temporary file has a name that
+  says whose it is (``.NAME.fastinit-tmp-PID-RANDOM``, exactly), holds an flock while its
+  writer lives, and starts with our header before its blocks are reserved; a later
+  writer of the same path removes it once nobody holds that lock and it is empty or
+  starts with our magic. Names that only share the prefix are never touched.
+- The new file's mode is the replaced file's permission bits (never setuid, setgid or
+  sticky) or 0666, and the umask applies to both.
+- Paths are resolved as the kernel resolves them: the directory is opened as given
+  (``a/link/../x`` is in ``link``'s parent, not in ``a``) and every name is looked up
+  in that open directory. Locks: `fastinit.arrays.locks`.
 """
 
 from __future__ import annotations
 
 import fcntl
 import os
+import re
 import secrets
 import stat
 from collections.abc import Callable, Iterator
 from contextlib import closing
 
-from fastinit.arrays.errors import MemmapBusyError, MemmapFileError
+from fastinit.arrays.errors import MemmapFileError
+from fastinit.arrays.locks import LOCK_SUFFIX, PathLock, still_names  # noqa: F401
+from fastinit.arrays.rename import exchange, rename_noreplace
 
-LOCK_SUFFIX = ".fastinit-lock"
 TEMP_INFIX = ".fastinit-tmp-"
+KEPT_INFIX = ".fastinit-new-"
 # Opening a name found in a directory to read it: never through a symbolic link, and never
 # blocking (a FIFO put there would block an open for reading until a writer came).
 _READ_ENTRY = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
@@ -54,10 +64,11 @@ def split_path(path) -> tuple[str, str, str]:
     shown = os.fspath(path)
     if not isinstance(shown, str) or not shown or "\0" in shown:
         raise MemmapFileError(f"memmap path {shown!r} is empty or not text; name a file")
-    directory, name = os.path.split(os.path.abspath(shown))
-    if not name or shown.endswith(os.sep):
+    # Not os.path.abspath: it drops "x/.." as text, where the kernel follows x first.
+    directory, name = os.path.split(shown)
+    if name in ("", ".", ".."):
         raise MemmapFileError(f"{shown} names a directory, not a file; add a file name")
-    return shown, directory, name
+    return shown, directory or os.curdir, name
 
 
 def open_directory(shown: str, directory: str) -> int:
@@ -69,11 +80,11 @@ def open_directory(shown: str, directory: str) -> int:
             from None
 
 
-def check_regular(shown: str) -> None:
+def check_regular(shown: str, dfd: int, name: str) -> None:
     """Refuse a path that does not lead to a regular file (checked before anything is
     opened or locked beside it: opening a FIFO blocks, opening a device can act)."""
     try:
-        before = os.stat(shown)
+        before = os.stat(name, dir_fd=dfd)
     except OSError as error:
         raise MemmapFileError(f"cannot open {shown}: {error.strerror}") from None
     if not stat.S_ISREG(before.st_mode):
@@ -81,88 +92,18 @@ def check_regular(shown: str) -> None:
                               f"file; name a file that fastinit wrote")
 
 
-def open_regular(shown: str, writable: bool = False) -> int:
+def open_regular(shown: str, dfd: int, name: str, writable: bool = False) -> int:
     """Open an existing regular file without ever blocking (a FIFO would block forever)."""
-    check_regular(shown)
+    check_regular(shown, dfd, name)
     flags = (os.O_RDWR if writable else os.O_RDONLY) | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
     try:
-        fd = os.open(shown, flags)
+        fd = os.open(name, flags, dir_fd=dfd)
     except OSError as error:
         raise MemmapFileError(f"cannot open {shown}: {error.strerror}") from None
     if not stat.S_ISREG(os.fstat(fd).st_mode):  # swapped between stat and open
         os.close(fd)
         raise MemmapFileError(f"{shown} changed into a non-regular file while being opened")
     return fd
-
-
-def still_names(dfd: int, name: str, fd: int) -> bool:
-    """Whether ``name`` in the directory (a symbolic link not followed) is still the file
-    open as ``fd``: what must hold before a name is unlinked, or trusted to be ours.
-    OSError if ``name`` cannot be looked up (FileNotFoundError: it is gone)."""
-    named = os.stat(name, dir_fd=dfd, follow_symlinks=False)
-    mine = os.fstat(fd)
-    return (named.st_ino, named.st_dev) == (mine.st_ino, mine.st_dev)
-
-
-class PathLock:
-    """An flock on ``.NAME.fastinit-lock`` beside a path, taken without waiting.
-
-    Removing a lock file races with a process that opened it and is about to lock it;
-    so whoever locks checks afterwards that the name still leads to the inode it locked
-    (and starts over if not), and a lock file is unlinked only by a holder of the
-    exclusive lock.
-    """
-
-    def __init__(self, shown: str, directory_fd: int, name: str, exclusive: bool):
-        self.shown, self.dfd, self.exclusive = shown, directory_fd, exclusive
-        self.lock_name = f".{name}{LOCK_SUFFIX}"
-        self.fd = None
-        self._acquire()
-
-    def _acquire(self) -> None:
-        mode = fcntl.LOCK_EX if self.exclusive else fcntl.LOCK_SH
-        for _ in range(100):  # each retry means someone removed the file just now
-            try:
-                fd = os.open(self.lock_name, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW
-                             | os.O_CLOEXEC, 0o644, dir_fd=self.dfd)
-            except OSError as error:
-                if not self.exclusive:
-                    return  # a directory we cannot write: no fastinit of ours writes there
-                raise MemmapFileError(f"cannot lock {self.shown}: {error.strerror}; choose "
-                                      f"a path in a directory you can write") from None
-            try:
-                fcntl.flock(fd, mode | fcntl.LOCK_NB)
-            except BlockingIOError:
-                os.close(fd)
-                doing = ("another fastinit is writing it or reading it" if self.exclusive
-                         else "another fastinit is writing it")
-                raise MemmapBusyError(f"{self.shown} is in use: {doing}; wait until it "
-                                      f"finishes, or choose another path") from None
-            if self._still_named(fd):
-                self.fd = fd
-                return
-            os.close(fd)
-        raise MemmapFileError(f"cannot lock {self.shown}: its lock file keeps changing")
-
-    def _still_named(self, fd: int) -> bool:
-        try:
-            return still_names(self.dfd, self.lock_name, fd)
-        except FileNotFoundError:
-            return False
-
-    def release(self) -> None:
-        """Give the lock up; the last holder removes the lock file."""
-        fd, self.fd = self.fd, None
-        if fd is None:
-            return
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            if self._still_named(fd):
-                os.unlink(self.lock_name, dir_fd=self.dfd)
-        except OSError:
-            pass  # others still hold it: the last of them removes it
-        finally:
-            os.close(fd)
 
 
 def check_replaceable(shown: str, dfd: int, name: str, *, force: bool, replace_any: bool,
@@ -201,19 +142,25 @@ def check_replaceable(shown: str, dfd: int, name: str, *, force: bool, replace_a
     return there
 
 
+def temp_pattern(name: str) -> re.Pattern:
+    """Exactly the temporary names `create_temp` gives (and so the only ones cleanup may
+    remove): ``.NAME.fastinit-tmp-PID-RANDOM``, PID decimal, RANDOM 8 hex digits."""
+    return re.compile(re.escape(f".{name}{TEMP_INFIX}") + r"[1-9][0-9]{0,9}-[0-9a-f]{8}")
+
+
 def create_temp(dfd: int, name: str, mode: int | None) -> tuple[str, int]:
     """A new, locked, empty file ``.NAME.fastinit-tmp-PID-RANDOM`` beside ``name``, with
-    permission bits ``mode`` (those of the file it will replace), or as the umask says."""
+    the permission bits ``mode`` (those of the file it will replace) or 0666, less the
+    umask, and never setuid, setgid or sticky."""
+    bits = 0o666 if mode is None else mode & 0o777
     for _ in range(100):
         temp = f".{name}{TEMP_INFIX}{os.getpid()}-{secrets.token_hex(4)}"
         try:
             fd = os.open(temp, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
-                         | os.O_CLOEXEC, 0o666, dir_fd=dfd)
+                         | os.O_CLOEXEC, bits, dir_fd=dfd)
         except FileExistsError:
             continue
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # new: nobody else can hold it
-        if mode is not None:
-            os.fchmod(fd, mode)  # the umask must not change the replaced file's mode
         return temp, fd
     raise MemmapFileError(f"cannot create a temporary file beside {name}")
 
@@ -229,27 +176,84 @@ def remove_temp(dfd: int, temp: str, fd: int) -> None:
         os.close(fd)
 
 
-def commit_temp(shown: str, dfd: int, temp: str, fd: int, name: str) -> None:
-    """Sync the temporary file, rename it over ``name``, and sync the directory."""
+def commit_temp(shown: str, dfd: int, temp: str, fd: int, name: str,
+                old: os.stat_result | None = None) -> None:
+    """Sync the temporary file and rename it over ``name``, replacing only ``old`` (the
+    file checked at the start, or None: nothing); then sync the directory.
+
+    Raises MemmapFileError if ``name`` holds anything else by now: nothing is replaced,
+    and the new file is kept, complete, under the name the message gives.
+    """
     os.fsync(fd)
     try:
-        there = os.stat(name, dir_fd=dfd, follow_symlinks=False)
-    except FileNotFoundError:
-        there = None
-    if there is not None and not stat.S_ISREG(there.st_mode):
-        raise MemmapFileError(f"{shown} became {kind_of(there.st_mode)} while fastinit "
-                              f"wrote it; nothing was replaced")
-    os.rename(temp, name, src_dir_fd=dfd, dst_dir_fd=dfd)
+        if old is None:
+            rename_noreplace(dfd, temp, name)
+            replaced = True
+        else:
+            replaced = _replace(dfd, temp, name, old)
+    except FileExistsError:
+        replaced = False
+    if not replaced:
+        kept = _keep(dfd, temp)
+        os.fsync(dfd)
+        where = os.path.join(os.path.dirname(shown), kept)
+        raise MemmapFileError(f"{shown} {'changed' if old else 'appeared'} while fastinit "
+                              f"wrote it, so it was not replaced; the new file is complete "
+                              f"in {where}: move it there yourself if you want it")
     os.fsync(dfd)
+
+
+def _same(info: os.stat_result, old: os.stat_result) -> bool:
+    return stat.S_ISREG(info.st_mode) and (info.st_ino, info.st_dev) == \
+        (old.st_ino, old.st_dev)
+
+
+def _replace(dfd: int, temp: str, name: str, old: os.stat_result) -> bool:
+    """Put ``temp`` at ``name`` if ``name`` is still ``old``; whether it was."""
+    try:  # unchanged too (``echo data > P`` rewrites it in place); a rename changes ctime
+        there = os.stat(name, dir_fd=dfd, follow_symlinks=False)
+        if not _same(there, old) or there.st_ctime_ns != old.st_ctime_ns:
+            return False
+    except FileNotFoundError:
+        pass
+    try:
+        swapped = exchange(dfd, temp, name)
+    except FileNotFoundError:  # the checked file is gone: nothing is lost by a new one
+        rename_noreplace(dfd, temp, name)
+        return True
+    if swapped:
+        # Swapped atomically: what is now under the temporary name left the path.
+        if _same(os.stat(temp, dir_fd=dfd, follow_symlinks=False), old):
+            os.unlink(temp, dir_fd=dfd)
+            return True
+        exchange(dfd, temp, name)  # someone else's file: put it back where it was
+        return False
+    # No RENAME_EXCHANGE here: checked above, then renamed (a window of microseconds).
+    os.rename(temp, name, src_dir_fd=dfd, dst_dir_fd=dfd)
+    return True
+
+
+def _keep(dfd: int, temp: str) -> str:
+    """Rename a complete temporary file to ``NAME.fastinit-new-RANDOM`` (a name cleanup
+    leaves alone); returns the new name."""
+    name = temp[1:temp.index(TEMP_INFIX)]
+    for _ in range(100):
+        kept = f"{name}{KEPT_INFIX}{secrets.token_hex(4)}"
+        try:
+            rename_noreplace(dfd, temp, kept)
+            return kept
+        except FileExistsError:
+            continue
+    return temp
 
 
 def _open_temps(dfd: int, name: str) -> Iterator[tuple[str, int]]:
     """``(temp, fd)`` for each temporary file of ``name`` in the directory
-    (``.NAME.fastinit-tmp-*``, by name), opened to read; each fd is closed when the caller
+    (exactly the names `create_temp` gives), opened to read; each fd is closed when the caller
     moves on (or closes the generator). Names that no longer open are passed over."""
-    prefix = f".{name}{TEMP_INFIX}"
+    pattern = temp_pattern(name)
     with os.scandir(dfd) as entries:
-        temps = sorted(entry.name for entry in entries if entry.name.startswith(prefix))
+        temps = sorted(entry.name for entry in entries if pattern.fullmatch(entry.name))
     for temp in temps:
         try:
             fd = os.open(temp, _READ_ENTRY, dir_fd=dfd)

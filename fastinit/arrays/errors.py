@@ -22,3 +22,8 @@ class DamagedMemmapError(MemmapFileError):
 
 class MemmapBusyError(MemmapFileError):
     """Another fastinit process is writing (or reading) the same path right now."""
+
+
+class MemmapChangedError(MemmapFileError):
+    """Another process truncated a memmap file, or opened it for writing, while fastinit
+    read it (see `fastinit.arrays.lease`): what was read cannot be trusted."""

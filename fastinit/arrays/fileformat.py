@@ -38,8 +38,9 @@ FORMAT_VERSION = 2
 # magic, version, state, metadata length, metadata SHA-256, data checksum, reserved
 _FIXED = struct.Struct("<16sIIQ32sQ24s")
 HEADER_BYTES = _FIXED.size + 32  # then the SHA-256 of the fixed fields
-STATES = {1: "initializing", 2: "complete", 3: "failed"}
-INITIALIZING, COMPLETE, FAILED = 1, 2, 3
+# closed: opened for writing, written, and closed (or its program ended) without complete()
+STATES = {1: "initializing", 2: "complete", 3: "failed", 4: "closed"}
+INITIALIZING, COMPLETE, FAILED, CLOSED = 1, 2, 3, 4
 PAGE = 4096
 ARRAY_ALIGN = 64  # a cache line: streaming stores write whole lines
 
@@ -221,9 +222,25 @@ def lay_out(arrays) -> tuple[list[ArraySpec], int]:
         if spec.nbytes > MAX_DATA_BYTES - offset:
             raise ValueError(f"array {name!r} of shape {shape} and {dtype.itemsize}-byte "
                              f"records needs more than {MAX_DATA_BYTES >> 50} PiB")
+        check_mappable(name, dtype, shape)
         placed.append(spec)
         offset += spec.nbytes
     return placed, offset
+
+
+def check_mappable(name: str, dtype: np.dtype, shape: tuple[int, ...]) -> None:
+    """ValueError, naming the dtype and shape, unless NumPy can view bytes as an array of
+    ``shape`` and ``dtype`` as `MemmapFile.arrays` does (a subarray dtype's extents become
+    trailing axes): a subarray of subarrays cannot be viewed, and extents whose product
+    overflows NumPy's index type cannot be shaped even when one of them is 0."""
+    base, extra = dtype.subdtype if dtype.subdtype else (dtype, ())
+    try:
+        one = np.zeros(dtype.itemsize, np.uint8).view(base)
+        np.lib.stride_tricks.as_strided(one, shape + extra, (0,) * len(shape + extra))
+    except (ValueError, TypeError) as error:
+        raise ValueError(f"array {name!r} of dtype {dtype} and shape {shape} cannot be "
+                         f"mapped by NumPy ({error}); use a plain dtype (subarray extents "
+                         f"as axes of the shape) and a shape NumPy can make") from None
 
 
 def encode_metadata(kind: str, arrays: list[ArraySpec], user, created: str,

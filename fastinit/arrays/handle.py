@@ -8,12 +8,13 @@ as long as any view of the data), and `MemmapFile.of` finds it again from any su
 from __future__ import annotations
 
 import atexit
+import fcntl
 import os
 import weakref
 
 import numpy as np
 
-from fastinit.arrays import atomic, fileformat as fmt
+from fastinit.arrays import atomic, fileformat as fmt, locks
 from fastinit.arrays.checksum import data_checksum
 from fastinit.arrays.errors import MemmapFileError
 from fastinit.engine.interrupts import interrupts_deferred
@@ -46,13 +47,28 @@ class MemmapFile:
         The user's metadata (JSON values).
     """
 
-    def __init__(self, shown, dfd, fd, lock, region, meta, arrays, mode, temp=None):
-        self.path, self.mode, self._meta, self._specs = shown, mode, meta, arrays
+    def __init__(self, where, fd, lock, region, meta, arrays, mode, *, raw_meta: bytes,
+                 state: int, checksum: int | None = None, temp=None, replaces=None,
+                 lease=None):
+        # What the header said was read once, checked, and is kept here: the mapping's
+        # header may change under us (another process can write the file), this may not.
+        self._offset = fmt.data_offset(len(raw_meta))
+        end = self._offset + arrays[-1].offset + arrays[-1].nbytes
+        if end > len(region):
+            raise MemmapFileError(f"{where[0]} maps {len(region)} bytes where its arrays "
+                                  f"need {end}")
+        self.path, self.mode, self._meta, self._specs = where[0], mode, meta, arrays
         self.kind, self.metadata = meta["kind"], meta["metadata"]
-        self._dfd, self._fd, self._lock, self._region, self._temp = dfd, fd, lock, region, temp
-        self._meta_bytes = None
-        self._offset = fmt.data_offset(int.from_bytes(region[24:32], "little"))
+        (_, self._dfd, self._name), self._fd, self._lock = where, fd, lock
+        self._region, self._temp, self._replaces = region, temp, replaces
+        self._raw_meta, self._state = raw_meta, state
+        # The data checksum while the file is complete: a file opened "r+" and closed
+        # unwritten goes back to complete (see `_end_state`).
+        self._complete_checksum = checksum if state == fmt.COMPLETE else None
         self._base = np.frombuffer(region, dtype=np.uint8)
+        self._lease = lease  # a read lease (fastinit.arrays.lease) guarding the mapping
+        if lease is not None:
+            lease.guard(self._base.ctypes.data, len(region))
         self._finished = mode != "w"
         if mode == "w":
             _WRITERS.add(self)
@@ -97,7 +113,7 @@ class MemmapFile:
 
     @property
     def state(self) -> str:
-        return fmt.STATES[int.from_bytes(self._region[20:24], "little")]
+        return fmt.STATES[self._state]
 
     @property
     def writing(self) -> bool:
@@ -118,10 +134,19 @@ class MemmapFile:
     # states -----------------------------------------------------------------------
 
     def _write_state(self, state: int, checksum: int = 0) -> None:
-        meta_len = int.from_bytes(self._region[24:32], "little")
-        meta = self._region[fmt.HEADER_BYTES:fmt.HEADER_BYTES + meta_len]
-        self._region[:fmt.HEADER_BYTES] = fmt.pack_header(state, meta, checksum)
+        self._region[:fmt.HEADER_BYTES] = fmt.pack_header(state, self._raw_meta, checksum)
         self._region.flush(0, fmt.PAGE)
+        self._state = state
+        if state != fmt.INITIALIZING:
+            self._complete_checksum = checksum if state == fmt.COMPLETE else None
+
+    def _end_state(self, state: int) -> tuple[int, int]:
+        """``(state, checksum)`` to leave a file updated in place with, unless completed:
+        complete again if its data is what it was when complete (nobody wrote it)."""
+        before = self._complete_checksum
+        if before is not None and data_checksum(self.data) == before:
+            return fmt.COMPLETE, before
+        return state, 0
 
     def complete(self) -> None:
         """Sync the data, record its checksum, mark the file complete, and (for a new
@@ -134,9 +159,7 @@ class MemmapFile:
         try:
             with interrupts_deferred():
                 if self._temp is not None:
-                    atomic.commit_temp(self.path, self._dfd, self._temp, self._fd,
-                                       os.path.basename(os.path.abspath(self.path)))
-                    self._temp = None
+                    self._commit()
                 else:
                     os.fsync(self._fd)
                 self._finished = True
@@ -147,9 +170,22 @@ class MemmapFile:
             stop.add_note(completed_note(self.path))
             raise
 
+    def _commit(self) -> None:
+        try:
+            atomic.commit_temp(self.path, self._dfd, self._temp, self._fd, self._name,
+                               self._replaces)
+        except MemmapFileError:  # kept under another name, complete: not ours to remove
+            self._temp, self._finished = None, True
+            self._release()
+            raise
+        self._temp = None
+
     def fail(self) -> None:
         """Give up: a new file is removed (the path keeps what it had); a file updated in
         place is marked failed."""
+        self._stop(fmt.FAILED)
+
+    def _stop(self, state: int) -> None:
         if self._finished:
             return
         with interrupts_deferred():
@@ -157,8 +193,10 @@ class MemmapFile:
             if self._temp is not None:
                 atomic.remove_temp(self._dfd, self._temp, self._fd)
                 self._fd = self._temp = None
+            elif state == fmt.FAILED:  # said by the writer: whatever the data holds
+                self._write_state(state)
             else:
-                self._write_state(fmt.FAILED)
+                self._write_state(*self._end_state(state))
             self._release()
 
     def begin_update(self) -> None:
@@ -166,10 +204,11 @@ class MemmapFile:
         initializing until the next `complete`."""
         if not self._finished or self.mode == "r":
             raise ValueError(f"{self.path} is open read-only or still being written")
-        shown, directory, name = atomic.split_path(self.path)
-        self._lock = atomic.PathLock(shown, self._dfd, name, exclusive=True)
+        shown, name = self.path, self._name
+        self._lock = locks.PathLock(shown, self._dfd, name, exclusive=True)
         try:
-            if not atomic.still_names(self._dfd, name, self._fd):
+            locks.lock_file(shown, self._fd, exclusive=True)
+            if not locks.still_names(self._dfd, name, self._fd):
                 raise MemmapFileError(f"{shown} was replaced by another file since it was "
                                       f"written; open it again")
         except (OSError, MemmapFileError) as error:
@@ -186,10 +225,14 @@ class MemmapFile:
 
     def close(self) -> None:
         """Release the file (its lock and descriptors; arrays stay readable while they
-        live); one being written and not completed is failed first."""
-        self.fail()
+        live). One being written and not completed is removed if new; updated in place,
+        it is complete again if nothing was written, else marked closed uncompleted."""
+        self._stop(fmt.CLOSED)
         self._finished = True
         self._release()
+        if self._lease is not None:
+            self._lease.release()
+            self._lease = None
         for name in ("_fd", "_dfd"):
             fd = getattr(self, name)
             setattr(self, name, None)
@@ -200,6 +243,8 @@ class MemmapFile:
         if self._lock is not None:
             self._lock.release()
             self._lock = None
+        if self.mode != "r" and self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)  # written: now as unlocked as before
         _WRITERS.discard(self)
 
     def __enter__(self) -> MemmapFile:
@@ -221,7 +266,7 @@ class MemmapFile:
 def _fail_unfinished() -> None:
     """A program that exits without completing its files leaves no temporary file."""
     for handle in list(_WRITERS):
-        handle.fail()
+        handle._stop(fmt.CLOSED)
 
 
 def completed_note(path: str) -> str:

@@ -16,7 +16,7 @@ import mmap
 import os
 import numpy as np
 
-from fastinit.arrays import atomic, fileformat as fmt
+from fastinit.arrays import atomic, fileformat as fmt, lease as leases, locks
 from fastinit.arrays.checksum import NAME as CHECKSUM_NAME, data_checksum
 from fastinit.arrays.errors import (DamagedMemmapError, IncompleteMemmapError,
                                     MemmapFileError)
@@ -26,6 +26,11 @@ from fastinit.engine.validate import check_bool
 from fastinit.units import gib
 
 _REDO = "write it again (the old one is replaced only with force=True / --force)"
+_UNFINISHED = {
+    fmt.INITIALIZING: "the run that wrote it did not finish (killed or still running)",
+    fmt.FAILED: "the run that wrote it stopped with an error",
+    fmt.CLOSED: "it was opened for writing, written, and closed (or its program ended) "
+                "without complete()"}
 
 
 def _is_ours(fd: int) -> bool:
@@ -59,7 +64,7 @@ def create_file(path, arrays, metadata=None, *, kind: str = "array", force: bool
         # once with the lock held, which is the check that counts.
         atomic.check_replaceable(shown, dfd, name, force=force, replace_any=replace_any_file,
                                  is_ours=_is_ours)
-        lock = atomic.PathLock(shown, dfd, name, exclusive=True)
+        lock = locks.PathLock(shown, dfd, name, exclusive=True)
         old = atomic.check_replaceable(shown, dfd, name, force=force,
                                        replace_any=replace_any_file, is_ours=_is_ours)
         atomic.remove_orphans(dfd, name, _is_ours)
@@ -70,19 +75,21 @@ def create_file(path, arrays, metadata=None, *, kind: str = "array", force: bool
             raise MemmapFileError(f"the memmap file needs {gib(total)}{beside} but "
                                   f"{directory} has {gib(free)} free; choose a path "
                                   f"(--memmap-file) on a disk with room")
-        temp, fd = atomic.create_temp(dfd, name, old.st_mode & 0o7777 if old else None)
+        temp, fd = atomic.create_temp(dfd, name, old.st_mode if old else None)
         try:
+            # The header first: a run killed while the blocks are reserved leaves a file
+            # that says it is ours (and so is cleaned up), never a header-less one.
+            os.pwrite(fd, fmt.pack_header(fmt.INITIALIZING, meta) + meta, 0)
             os.posix_fallocate(fd, 0, total)
             region = mmap.mmap(fd, total, flags=mmap.MAP_SHARED)
         except OSError as error:
             raise MemmapFileError(f"cannot allocate {gib(total)} in {shown}: "
                                   f"{error.strerror}; choose a path (--memmap-file) on a "
                                   f"disk with room") from None
-        region[fmt.HEADER_BYTES:fmt.HEADER_BYTES + len(meta)] = meta
-        region[:fmt.HEADER_BYTES] = fmt.pack_header(fmt.INITIALIZING, meta)
         region.flush(0, fmt.data_offset(len(meta)))
         document = fmt.decode_metadata(meta)[0]
-        return MemmapFile(shown, dfd, fd, lock, region, document, specs, "w", temp)
+        return MemmapFile((shown, dfd, name), fd, lock, region, document, specs, "w",
+                          raw_meta=meta, state=fmt.INITIALIZING, temp=temp, replaces=old)
     except BaseException:
         with interrupts_deferred():
             if fd is not None:
@@ -145,15 +152,19 @@ def open_file(path, mode: str = "r", *, kind: str | None = None,
         raise ValueError(f"mode must be 'r' or 'r+', got {mode!r}")
     shown, directory, name = atomic.split_path(path)
     dfd = atomic.open_directory(shown, directory)
-    lock = fd = handle = None
+    lock = fd = handle = lease = None
     try:
-        if not os.path.lexists(shown):
+        try:
+            os.stat(name, dir_fd=dfd, follow_symlinks=False)
+        except FileNotFoundError:
             note = atomic.temp_note(dfd, name)  # a writer killed or at work: incomplete
             raise (IncompleteMemmapError if note else MemmapFileError)(
-                f"{shown} does not exist{note}")
-        atomic.check_regular(shown)
-        lock = atomic.PathLock(shown, dfd, name, exclusive=mode == "r+")
-        fd = atomic.open_regular(shown, writable=mode == "r+")
+                f"{shown} does not exist{note}") from None
+        atomic.check_regular(shown, dfd, name)
+        lock = locks.PathLock(shown, dfd, name, exclusive=mode == "r+")
+        fd = _open_locked(shown, dfd, name, mode)
+        if mode == "r":  # before its size is read: a file that shrinks from now on is seen
+            lease = leases.take(shown, fd)
         size = os.fstat(fd).st_size
         header = fmt.unpack_header(shown, os.pread(fd, fmt.HEADER_BYTES, 0), _REDO)
         raw = os.pread(fd, header.meta_len, fmt.HEADER_BYTES)
@@ -183,16 +194,16 @@ def open_file(path, mode: str = "r", *, kind: str | None = None,
             raise MemmapFileError(f"{shown} {what}: {size} bytes where its header needs "
                                   f"{total}; {_REDO}")
         if header.state != fmt.COMPLETE and not (allow_incomplete and mode == "r"):
-            reason = ("the run that wrote it stopped with an error" if header.state ==
-                      fmt.FAILED else "the run that wrote it did not finish (killed or "
-                      "still running)")
+            reason = _UNFINISHED[header.state]
             raise IncompleteMemmapError(f"{shown} is incomplete (state "
                                         f"{fmt.STATES[header.state]}): {reason}; its data "
                                         f"cannot be trusted; {_REDO}")
         access = mmap.ACCESS_WRITE if mode == "r+" else mmap.ACCESS_READ
         region = mmap.mmap(fd, total, access=access)
-        handle = MemmapFile(shown, dfd, fd, lock, region, document, specs, mode)
-        lock = fd = dfd = None  # the handle owns them now: closing it releases them
+        handle = MemmapFile((shown, dfd, name), fd, lock, region, document, specs, mode,
+                            raw_meta=raw, state=header.state,
+                            checksum=header.data_checksum, lease=lease)
+        lock = fd = dfd = lease = None  # the handle owns them now: closing it releases them
         if check_data and header.state == fmt.COMPLETE and \
                 data_checksum(handle.data) != header.data_checksum:
             raise DamagedMemmapError(f"{shown} is damaged: its data no longer matches the "
@@ -203,6 +214,8 @@ def open_file(path, mode: str = "r", *, kind: str | None = None,
     except BaseException:
         if handle is not None:
             handle.close()
+        if lease is not None:
+            lease.release()
         if lock is not None:
             lock.release()
         if fd is not None:
@@ -210,6 +223,33 @@ def open_file(path, mode: str = "r", *, kind: str | None = None,
         if dfd is not None:
             os.close(dfd)
         raise
+
+
+def _open_locked(shown: str, dfd: int, name: str, mode: str) -> int:
+    """The file opened for ``mode`` and flocked (shared for "r", exclusive for "r+").
+
+    For "r+" the lock is taken on a read-only descriptor first: opening for writing
+    breaks the read lease of every reader (`fastinit.arrays.lease`), which must not
+    happen to one that holds the file (through another name) when we are refused.
+    """
+    fd = atomic.open_regular(shown, dfd, name)
+    locks.lock_file(shown, fd, exclusive=mode == "r+")
+    if mode == "r":
+        return fd
+    try:
+        writable = atomic.open_regular(shown, dfd, name, writable=True)
+        checked = os.fstat(fd)
+    finally:
+        os.close(fd)  # its lock goes with it: retaken at once on the writable one
+    try:
+        locks.lock_file(shown, writable, exclusive=True)
+        now = os.fstat(writable)
+        if (now.st_ino, now.st_dev) != (checked.st_ino, checked.st_dev):
+            raise MemmapFileError(f"{shown} was replaced while being opened; open it again")
+    except BaseException:
+        os.close(writable)
+        raise
+    return writable
 
 
 def open_memmap(path, mode: str = "r") -> MemmapFile:

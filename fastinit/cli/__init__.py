@@ -28,10 +28,11 @@ machines:
                    a boot log carries its own
 
 exit status: 0 ok, 1 verification (or topology's check against the log) failed,
-2 bad input, 3 a node failed on its dask worker (--cluster), 74 output could not be
-written (disk full), 130 interrupted, 141 output pipe closed (as SIGPIPE would),
-143 terminated (SIGTERM, handled like Ctrl-C); an interrupt that comes after
---memmap-file's new file is in place says so and exits 0
+2 bad input, 3 a node failed on its dask worker or the scheduler was lost (--cluster),
+74 output could not be written (disk full), 130 interrupted, 141 output pipe closed
+(as SIGPIPE would), 143 terminated (SIGTERM, handled like Ctrl-C); 130 and 143 mean a
+--memmap-file kept its old contents: an interrupt that comes after the new file is in
+place says so and exits 0
 """
 
 
@@ -182,7 +183,13 @@ def main(argv: list[str] | None = None, *, exiting: bool = False) -> int:
 
 def run() -> int:
     """The ``fastinit`` program (the console script, ``python -m fastinit.cli``)."""
-    return main(exiting=True)
+    status = main(exiting=True)
+    # CPython marks a KeyboardInterrupt "unhandled" when it leaves code run by exec() of a
+    # string (dataclasses and Numba generate code that way), even if it is caught later,
+    # and then ends the process by SIGINT whatever its exit status. The interrupt was
+    # handled; an exec() of a string clears the mark.
+    exec("")
+    return status
 
 
 class _Run:

@@ -10,13 +10,17 @@ the block ends). Only the main thread receives signals, so elsewhere all three d
 
 from __future__ import annotations
 
+import _thread
 import os
 import signal
+import sys
 import threading
 from contextlib import contextmanager
 
 # The signals that stop a run (a terminal's Ctrl-C; kill, a job scheduler's time limit).
 STOPS = (signal.SIGINT, signal.SIGTERM)
+# Seconds before a swallowed KeyboardInterrupt is delivered again (`Stopper.swallowed`).
+REDELIVER = 0.05
 
 
 class Stopper:
@@ -31,24 +35,51 @@ class Stopper:
     def __init__(self):
         self.received: list[int] = []
         self.armed = True
+        self.again = False  # raise once more: the first was swallowed (`swallowed`)
+        self.reporting = False  # in the hook that reports a swallowed exception
+        self.closed = False  # its block has ended
 
     @property
     def first(self) -> int | None:
         """The signal that stopped the run, or None."""
         return self.received[0] if self.received else None
 
-    def note(self, signum: int) -> None:
-        """Record ``signum``, which whoever calls this turns into KeyboardInterrupt."""
+    def take(self, signum: int) -> bool:
+        """Record ``signum``; whether it is to become a KeyboardInterrupt."""
+        if self.again:
+            self.again = False
+            return True
         self.received.append(signum)
-        self.armed = False
+        raises, self.armed = self.armed, False
+        return raises
 
     def disarm(self) -> None:
-        self.armed = False
+        self.armed = self.again = False
+
+    def swallowed(self) -> None:
+        """The KeyboardInterrupt raised for the first signal was swallowed where it could
+        not propagate (Python code called back from C, e.g. by LLVM while Numba compiles,
+        reports it as unraisable and carries on): deliver it again, once it is back."""
+        if self.first is not None and not self.armed and not self.again:
+            self.again = True
+            self._redeliver()
+
+    def _redeliver(self) -> None:
+        # From another thread, a moment later: delivered now, it would be raised inside
+        # the same callback (or the hook that reports it) and be swallowed again.
+        timer = threading.Timer(REDELIVER, self._deliver)
+        timer.daemon = True
+        timer.start()
+
+    def _deliver(self) -> None:
+        if not self.closed:  # the handlers are still ours
+            _thread.interrupt_main(self.first)
 
     def __call__(self, signum, frame):
-        raises = self.armed
-        self.note(signum)
-        if raises:
+        if self.again and self.reporting:
+            self._redeliver()  # still in the hook: not yet
+            return
+        if self.take(signum):
             raise KeyboardInterrupt
 
 
@@ -79,9 +110,24 @@ def stop_on_signals(*, exiting: bool = False):
     for signum in STOPS:
         if signal.getsignal(signum) is not signal.SIG_IGN:
             previous[signum] = signal.signal(signum, stopper)
+    hook = sys.unraisablehook
+
+    def unraisable(info):
+        if isinstance(info.exc_value, KeyboardInterrupt) and stopper.received:
+            stopper.reporting = True
+            try:
+                stopper.swallowed()  # no "Exception ignored" traceback: raised again
+            finally:
+                stopper.reporting = False
+        else:
+            hook(info)
+
+    sys.unraisablehook = unraisable
     try:
         yield stopper
     finally:
+        stopper.closed = True
+        sys.unraisablehook = hook
         for signum in STOPS:
             if exiting:
                 signal.signal(signum, signal.SIG_IGN)
@@ -127,7 +173,7 @@ def ctrl_c_held():
     with _noted(pending, _raises) as previous:
         yield pending
     if pending and isinstance(previous.get(pending[0][0]), Stopper):
-        previous[pending[0][0]].note(pending[0][0])  # the caller raises it
+        previous[pending[0][0]].take(pending[0][0])  # the caller raises it
 
 
 @contextmanager

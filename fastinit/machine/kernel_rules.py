@@ -43,16 +43,18 @@ class Rule:
     source: str
 
 
-# The series this project models landed in 5.9 (5.10 is its first long-term kernel).
-OLDEST = (5, 9)
+# The series this project models was merged for 5.8 (Linux 5.8.1 has it; 5.10 is its first
+# long-term kernel).
+OLDEST = (5, 8)
 
 RULES: tuple[Rule, ...] = (
-    Rule("deferred_padata", (5, 9),
+    Rule("deferred_padata", (5, 8),
          "deferred init of each node is a padata job, section-aligned chunks, the node's "
          "CPUs on x86 (at least 1)",
          "one thread per node, no padata",
          "mm/page_alloc.c deferred_init_memmap(); series 'padata: parallelize deferred "
-         "page init' (Daniel Jordan, merged 5.9); x86 deferred_page_init_max_threads()"),
+         "page init' (Daniel Jordan, merged for 5.8: 004ed42638f4, ecd096506922); x86 "
+         "deferred_page_init_max_threads()"),
     Rule("low_1m_reserved", (5, 13),
          "the first 1 MiB of RAM is memblock-reserved on x86 (never freed to buddy)",
          "page 0, the real-mode trampoline and CONFIG_X86_RESERVE_LOW (64 KiB) reserved",
@@ -79,6 +81,14 @@ RULES: tuple[Rule, ...] = (
          "x86 used the node's CPUs, other architectures 1 thread",
          "mm/mm_init.c deferred_page_init_max_threads(); 'mm/mm_init: use node's number of "
          "cpus in deferred_page_init_max_threads' (Eric Chanudet, 6.11)"),
+    Rule("hugetlb_alloc_threads", (6, 15),
+         "the 2 MiB pool's job runs hugepage_allocation_threads = a quarter of the CPUs (at "
+         "least 1; hugepage_alloc_threads= sets it), min_chunk = pages / threads, and says "
+         "'HugeTLB: allocation took Nms with hugepage_allocation_threads=T'",
+         "2 threads per node with memory, min_chunk = pages / nodes / 2",
+         "mm/hugetlb.c hugetlb_pages_alloc_boot(); 'mm: hugetlb: improve parallel huge page "
+         "allocation time' (Thomas Prescher, v3 Feb 2025): in Debian's 7.2 (its log line), "
+         "not in 6.12; the release is inferred from the series' date"),
     Rule("numa_emu_generic", (6, 12),
          "NUMA emulation (numa=fake=) is generic code over numa_memblks",
          "x86's own arch/x86/mm/numa_emulation.c",

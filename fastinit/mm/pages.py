@@ -123,6 +123,27 @@ def init_pages(memmap: Memmap, start_pfn: int, end_pfn: int, nid: int, zid: int,
     return init_range(memmap, start, end, nid, zid, bool(reserved))
 
 
+def _range_table(ranges) -> np.ndarray:
+    """``ranges`` as sorted, disjoint, non-empty pfn pairs, shape (n, 2) int64, n >= 1."""
+    try:
+        table = np.array(ranges, dtype=np.int64, ndmin=2)
+    except (TypeError, ValueError, OverflowError):
+        raise ValueError(f"ranges must be integer pairs [[start, end], ...], got "
+                         f"{ranges!r}") from None
+    if table.ndim != 2 or table.shape[1] != 2 or len(table) == 0:
+        raise ValueError(f"ranges must have shape (n, 2) with n >= 1, got {table.shape}")
+    starts, ends = table[:, 0], table[:, 1]
+    if (starts < 0).any() or (ends > MAX_PFN).any() or (starts >= ends).any():
+        bad = int(np.flatnonzero((starts < 0) | (ends > MAX_PFN) | (starts >= ends))[0])
+        raise ValueError(f"range {bad} [{starts[bad]}, {ends[bad]}) must be non-empty and "
+                         f"inside 0..{MAX_PFN}")
+    if (starts[1:] < ends[:-1]).any():
+        bad = int(np.flatnonzero(starts[1:] < ends[:-1])[0]) + 1
+        raise ValueError(f"range {bad} starts at {starts[bad]}, before range {bad - 1} ends "
+                         f"({ends[bad - 1]}); sort the ranges and merge overlaps")
+    return table
+
+
 def free_pages(memmap: Memmap, area: ZoneFreeArea, ranges) -> int:
     """Free initialized pfn ranges of one zone into its buddy free lists, merging buddies.
 
@@ -150,22 +171,7 @@ def free_pages(memmap: Memmap, area: ZoneFreeArea, ranges) -> int:
     if not isinstance(area, ZoneFreeArea):
         raise ValueError(f"area must be a fastinit.mm.buddy.ZoneFreeArea, got "
                          f"{type(area).__name__}")
-    try:
-        table = np.array(ranges, dtype=np.int64, ndmin=2)
-    except (TypeError, ValueError, OverflowError):
-        raise ValueError(f"ranges must be integer pairs [[start, end], ...], got "
-                         f"{ranges!r}") from None
-    if table.ndim != 2 or table.shape[1] != 2 or len(table) == 0:
-        raise ValueError(f"ranges must have shape (n, 2) with n >= 1, got {table.shape}")
-    starts, ends = table[:, 0], table[:, 1]
-    if (starts < 0).any() or (ends > MAX_PFN).any() or (starts >= ends).any():
-        bad = int(np.flatnonzero((starts < 0) | (ends > MAX_PFN) | (starts >= ends))[0])
-        raise ValueError(f"range {bad} [{starts[bad]}, {ends[bad]}) must be non-empty and "
-                         f"inside 0..{MAX_PFN}")
-    if (starts[1:] < ends[:-1]).any():
-        bad = int(np.flatnonzero(starts[1:] < ends[:-1])[0]) + 1
-        raise ValueError(f"range {bad} starts at {starts[bad]}, before range {bad - 1} ends "
-                         f"({ends[bad - 1]}); sort the ranges and merge overlaps")
+    table = _range_table(ranges)
     zone = zone_id(page_links(area.nid, area.zid))
     for start, end in table.tolist():
         _check_present(memmap, start, end)

@@ -168,10 +168,14 @@ def _run_jobs(state: PoolState, decision: HvoDecision, threads: int | None) -> N
             continue
         arg = _JobArg(state, request.order, pool_sequence(plan, request.order),
                       decision.buddy_units.get(request.order, 0))
-        cap = threads or memory_nodes * 2
-        job = Job(_alloc_chunk, start=0, size=total, align=1,
-                  min_chunk=total // memory_nodes // 2, max_threads=min(cap, pool.size),
-                  fn_arg=arg, numa_aware=True)
+        if plan.topology.kernel.has("hugetlb_alloc_threads"):
+            # hugepage_allocation_threads: a quarter of the CPUs, at least one.
+            cap = threads or max(sum(node.cpus for node in plan.topology.nodes) // 4, 1)
+            least = total // cap
+        else:
+            cap, least = threads or memory_nodes * 2, total // memory_nodes // 2
+        job = Job(_alloc_chunk, start=0, size=total, align=1, min_chunk=least,
+                  max_threads=min(cap, pool.size), fn_arg=arg, numa_aware=True)
         began = time.perf_counter()
         state.out.jobs["alloc"] = do_multithreaded(job)
         state.out.seconds["alloc"] = time.perf_counter() - began
