@@ -27,13 +27,20 @@ if not (_Path(__file__).parent / "kernels").is_dir() and \
 _LAZY = {**dict.fromkeys(("Job", "JobCancelled", "JobInterrupted", "JobReport",
                           "OversubscriptionWarning", "do_multithreaded"),
                          "fastinit.engine.padata"),
-         "boot": "fastinit.distributed.api",  # fastinit.mm.run.boot, or on a cluster
+         "boot": "fastinit.api", "BootResult": "fastinit.mm.run",
+         "cluster_boot": "fastinit.distributed.api",  # needs the distributed extra to run
          "create_memmap": "fastinit.arrays.memmapfile",
          "open_memmap": "fastinit.arrays.memmapfile",
          "MemmapFile": "fastinit.arrays.memmapfile",
+         "MemmapFileError": "fastinit.arrays.errors",
+         "IncompleteMemmapError": "fastinit.arrays.errors",
+         "DamagedMemmapError": "fastinit.arrays.errors",
+         "MemmapBusyError": "fastinit.arrays.errors",
          "empty": "fastinit.arrays.alloc", "allocation": "fastinit.arrays.alloc",
          "Allocation": "fastinit.arrays.alloc",
-         "fill": "fastinit.arrays.fill", "FillReport": "fastinit.arrays.fill"}
+         "fill": "fastinit.arrays.fill", "FillReport": "fastinit.arrays.fill",
+         "parse_spec": "fastinit.machine.spec", "read_bootlog": "fastinit.machine.bootlog",
+         "this_machine": "fastinit.machine.host", "Topology": "fastinit.machine.topology"}
 
 
 def __getattr__(name):
@@ -43,6 +50,9 @@ def __getattr__(name):
     raise AttributeError(f"module 'fastinit' has no attribute {name!r}")
 
 
-__all__ = ["Job", "JobCancelled", "JobInterrupted", "JobReport", "OversubscriptionWarning",
-           "do_multithreaded", "boot", "create_memmap", "open_memmap", "MemmapFile",
-           "empty", "allocation", "Allocation", "fill", "FillReport", "__version__"]
+def __dir__():
+    # Tab completion and dir() show the lazy names too.
+    return sorted(set(globals()) | set(_LAZY))
+
+
+__all__ = [*_LAZY, "__version__"]

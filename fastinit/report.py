@@ -86,6 +86,8 @@ def boot_lines(result: BootResult, verification: VerifyReport | None) -> list[st
     plan, memmap = result.plan, result.memmap
     lines = [f"{machine_summary(plan.topology, memmap.nbytes)} in {memmap.storage}, "
              f"arch {plan.arch}, {plan.topology.kernel.describe()}",
+             *reservation_lines(plan.topology),
+             *(f"note: {note}" for note in plan.topology.notes),
              f"sparse_init: memmap allocated and first touched in "
              f"{result.timings.get('sparse_init', 0) * 1e3:.0f} ms",
              f"early init (one thread) in {result.timings['early'] * 1e3:.0f} ms"]
@@ -113,7 +115,39 @@ def boot_lines(result: BootResult, verification: VerifyReport | None) -> list[st
         lines.append(f"{node.nid:>4} {node.report.nworks:>7} {len(node.report.chunks):>6} "
                      f"{node.pages:>14} {node.elapsed * 1e3:>9.1f} {rate:>7.2f}{counts}")
     lines.append("")
-    return lines + zone_lines(result) + verify_lines(verification)
+    return lines + zone_lines(result) + verify_lines(verification) + \
+        digest_lines(result.digests)
+
+
+def reservations(topology: Topology) -> dict:
+    """memblock's reservations known before the boot (firmware, kernel, ``crashkernel=``):
+    the ranges, their MiB, and the crash kernel's request and whether it was placed."""
+    ranges = [[start, end] for start, end in topology.reserved]
+    crash = topology.cmdline.crashkernel
+    failed = any(note.startswith("crashkernel reservation failed") for note in topology.notes)
+    return {"ranges": ranges,
+            "mib": sum(end - start for start, end in ranges) << PAGE_SHIFT >> 20,
+            "crashkernel": None if crash is None else
+            {"bytes": crash.size, "high": crash.high, "reserved": not failed}}
+
+
+def reservation_lines(topology: Topology) -> list[str]:
+    """``reserved: N ranges, M MiB (crashkernel= K MiB)``, as `reservations` has it."""
+    found = reservations(topology)
+    crash = found["crashkernel"]
+    text = f"reserved before the boot: {len(found['ranges'])} ranges, {found['mib']} MiB"
+    if crash is not None:
+        text += (f" (crashkernel {crash['bytes'] >> 20} MiB of it)" if crash["reserved"]
+                 else " (crashkernel= not reserved: see the note)")
+    return [text]
+
+
+def digest_lines(digests: dict | None) -> list[str]:
+    """Each node's digests, as a cluster boot prints them (so the two compare)."""
+    if not digests:
+        return []
+    return [""] + [f"node {nid} digest {d['digest']} (free-list order aside: "
+                   f"{d['state_digest']})" for nid, d in sorted(digests.items())]
 
 
 def zone_lines(result: BootResult) -> list[str]:
@@ -172,6 +206,8 @@ def boot_json(result: BootResult, verification: VerifyReport | None) -> dict:
     return {
         "source": plan.topology.source,
         "kernel": plan.topology.kernel.to_json(),
+        "notes": list(plan.topology.notes),
+        "reserved": reservations(plan.topology),
         "arch": plan.arch,
         "memmap_bytes": result.memmap.nbytes,
         "memmap_storage": result.memmap.storage,
@@ -183,4 +219,6 @@ def boot_json(result: BootResult, verification: VerifyReport | None) -> dict:
         "verify_checks": [] if verification is None else [
             {"check": check.name, "ok": check.ok, "summary": check.summary,
              "problems": check.problems} for check in verification.checks],
+        **({"digests": {str(nid): d for nid, d in sorted(result.digests.items())}}
+           if result.digests else {}),
     }

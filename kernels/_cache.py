@@ -4,15 +4,22 @@ Numba's own cache is keyed on the kernel's source file alone, so an edit to anyt
 kernel compiles in from elsewhere (the descriptor layout, a helper in ``_layout.py``, an
 intrinsic) would leave stale machine code in it. Our kernels get their own Numba cache
 (`kernel_cache`) whose key covers every file a kernel may depend on: all of ``kernels/``
-and ``fastinit/layout.py``, plus the Numba version and NUMBA_BOUNDSCHECK (which changes the
-code but not Numba's key). An edit to any of them recompiles every kernel once.
+and ``fastinit/layout.py``, plus the Numba and NumPy versions and NUMBA_BOUNDSCHECK (which
+changes the code but not Numba's key). An edit to any of them recompiles every kernel once.
 
-Only our kernels use it: nothing here touches ``numba.config``, so another library's
-``@njit(cache=True)`` functions cache where Numba would put them anyway.
+The folder is named by that key (``fastinit/kernels-<key>``), not by where the package
+sits: a build step (``python -m fastinit.kernels._precompile``, run by the install) fills
+the folder the installed package then reads, wherever pip puts it, and two checkouts
+of the same code share one cache while different code never shares a folder.
 
-The folder: ``fastinit/kernels-<tree>`` below NUMBA_CACHE_DIR if the user set one, else
-below ``$XDG_CACHE_HOME`` (``~/.cache``), else below the temporary directory; ``<tree>``
-tells two checkouts apart, so they do not overwrite each other's cache.
+Fill kernels generated for a user's record function (`generated_cache`) are cached the
+same way, in ``fastinit/fill-<key>``, each under a key of everything it is compiled from.
+
+Only our kernels use these caches: nothing here touches ``numba.config``, so another
+library's ``@njit(cache=True)`` functions cache where Numba would put them anyway.
+
+The root: NUMBA_CACHE_DIR if the user set one, else ``$XDG_CACHE_HOME`` (``~/.cache``),
+else the temporary directory.
 """
 
 from __future__ import annotations
@@ -24,9 +31,12 @@ import tempfile
 from pathlib import Path
 
 import numba
+import numpy as np
 from numba.core import caching
 
 _KERNELS = Path(__file__).resolve().parent
+# Hex digits of the key in a folder's name: enough that two codes never meet.
+_NAME_DIGITS = 16
 
 
 def dependency_files() -> list[Path]:
@@ -36,8 +46,9 @@ def dependency_files() -> list[Path]:
 
 
 def dependency_digest(files: list[Path]) -> str:
-    """SHA-256 over ``files``' names and contents, the Numba version and NUMBA_BOUNDSCHECK."""
-    digest = hashlib.sha256(numba.__version__.encode())
+    """SHA-256 over ``files``' names and contents, the Numba and NumPy versions and
+    NUMBA_BOUNDSCHECK."""
+    digest = hashlib.sha256(f"{numba.__version__} {np.__version__}".encode())
     digest.update(os.environ.get("NUMBA_BOUNDSCHECK", "").encode())
     for path in files:
         digest.update(path.name.encode() + b"\0" + path.read_bytes())
@@ -45,43 +56,49 @@ def dependency_digest(files: list[Path]) -> str:
 
 
 @functools.cache
-def _stamp() -> str:
+def stamp() -> str:
+    """The key of this tree's kernels (`dependency_digest` of `dependency_files`)."""
     return dependency_digest(dependency_files())
 
 
-def cache_roots() -> list[Path]:
-    """Candidate folders for the cache, best first."""
-    tree = "kernels-" + hashlib.sha1(str(_KERNELS).encode()).hexdigest()[:12]
+def cache_roots(kind: str = "kernels") -> list[Path]:
+    """Candidate folders for the cache of ``kind`` (``kernels`` or ``fill``), best first."""
     roots = []
     if os.environ.get("NUMBA_CACHE_DIR"):
         roots.append(Path(os.environ["NUMBA_CACHE_DIR"]))
     roots.append(Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"))
     roots.append(Path(tempfile.gettempdir()) / f"fastinit-{os.getuid()}")
-    return [root / "fastinit" / tree for root in roots]
+    folder = f"{kind}-{stamp()[:_NAME_DIGITS]}"
+    return [root / "fastinit" / folder for root in roots]
 
 
-class _KernelLocator(caching._CacheLocator):
+class _Locator(caching._CacheLocator):
     """Numba cache locator of our kernels: our folder, our staleness stamp."""
+
+    kind = "kernels"
 
     def __init__(self, py_func, path: Path):
         self._lineno = py_func.__code__.co_firstlineno
         self._path = path
         # Numba names this file in its warning about a kernel it cannot cache.
         self._py_file = py_func.__code__.co_filename
+        # A generated kernel carries its own key (`generated_cache`).
+        self._key = getattr(py_func, "_fastinit_key", None)
 
     def get_cache_path(self) -> str:
         return str(self._path)
 
     def get_source_stamp(self) -> str:
         # Numba throws a function's cached code away when its stored stamp differs.
-        return _stamp()
+        return self._key or stamp()
 
     def get_disambiguator(self) -> str:
-        return str(self._lineno)
+        return self._key[:2 * _NAME_DIGITS] if self._key else str(self._lineno)
 
     @classmethod
     def from_function(cls, py_func, py_file):
-        for path in cache_roots():
+        kind = "fill" if getattr(py_func, "_fastinit_key", None) else "kernels"
+        for path in cache_roots(kind):
             locator = cls(py_func, path)
             try:
                 locator.ensure_cache_path()
@@ -92,7 +109,7 @@ class _KernelLocator(caching._CacheLocator):
 
 
 class _KernelCacheImpl(caching.CompileResultCacheImpl):
-    _locator_classes = [_KernelLocator]
+    _locator_classes = [_Locator]
 
 
 class _KernelCache(caching.FunctionCache):
@@ -105,3 +122,11 @@ def kernel_cache(py_func):
         return _KernelCache(py_func)
     except RuntimeError:  # Numba found no usable locator
         return None
+
+
+def generated_cache(py_func, key: str):
+    """The cache of a kernel generated at run time, whose machine code is a function of
+    ``key`` alone (a hex digest: the caller hashes the generated source and everything it
+    calls), or None where no folder is writable."""
+    py_func._fastinit_key = key
+    return kernel_cache(py_func)

@@ -10,7 +10,8 @@ registered with `inline_helper` or `loop_helper` instead: they are not kernels o
 
 Compiled code is cached on disk in fastinit's own folder, keyed on every file a kernel
 depends on (``_cache.py``): editing the layout or a helper recompiles the kernels, and
-other libraries' Numba caches are left where Numba puts them.
+other libraries' Numba caches are left where Numba puts them. The install fills that
+cache (``_precompile.py``), so the first command runs warm.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from numba import types
 from numba.core import typeinfer
 from numba.extending import register_jitable
 
-from fastinit.kernels._cache import kernel_cache
+from fastinit.kernels._cache import generated_cache, kernel_cache
 from fastinit.layout import PAGE_DTYPE
 
 # Descriptor arrays are always C-contiguous 1-D arrays of the aligned 64-byte record.
@@ -68,14 +69,7 @@ def kernel(*signatures, parallel: bool = False):
         dispatcher = numba.jit(parallel=parallel, **_OPTIONS)(fn)
         # Reuse machine code across processes (a warm start costs milliseconds, not
         # seconds), from our own cache: Numba's cache=True would key it on this file alone.
-        cache = kernel_cache(fn)
-        if cache is not None:
-            dispatcher._cache = cache
-        # What numba.jit(signatures) does, with our cache in place before compiling.
-        with typeinfer.register_dispatcher(dispatcher):
-            for signature in signatures:
-                dispatcher.compile(signature)
-        dispatcher.disable_compile()
+        _compile_cached(dispatcher, kernel_cache(fn), signatures)
         return dispatcher
     return decorate
 
@@ -100,13 +94,27 @@ def loop_helper(fn):
     return register_jitable(_nrt=False)(fn)
 
 
-def generated_kernel(fn, *signatures):
+def _compile_cached(dispatcher, cache, signatures) -> None:
+    """What numba.jit(signatures) does, with ``cache`` (None: none) in place first."""
+    if cache is not None:
+        dispatcher._cache = cache
+    with typeinfer.register_dispatcher(dispatcher):
+        for signature in signatures:
+            dispatcher.compile(signature)
+    dispatcher.disable_compile()
+
+
+def generated_kernel(fn, key: str | None, *signatures):
     """Compile ``fn``, built at run time from generated source, eagerly for ``signatures``.
 
-    The options are `kernel`'s with one exception: no on-disk cache. Numba can only cache
-    a function defined in a source file, and a generated kernel calls a function of the
-    user's (`fastinit.fill`'s ``record``) whose code Numba's cache key would not cover:
-    an edited ``record`` would run stale machine code. Callers keep the compiled kernel
-    in memory instead, per process.
+    The options are `kernel`'s. Numba's own cache cannot hold such a function (it keys
+    code on a source file), and a generated kernel calls a function of the user's
+    (`fastinit.fill`'s ``record``) whose edits no file stamp would see. So the caller
+    passes ``key``, a digest of everything the machine code is compiled from (the source,
+    the record function's code and constants, the dtype, our kernels' own key), and the
+    code is cached under it across processes; None compiles it for this process only.
     """
-    return numba.jit(list(signatures), parallel=False, **dict(_OPTIONS, cache=False))(fn)
+    dispatcher = numba.jit(parallel=False, **_OPTIONS)(fn)
+    _compile_cached(dispatcher, None if key is None else generated_cache(fn, key),
+                    signatures)
+    return dispatcher

@@ -228,17 +228,18 @@ def staged_source(leaves, itemsize: int) -> str:
     ])
 
 
-def _compile(source: str, name: str, record, signature):
-    namespace = {"np": np, "record": record, "bits": raw_bits, "store": store_unaligned,
+def _compile(source: str, name: str, record, signature, key: str | None):
+    # Named as this module: a cached kernel's environment is rebuilt by importing it.
+    namespace = {"__name__": __name__, "np": np, "record": record, "bits": raw_bits, "store": store_unaligned,
                  "store_nt": store_record_nt, "store_fence": store_fence,
                  "ZERO": np.uint64(0)}
     namespace.update({f"cast_{code}": cast for code, cast in _CASTS.items()})
     namespace.update({f"SHIFT{s}": np.uint64(s) for s in range(8, 64, 8)})
     exec(compile(source, f"<fastinit fill kernel {name}>", "exec"), namespace)
-    return generated_kernel(namespace[name], signature)
+    return generated_kernel(namespace[name], key, signature)
 
 
-def build_fill_kernels(record, leaves, itemsize: int) -> FillKernels:
+def build_fill_kernels(record, leaves, itemsize: int, key=None) -> FillKernels:
     """Generate and compile the fill kernels of ``record`` for a layout.
 
     Parameters
@@ -249,9 +250,16 @@ def build_fill_kernels(record, leaves, itemsize: int) -> FillKernels:
         Every scalar of the record, not overlapping, inside ``itemsize``.
     itemsize : int
         Bytes per record.
+    key : callable or None
+        ``key(sources)``: the cache key of kernels generated from ``sources`` (see
+        `fastinit.arrays.fill_key`), or None for kernels compiled for this process only.
     """
     records = records_per_batch(itemsize)
-    plain = _compile(plain_source(leaves, itemsize), "plain", record, PLAIN_SIGNATURE)
-    source = direct_source if records == 1 else staged_source
-    stream = _compile(source(leaves, itemsize), "stream", record, STREAM_SIGNATURE)
+    sources = [plain_source(leaves, itemsize),
+               (direct_source if records == 1 else staged_source)(leaves, itemsize)]
+    cache_key = None if key is None else key(sources)
+    plain = _compile(sources[0], "plain", record, PLAIN_SIGNATURE,
+                     cache_key and cache_key + "-plain")
+    stream = _compile(sources[1], "stream", record, STREAM_SIGNATURE,
+                      cache_key and cache_key + "-stream")
     return FillKernels(plain, stream, records, records * itemsize)

@@ -158,11 +158,17 @@ def test_an_error_in_a_node_thread_before_its_job_reaches_the_caller(monkeypatch
     assert any("in deferred init of node" in note for note in caught.value.__notes__)
 
 
-def test_touch_progress_reports_every_byte_of_the_new_memmap_once():
-    touched = []
-    result = boot(parse_spec("2x1G"), threads=2, touch_progress=touched.append)
-    assert sum(touched) == result.memmap.nbytes
-    assert all(amount > 0 for amount in touched)
+def test_touch_progress_and_progress_report_done_and_total_from_zero_to_the_end():
+    touched, deferred = [], []
+    result = boot(parse_spec("2x1G"), threads=2,
+                  touch_progress=lambda done, total: touched.append((done, total)),
+                  progress=lambda done, total: deferred.append((done, total)))
+    for calls, total in ((touched, result.memmap.nbytes),
+                         (deferred, sum(e - s for n in result.plan.nodes
+                                        for s, e in result.plan.deferred_jobs(n.nid)))):
+        assert calls[0] == (0, total) and calls[-1] == (total, total)
+        assert {t for _, t in calls} == {total}
+        assert [d for d, _ in calls] == sorted({d for d, _ in calls})  # rising, no repeat
 
 
 def test_nodes_starting_together_split_the_pool_evenly():

@@ -128,23 +128,25 @@ def test_progress_bar_draws_its_label_and_reaches_100_percent():
     from fastinit.engine.progress import ProgressBar
     stream = io.StringIO()
     bar = ProgressBar(1000, "sparse_init", stream=stream)
-    for _ in range(4):
-        bar(250)
+    for done in (0, 250, 500, 750, 1000):
+        bar(done, 1000)
     assert "] 100%" in stream.getvalue()
     assert "sparse_init" in stream.getvalue()
 
 
-def test_progress_bar_shows_rate_and_time_left():
+def test_progress_bar_measures_rate_and_time_left_over_the_stage_alone():
     import io
     from fastinit.engine.progress import ProgressBar
     now = [100.0]
     stream = io.StringIO()
     bar = ProgressBar(4000, "deferred init", unit_bytes=64, stream=stream, clock=lambda: now[0])
+    now[0] += 30.0  # compiling, allocating: before the stage, not counted
+    bar(0, 4000)  # the stage starts (a Tally's first call)
     now[0] += 2.0
-    bar(1000)  # 1000 pages of 64 bytes in 2 s: 32 kB/s, 3000 left: 6 s
+    bar(1000, 4000)  # 1000 pages of 64 bytes in 2 s: 32 kB/s, 3000 left: 6 s
     assert stream.getvalue().rstrip().endswith("25%   32.0 kB/s  ETA 0:06")
     now[0] += 6.0
-    bar(3000)
+    bar(4000, 4000)
     assert stream.getvalue().rstrip().endswith("100%   32.0 kB/s  0:08 total")
 
 

@@ -265,3 +265,21 @@ def test_an_interrupt_that_left_code_exec_ran_keeps_the_programs_exit_status():
     assert done.returncode == 143, done.stderr
     assert done.stderr == "fastinit topology: terminated (SIGTERM); every thread was " \
                           "stopped\n"
+
+
+def test_ctrl_c_as_the_temporary_file_is_made_leaves_nothing(tmp_path, monkeypatch):
+    # A real SIGINT just before create_temp returns: nobody holds the new file's
+    # descriptor yet, so only holding the interrupt over the call lets it be removed.
+    import fastinit
+    from fastinit.arrays import atomic
+    made = atomic.create_temp
+
+    def then_ctrl_c(*args):
+        temp = made(*args)
+        signal.raise_signal(signal.SIGINT)
+        return temp
+
+    monkeypatch.setattr(atomic, "create_temp", then_ctrl_c)
+    with pytest.raises(KeyboardInterrupt):
+        fastinit.create_memmap(tmp_path / "x.bin", "u1", 4096)
+    assert listing(tmp_path) == []

@@ -105,7 +105,18 @@ def test_an_edit_to_the_layout_recompiles_the_kernels_and_nothing_else_does(tmp_
     edited = run(KERNEL_RUN, tree, home)
     assert (edited["hits"], edited["misses"]) == (0, 1)
     assert edited["lru"] == first["lru"] + 0x0001000000000000
-    assert edited["path"] == first["path"]  # the stale entries were replaced, not piled up
+    # Different code, a different folder: never code of one key under another's name
+    assert edited["path"] != first["path"]
+    assert Path(edited["path"]).parent == Path(first["path"]).parent
+
+
+def test_the_cache_folder_is_named_by_the_code_not_by_where_the_tree_sits(tmp_path):
+    # What lets the install's build step fill the cache the installed package reads.
+    home = tmp_path / "home"
+    first = run(KERNEL_RUN, checkout(tmp_path / "a"), home)
+    moved = run(KERNEL_RUN, checkout(tmp_path / "b"), home)
+    assert moved["path"] == first["path"]
+    assert (moved["hits"], moved["misses"]) == (1, 0)
 
 
 def test_every_kernel_loads_from_the_cache_on_a_warm_start(tmp_path):

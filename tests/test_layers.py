@@ -43,6 +43,9 @@ ALLOWED = {
     "fastinit.distributed": {"fastinit.layout", "fastinit.engine", "fastinit.machine",
                              "fastinit.kernels", "fastinit.arrays", "fastinit.mm",
                              "fastinit.mm.hugetlb", "fastinit.bench", "fastinit.report"},
+    # fastinit.boot: one process; it takes node digests from distributed.digest (no dask).
+    "fastinit.api": {"fastinit.engine", "fastinit.machine", "fastinit.mm",
+                     "fastinit.mm.hugetlb", "fastinit.distributed"},
 }
 # What every layer may import.
 BOTTOM = {"fastinit.units"}

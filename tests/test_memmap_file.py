@@ -75,7 +75,7 @@ def test_loaded_memmap_is_read_only(tmp_path):
 
 def test_an_existing_file_is_replaced_only_with_force(booted_file):
     before = booted_file.read_bytes()
-    with pytest.raises(MemmapFileError, match="exists; pass --force"):
+    with pytest.raises(MemmapFileError, match="exists; pass force=True"):
         boot_into(booted_file, spec="1x1G")
     assert booted_file.read_bytes() == before
     boot_into(booted_file, spec="1x1G", force=True)

@@ -121,7 +121,7 @@ def test_arrays_keep_their_file_alive_and_lead_back_to_it(tmp_path):
 
 def test_replacing_needs_force_and_keeps_the_old_files_mode(old_file):
     os.chmod(old_file, 0o600)
-    with pytest.raises(MemmapFileError, match="exists; pass --force"):
+    with pytest.raises(MemmapFileError, match="exists; pass force=True"):
         create_memmap(old_file, np.int8, 3)
     write(old_file, np.int8, 3, force=True)
     assert open_memmap(old_file).array.dtype == np.int8
@@ -131,7 +131,7 @@ def test_replacing_needs_force_and_keeps_the_old_files_mode(old_file):
 def test_force_replaces_only_fastinit_files_unless_told_otherwise(tmp_path):
     path = tmp_path / "notes.txt"
     path.write_bytes(b"precious")
-    with pytest.raises(MemmapFileError, match="not a fastinit memmap file.*--replace-any-file"):
+    with pytest.raises(MemmapFileError, match="not a fastinit memmap file.*replace_any_file=True"):
         create_memmap(path, np.int8, 3, force=True)
     assert path.read_bytes() == b"precious"
     write(path, np.int8, 3, force=True, replace_any_file=True)

@@ -62,3 +62,18 @@ def test_parse_size_units(text, value):
 def test_bad_spec_names_the_problem(spec, words):
     with pytest.raises(ValueError, match=words):
         parse_spec(spec, default_cpus=1)
+
+
+@pytest.mark.parametrize("spec, message", [
+    ("2x0G", "every node has 0 bytes; give at least one node memory"),
+    ("2x16G,cpus=0", "cpus=0 gives the nodes no CPUs; write cpus=N with N >= 1"),
+    ("1x16G:4+1x8G,cpus=0", "a node without CPUs as SIZE:0"),
+])
+def test_a_machine_without_memory_or_cpus_is_refused_with_the_fix(spec, message):
+    with pytest.raises(ValueError, match=message):
+        parse_spec(spec)
+
+
+def test_a_memory_only_node_is_written_size_colon_0():
+    topology = parse_spec("1x16G:4+1x8G:0")
+    assert [node.cpus for node in topology.nodes] == [4, 0]

@@ -118,7 +118,7 @@ def check_replaceable(shown: str, dfd: int, name: str, *, force: bool, replace_a
                               f"replaces a regular file (nothing was changed): choose "
                               f"another path")
     if not force:
-        raise MemmapFileError(f"{shown} exists; pass --force to overwrite it (force=True)")
+        raise MemmapFileError(f"{shown} exists; pass force=True to overwrite it")
     if there.st_size and not replace_any:
         fd = os.open(name, _READ_ENTRY, dir_fd=dfd)
         try:
@@ -126,9 +126,9 @@ def check_replaceable(shown: str, dfd: int, name: str, *, force: bool, replace_a
         finally:
             os.close(fd)
         if not ours:
-            raise MemmapFileError(f"{shown} is not a fastinit memmap file; --force replaces "
-                                  f"only those: pass --replace-any-file "
-                                  f"(replace_any_file=True) to replace it anyway")
+            raise MemmapFileError(f"{shown} is not a fastinit memmap file; force=True "
+                                  f"replaces only those: pass replace_any_file=True to "
+                                  f"replace it anyway")
     return there
 
 

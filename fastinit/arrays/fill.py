@@ -18,7 +18,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from numba.core.dispatcher import Dispatcher
 
+from fastinit.arrays.fill_key import (fill_key, record_digest, remember_return_type,
+                                      remembered_return_type)
 from fastinit.arrays.memmapfile import MemmapFile
 from fastinit.arrays.records import check_record_type, leaves_of, return_type
 from fastinit.engine.padata import Job, JobReport, do_multithreaded
@@ -82,7 +85,14 @@ def kernels_for(record, dtype: np.dtype) -> tuple[FillKernels, float]:
         not compiled, parallel, takes no int64 or returns values that do not fit.
     """
     leaves = leaves_of(dtype)
-    returned = return_type(record)
+    digest = record_digest(record) if isinstance(record, Dispatcher) and \
+        not record.targetoptions.get("parallel") else None
+    # A record whose kernels an earlier process cached is not compiled here at all.
+    returned = digest and remembered_return_type(digest)
+    if not returned:
+        returned = return_type(record)
+        if digest:
+            remember_return_type(digest, returned)
     check_record_type(returned, dtype, record.py_func.__name__)
     key = (record, tuple(leaves), dtype.itemsize, returned)
     with _kernels_lock:
@@ -91,7 +101,9 @@ def kernels_for(record, dtype: np.dtype) -> tuple[FillKernels, float]:
             return _kernels[key], 0.0
         began = time.perf_counter()
         # Compiled here, on the caller's thread, before any helper runs a kernel.
-        built = build_fill_kernels(record, leaves, dtype.itemsize)
+        disk_key = None if digest is None else \
+            (lambda sources: fill_key(digest, sources, returned))
+        built = build_fill_kernels(record, leaves, dtype.itemsize, disk_key)
         _kernels[key] = built
         while len(_kernels) > KERNEL_CACHE_SIZE:
             _kernels.popitem(last=False)
@@ -181,7 +193,10 @@ def fill(array: np.ndarray, record, *, start: int = 0, threads: int | None = Non
     ``fastinit.MemmapFile.of(array).fail()``).
 
     The kernels for a (record, dtype) pair are generated and compiled on first use, which
-    takes a fraction of a second, and then kept in memory (the last 32 pairs).
+    takes a fraction of a second, kept in memory (the last 32 pairs) and cached on disk,
+    so later processes load them: under a key of the generated code, ``record``'s code
+    and options, and every constant it reads, following the compiled functions it calls
+    (`fastinit.arrays.fill_key`; a record reading other objects compiles per process).
     """
     _check_array(array)
     start = check_int(start, "start", minimum=0, fix="pass the index of the first element")

@@ -140,11 +140,11 @@ class MemmapFile:
         if state != fmt.INITIALIZING:
             self._complete_checksum = checksum if state == fmt.COMPLETE else None
 
-    def _end_state(self, state: int) -> tuple[int, int]:
+    def _end_state(self, state: int, threads: int | None = None) -> tuple[int, int]:
         """``(state, checksum)`` to leave a file updated in place with, unless completed:
         complete again if its data is what it was when complete (nobody wrote it)."""
         before = self._complete_checksum
-        if before is not None and data_checksum(self.data) == before:
+        if before is not None and data_checksum(self.data, threads) == before:
             return fmt.COMPLETE, before
         return state, 0
 
@@ -185,7 +185,7 @@ class MemmapFile:
         place is marked failed."""
         self._stop(fmt.FAILED)
 
-    def _stop(self, state: int) -> None:
+    def _stop(self, state: int, threads: int | None = None) -> None:
         if self._finished:
             return
         with interrupts_deferred():
@@ -196,7 +196,7 @@ class MemmapFile:
             elif state == fmt.FAILED:  # said by the writer: whatever the data holds
                 self._write_state(state)
             else:
-                self._write_state(*self._end_state(state))
+                self._write_state(*self._end_state(state, threads))
             self._release()
 
     def begin_update(self) -> None:
@@ -266,7 +266,7 @@ class MemmapFile:
 def _fail_unfinished() -> None:
     """A program that exits without completing its files leaves no temporary file."""
     for handle in list(_WRITERS):
-        handle._stop(fmt.CLOSED)
+        handle._stop(fmt.CLOSED, threads=1)  # no new threads while the interpreter exits
 
 
 def completed_note(path: str) -> str:

@@ -30,6 +30,16 @@ _OPEN_LOCK = os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
 _NO_LOCK_FILE = (errno.EACCES, errno.EPERM, errno.EROFS)
 
 
+_KINDS = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO (named pipe)"),
+          (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+          (stat.S_ISSOCK, "a socket"), (stat.S_ISLNK, "a symbolic link"))
+
+
+def kind_of(mode: int) -> str:
+    """What a file of ``st_mode`` is, as words ("a directory", "a FIFO (named pipe)"...)."""
+    return next((words for test, words in _KINDS if test(mode)), "not a regular file")
+
+
 def still_names(dfd: int, name: str, fd: int) -> bool:
     """Whether ``name`` in the directory (a symbolic link not followed) is still the file
     open as ``fd``: what must hold before a name is unlinked, or trusted to be ours.

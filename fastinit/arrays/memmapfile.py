@@ -25,7 +25,7 @@ from fastinit.engine.interrupts import interrupts_deferred
 from fastinit.engine.validate import check_bool
 from fastinit.units import gib
 
-_REDO = "write it again (the old one is replaced only with force=True / --force)"
+_REDO = "write it again (the old one is replaced only with force=True)"
 _UNFINISHED = {
     fmt.INITIALIZING: "the run that wrote it did not finish (killed or still running)",
     fmt.FAILED: "the run that wrote it stopped with an error",
@@ -75,7 +75,8 @@ def create_file(path, arrays, metadata=None, *, kind: str = "array", force: bool
             raise MemmapFileError(f"the memmap file needs {gib(total)}{beside} but "
                                   f"{directory} has {gib(free)} free; choose a path "
                                   f"(--memmap-file) on a disk with room")
-        temp, fd = atomic.create_temp(dfd, name, old.st_mode if old else None)
+        with interrupts_deferred():  # an interrupt before we hold its fd would leak it
+            temp, fd = atomic.create_temp(dfd, name, old.st_mode if old else None)
         try:
             # The header first: a run killed while the blocks are reserved leaves a file
             # that says it is ours (and so is cleaned up), never a header-less one.

@@ -47,7 +47,8 @@ def advise(address: int, nbytes: int, advice: int) -> int:
 
 
 def first_touch(raw: np.ndarray, *, threads: int | None,
-                progress: Callable[[int, int], Any] | None = None) -> tuple[str, JobReport]:
+                progress: Callable[[int, int], Any] | None = None,
+                nice: int | None = None) -> tuple[str, JobReport]:
     """Fault in every page of ``raw`` on up to ``threads`` threads.
 
     Parameters
@@ -59,6 +60,8 @@ def first_touch(raw: np.ndarray, *, threads: int | None,
         Most threads, the caller's included; None for every usable CPU.
     progress : callable or None
         ``progress(done_bytes, total_bytes)`` on the caller's thread as chunks finish.
+    nice : int or None
+        The helper threads' niceness (`fastinit.Job`).
 
     Returns
     -------
@@ -99,6 +102,6 @@ def first_touch(raw: np.ndarray, *, threads: int | None,
         progress(min(done * HPAGE_PMD_SIZE, nbytes), nbytes)
 
     job = Job(touch, start=0, size=div_up(nbytes, HPAGE_PMD_SIZE), align=1,
-              min_chunk=MIN_CHUNK_HUGE_PAGES, max_threads=threads)
+              min_chunk=MIN_CHUNK_HUGE_PAGES, max_threads=threads, nice=nice)
     report = do_multithreaded(job, progress=on_progress if progress is not None else None)
     return (TOUCH if refused.is_set() else POPULATE), report

@@ -197,7 +197,7 @@ def bench_lines(result: BenchResult, node_cpus: int) -> list[str]:
              "                         ----------------------------------------   "
              "-------------------------------------",
              "node% (thr)  ran  speedup  saved  time_ms (stdev)     GB/s     time_ms  "
-             "deferred/memset"]
+             "speed vs memset"]
     base = result.rows[0]
     for row in result.rows:
         share = 100 * row.threads // max(node_cpus, 1)
@@ -206,9 +206,13 @@ def bench_lines(result: BenchResult, node_cpus: int) -> list[str]:
         lines.append(f"{share:>4}% ({row.threads:>3})  {row.threads_run:>3}  {speedup:>7}  "
                      f"{saved:>5}  {row.deferred_ms:7.1f} ({row.deferred_ms_stdev:5.1f})  "
                      f"{row.gbps:7.2f}     {row.memset_ms:7.1f}   {row.ratio_to_memset:6.2f}x")
-    lines.append("ran: threads that really ran at once (memset used as many); saved: time "
-                 "saved against the first row, as in the series' tables; deferred/memset > 1 "
-                 "means faster than memset")
+    lines += ["node% (thr): threads per node asked for, as a share of the node's "
+              f"{max(node_cpus, 1)} CPUs (and their number); ran: threads that really ran "
+              "at once (memset used as many)",
+              "speedup: the first row's time over this row's (bigger is faster); saved: "
+              "time saved against the first row, as in the series' tables",
+              "speed vs memset: deferred init's speed over memset's on the same bytes "
+              "(memset time / deferred time): bigger is faster, 1.00x is memset's speed"]
     if result.peers:
         ours = {row.threads_run: row.deferred_ms for row in result.rows}
         lines += ["", "peers, same semantics, same run (median ms; fastinit at the same number "

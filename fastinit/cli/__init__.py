@@ -43,14 +43,17 @@ ARCH_HELP = "thread cap per node: x86 (Linux 5.8, all CPUs of the node; default)
             "generic (5.8 elsewhere: 1), linux-6.11 (the node's CPUs everywhere)"
 
 def _machine_args(parser) -> None:
+    from fastinit.engine.cpus import usable_cpus
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--dmesg", metavar="FILE", help="read the machine from a boot log "
-                        "(- for stdin)")
+                        "(- for stdin); without --dmesg or --spec: this machine")
     source.add_argument("--spec", metavar="SPEC", help="describe the machine, e.g. "
-                        "2x64G,cpus=8")
+                        "2x64G,cpus=8; CPUs per node default to the CPUs this process may "
+                        f"use ({usable_cpus()} here)")
     parser.add_argument("--cmdline", metavar="TEXT", help="kernel command line of a --spec "
-                        "machine, e.g. 'movablecore=25%% numa=fake=4'")
-    parser.add_argument("--json", action="store_true", help="print JSON instead of text")
+                        "machine, e.g. 'movablecore=25%% numa=fake=4' (default: none)")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of text "
+                        "(default: text)")
 
 
 LINUX_HELP = "model the machine under this Linux generation's rules, e.g. 5.10 or 6.12 " \
@@ -66,7 +69,8 @@ def _nonempty_path(text: str) -> str:
 
 def _threads_arg(parser, group=None) -> None:
     (group or parser).add_argument("--threads", type=int, metavar="N",
-                                   help="threads per node, instead of the arch profile")
+                                   help="threads per node, instead of the arch profile "
+                                        "(default: the profile's cap)")
 
 
 def _boot_args(parser) -> None:
@@ -80,7 +84,10 @@ def _boot_args(parser) -> None:
                         help="deferred-init kernel: stream (one pass, streaming stores; "
                              "default) or plain (the kernel's two passes, ordinary stores)")
     parser.add_argument("--no-progress", action="store_true",
-                        help="no progress bar, even on a terminal")
+                        help="no progress bar (default: a bar on a terminal)")
+    parser.add_argument("--nice", type=int, metavar="N", default=None,
+                        help="run the boot's helper threads at niceness N (0-19, Linux), "
+                             "so other work keeps the CPUs (default: as this process)")
 
 
 def build_parser():
@@ -109,7 +116,8 @@ def build_parser():
     _boot_args(boot)
     boot.add_argument("--memmap-file", metavar="PATH", type=_nonempty_path,
                       help="back the memmap with this file (for memmaps larger than RAM); "
-                           "it is marked complete only when the boot finishes")
+                           "it is marked complete only when the boot finishes (default: "
+                           "in memory)")
     boot.add_argument("--force", action="store_true",
                       help="replace an existing fastinit --memmap-file (the new one is "
                            "written beside it and takes its place only when complete)")

@@ -21,16 +21,21 @@ def add_cluster_args(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--cluster", metavar="ADDRESS",
                        help="local:N starts N dask worker processes on this computer; "
                             "tcp://HOST:8786 uses a running 'dask scheduler' and its "
-                            "'dask worker's")
+                            "'dask worker's (default: this process alone)")
+    checks = parser.prog.endswith("verify")  # verify reads the files a boot left there
     group.add_argument("--memmap-dir", metavar="DIR",
-                       help="with --cluster: each node's memmap in the file "
-                            "DIR/node<N>.memmap on its worker's disk")
+                       help="with --cluster: check each node's file DIR/node<N>.memmap on "
+                            "the worker whose disk holds it, and name any node whose file "
+                            "is missing" if checks else
+                            "with --cluster: each node's memmap in the file "
+                            "DIR/node<N>.memmap on its worker's disk (default: in memory)")
     group.add_argument("--retries", type=int, default=0, metavar="N",
                        help="with --cluster: boot a node again on another worker, up to N "
                             "times, when its worker dies (default 0)")
     group.add_argument("--digests", action="store_true",
-                       help="with --cluster: print each node's SHA-256 digest of its "
-                            "descriptors, pageblocks and zones (compare boots node by node)")
+                       help="print each node's SHA-256 digest of its descriptors, "
+                            "pageblocks and zones, in one process or with --cluster "
+                            "(compare boots node by node)")
 
 
 def wants_cluster(args: argparse.Namespace) -> bool:
@@ -39,13 +44,15 @@ def wants_cluster(args: argparse.Namespace) -> bool:
         if getattr(args, "memmap_file", None) is not None:
             raise ValueError("--memmap-file is one file on this computer; with --cluster "
                              "each node has its own: --memmap-dir DIR")
+        if getattr(args, "nice", None) is not None:
+            raise ValueError("--nice applies to boots in this process; a dask worker's "
+                             "niceness is its own (start it with nice -n N dask worker ...)")
         return True
-    for flag, value in (("--memmap-dir", getattr(args, "memmap_dir", None)),
-                        ("--retries", getattr(args, "retries", 0) or None),
-                        ("--digests", getattr(args, "digests", False) or None)):
+    for flag, value, fix in (
+            ("--memmap-dir", getattr(args, "memmap_dir", None), "one file: --memmap-file PATH"),
+            ("--retries", getattr(args, "retries", 0) or None, "drop it")):
         if value is not None:
-            raise ValueError(f"{flag} applies to --cluster boots (one process: "
-                             f"--memmap-file PATH)")
+            raise ValueError(f"{flag} applies to --cluster boots (in one process, {fix})")
     return False
 
 

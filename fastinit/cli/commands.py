@@ -79,8 +79,8 @@ def run_verify(args: argparse.Namespace, result):
 
 
 def cmd_boot(args: argparse.Namespace, verify: bool = False) -> int:
+    from fastinit.api import boot, node_digests
     from fastinit.arrays.handle import completed_note
-    from fastinit.mm.run import boot
     from fastinit.mm.plan import plan_boot
     from fastinit.report import boot_json, boot_lines
     topology, _ = load_topology(args)
@@ -97,13 +97,15 @@ def cmd_boot(args: argparse.Namespace, verify: bool = False) -> int:
                       force=getattr(args, "force", False),
                       replace_any_file=getattr(args, "replace_any_file", False),
                       kernel=args.kernel, progress=bar,
-                      touch_progress=touch_bar)
+                      touch_progress=touch_bar, nice=args.nice)
     finally:
         if bar is not None:
             bar.close()
     try:
         verification = run_verify(args, result) if verify or getattr(args, "verify", False) \
             else None
+        if getattr(args, "digests", False):
+            result.digests = node_digests(result)
         if args.json:
             emit(json.dumps(boot_json(result, verification), indent=2))
         else:

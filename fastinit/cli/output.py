@@ -8,6 +8,7 @@ same instead of printing a traceback.
 from __future__ import annotations
 
 import os
+import re
 import sys
 
 EXIT_OUTPUT = 74  # EX_IOERR of sysexits.h
@@ -16,13 +17,17 @@ EXIT_PIPE = 128 + 13  # what a shell shows for a tool that SIGPIPE ended
 # Library errors name the argument (``threads must be >= 1``); the user typed a flag.
 ARGUMENT_FLAGS = {"threads": "--threads", "arch": "--arch", "memmap_file": "--memmap-file",
                   "force": "--force", "kernel": "--kernel", "repeat": "--repeat",
-                  "plot": "--plot"}
+                  "plot": "--plot", "nice": "--nice", "replace_any_file": "--replace-any-file"}
 
 
 def as_flags(message: str) -> str:
-    """``message`` with a leading library argument name replaced by its flag."""
+    """``message`` with a leading library argument name replaced by its flag, and every
+    ``keyword=True`` it advises by the flag (``pass force=True`` -> ``pass --force``)."""
     first, space, rest = message.partition(" ")
-    return ARGUMENT_FLAGS[first] + space + rest if first in ARGUMENT_FLAGS else message
+    if first in ARGUMENT_FLAGS:
+        message = ARGUMENT_FLAGS[first] + space + rest
+    return re.sub(r"\b([a-z_]+)=True\b",
+                  lambda m: ARGUMENT_FLAGS.get(m.group(1), m.group(0)), message)
 
 
 class OutputError(Exception):

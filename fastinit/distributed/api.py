@@ -6,6 +6,7 @@ import os
 import time
 from collections.abc import Callable
 
+from fastinit.engine.progress import Tally
 from fastinit.engine.validate import check_callable, check_int, check_type
 from fastinit.machine.topology import Topology
 from fastinit.mm.deferred import DEFAULT_KERNEL
@@ -17,7 +18,7 @@ from fastinit.mm import run as single
 
 def boot(topology: Topology, *, cluster=None, verify: bool = False, digests: bool = False,
          retries: int = 0, memmap_dir: str | None = None,
-         progress: Callable[[int], None] | None = None, timeout: float | None = None,
+         progress: Callable[[int, int], None] | None = None, timeout: float | None = None,
          **options):
     """Simulate the boot of ``topology``: here (`fastinit.mm.run.boot`), or on a cluster.
 
@@ -40,7 +41,7 @@ def boot(topology: Topology, *, cluster=None, verify: bool = False, digests: boo
         On a cluster: each node's memmap is the file ``node<N>.memmap`` in this directory
         on its worker's disk (it stays there, complete, for ``fastinit verify``).
     progress : callable or None
-        ``progress(pages)`` as deferred init advances, on every node.
+        ``progress(done, total)`` in pages as deferred init advances, over all nodes.
     timeout : float or None
         Seconds to reach a scheduler address (default 5).
     **options
@@ -80,7 +81,7 @@ def cluster_boot(topology: Topology, cluster, *, arch: str = DEFAULT_ARCH,
     from fastinit.distributed.run import run_boot
     single._check_machine_arguments(topology, None)
     boot_options = BootOptions(arch=arch, threads=threads, kernel=kernel, force=force)
-    check_callable(progress, "progress", "progress(pages)", optional=True)
+    check_callable(progress, "progress", "progress(done, total)", optional=True)
     check_callable(chunk_hook, "chunk_hook", "chunk_hook(nid, start, end)", optional=True)
     retries = check_int(retries, "retries", minimum=0, fix="times to boot a node again")
     check_type(memmap_dir, (str, os.PathLike), "memmap_dir", "a directory path",
@@ -107,8 +108,12 @@ def cluster_boot(topology: Topology, cluster, *, arch: str = DEFAULT_ARCH,
                                on_error="return")
             _refuse(_by_problem(found))
         connect = time.perf_counter() - began
+        # The nodes report pages as they gain them; the caller gets (done, total).
+        tally = Tally(progress, sum(end - start for node in plan.nodes
+                                    for start, end in plan.deferred_jobs(node.nid)))
         shards, timings = run_boot(client, plan, identities, options, verify=verify,
-                                   digests=digests, retries=retries, progress=progress)
+                                   digests=digests, retries=retries,
+                                   progress=tally.add if progress is not None else None)
     timings["connect"] = connect
     return DistributedBootResult(plan, [shards[nid] for nid in sorted(shards)], timings,
                                  len(identities))

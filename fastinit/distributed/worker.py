@@ -57,9 +57,10 @@ class _Shard:
     running: bool = True
     lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def add_pages(self, pages: int) -> None:
+    def add_pages(self, done: int, total: int) -> None:
+        """The node boot's ``progress(done, total)``: pages done so far."""
         with self.lock:  # chunks finish on several threads
-            self.pages += pages
+            self.pages = done
 
 
 def identity(dask_worker=None) -> dict:

@@ -138,6 +138,13 @@ class JobState:
                 self.fail(error, None)
                 return
             try:
+                if self.job.nice is not None:
+                    pool_worker.renice(self.job.nice)
+            except BaseException as error:
+                error.add_note(f"while setting helper {worker}'s niceness to {self.job.nice}")
+                self.fail(error, None)
+                return
+            try:
                 self.run_chunks(worker)
             except BaseException as error:  # run_chunks catches the job's; this is ours
                 self.fail(error, None)

@@ -19,6 +19,7 @@ from typing import Any
 from fastinit.engine.cpus import usable_cpus
 from fastinit.engine.interrupts import ctrl_c_held
 from fastinit.engine.jobstate import JobState
+from fastinit.engine.niceness import check_nice
 from fastinit.units import align_up
 from fastinit.engine.validate import check_callable, check_event, check_int, check_type
 from fastinit.engine.workpool import WorkerPool, shared_pool
@@ -74,6 +75,10 @@ class Job:
     undo_fn : callable or None
         ``undo_fn(start, end, arg)``; if the job fails or is cancelled, it is called on the
         caller's thread for every chunk that had completed, newest first.
+    nice : int or None
+        Run the helper threads at this niceness (Linux; from the caller's niceness to 19),
+        so a big job yields the CPUs to the machine's other work; the caller's thread keeps
+        its own. None leaves the helpers as they are.
     """
 
     thread_fn: Callable[[int, int, Any], Any]
@@ -85,6 +90,7 @@ class Job:
     fn_arg: Any = None
     numa_aware: bool = False
     undo_fn: Callable[[int, int, Any], Any] | None = field(default=None, repr=False)
+    nice: int | None = None
 
     def __post_init__(self):
         check_callable(self.thread_fn, "Job.thread_fn", "thread_fn(start, end, arg)")
@@ -112,6 +118,7 @@ class Job:
                               stacklevel=3)
         object.__setattr__(self, "max_threads", threads)
         object.__setattr__(self, "numa_aware", bool(self.numa_aware))
+        object.__setattr__(self, "nice", check_nice(self.nice, "Job.nice"))
 
     @property
     def end(self) -> int:

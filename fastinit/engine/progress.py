@@ -1,4 +1,6 @@
-"""A terminal progress bar for jobs: fraction done, rate and time left, from any thread."""
+"""Progress in fastinit's one convention, ``progress(done, total)``: `Tally` turns amounts
+finished on any thread into such calls, `ProgressBar` draws them on a terminal.
+"""
 
 from __future__ import annotations
 
@@ -25,15 +27,50 @@ def _clock(seconds: float) -> str:
     return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60}:{rest % 60:02d}"
 
 
-class ProgressBar:
-    """A one-line bar on a terminal stream, called with the amount each piece of work added.
+class Tally:
+    """Amounts of work finished on any thread, reported as ``progress(done, total)``.
 
-    Bars of successive phases share the line, each overwriting the one before.
+    Every stage of a boot (first touch, deferred init, verify) counts with one, so every
+    ``progress`` callback of the API gets the same two numbers: the units done so far and
+    the stage's total. ``progress(0, total)`` is called when the tally is made, at the
+    start of the stage (a bar's clock starts there, not at the bar's creation); later
+    calls come in order, under a lock, from the thread that finished the work.
+
+    Parameters
+    ----------
+    progress : callable or None
+        ``progress(done, total)``; None counts nothing.
+    total : int
+        Units of the whole stage.
+    """
+
+    def __init__(self, progress, total: int):
+        self.progress, self.total, self.done = progress, int(total), 0
+        self.lock = threading.Lock()
+        if progress is not None:
+            progress(0, self.total)
+
+    def add(self, amount: int) -> None:
+        """Count ``amount`` more units done."""
+        if self.progress is None or not amount:
+            return
+        with self.lock:
+            self.done += amount
+            self.progress(self.done, self.total)
+
+
+class ProgressBar:
+    """A one-line bar on a terminal stream: ``bar(done, total)`` from any thread.
+
+    The rate and the time left are measured from the bar's first call (a stage's
+    `Tally` makes it at the stage's start), so time spent before the stage, compiling
+    or allocating, does not count against it. Bars of successive phases share the line,
+    each overwriting the one before.
 
     Parameters
     ----------
     total : int
-        Units of the whole phase (bytes, pages...).
+        Units of the whole phase (bytes, pages...) until a call says otherwise.
     label : str
         The phase, e.g. ``"deferred init"``.
     unit_bytes : int
@@ -52,13 +89,16 @@ class ProgressBar:
         self.stream = sys.stderr if stream is None else stream
         self.clock = clock
         self.lock = threading.Lock()
-        self.began = clock()
+        self.began = None
         self.drawn = float("-inf")
 
-    def __call__(self, amount: int) -> None:
+    def __call__(self, done: int, total: int) -> None:
         with self.lock:
-            self.done = min(self.done + amount, self.total)
             now = self.clock()
+            if self.began is None:
+                self.began = now
+            self.total = max(int(total), 1)
+            self.done = min(max(int(done), self.done), self.total)
             if now - self.drawn < 1 / REDRAWS_PER_SECOND and self.done < self.total:
                 return
             self.drawn = now
@@ -70,7 +110,7 @@ class ProgressBar:
         filled = WIDTH * self.done // self.total
         text = f"{self.label} [{'#' * filled}{' ' * (WIDTH - filled)}] " \
                f"{100 * self.done // self.total:3d}%"
-        elapsed = now - self.began
+        elapsed = now - self.began if self.began is not None else 0.0
         if elapsed > 0 and self.done:
             speed = self.done / elapsed
             left = (self.total - self.done) / speed

@@ -18,11 +18,13 @@ from __future__ import annotations
 
 import logging
 import queue
+import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
 
 from fastinit.engine.cpus import SYSFS_NODES, node_cpus, pin_current_thread, usable_cpus
+from fastinit.engine.niceness import set_thread_nice, thread_nice
 from fastinit.engine.validate import check_int
 
 _log = logging.getLogger(__name__)
@@ -44,6 +46,8 @@ class _Worker:
         self._inbox: queue.SimpleQueue = queue.SimpleQueue()
         # The CPUs this thread is bound to; None means the process's affinity.
         self.pinned: tuple | None = None
+        # The niceness a job set on this thread, None while it has the one it began with.
+        self.niced: int | None = None
         self.thread = threading.Thread(target=self._serve, name=f"fastinit-helper-{index}",
                                        daemon=True)
         self.thread.start()
@@ -62,9 +66,28 @@ class _Worker:
             pin_current_thread(list(cpus) if cpus else None)
             self.pinned = cpus
 
+    def renice(self, nice: int) -> None:
+        """Run this helper (call it on its own thread) at niceness ``nice``."""
+        if nice != self.niced:
+            set_thread_nice(nice)
+            self.niced = nice
+
+    def _restore_nice(self) -> bool:
+        """Back to the niceness the thread began with; False if that needs privilege."""
+        if self.niced is None:
+            return True
+        try:
+            set_thread_nice(self._base_nice)
+        except OSError:
+            return False
+        self.niced = None
+        return True
+
     def _serve(self) -> None:
         self._pool._local.helper = True
-        while (item := self._inbox.get()) is not None:
+        self._base_nice = thread_nice() if sys.platform.startswith("linux") else 0
+        keep = True
+        while keep and (item := self._inbox.get()) is not None:
             task, on_done = item
             try:
                 try:
@@ -72,9 +95,12 @@ class _Worker:
                 except BaseException:  # a job's task records its own errors; never ours
                     _log.critical("exception escaped a fastinit helper", exc_info=True)
                 finally:
+                    # A helper left at a job's niceness would run the next job slowly:
+                    # one that cannot go back retires (the pool starts another).
+                    keep = self._restore_nice()
                     # Back in the pool before the job hears it finished, so a job started
                     # right after this one returns finds the helper idle.
-                    self._pool._release(self)
+                    self._pool._release(self, keep)
             finally:
                 on_done()
             # An idle helper must not keep its last job alive: the job's arguments may hold
@@ -141,9 +167,12 @@ class WorkerPool:
         if new_caller:
             self._callers.discard(threading.get_ident())
 
-    def _release(self, worker: _Worker) -> None:
+    def _release(self, worker: _Worker, keep: bool = True) -> None:
         with self._lock:
-            self._idle.append(worker)
+            if keep:
+                self._idle.append(worker)
+            else:
+                self._all.remove(worker)
 
     def numa_nodes(self) -> list[tuple[int, ...]]:
         """CPU sets of the NUMA nodes that have CPUs this process may use, read now."""

@@ -108,6 +108,12 @@ def parse_spec(spec: str, default_cpus: int | None = None,
         key = key.strip().lower()
         if key == "cpus":
             cpus_default = _whole(value, f"{name}, option cpus", NR_CPUS)
+            if cpus_default == 0:
+                # Memory-only nodes are named one by one; cpus=0 is a slip for cpus=N.
+                raise ValueError(f"{name}: cpus=0 gives the nodes no CPUs; write cpus=N with "
+                                 f"N >= 1, and a node without CPUs as SIZE:0 (e.g. "
+                                 f"2x16G:4+1x8G:0)")
+
         elif key == "pci_hole":
             pci_hole = parse_size(value, f"{name}, option pci_hole")
             if pci_hole > 3 << 30 or pci_hole % (1 << 20):
@@ -141,6 +147,9 @@ def parse_spec(spec: str, default_cpus: int | None = None,
             raise
         # "2x64" is 64 bytes: say so, not only "no usable memory on any node".
         largest = max(size for size, _ in node_sizes)
+        if largest == 0:
+            raise ValueError(f"{name}: no usable memory: every node has 0 bytes; give at "
+                             f"least one node memory, e.g. 2x64G") from None
         raise ValueError(f"{name}: no usable memory on any node: sizes are in bytes unless "
                          f"a unit follows (the largest node here has {largest} bytes); write "
                          f"the unit, e.g. 2x64G") from None

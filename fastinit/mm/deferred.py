@@ -31,7 +31,9 @@ from fastinit.kernels.buddy_free import deferred_init_chunk
 from fastinit.kernels.streaming import deferred_init_chunk_stream
 from fastinit.mm.memmap import Memmap
 from fastinit.engine.interrupts import ctrl_c_held
+from fastinit.engine.niceness import set_thread_nice
 from fastinit.engine.padata import Job, JobCancelled, JobReport, do_multithreaded
+from fastinit.engine.progress import Tally
 from fastinit.layout import PAGES_PER_SECTION
 from fastinit.engine.workpool import shared_pool
 
@@ -91,18 +93,18 @@ class _ChunkContext:
         self.cancel = cancel
         self.lock = threading.Lock()
         self.pages = 0
-        self.reported = 0
 
-    def relay_progress(self, progress: Callable[[int], None] | None) -> Callable | None:
-        """The job's ``progress(done, total)``, passing on the pages added since last time."""
-        if progress is None:
+    def relay_progress(self, tally: Tally) -> Callable | None:
+        """A job's ``progress(done, total)``, adding the units it finished since its last
+        call to the boot's ``tally`` (made per job: each counts from 0)."""
+        if tally.progress is None:
             return None
+        reported = 0
 
         def on_progress(done_units: int, total: int) -> None:
-            with self.lock:
-                pages, self.reported = self.pages - self.reported, self.pages
-            if pages:
-                progress(pages)
+            nonlocal reported
+            tally.add(done_units - reported)
+            reported = done_units
         return on_progress
 
     def ranges_in(self, start: int, end: int) -> np.ndarray:
@@ -148,9 +150,11 @@ def check_kernel(kernel: str, memmap: Memmap | None = None) -> None:
 
 
 def deferred_init(plan: BootPlan, memmap: Memmap, zones: dict[tuple[int, int], ZoneFreeArea],
-                  *, kernel: str = DEFAULT_KERNEL, progress: Callable[[int], None] | None = None,
+                  *, kernel: str = DEFAULT_KERNEL,
+                  progress: Callable[[int, int], None] | None = None,
                   cancel: threading.Event | None = None,
-                  chunk_hook: Callable[[int, int, int], None] | None = None) -> list[NodeResult]:
+                  chunk_hook: Callable[[int, int, int], None] | None = None,
+                  nice: int | None = None) -> list[NodeResult]:
     """Run every node's deferred init in parallel and wait for all of them.
 
     Parameters
@@ -160,11 +164,14 @@ def deferred_init(plan: BootPlan, memmap: Memmap, zones: dict[tuple[int, int], Z
     kernel : str
         A key of `CHUNK_KERNELS`.
     progress : callable or None
-        ``progress(pages)`` with the pages each finished chunk added (any thread).
+        ``progress(done, total)`` in pages of the nodes' deferred ranges covered so far,
+        as chunks finish (any thread; see `fastinit.engine.progress.Tally`).
     cancel : threading.Event or None
         Set to stop every node's job; set here too when a node fails.
     chunk_hook : callable or None
         ``chunk_hook(nid, start, end)`` before each chunk (tests inject faults with it).
+    nice : int or None
+        Niceness of the pgdatinit threads and their helpers (see `fastinit.Job`).
 
     Raises
     ------
@@ -174,7 +181,10 @@ def deferred_init(plan: BootPlan, memmap: Memmap, zones: dict[tuple[int, int], Z
     check_kernel(kernel, memmap)
     cancel = cancel if cancel is not None else threading.Event()
     nodes = [node for node in plan.nodes if node.first_deferred_pfn is not None]
-    run = _DeferredRun(plan, memmap, zones, kernel, progress, cancel, chunk_hook, len(nodes))
+    tally = Tally(progress, sum(end - start for node in nodes
+                                for start, end in plan.deferred_jobs(node.nid)))
+    run = _DeferredRun(plan, memmap, zones, kernel, tally, cancel, chunk_hook, len(nodes),
+                       nice)
     failed = run_node_threads(nodes, run.node, cancel)
     if failed is not None:
         nid, error = failed
@@ -187,9 +197,11 @@ def deferred_init(plan: BootPlan, memmap: Memmap, zones: dict[tuple[int, int], Z
 class _DeferredRun:
     """What every node's job of one deferred init shares, and each node's result."""
 
-    def __init__(self, plan, memmap, zones, kernel, progress, cancel, chunk_hook, nodes: int):
+    def __init__(self, plan, memmap, zones, kernel, tally, cancel, chunk_hook, nodes: int,
+                 nice: int | None = None):
         self.plan, self.memmap, self.zones, self.kernel = plan, memmap, zones, kernel
-        self.progress, self.cancel, self.chunk_hook = progress, cancel, chunk_hook
+        self.tally, self.cancel, self.chunk_hook = tally, cancel, chunk_hook
+        self.nice = nice
         self.results: dict[int, NodeResult] = {}
         # The pool counts each pgdatinit thread as one of its threads: at most its size of
         # nodes run at once, each with an even share (otherwise the first node to start
@@ -201,6 +213,8 @@ class _DeferredRun:
 
     def node(self, node: NodePlan) -> None:
         """One node's padata job, on its pgdatinit thread, when its turn comes."""
+        if self.nice is not None:
+            set_thread_nice(self.nice)  # this thread is the boot's, not the caller's
         with self.turns:
             began = time.perf_counter()
             ctx = _ChunkContext(self.plan, node, self.memmap,
@@ -211,9 +225,10 @@ class _DeferredRun:
             for start, end in self.plan.deferred_jobs(node.nid):
                 job = Job(deferred_init_memmap_chunk, start=start, size=end - start,
                           align=PAGES_PER_SECTION, min_chunk=PAGES_PER_SECTION,
-                          max_threads=min(node.max_threads, self.pool.size), fn_arg=ctx)
+                          max_threads=min(node.max_threads, self.pool.size), fn_arg=ctx,
+                          nice=self.nice)
                 reports.append(do_multithreaded(
-                    job, progress=ctx.relay_progress(self.progress), cancel=self.cancel,
+                    job, progress=ctx.relay_progress(self.tally), cancel=self.cancel,
                     pool=self.pool, max_helpers=self.share - 1))
             self.results[node.nid] = NodeResult(node.nid, node.max_threads, combined(reports),
                                                 time.perf_counter() - began, ctx.pages)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, fields
 
+from fastinit.engine.niceness import check_nice
 from fastinit.engine.validate import check_bool, check_int, check_threads, check_type
 from fastinit.mm.deferred import DEFAULT_KERNEL, check_kernel
 from fastinit.mm.plan import DEFAULT_ARCH, node_max_threads
@@ -39,6 +40,10 @@ class BootOptions:
     node : int or None
         Boot this node alone, on a memmap of its sections only (`BootPlan.shard`): its
         descriptors and zones come out as in the whole machine's boot. None: every node.
+    nice : int or None
+        Run every thread of the boot but the caller's at this niceness (Linux, 0-19; see
+        `fastinit.Job`): the first touch's and deferred init's helpers and the nodes'
+        pgdatinit threads. None: as the caller.
     """
 
     arch: str = DEFAULT_ARCH
@@ -48,6 +53,7 @@ class BootOptions:
     force: bool = False
     replace_any_file: bool = False
     node: int | None = None
+    nice: int | None = None
 
     def __post_init__(self):
         # Refused here, on the caller, before a memmap file is created for nothing.
@@ -62,6 +68,7 @@ class BootOptions:
         if self.node is not None:
             object.__setattr__(self, "node", check_int(self.node, "node", minimum=0,
                                                        fix="a node id of the machine"))
+        object.__setattr__(self, "nice", check_nice(self.nice))
 
     @classmethod
     def of(cls, options: BootOptions | None, choices: dict) -> BootOptions:

@@ -46,6 +46,10 @@ class BootResult:
         Which huge pages get their vmemmap remapped (decided before early init).
     pools : fastinit.mm.hugetlb.result.PoolResult or None
         The HugeTLB boot pools, once allocated.
+    verification : fastinit.mm.verify_report.VerifyReport or None
+        `fastinit.boot`'s ``verify=True`` report.
+    digests : dict of int to dict or None
+        `fastinit.boot`'s ``digests=True``: each node's digests.
     """
 
     plan: BootPlan
@@ -55,24 +59,22 @@ class BootResult:
     timings: dict[str, float] = field(default_factory=dict)
     hvo: object = None
     pools: object = None
+    verification: object = None
+    digests: dict | None = None
 
 
 def first_touch(memmap: Memmap, threads: int | None = None,
-                progress: Callable[[int], None] | None = None) -> None:
+                progress: Callable[[int, int], None] | None = None,
+                nice: int | None = None) -> None:
     """Fault in every page of the memmap in parallel, as `fastinit.empty` does its arrays
     (`fastinit.arrays.touch`), and clear the pageblock types.
 
-    ``progress(nbytes)`` is called with the bytes each finished chunk touched.
+    ``progress(done, total)`` is called in bytes, with ``(0, total)`` first (the stage
+    starts) and then as chunks finish; ``nice`` is the helpers' niceness (`fastinit.Job`).
     """
-    reported = 0
-
-    def on_progress(done: int, total: int) -> None:
-        nonlocal reported
-        progress(done - reported)
-        reported = done
-
-    touch_memory(memmap.raw, threads=threads,
-                 progress=on_progress if progress is not None else None)
+    if progress is not None:
+        progress(0, len(memmap.raw))
+    touch_memory(memmap.raw, threads=threads, progress=progress, nice=nice)
     # The kernel allocates the pageblock bitmap zeroed: every block starts UNMOVABLE.
     memmap.pageblock_mt[:] = 0
 
@@ -101,7 +103,7 @@ def _failure_recorded(memmap: Memmap):
 
 def prepare(topology: Topology, options: BootOptions | None = None, /, *,
             memmap: Memmap | None = None,
-            touch_progress: Callable[[int], None] | None = None, **choices) -> BootResult:
+            touch_progress: Callable[[int, int], None] | None = None, **choices) -> BootResult:
     """Everything before deferred init: plan, memmap (allocated and touched), early init.
 
     Parameters are as for `boot`; ``memmap`` reuses an already touched memmap of the same
@@ -142,7 +144,7 @@ def prepare(topology: Topology, options: BootOptions | None = None, /, *,
         memmap.file.begin_update()
     with _failure_recorded(memmap):
         if fresh:
-            first_touch(memmap, progress=touch_progress)
+            first_touch(memmap, progress=touch_progress, nice=options.nice)
             timings["sparse_init"] = time.perf_counter() - began
         else:
             memmap.pageblock_mt[:] = 0
@@ -165,17 +167,19 @@ def _check_machine_arguments(topology, memmap) -> None:
 
 def _check_callbacks(progress, cancel, chunk_hook, touch_progress) -> None:
     """Callbacks run on node threads; a wrong kind must fail here, on the caller."""
-    check_callable(progress, "progress", "progress(pages)", optional=True)
+    check_callable(progress, "progress", "progress(done, total)", optional=True)
     check_callable(chunk_hook, "chunk_hook", "chunk_hook(nid, start, end)", optional=True)
-    check_callable(touch_progress, "touch_progress", "touch_progress(nbytes)", optional=True)
+    check_callable(touch_progress, "touch_progress", "touch_progress(done, total)",
+                   optional=True)
     check_event(cancel, "cancel")
 
 
 def boot(topology: Topology, options: BootOptions | None = None, /, *,
-         progress: Callable[[int], None] | None = None, cancel: threading.Event | None = None,
+         progress: Callable[[int, int], None] | None = None,
+         cancel: threading.Event | None = None,
          chunk_hook: Callable[[int, int, int], None] | None = None,
          memmap: Memmap | None = None,
-         touch_progress: Callable[[int], None] | None = None, **choices) -> BootResult:
+         touch_progress: Callable[[int, int], None] | None = None, **choices) -> BootResult:
     """Simulate the boot-time struct page initialization of ``topology``.
 
     Parameters
@@ -190,7 +194,8 @@ def boot(topology: Topology, options: BootOptions | None = None, /, *,
         Any of those options as keywords, over ``options``:
         ``boot(topology, threads=2, memmap_file="m.bin")``.
     progress : callable or None
-        ``progress(pages)`` as deferred chunks finish.
+        ``progress(done, total)`` in pages of the deferred ranges, as chunks finish
+        (any thread), from ``(0, total)``.
     cancel : threading.Event or None
         Set to stop the boot.
     chunk_hook : callable or None
@@ -198,7 +203,8 @@ def boot(topology: Topology, options: BootOptions | None = None, /, *,
     memmap : Memmap or None
         Reuse this already touched memmap (made for the same machine).
     touch_progress : callable or None
-        ``touch_progress(nbytes)`` as the new memmap is first touched (any thread).
+        ``touch_progress(done, total)`` in bytes, as the new memmap is first touched,
+        from ``(0, total)``.
 
     Returns
     -------
@@ -211,7 +217,8 @@ def boot(topology: Topology, options: BootOptions | None = None, /, *,
     with _failure_recorded(result.memmap):
         began = time.perf_counter()
         result.nodes = deferred_init(result.plan, result.memmap, result.zones, kernel=kernel,
-                                     progress=progress, cancel=cancel, chunk_hook=chunk_hook)
+                                     progress=progress, cancel=cancel, chunk_hook=chunk_hook,
+                                     nice=options.nice)
         result.timings["deferred"] = time.perf_counter() - began
         if has_pools(result.plan):
             # Imported here: only boots with pools pay for compiling the pool kernels

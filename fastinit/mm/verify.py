@@ -37,6 +37,7 @@ import numpy as np
 
 from fastinit.engine.cpus import usable_cpus
 from fastinit.engine.memory import available_memory
+from fastinit.engine.progress import Tally
 from fastinit.engine.padata import Job, do_multithreaded
 from fastinit.kernels import check_descriptors as kinds
 from fastinit.kernels import check_lists as lists
@@ -251,7 +252,7 @@ def _report_states(result: BootResult, count: dict, first: dict, state: Check) -
 
 
 def verify(result: BootResult, *, threads: int | None = None,
-           progress: Callable[[int], None] | None = None) -> VerifyReport:
+           progress: Callable[[int, int], None] | None = None) -> VerifyReport:
     """Run the four checks on a finished boot; its time goes to ``result.timings["verify"]``.
 
     Parameters
@@ -261,8 +262,8 @@ def verify(result: BootResult, *, threads: int | None = None,
     threads : int or None
         Threads for the section pass (None: the usable CPUs).
     progress : callable or None
-        ``progress(pages)`` as descriptors are checked (any thread), ``len(memmap.pages)``
-        in all.
+        ``progress(done, total)`` in descriptors checked, as the section pass advances
+        (any thread; ``total`` is ``len(memmap.pages)``).
 
     Returns
     -------
@@ -281,7 +282,8 @@ def verify(result: BootResult, *, threads: int | None = None,
         from fastinit.mm.hugetlb import verify as pool_checks
         expected = pool_checks.with_pools(expected, result)
     listed, blocks = check_free_lists(result, report.checks[1])
-    ctx = _SectionPass(result, expected, listed, progress)
+    tally = Tally(progress, len(result.memmap.sections) * PAGES_PER_SECTION)
+    ctx = _SectionPass(result, expected, listed, tally.add if progress is not None else None)
     try:
         do_multithreaded(Job(_check_slots, start=0, size=len(result.memmap.sections), align=1,
                              min_chunk=1, max_threads=section_pass_threads(threads),
