@@ -151,10 +151,11 @@ def test_hugetlb_boot_pools_are_refused_before_any_cluster_is_started():
 
 
 def test_cluster_options_without_a_cluster_are_refused():
+    # fastinit.distributed.api.boot; fastinit.boot is the single-process boot now.
     with pytest.raises(ValueError, match="apply to a cluster boot"):
-        fastinit.boot(parse_spec("1x1G,cpus=1"), verify=True)
+        boot(parse_spec("1x1G,cpus=1"), digests=True)
     with pytest.raises(TypeError, match="cluster must be 'local:N'"):
-        fastinit.boot(parse_spec("1x1G,cpus=1"), cluster=4)
+        boot(parse_spec("1x1G,cpus=1"), cluster=4)
 
 
 def test_fastinit_boot_without_a_cluster_is_the_single_process_boot():

@@ -178,15 +178,17 @@ def test_ctrl_c_cancels_every_node_and_leaves_nothing_running(client, cluster, t
               f"from fastinit.machine.spec import parse_spec\n"
               f"hook = functools.partial(cluster_hooks.slow_chunks, {str(markers)!r}, 0.5)\n"
               f"try:\n"
-              f"    fastinit.boot(parse_spec('2x4G,cpus=2'), cluster={cluster[1]!r},\n"
-              f"                  chunk_hook=hook)\n"
+              f"    fastinit.cluster_boot(parse_spec('2x4G,cpus=2'), {cluster[1]!r},\n"
+              f"                          chunk_hook=hook)\n"
               f"except KeyboardInterrupt:\n"
               f"    print('interrupted', flush=True)\n"
               f"    sys.exit(130)\n")
     process = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True)
     try:
-        _wait_for(lambda: len(os.listdir(markers)) == 2, 120, "both nodes in deferred init")
+        _wait_for(lambda: process.poll() is not None or len(os.listdir(markers)) == 2, 120,
+                  "both nodes in deferred init")
+        assert process.poll() is None, process.communicate()[1]
         process.send_signal(signal.SIGINT)
         out, err = process.communicate(timeout=90)
     finally:
