@@ -29,6 +29,7 @@ import json, os, random, shutil, socket, stat, struct, subprocess, sys, tempfile
 import numpy as np
 from fastinit.arrays import MemmapFileError, create_memmap, open_memmap
 from fastinit.arrays import fileformat as fmt
+from fastinit.arrays.atomic import temp_pattern
 
 RACER = """
 import os, sys
@@ -250,8 +251,10 @@ def temp_names(rng, directory):
     outcome = act(rng, path)
     for name, (kind, before) in planted.items():
         after = snapshot(os.path.join(directory, name))
-        ours = (name.startswith(prefix) and name in names[:2]
-                and kind in ("regular-magic", "regular-empty"))
+        # Exactly the pattern (a near miss can hit it: upper() of all-digit hex), empty
+        # or ours: what a killed fastinit leaves, and cleanup may take.
+        ours = bool(temp_pattern("t.bin").fullmatch(name)) and kind in ("regular-magic",
+                                                                        "regular-empty")
         if after != before and not (ours and after is None):
             return "lost", f"{kind} at {name}: {before} -> {after}"
     return ok_data(path, outcome)

@@ -150,11 +150,12 @@ def test_hugetlb_boot_pools_are_refused_before_any_cluster_is_started():
         boot(parse_spec("2x4G,cpus=1", cmdline="hugepages=4"), cluster="local:1")
 
 
-def test_a_cluster_boot_is_fastinit_cluster_boot_and_one_process_verifies_too():
-    # fastinit.boot is the single-process boot (fastinit/api.py), verify= included.
-    assert fastinit.boot(parse_spec("1x1G,cpus=1"), verify=True).verification.ok
+def test_cluster_options_without_a_cluster_are_refused():
+    # fastinit.distributed.api.boot; fastinit.boot is the single-process boot now.
+    with pytest.raises(ValueError, match="apply to a cluster boot"):
+        boot(parse_spec("1x1G,cpus=1"), digests=True)
     with pytest.raises(TypeError, match="cluster must be 'local:N'"):
-        fastinit.cluster_boot(parse_spec("1x1G,cpus=1"), 4)
+        boot(parse_spec("1x1G,cpus=1"), cluster=4)
 
 
 def test_fastinit_boot_without_a_cluster_is_the_single_process_boot():

@@ -186,7 +186,9 @@ def test_ctrl_c_cancels_every_node_and_leaves_nothing_running(client, cluster, t
     process = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True)
     try:
-        _wait_for(lambda: len(os.listdir(markers)) == 2, 120, "both nodes in deferred init")
+        _wait_for(lambda: process.poll() is not None or len(os.listdir(markers)) == 2, 120,
+                  "both nodes in deferred init")
+        assert process.poll() is None, process.communicate()[1]
         process.send_signal(signal.SIGINT)
         out, err = process.communicate(timeout=90)
     finally:

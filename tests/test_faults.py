@@ -28,7 +28,10 @@ class FaultAfter:
     LINGER = 0.2
 
     def __init__(self, k, nid, strike):
-        self.k, self.nid, self.strike = k, nid, strike
+        # A process with one CPU runs each node's job as one call (padata's nworks == 1):
+        # its only chunk is the one to strike.
+        self.k = k if shared_pool().size > 1 else 1
+        self.nid, self.strike = nid, strike
         self.lock = threading.Lock()
         self.seen = {0: 0, 1: 0}
         self.after_fault = 0

@@ -20,9 +20,10 @@ from fastinit.mm.run import prepare
 
 pytestmark = pytest.mark.perf
 
-SPEC = "2x8G,cpus=2"
-# Half the memory in pool pages: 128 MiB of descriptors for either size, past any cache.
-POOLS = {9: "hugepagesz=2M hugepages=4096", 18: "hugepagesz=1G hugepages=8"}
+SPEC = "2x16G,cpus=2"
+# Half the memory in pool pages: 256 MiB of descriptors for either size, past any cache,
+# against which the jobs' setup (a millisecond or two) is small.
+POOLS = {9: "hugepagesz=2M hugepages=8192", 18: "hugepagesz=1G hugepages=16"}
 
 COLD_COMPILE = """
 import json
@@ -52,19 +53,19 @@ def test_pool_kernels_compile_to_streaming_stores_and_a_fence(tmp_path):
 @pytest.mark.parametrize("order", sorted(POOLS), ids=["2M", "1G"])
 def test_pool_init_runs_at_the_write_limit(order):
     topology = parse_spec(SPEC, cmdline=POOLS[order])
-    pool_best = memset_best = float("inf")
-    memmap = None
-    # Best of 9, each pool init next to its memset: the machine is shared and noisy.
-    for _ in range(9):
+    ratios, memmap = [], None
+    # Each pool init right before two memsets of as many bytes of the same memmap (the
+    # next boot writes them again), and the best of 11 such ratios: the machine is
+    # shared, and runs close together see the same neighbours.
+    for _ in range(11):
         result = prepare(topology, memmap=memmap, threads=1)
         memmap = result.memmap
         result.nodes = deferred_init(result.plan, memmap, result.zones)
         began = time.perf_counter()
         pools = hugetlb_init(result, result.hvo, threads=1)
-        pool_best = min(pool_best, time.perf_counter() - began)
+        elapsed = time.perf_counter() - began
         pages = sum(sum(sizes.values()) for sizes in pools.counts().values())
-        written = pages * (1 << order) * 64
-        memset_best = min(memset_best, memset_limit(memmap.raw[:written], 1, repeat=1))
+        written = memmap.raw[:(pages << order) * memmap.pages.itemsize]
+        ratios.append(memset_limit(written, 1, repeat=2) / elapsed)
     assert pages == len(pools.heads(order)) > 0
-    assert memset_best / pool_best >= 0.9, \
-        f"pool init {pool_best * 1e3:.1f} ms, memset {memset_best * 1e3:.1f} ms"
+    assert max(ratios) >= 0.9, f"pool init at {max(ratios):.2f}x the speed of memset"

@@ -234,3 +234,14 @@ def test_forged_byte_in_a_memmap_file_is_refused_with_a_message(tmp_path, capsys
     assert main(["verify", "--memmap-file", str(path), "--no-progress"]) in (1, 2)
     captured = capsys.readouterr()
     assert "Traceback" not in captured.err and str(path) in captured.err + captured.out
+
+
+def test_the_section_pass_takes_no_more_threads_than_memory_holds_scratch_for(monkeypatch):
+    # 64 CPUs in a 256 MiB container: 64 threads' scratch pushed the memmap file out.
+    from fastinit.mm import verify as verify_module
+    per_thread = verify_module._SCRATCH_BYTES
+    monkeypatch.setattr(verify_module, "available_memory", lambda: 4 * 3 * per_thread)
+    assert verify_module.section_pass_threads(64) == 3
+    assert verify_module.section_pass_threads(2) == 2
+    monkeypatch.setattr(verify_module, "available_memory", lambda: 0)
+    assert verify_module.section_pass_threads(None) == 1

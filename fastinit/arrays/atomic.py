@@ -38,7 +38,7 @@ from collections.abc import Callable, Iterator
 from contextlib import closing
 
 from fastinit.arrays.errors import MemmapFileError
-from fastinit.arrays.locks import LOCK_SUFFIX, PathLock, still_names  # noqa: F401
+from fastinit.arrays.locks import LOCK_SUFFIX, PathLock, kind_of, still_names  # noqa: F401
 from fastinit.arrays.rename import exchange, rename_noreplace
 
 TEMP_INFIX = ".fastinit-tmp-"
@@ -46,16 +46,6 @@ KEPT_INFIX = ".fastinit-new-"
 # Opening a name found in a directory to read it: never through a symbolic link, and never
 # blocking (a FIFO put there would block an open for reading until a writer came).
 _READ_ENTRY = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
-
-_KINDS = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO (named pipe)"),
-          (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
-          (stat.S_ISSOCK, "a socket"), (stat.S_ISLNK, "a symbolic link"))
-
-
-def kind_of(mode: int) -> str:
-    """What a file of ``st_mode`` is, as words ("a directory", "a FIFO (named pipe)"...)."""
-    return next((words for test, words in _KINDS if test(mode)), "not a regular file")
-
 
 def split_path(path) -> tuple[str, str, str]:
     """``(shown, directory, name)`` of a path given by a user; refuses an empty one."""

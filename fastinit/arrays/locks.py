@@ -30,6 +30,16 @@ _OPEN_LOCK = os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
 _NO_LOCK_FILE = (errno.EACCES, errno.EPERM, errno.EROFS)
 
 
+_KINDS = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO (named pipe)"),
+          (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+          (stat.S_ISSOCK, "a socket"), (stat.S_ISLNK, "a symbolic link"))
+
+
+def kind_of(mode: int) -> str:
+    """What a file of ``st_mode`` is, as words ("a directory", "a FIFO (named pipe)"...)."""
+    return next((words for test, words in _KINDS if test(mode)), "not a regular file")
+
+
 def still_names(dfd: int, name: str, fd: int) -> bool:
     """Whether ``name`` in the directory (a symbolic link not followed) is still the file
     open as ``fd``: what must hold before a name is unlinked, or trusted to be ours.
@@ -54,6 +64,16 @@ def lock_file(shown: str, fd: int, exclusive: bool) -> None:
         raise busy(shown, exclusive) from None
 
 
+_KINDS = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO (named pipe)"),
+          (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+          (stat.S_ISSOCK, "a socket"), (stat.S_ISLNK, "a symbolic link"))
+
+
+def kind_of(mode: int) -> str:
+    """What a file of ``st_mode`` is, as words ("a directory", "a FIFO (named pipe)"...)."""
+    return next((words for test, words in _KINDS if test(mode)), "not a regular file")
+
+
 class PathLock:
     """An flock on ``.NAME.fastinit-lock`` beside a path, taken without waiting.
 
@@ -73,7 +93,6 @@ class PathLock:
         return os.path.join(os.path.dirname(self.shown), self.lock_name)
 
     def _refuse_kind(self, mode: int) -> None:
-        from fastinit.arrays.atomic import kind_of
         if not stat.S_ISREG(mode):
             raise MemmapFileError(f"cannot lock {self.shown}: its lock file {self._where()} "
                                   f"is {kind_of(mode)}, not a regular file; remove it")

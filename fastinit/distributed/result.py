@@ -128,6 +128,13 @@ class DistributedBootResult:
                             f"{len({s.worker for s in self.shards})} workers")
 
     @property
+    def digests(self) -> dict[int, dict[str, str]]:
+        """Each node's digests as a single-process boot gives them (``{nid: {"digest",
+        "state_digest"}}``; empty unless asked for)."""
+        return {s.nid: {"digest": s.digest, "state_digest": s.state_digest}
+                for s in self.shards if s.digest is not None}
+
+    @property
     def verification(self) -> VerifyReport | None:
         """Every node's verify report as one (None unless every node was verified)."""
         reports = [(shard.nid, shard.report) for shard in self.shards]
