@@ -219,7 +219,7 @@ def boot_json(result: BootResult, verification: VerifyReport | None) -> dict:
         "verify_checks": [] if verification is None else [
             {"check": check.name, "ok": check.ok, "summary": check.summary,
              "problems": check.problems} for check in verification.checks],
-        # A cluster's result reports its digests per shard (distributed.report).
+        # A cluster's result has them too, in the same shape (DistributedBootResult).
         **({"digests": {str(nid): d for nid, d in sorted(digests.items())}}
            if (digests := getattr(result, "digests", None)) else {}),
     }
