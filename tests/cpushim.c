@@ -83,8 +83,13 @@ static void after_fork_child(void)
         put(getpid(), &own_mask);
 }
 
-__attribute__((constructor)) static void setup(void)
+/* Run by the constructor, or earlier by the first wrapped call: another library's
+ * constructor (libselinux's, in coreutils' mv) may call sysconf before ours has run, and a
+ * NULL real_sysconf there was a segfault. Early start-up is single-threaded. */
+static void setup(void)
 {
+    if (fake_n >= 0)
+        return;
     const char *text = getenv("FASTINIT_SHIM_CPUS");
     real_getaff = (getaff_fn)dlsym(RTLD_NEXT, "sched_getaffinity");
     real_setaff = (setaff_fn)dlsym(RTLD_NEXT, "sched_setaffinity");
@@ -102,8 +107,11 @@ __attribute__((constructor)) static void setup(void)
     pthread_atfork(NULL, NULL, after_fork_child);
 }
 
+__attribute__((constructor)) static void setup_at_load(void) { setup(); }
+
 long sysconf(int name)
 {
+    setup();
     if (fake_n > 0 && (name == _SC_NPROCESSORS_ONLN || name == _SC_NPROCESSORS_CONF))
         return fake_n;
     return real_sysconf(name);
@@ -111,6 +119,7 @@ long sysconf(int name)
 
 int sched_getaffinity(pid_t pid, size_t size, cpu_set_t *mask)
 {
+    setup();
     if (fake_n <= 0)
         return real_getaff(pid, size, mask);
     if (size * 8 < (size_t)fake_n) {
@@ -139,6 +148,7 @@ int sched_getaffinity(pid_t pid, size_t size, cpu_set_t *mask)
 
 int sched_setaffinity(pid_t pid, size_t size, const cpu_set_t *mask)
 {
+    setup();
     if (fake_n <= 0 || real_count == 0)
         return real_setaff(pid, size, mask);
     cpu_set_t fake, real;
@@ -177,6 +187,7 @@ static void *trampoline(void *p)
 
 int pthread_create(pthread_t *thread, const pthread_attr_t *attr, void *(*fn)(void *), void *arg)
 {
+    setup();
     if (fake_n <= 0)
         return real_create(thread, attr, fn, arg);
     struct start *s = malloc(sizeof *s);

@@ -48,3 +48,16 @@ def test_a_process_under_the_shim_sees_and_pins_exactly_that_many_cpus(shim, cpu
 def test_the_runner_refuses_a_cpu_count_it_cannot_fake():
     assert cpushim.main(["0", "true"]) == 2
     assert cpushim.main(["64"]) == 2
+
+
+def test_programs_that_call_sysconf_before_the_shim_is_loaded_run_under_it(shim, tmp_path):
+    # coreutils' mv loads libraries whose constructors call sysconf before the shim's own
+    # constructor has run: the shim must answer then too (it was a segfault, exit 139).
+    source = tmp_path / "a"
+    source.write_text("ours\n")
+    done = subprocess.run(["sh", "-c", 'mv "$0" "$1" && nproc', str(source), str(tmp_path / "b")],
+                          capture_output=True, text=True, env=cpushim.environment(shim, 64),
+                          timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["64"]
+    assert (tmp_path / "b").read_text() == "ours\n"
