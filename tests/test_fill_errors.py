@@ -128,6 +128,24 @@ def test_record_functions_that_do_not_fit_are_refused_untouched(record, words):
     assert untouched(array)
 
 
+def test_a_declared_int32_record_is_refused_after_one_of_the_same_code_was_cached():
+    # The return types fill remembers across processes are keyed by the record's code;
+    # the declared signature is part of what the record is (int32_index's code is this).
+    @numba.njit
+    def same_code(i):
+        return i, i * 0.5
+
+    @numba.njit("Tuple((int32, float64))(int32)")
+    def declared_int32(i):
+        return i, i * 0.5
+
+    fill(marked(10), same_code)
+    array = marked(10)
+    with pytest.raises(TypeError, match="must take one int64 index"):
+        fill(array, declared_int32)
+    assert untouched(array)
+
+
 def test_a_number_for_a_bool_field_is_refused_and_a_bool_for_a_number_accepted():
     with pytest.raises(TypeError, match="int64, which fill does not convert into a bool"):
         fill(np.empty(4, np.bool_), index)

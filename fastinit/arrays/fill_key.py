@@ -51,6 +51,11 @@ def _feed_function(digest, dispatcher: Dispatcher, seen: set) -> bool:
     function = dispatcher.py_func
     _feed_code(digest, function.__code__)
     digest.update(repr(sorted(dispatcher.targetoptions.items())).encode())
+    # A function declared with explicit signatures compiles only those: two functions of
+    # the same code, one declared (int32,), are not the same record (the declared one is
+    # refused). Compiled on demand, its signatures so far vary by process: not hashed.
+    if not dispatcher._can_compile:
+        digest.update(repr(sorted(map(str, dispatcher.signatures))).encode())
     # Sorted: a set's order changes from process to process (string hashing is seeded).
     values = [(name, function.__globals__[name]) for name in sorted(_names(function.__code__))
               if name in function.__globals__]
