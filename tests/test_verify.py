@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import naive
-from fastinit.kernels._layout import lru_address
+from fastinit.kernels.descriptors import lru_address
 from fastinit.layout import (MIGRATE_TYPES, PAGE_BUDDY_MAPCOUNT, PAGEBLOCK_NR_PAGES,
                              PAGES_PER_SECTION)
 from fastinit.machine.bootlog import read_bootlog

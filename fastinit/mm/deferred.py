@@ -26,7 +26,7 @@ import numpy as np
 
 from fastinit.mm.plan import BootPlan, NodePlan
 from fastinit.mm.buddy import ZoneFreeArea
-from fastinit.kernels._layout import new_local_lists, page_links
+from fastinit.kernels.descriptors import new_local_lists, page_links
 from fastinit.kernels.buddy_free import deferred_init_chunk
 from fastinit.kernels.streaming import deferred_init_chunk_stream
 from fastinit.mm.memmap import Memmap
