@@ -21,6 +21,8 @@ ROOT = Path(__file__).resolve().parents[1]
 ALLOWED = {
     # Rounding and byte amounts (stdlib only), below every layer: see BOTTOM.
     "fastinit.units": set(),
+    # Argument checks (stdlib only), below every layer too: every layer checks its callers.
+    "fastinit.validate": set(),
     "fastinit.layout": set(),
     "fastinit.engine": set(),
     "fastinit.kernels": {"fastinit.layout"},
@@ -48,7 +50,7 @@ ALLOWED = {
                      "fastinit.mm.hugetlb", "fastinit.distributed"},
 }
 # What every layer may import.
-BOTTOM = {"fastinit.units"}
+BOTTOM = {"fastinit.units", "fastinit.validate"}
 # The rest of mm may use the HugeTLB room (the plan places pools, run.py runs them).
 ALLOWED["fastinit.mm"].add("fastinit.mm.hugetlb")
 

@@ -21,7 +21,7 @@ from fastinit.engine.interrupts import ctrl_c_held
 from fastinit.engine.jobstate import JobState
 from fastinit.engine.niceness import check_nice
 from fastinit.units import align_up
-from fastinit.engine.validate import check_callable, check_event, check_int, check_type
+from fastinit.validate import check_callable, check_event, check_int, check_type
 from fastinit.engine.workpool import WorkerPool, shared_pool
 
 # About four chunks per thread, in case threads finish at different times.

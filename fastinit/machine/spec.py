@@ -25,7 +25,7 @@ import re
 from fractions import Fraction
 
 from fastinit.engine.cpus import usable_cpus
-from fastinit.engine.validate import check_type
+from fastinit.validate import check_type
 from fastinit.layout import MAX_DMA32_PFN, MAX_NUMNODES, MAX_PFN, NR_CPUS, PAGE_SHIFT
 from fastinit.machine import e820
 from fastinit.machine.assemble import Firmware, assemble

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from fastinit.engine.validate import check_bool, check_int
+from fastinit.validate import check_bool, check_int
 from fastinit.mm.buddy import ZoneFreeArea
 from fastinit.mm.early import free_into_zone, init_range
 from fastinit.mm.hugetlb.hvo import aliased_descriptors
