@@ -6,7 +6,7 @@ import pytest
 
 from fastinit.bench.run import BenchResult, BenchRow, PeerRow, bench_lines, run_bench
 from fastinit.cli import main
-from fastinit.engine.cpus import usable_cpus
+from fastinit.host.cpus import usable_cpus
 from fastinit.engine.workpool import shared_pool
 from fastinit.layout import PAGE_DTYPE, PAGES_PER_SECTION
 from fastinit.machine.spec import parse_spec

@@ -1,7 +1,8 @@
 """The layers import only downward: the tree reads as the pipeline, and no stage reaches up.
 
-    layout, engine  <-  machine  <-  mm (with the kernels)  <-  bench, report, cli
+    host  <-  engine  <-  machine  <-  mm (with the kernels)  <-  bench, report, cli
     layout, engine, kernels  <-  arrays (users' own arrays)  <-  mm, bench
+    units and validate (stdlib only) below them all
 
 Imports are read from the source (every ``import`` and ``from ... import``, also inside
 functions), so a lazy import cannot hide an upward dependency.
@@ -24,7 +25,9 @@ ALLOWED = {
     # Argument checks (stdlib only), below every layer too: every layer checks its callers.
     "fastinit.validate": set(),
     "fastinit.layout": set(),
-    "fastinit.engine": set(),
+    # What the host lets this process use (CPUs, cgroup limits, memory, niceness).
+    "fastinit.host": set(),
+    "fastinit.engine": {"fastinit.host"},
     "fastinit.kernels": {"fastinit.layout"},
     "fastinit.machine": {"fastinit.layout", "fastinit.engine"},
     "fastinit.arrays": {"fastinit.layout", "fastinit.engine", "fastinit.kernels"},
@@ -49,6 +52,10 @@ ALLOWED = {
     "fastinit.api": {"fastinit.engine", "fastinit.machine", "fastinit.mm",
                      "fastinit.mm.hugetlb", "fastinit.distributed"},
 }
+# The host lies below the engine: whoever may use the engine may use the host.
+for _layer, _below in ALLOWED.items():
+    if "fastinit.engine" in _below:
+        _below.add("fastinit.host")
 # What every layer may import.
 BOTTOM = {"fastinit.units", "fastinit.validate"}
 # The rest of mm may use the HugeTLB room (the plan places pools, run.py runs them).

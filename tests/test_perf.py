@@ -26,7 +26,7 @@ import fastinit.kernels
 from fastinit import Job, do_multithreaded
 from fastinit.mm.run import boot
 from fastinit.kernels.descriptors import new_local_lists
-from fastinit.engine.cpus import usable_cpus
+from fastinit.host.cpus import usable_cpus
 from fastinit.kernels.streaming import stream_max_order_blocks
 from fastinit.bench.membw import memset_limit
 from fastinit.mm.memmap import Memmap

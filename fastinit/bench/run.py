@@ -20,7 +20,7 @@ import numpy as np
 import fastinit
 from fastinit.mm.deferred import check_kernel
 from fastinit.mm.run import boot, prepare
-from fastinit.engine.cpus import usable_cpus
+from fastinit.host.cpus import usable_cpus
 from fastinit.validate import check_int
 from fastinit.engine.workpool import shared_pool
 from fastinit.bench.membw import memset_limit

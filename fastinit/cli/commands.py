@@ -7,7 +7,7 @@ import json
 import sys
 
 from fastinit.cli.output import EXIT_OUTPUT, emit, say
-from fastinit.engine.cpus import usable_cpus
+from fastinit.host.cpus import usable_cpus
 from fastinit.engine.progress import ProgressBar
 
 

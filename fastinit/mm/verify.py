@@ -35,8 +35,8 @@ from collections.abc import Callable
 
 import numpy as np
 
-from fastinit.engine.cpus import usable_cpus
-from fastinit.engine.memory import available_memory
+from fastinit.host.cpus import usable_cpus
+from fastinit.host.memory import available_memory
 from fastinit.engine.progress import Tally
 from fastinit.engine.padata import Job, do_multithreaded
 from fastinit.kernels import check_descriptors as kinds
