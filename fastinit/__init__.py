@@ -9,8 +9,8 @@ niceness the host allows), `fastinit.engine` (jobs and threads), `fastinit.layou
 page descriptor), `fastinit.kernels` (Numba kernels), `fastinit.machine` (the machine
 model), `fastinit.arrays` (users' own arrays: `empty`, `fill`, `create_memmap`),
 `fastinit.mm` (the simulated boot; `fastinit.mm.hugetlb` its HugeTLB pools),
-`fastinit.bench`, `fastinit.report`, `fastinit.distributed` (nodes on dask workers) and
-`fastinit.cli`.
+`fastinit.bench`, `fastinit.distributed` (nodes on dask workers), `fastinit.report`
+(lines, tables and JSON for all of them) and `fastinit.cli`.
 """
 
 from pathlib import Path as _Path

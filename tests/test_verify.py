@@ -17,7 +17,7 @@ from fastinit.machine.spec import parse_spec
 from fastinit.mm.run import boot
 from fastinit.mm.verify import buddy_decomposition, check_free_lists, verify
 from fastinit.mm.verify_report import Check
-from fastinit.report import verify_lines
+from fastinit.report.boot import verify_lines
 from fixtures import restored, restoring
 
 KVM_LOG = "tests/data/dmesg/kvm-512m-syslog-3.13.txt"
