@@ -4,7 +4,8 @@ import json
 
 import pytest
 
-from fastinit.bench.run import BenchResult, BenchRow, PeerRow, bench_lines, run_bench
+from fastinit.bench.run import BenchResult, BenchRow, PeerRow, run_bench
+from fastinit.report.bench import bench_lines
 from fastinit.cli import main
 from fastinit.host.cpus import usable_cpus
 from fastinit.engine.workpool import shared_pool
