@@ -160,7 +160,7 @@ def _thread_counts(text: str | None) -> list[int]:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from fastinit.bench.plot import check_plot_path, plot
+    from fastinit.report.bench_plot import check_plot_path, plot
     from fastinit.bench.run import run_bench
     from fastinit.report.bench import bench_lines
     counts = _thread_counts(args.threads)
