@@ -38,7 +38,7 @@ from fastinit.arrays.memmapfile import create_memmap
 from fastinit.arrays.touch import advise, first_touch
 from fastinit.host.memory import available_memory
 from fastinit.validate import (check_bool, check_callable, check_int, check_threads,
-                                      check_type)
+                               check_type)
 from fastinit.layout import HPAGE_PMD_SIZE
 from fastinit.units import gib
 
