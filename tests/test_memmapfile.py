@@ -17,7 +17,8 @@ from fastinit.arrays import (DamagedMemmapError, IncompleteMemmapError, MemmapBu
                              MemmapFile, MemmapFileError, create_memmap, open_memmap)
 from fastinit.arrays import fileformat as fmt
 from fixtures import file_made_by
-from memmap_tools import listing, rewrite
+from memmap_tools import header_at, listing, rewrite, split
+from memmap_tools import reseal as reseal_file
 
 RECORD = np.dtype([("id", "<i8"), ("xyz", "<f4", (3,)), ("tag", "S4")])
 
@@ -295,29 +296,46 @@ def test_update_in_place_says_initializing_until_complete(tmp_path):
 
 
 def test_damaged_data_is_refused_with_the_checksum(int64_file):
-    rewrite(int64_file, os.path.getsize(int64_file) - 3, b"\xff")
+    raw = int64_file.read_bytes()
+    rewrite(int64_file, header_at(raw) - len(split(raw)[1]) - 3, b"\xff")  # data's last bytes
     with pytest.raises(DamagedMemmapError, match=f"{int64_file} is damaged: its data no "
                                                  f"longer matches the checksum"):
         open_memmap(int64_file)
 
 
-@pytest.mark.parametrize("offset, data, message", [
-    (0, b"X", "not a fastinit memmap file"),
-    (16, struct.pack("<I", 1), "format version 1, this fastinit reads version 2"),
-    (20, struct.pack("<I", 7), "damaged header"),
-    (fmt.HEADER_BYTES - 1, b"\0", "damaged header"),
-    (fmt.HEADER_BYTES + 2, b"#", "damaged header .metadata checksum"),
+@pytest.mark.parametrize("part, offset, data, message", [
+    ("fixed", 0, b"X", "without fastinit's header at its end"),
+    ("fixed", 16, struct.pack("<I", 2), "format version 2, this fastinit reads version 3"),
+    ("fixed", 20, struct.pack("<I", 7), "damaged header"),
+    ("fixed", fmt.HEADER_BYTES - 1, b"\0", "damaged header"),
+    ("meta", 2, b"#", "damaged header .metadata checksum"),
+    ("npy", 0, b"X", "its NumPy header is not the one its metadata describes"),
+    ("npy", 300, b"#", "its NumPy header is not the one its metadata describes"),
 ])
-def test_damaged_or_foreign_headers_are_refused(old_file, offset, data, message):
-    rewrite(old_file, offset, data)
+def test_damaged_or_foreign_headers_are_refused(old_file, part, offset, data, message):
+    raw = old_file.read_bytes()
+    meta = split(raw)[1]
+    start = {"fixed": header_at(raw), "meta": header_at(raw) - len(meta), "npy": 0}[part]
+    rewrite(old_file, start + offset, data)
     with pytest.raises(MemmapFileError, match=message):
+        open_memmap(old_file)
+
+
+@pytest.mark.parametrize("version", [1, 2])
+def test_files_of_earlier_format_versions_are_refused_naming_both_and_the_fix(old_file,
+                                                                              version):
+    # Versions 1 and 2 began with the fixed header: magic, then the version.
+    rewrite(old_file, 0, fmt.MAGIC + struct.pack("<I", version))
+    with pytest.raises(MemmapFileError, match=f"{old_file} has memmap format version "
+                                              f"{version}, this fastinit reads version 3; "
+                                              f"write it again"):
         open_memmap(old_file)
 
 
 def test_truncated_or_extended_files_are_refused(int64_file):
     size = int64_file.stat().st_size
     os.truncate(int64_file, size + 1)
-    with pytest.raises(MemmapFileError, match="longer than its header says"):
+    with pytest.raises(MemmapFileError, match="truncated or extended since"):
         open_memmap(int64_file)
     for cut in (size - 1, 4200, 100, 0):
         os.truncate(int64_file, cut)
@@ -327,15 +345,7 @@ def test_truncated_or_extended_files_are_refused(int64_file):
 
 def reseal(path, change):
     """Rewrite a file's metadata through ``change`` and recompute every header checksum."""
-    raw = path.read_bytes()
-    meta_len = struct.unpack_from("<Q", raw, 24)[0]
-    document = json.loads(raw[fmt.HEADER_BYTES:fmt.HEADER_BYTES + meta_len])
-    text = change(document)
-    text = text if isinstance(text, bytes) else json.dumps(text).encode()
-    state, checksum = struct.unpack_from("<I", raw, 20)[0], struct.unpack_from("<Q", raw, 64)[0]
-    data = raw[fmt.data_offset(meta_len):]
-    path.write_bytes(fmt.pack_header(state, text, checksum) + text
-                     + bytes(fmt.data_offset(len(text)) - fmt.HEADER_BYTES - len(text)) + data)
+    reseal_file(path, meta=change)
 
 
 @pytest.mark.parametrize("change, message", [
@@ -347,7 +357,7 @@ def reseal(path, change):
     (lambda d: {**d, "arrays": [{**d["arrays"][0], "dtype": {"base": "<f8",
                                                              "shape": [2**20] * 3}}]},
      "cannot use"),
-    (lambda d: {**d, "format": 2.0}, "format"),
+    (lambda d: {**d, "format": 3.0}, "format"),
     (lambda d: {k: v for k, v in d.items() if k != "kind"}, "fields are"),
     (lambda d: [d], "fields are"),
     (lambda d: b"[" * 100000 + b"]" * 100000, "deeper than"),
@@ -395,10 +405,9 @@ def test_a_file_of_another_kind_is_refused_by_open_memmap(tmp_path):
         open_memmap(tmp_path / "p.bin")
 
 
-def test_bytes_between_metadata_and_data_must_be_zero(old_file):
-    meta_len = struct.unpack_from("<Q", old_file.read_bytes(), 24)[0]
-    rewrite(old_file, fmt.HEADER_BYTES + meta_len + 5, b"\x01")  # covered by no checksum
-    with pytest.raises(MemmapFileError, match="bytes after the metadata are not zero"):
+def test_the_npy_headers_padding_must_be_what_fastinit_writes(old_file):
+    rewrite(old_file, 4094, b"\x01")  # covered by no checksum: compared byte for byte
+    with pytest.raises(MemmapFileError, match="its NumPy header is not the one"):
         open_memmap(old_file)
 
 

@@ -48,12 +48,13 @@ class MemmapFile:
     """
 
     def __init__(self, where, fd, lock, region, meta, arrays, mode, *, raw_meta: bytes,
-                 state: int, checksum: int | None = None, temp=None, replaces=None,
-                 lease=None):
+                 layout: fmt.Layout, state: int, checksum: int | None = None, temp=None,
+                 replaces=None, lease=None):
         # What the header said was read once, checked, and is kept here: the mapping's
         # header may change under us (another process can write the file), this may not.
-        self._offset = fmt.data_offset(len(raw_meta))
-        end = self._offset + arrays[-1].offset + arrays[-1].nbytes
+        self._layout = layout
+        self._offset = layout.data_offset
+        end = layout.total
         if end > len(region):
             raise MemmapFileError(f"{where[0]} maps {len(region)} bytes where its arrays "
                                   f"need {end}")
@@ -134,8 +135,11 @@ class MemmapFile:
     # states -----------------------------------------------------------------------
 
     def _write_state(self, state: int, checksum: int = 0) -> None:
-        self._region[:fmt.HEADER_BYTES] = fmt.pack_header(state, self._raw_meta, checksum)
-        self._region.flush(0, fmt.PAGE)
+        at = self._layout.header_offset
+        self._region[at:at + fmt.HEADER_BYTES] = fmt.pack_header(state, self._raw_meta,
+                                                                 checksum)
+        page = at - at % fmt.PAGE  # msync takes a page-aligned start
+        self._region.flush(page, self._layout.total - page)
         self._state = state
         if state != fmt.INITIALIZING:
             self._complete_checksum = checksum if state == fmt.COMPLETE else None

@@ -59,13 +59,13 @@ def problems(directory: str, nids: list[int], force: bool) -> list[str]:
 
 
 def _is_memmap_file(path: str) -> bool:
-    from fastinit.arrays.fileformat import MAGIC
+    from fastinit.arrays.fileformat import is_ours
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError:
         return False
     try:
-        return os.pread(fd, len(MAGIC), 0) == MAGIC
+        return is_ours(fd)
     finally:
         os.close(fd)
 
