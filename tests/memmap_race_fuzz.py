@@ -27,7 +27,7 @@ from __future__ import annotations
 WORKER = r'''
 import json, os, random, shutil, socket, stat, struct, subprocess, sys, tempfile, traceback
 import numpy as np
-from fastinit.arrays import MemmapFileError, create_memmap, open_memmap
+from fastinit.arrays import MemmapFileError, create_memmap, open_memmap_file
 from fastinit.arrays import fileformat as fmt
 from fastinit.arrays.atomic import temp_pattern
 
@@ -133,7 +133,7 @@ def read_once(path, use_page, raw, end):
             verify(result)
             result.memmap.file.handle.close()
         else:
-            with open_memmap(path) as handle:
+            with open_memmap_file(path) as handle:
                 if handle.data.tobytes() != raw[end[0]:end[1]]:
                     return "traceback", "opened, with other data than the file holds"
         return "opened", ""
@@ -184,9 +184,9 @@ def act(rng, path):
     how = rng.choice(["read", "update", "replace"])
     try:
         if how == "read":
-            open_memmap(path).close()
+            open_memmap_file(path).close()
         elif how == "update":
-            handle = open_memmap(path, "r+")
+            handle = open_memmap_file(path, "r+")
             handle.array[...] = handle.array
             handle.complete()
             handle.close()
@@ -226,7 +226,7 @@ def lock_name(rng, directory):
 
 def ok_data(path, outcome):
     try:
-        open_memmap(path).close()
+        open_memmap_file(path).close()
     except MemmapFileError as error:
         return "lost", f"{path} no longer opens: {error}"
     return outcome

@@ -10,6 +10,7 @@ from __future__ import annotations
 import atexit
 import fcntl
 import os
+import warnings
 import weakref
 
 import numpy as np
@@ -40,7 +41,8 @@ class MemmapFile:
     path : str
         The path as given (the file being written sits beside it until `complete`).
     mode : str
-        "w" (new, not yet at ``path``), "r" (read-only) or "r+" (updated in place).
+        "w" (new, not yet at ``path``), "r" (read-only), "r+" (updated in place) or "c"
+        (copy-on-write: the arrays are writable, the file never changes).
     kind : str
         What the file holds: "array" for `create_memmap`, or a fastinit subsystem's name.
     metadata : object
@@ -71,6 +73,7 @@ class MemmapFile:
         if lease is not None:
             lease.guard(self._base.ctypes.data, len(region))
         self._finished = mode != "w"
+        self.kept: str | None = None  # where an unfinished new file was kept (see close)
         if mode == "w":
             _WRITERS.add(self)
 
@@ -80,7 +83,8 @@ class MemmapFile:
     def data(self) -> np.ndarray:
         """Every byte of the data region: ndarray of uint8, shape (data_bytes,)."""
         end = self._specs[-1].offset + self._specs[-1].nbytes
-        owner = _Owner(self, self._base.ctypes.data + self._offset, end, self.writing)
+        owner = _Owner(self, self._base.ctypes.data + self._offset, end,
+                       self.writing or self.mode == "c")
         return np.asarray(owner)
 
     @property
@@ -120,7 +124,7 @@ class MemmapFile:
     def writing(self) -> bool:
         """True while the file is being written: opened for writing and not yet completed,
         failed or closed. Its arrays must not be written otherwise."""
-        return self.mode != "r" and not self._finished
+        return self.mode in ("w", "r+") and not self._finished
 
     @classmethod
     def of(cls, array) -> MemmapFile | None:
@@ -194,7 +198,9 @@ class MemmapFile:
             return
         with interrupts_deferred():
             self._finished = True
-            if self._temp is not None:
+            if self._temp is not None and state == fmt.CLOSED and self.kind == "array":
+                self._keep_unfinished()
+            elif self._temp is not None:
                 atomic.remove_temp(self._dfd, self._temp, self._fd)
                 self._fd = self._temp = None
             elif state == fmt.FAILED:  # said by the writer: whatever the data holds
@@ -202,11 +208,34 @@ class MemmapFile:
             else:
                 self._write_state(*self._end_state(state, threads))
             self._release()
+        if self.kind == "array" and self._state == fmt.CLOSED:
+            self._warn_closed()
+
+    def _keep_unfinished(self) -> None:
+        """A user's new file dropped (or left at exit) without `complete` or `fail`: its
+        data is kept, marked closed, under a name no cleanup removes, and a warning says
+        where and what to do (a NumPy user who wrote it with assignments must not lose it)."""
+        self._write_state(fmt.CLOSED)
+        try:
+            self.kept = os.path.join(os.path.dirname(self.path),
+                                     atomic.keep(self._dfd, self._temp, atomic.UNFINISHED_INFIX))
+        except OSError:
+            self.kept = os.path.join(os.path.dirname(self.path), self._temp)
+        self._temp = None
+
+    def _warn_closed(self) -> None:
+        where = (f"its new data is kept, unchecked, in {self.kept} (delete it if you do not "
+                 f"need it)" if self.kept else "it is marked closed, not complete")
+        warnings.warn(f"fastinit: {self.path} was written and dropped (or the program ended) "
+                      f"without complete() or fail(): {where}; numpy.load opens it, fastinit "
+                      f"refuses it as incomplete. Call fastinit.MemmapFile.of(array)"
+                      f".complete() once the array is written (or use create_memmap in a "
+                      f"with block)", RuntimeWarning, stacklevel=3)
 
     def begin_update(self) -> None:
         """Take a completed file back for writing in place: lock it and mark it
         initializing until the next `complete`."""
-        if not self._finished or self.mode == "r":
+        if not self._finished or self.mode in ("r", "c"):
             raise ValueError(f"{self.path} is open read-only or still being written")
         shown, name = self.path, self._name
         self._lock = locks.PathLock(shown, self._dfd, name, exclusive=True)
@@ -229,8 +258,10 @@ class MemmapFile:
 
     def close(self) -> None:
         """Release the file (its lock and descriptors; arrays stay readable while they
-        live). One being written and not completed is removed if new; updated in place,
-        it is complete again if nothing was written, else marked closed uncompleted."""
+        live). A new file of one array (`create_memmap`, ``empty(path=)``) not completed is
+        kept, marked closed, as ``NAME.fastinit-unfinished-RANDOM`` with a warning (a
+        fastinit subsystem's new file is removed); updated in place, it is complete again
+        if nothing was written, else marked closed uncompleted."""
         self._stop(fmt.CLOSED)
         self._finished = True
         self._release()
@@ -247,7 +278,7 @@ class MemmapFile:
         if self._lock is not None:
             self._lock.release()
             self._lock = None
-        if self.mode != "r" and self._fd is not None:
+        if self.mode in ("w", "r+") and self._fd is not None:
             fcntl.flock(self._fd, fcntl.LOCK_UN)  # written: now as unlocked as before
         _WRITERS.discard(self)
 
@@ -257,6 +288,8 @@ class MemmapFile:
     def __exit__(self, kind, value, traceback) -> None:
         if kind is None and self.writing:
             self.complete()
+        elif kind is not None and self._temp is not None:
+            self.fail()  # a new file whose block raised: the path keeps what it had
         self.close()
 
     def __del__(self):
@@ -268,7 +301,8 @@ class MemmapFile:
 
 @atexit.register
 def _fail_unfinished() -> None:
-    """A program that exits without completing its files leaves no temporary file."""
+    """A program that exits without completing its files leaves no temporary file: a
+    user's new array file is kept (with a warning), a subsystem's removed."""
     for handle in list(_WRITERS):
         handle._stop(fmt.CLOSED, threads=1)  # no new threads while the interpreter exits
 

@@ -149,8 +149,8 @@ def open_file(path, mode: str = "r", *, kind: str | None = None,
     ``kind`` (if given) must be the file's; ``allow_incomplete`` opens files whose
     writer did not finish (read-only); ``check_data`` compares the data checksum.
     """
-    if mode not in ("r", "r+"):
-        raise ValueError(f"mode must be 'r' or 'r+', got {mode!r}")
+    if mode not in ("r", "r+", "c"):
+        raise ValueError(f"mode must be 'r', 'r+' or 'c', got {mode!r}")
     shown, directory, name = atomic.split_path(path)
     dfd = atomic.open_directory(shown, directory)
     lock = fd = handle = lease = None
@@ -163,8 +163,8 @@ def open_file(path, mode: str = "r", *, kind: str | None = None,
                 f"{shown} does not exist{note}") from None
         atomic.check_regular(shown, dfd, name)
         lock = locks.PathLock(shown, dfd, name, exclusive=mode == "r+")
-        fd = _open_locked(shown, dfd, name, mode)
-        if mode == "r":  # before its size is read: a file that shrinks from now on is seen
+        fd = _open_locked(shown, dfd, name, "r+" if mode == "r+" else "r")
+        if mode != "r+":  # before its size is read: a file that shrinks from now on is seen
             lease = leases.take(shown, fd)
         size = os.fstat(fd).st_size
         header = fmt.read_header(shown, fd, size, _REDO)
@@ -194,12 +194,12 @@ def open_file(path, mode: str = "r", *, kind: str | None = None,
         if os.pread(fd, lay.data_offset, 0) != lay.npy:  # no checksum covers it
             raise MemmapFileError(f"{shown} has a damaged header (its NumPy header is not "
                                   f"the one its metadata describes); {_REDO}")
-        if header.state != fmt.COMPLETE and not (allow_incomplete and mode == "r"):
+        if header.state != fmt.COMPLETE and not (allow_incomplete and mode != "r+"):
             reason = _UNFINISHED[header.state]
             raise IncompleteMemmapError(f"{shown} is incomplete (state "
                                         f"{fmt.STATES[header.state]}): {reason}; its data "
                                         f"cannot be trusted; {_REDO}")
-        access = mmap.ACCESS_WRITE if mode == "r+" else mmap.ACCESS_READ
+        access = {"r": mmap.ACCESS_READ, "r+": mmap.ACCESS_WRITE, "c": mmap.ACCESS_COPY}[mode]
         region = mmap.mmap(fd, total, access=access)
         handle = MemmapFile((shown, dfd, name), fd, lock, region, document, specs, mode,
                             raw_meta=raw, layout=lay, state=header.state,
@@ -253,16 +253,18 @@ def _open_locked(shown: str, dfd: int, name: str, mode: str) -> int:
     return writable
 
 
-def open_memmap(path, mode: str = "r") -> MemmapFile:
-    """Open a memmap file `create_memmap` wrote, refusing anything not to be trusted.
+def open_memmap_file(path, mode: str = "r") -> MemmapFile:
+    """Open a memmap file `create_memmap` wrote, refusing anything not to be trusted, and
+    return its handle (`fastinit.open_memmap` returns the array, as NumPy's does).
 
     Parameters
     ----------
     path : str or os.PathLike
-    mode : {"r", "r+"}
+    mode : {"r", "r+", "c"}
         "r": read-only arrays, while other fastinit processes may read it too. "r+":
         writable in place, exclusively; the file says initializing until `complete`
-        (a crash meanwhile leaves it incomplete, never silently changed).
+        (a crash meanwhile leaves it incomplete, never silently changed). "c":
+        copy-on-write: writable arrays whose changes never reach the file.
 
     Returns
     -------
