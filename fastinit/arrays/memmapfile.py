@@ -109,7 +109,9 @@ def create_memmap(path, dtype, shape, metadata=None, *, force: bool = False,
     front (a disk too small fails now, leaving nothing), and appears at ``path`` only
     when `MemmapFile.complete` has synced it; until then, or after `MemmapFile.fail`,
     ``path`` keeps what it had. Used as a context manager, the file is completed when
-    the block ends normally and failed when it raises.
+    the block ends normally and failed when it raises; dropped (or left at exit) without
+    either, it is kept as ``NAME.fastinit-unfinished-RANDOM`` with a warning. The file
+    is also a .npy file: ``numpy.load(path, mmap_mode="r")`` gives the array.
 
     Parameters
     ----------
