@@ -154,3 +154,38 @@ def test_an_empty_file_completed_explicitly_is_at_its_path_for_numpy(tmp_path):
     MemmapFile.of(array).complete()
     assert (np.load(path, mmap_mode="r") == 2.5).all()
     assert listing(tmp_path) == ["x.npy"]
+
+
+def test_a_writer_killed_mid_write_leaves_numpy_the_old_file_and_the_next_writer_cleans_up(
+        tmp_path):
+    path = written(tmp_path / "a.npy", np.int64, 1000)
+    before = np.load(path)
+    script = textwrap.dedent("""
+        import sys, numpy, fastinit
+        a = fastinit.open_memmap(sys.argv[1], "w+", dtype="<i8", shape=1000, force=True)
+        a[:] = -1
+        print("written", flush=True)
+        sys.stdin.read()  # killed here, before complete()
+    """)
+    child = subprocess.Popen([sys.executable, "-c", script, str(path)], stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout.readline().strip() == "written"
+        temps = [n for n in listing(tmp_path) if ".fastinit-tmp-" in n]
+        assert len(temps) == 1
+        # Meanwhile NumPy reads the old file at the path; the new one is NumPy's too.
+        assert (np.load(path) == before).all()
+        assert (np.load(tmp_path / temps[0], mmap_mode="r") == -1).all()
+        child.kill()
+        child.wait()
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+        child.stdin.close()
+        child.stdout.close()
+    assert (np.load(path, mmap_mode="r") == before).all()
+    assert temps[0] in listing(tmp_path)  # SIGKILL: nobody could clean up
+    MemmapFile.of(fastinit.open_memmap(path, "w+", dtype=np.int8, shape=2,
+                                       force=True)).complete()
+    assert [n for n in listing(tmp_path) if ".fastinit-" in n] == []
