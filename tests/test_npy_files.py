@@ -189,3 +189,12 @@ def test_a_writer_killed_mid_write_leaves_numpy_the_old_file_and_the_next_writer
     MemmapFile.of(fastinit.open_memmap(path, "w+", dtype=np.int8, shape=2,
                                        force=True)).complete()
     assert [n for n in listing(tmp_path) if ".fastinit-" in n] == []
+
+
+def test_a_dtype_of_many_fields_needs_numpys_max_header_size_as_the_readme_says(tmp_path):
+    dtype = np.dtype([(f"field_number_{i:04d}", "<f4") for i in range(400)])
+    path = written(tmp_path / "wide.npy", dtype, 3)
+    with pytest.raises(ValueError, match="max_header_size"):
+        np.load(path, mmap_mode="r")
+    theirs = np.load(path, mmap_mode="r", max_header_size=1 << 20)
+    assert theirs.dtype == dtype and theirs.tobytes() == fastinit.open_memmap(path, "r").tobytes()

@@ -1,7 +1,7 @@
 """The handle of an open fastinit memmap file: its arrays, state, and the way to finish it.
 
-A `MemmapFile` is what `fastinit.arrays.memmapfile.create_memmap` and ``open_memmap``
-return. Every array it hands out keeps it alive (so its lock and its unfinished file live
+A `MemmapFile` is what `fastinit.arrays.memmapfile.create_memmap` and ``open_memmap_file``
+return (and what ``open_memmap``'s arrays lead to). Every array it hands out keeps it alive (so its lock and its unfinished file live
 as long as any view of the data), and `MemmapFile.of` finds it again from any such view.
 """
 
@@ -212,16 +212,15 @@ class MemmapFile:
             self._warn_closed()
 
     def _keep_unfinished(self) -> None:
-        """A user's new file dropped (or left at exit) without `complete` or `fail`: its
-        data is kept, marked closed, under a name no cleanup removes, and a warning says
-        where and what to do (a NumPy user who wrote it with assignments must not lose it)."""
+        # A user's new file dropped (or left at exit) without complete() or fail(): kept,
+        # marked closed, under a name no cleanup removes (NumPy users write with plain
+        # assignments: their data must not vanish); `_warn_closed` says where.
         self._write_state(fmt.CLOSED)
         try:
-            self.kept = os.path.join(os.path.dirname(self.path),
-                                     atomic.keep(self._dfd, self._temp, atomic.UNFINISHED_INFIX))
+            kept = atomic.keep(self._dfd, self._temp, atomic.UNFINISHED_INFIX)
         except OSError:
-            self.kept = os.path.join(os.path.dirname(self.path), self._temp)
-        self._temp = None
+            kept = self._temp
+        self.kept, self._temp = os.path.join(os.path.dirname(self.path), kept), None
 
     def _warn_closed(self) -> None:
         where = (f"its new data is kept, unchecked, in {self.kept} (delete it if you do not "
