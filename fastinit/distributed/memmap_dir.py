@@ -76,7 +76,7 @@ def remove_temporaries(directory: str, nids: list[int]) -> list[str]:
     node files whose temporaries went."""
     from fastinit.arrays import atomic
     from fastinit.arrays.errors import MemmapFileError
-    from fastinit.arrays.memmapfile import _is_ours
+    from fastinit.arrays.fileformat import is_ours
     if not os.path.isdir(directory):
         return []
     cleaned = []
@@ -90,7 +90,7 @@ def remove_temporaries(directory: str, nids: list[int]) -> list[str]:
             except MemmapFileError:
                 continue  # a writer or reader of it is alive: nothing of it is orphaned
             try:
-                if atomic.remove_orphans(dfd, name, _is_ours):
+                if atomic.remove_orphans(dfd, name, is_ours):
                     cleaned.append(name)
             finally:
                 lock.release()
