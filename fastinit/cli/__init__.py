@@ -272,7 +272,7 @@ def _complete_file(path) -> bool:
     try:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             return False
-        header = fmt.unpack_header(str(path), os.pread(fd, fmt.HEADER_BYTES, 0), "")
+        header = fmt.read_header(str(path), fd, os.fstat(fd).st_size, "")
         return header.state == fmt.COMPLETE
     except (OSError, MemmapFileError):
         return False

@@ -60,13 +60,13 @@ def problems(directory: str, nids: list[int], force: bool) -> list[str]:
 
 
 def _is_memmap_file(path: str) -> bool:
-    from fastinit.arrays.fileformat import MAGIC
+    from fastinit.arrays.fileformat import is_ours
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError:
         return False
     try:
-        return os.pread(fd, len(MAGIC), 0) == MAGIC
+        return is_ours(fd)
     finally:
         os.close(fd)
 
@@ -89,11 +89,11 @@ def _remove_orphans_of(directory: str, dfd: int, name: str) -> bool:
     """Remove node file ``name``'s temporaries under its lock; whether any went."""
     from fastinit.arrays import atomic
     from fastinit.arrays.errors import MemmapFileError
-    from fastinit.arrays.memmapfile import _is_ours
+    from fastinit.arrays.fileformat import is_ours
     with ExitStack() as held:
         try:
             lock = atomic.PathLock(os.path.join(directory, name), dfd, name, exclusive=True)
         except MemmapFileError:
             return False  # a writer or reader of it is alive: nothing of it is orphaned
         held.callback(lock.release)
-        return atomic.remove_orphans(dfd, name, _is_ours)
+        return atomic.remove_orphans(dfd, name, is_ours)
