@@ -16,7 +16,7 @@ import mmap
 import os
 import numpy as np
 
-from fastinit.arrays import atomic, fileformat as fmt, lease as leases, locks
+from fastinit.arrays import atomic, fileformat as fmt, lease as leases, locks, snapshot
 from fastinit.arrays.checksum import NAME as CHECKSUM_NAME, data_checksum
 from fastinit.arrays.errors import (DamagedMemmapError, IncompleteMemmapError,
                                     MemmapFileError)
@@ -199,8 +199,10 @@ def open_file(path, mode: str = "r", *, kind: str | None = None,
             raise IncompleteMemmapError(f"{shown} is incomplete (state "
                                         f"{fmt.STATES[header.state]}): {reason}; its data "
                                         f"cannot be trusted; {_REDO}")
-        access = mmap.ACCESS_WRITE if mode == "r+" else mmap.ACCESS_READ
-        region = mmap.mmap(fd, total, access=access)
+        if mode == "r+":
+            region = mmap.mmap(fd, total, access=mmap.ACCESS_WRITE)
+        else:  # a mapping no truncation can turn into SIGBUS (see arrays.snapshot)
+            region = snapshot.map_for_reading(shown, fd, total, lease)
         handle = MemmapFile((shown, dfd, name), fd, lock, region, document, specs, mode,
                             raw_meta=raw, state=header.state,
                             checksum=header.data_checksum, lease=lease)
