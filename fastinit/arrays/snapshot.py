@@ -24,7 +24,7 @@ import mmap
 import os
 
 from fastinit.arrays.errors import MemmapChangedError, MemmapFileError
-from fastinit.engine.memory import available_memory
+from fastinit.host.memory import available_memory
 from fastinit.units import gib
 
 # Bytes per preadv: large enough that the calls cost nothing, small enough that Ctrl-C
