@@ -63,8 +63,10 @@ def copy(shown: str, fd: int, nbytes: int) -> mmap.mmap:
             f"process; close the process that has it open for writing, or read it from "
             f"the main thread of a process that owns the file")
     region = mmap.mmap(-1, max(nbytes, 1), flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
-    if nbytes >= 2 << 20:
+    try:
         region.madvise(mmap.MADV_HUGEPAGE)  # fewer faults while the copy lands
+    except OSError:
+        pass  # a kernel without transparent huge pages: 4 KiB faults, same copy
     view = memoryview(region)
     try:
         done = 0
