@@ -16,7 +16,7 @@ import mmap
 import os
 import numpy as np
 
-from fastinit.arrays import atomic, fileformat as fmt, lease as leases, locks
+from fastinit.arrays import atomic, fileformat as fmt, lease as leases, locks, snapshot
 from fastinit.arrays.checksum import NAME as CHECKSUM_NAME, data_checksum
 from fastinit.arrays.errors import (DamagedMemmapError, IncompleteMemmapError,
                                     MemmapFileError)
@@ -201,8 +201,13 @@ def open_file(path, mode: str = "r", *, kind: str | None = None,
             raise IncompleteMemmapError(f"{shown} is incomplete (state "
                                         f"{fmt.STATES[header.state]}): {reason}; its data "
                                         f"cannot be trusted; {_REDO}")
-        access = {"r": mmap.ACCESS_READ, "r+": mmap.ACCESS_WRITE, "c": mmap.ACCESS_COPY}[mode]
-        region = mmap.mmap(fd, total, access=access)
+        if mode == "r+":
+            region = mmap.mmap(fd, total, access=mmap.ACCESS_WRITE)
+        elif mode == "c" and lease is not None:
+            region = mmap.mmap(fd, total, access=mmap.ACCESS_COPY)
+        else:  # a mapping no truncation can turn into SIGBUS (see arrays.snapshot);
+            # without a lease a private copy, which is also what "c" asks for
+            region = snapshot.map_for_reading(shown, fd, total, lease)
         handle = MemmapFile((shown, dfd, name), fd, lock, region, document, specs, mode,
                             raw_meta=raw, layout=lay, state=header.state,
                             checksum=header.data_checksum, lease=lease)

@@ -181,16 +181,20 @@ def _bench_command(commands) -> None:
                             "benchmark runs")
 
 
-def main(argv: list[str] | None = None, *, exiting: bool = False) -> int:
+def main(argv: list[str] | None = None, *, exiting: bool = False,
+         early: list[int] | None = None) -> int:
     """Run the command line; returns the exit status.
 
     ``exiting``: the process ends when this returns (the ``fastinit`` program): a SIGINT
     or SIGTERM after the work is done is ignored rather than ending the process as if it
-    had stopped the work.
+    had stopped the work. ``early``: signals that came before (`fastinit.entry`), sent
+    again once this run's handlers take them.
     """
     with stop_on_signals(exiting=exiting) as stopper:
         run = _Run(stopper)
         try:
+            for signum in early or ():
+                signal.raise_signal(signum)  # its handler runs before the next line
             status = _main(argv, run)
             stopper.disarm()  # done: a signal from here on is only noted
         except Exception as error:
@@ -206,9 +210,10 @@ def main(argv: list[str] | None = None, *, exiting: bool = False) -> int:
     return status
 
 
-def run() -> int:
-    """The ``fastinit`` program (the console script, ``python -m fastinit.cli``)."""
-    status = main(exiting=True)
+def run(early: list[int] | None = None) -> int:
+    """The ``fastinit`` program (``python -m fastinit.cli``; the console script enters
+    through `fastinit.entry`, which passes the signals it noted as ``early``)."""
+    status = main(exiting=True, early=early)
     # CPython marks a KeyboardInterrupt "unhandled" when it leaves code run by exec() of a
     # string (dataclasses and Numba generate code that way), even if it is caught later,
     # and then ends the process by SIGINT whatever its exit status. The interrupt was

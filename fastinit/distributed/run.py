@@ -46,6 +46,7 @@ class Watcher:
         self.seen_pages: dict[int, int] = {}
         self.failed_on: dict[int, set[str]] = {}
         self.finished: set[int] = set()  # nodes whose task returned
+        self.phases: dict[int, str] = {}  # each node's phase when last seen on its worker
         self.ended = threading.Event()  # set when any task ends
 
     def submit(self, function, nid: int, address: str, attempt: int, *args):
@@ -102,6 +103,8 @@ class Watcher:
                 raise self.scheduler_lost(what, error) from None
             if self.client.status in ("closing", "closed"):
                 raise self.scheduler_lost(what, None)
+            for nodes in live.values():
+                self.phases.update((nid, node[0]) for nid, node in nodes.items())
             self.report_progress(live)
             for nid, (future, address, attempt) in list(tasks.items()):
                 if future.status == "finished":
@@ -232,12 +235,29 @@ class _Runner(Watcher):
                            if not isinstance(names, BaseException) for name in names}
             except (OSError, TimeoutError):
                 pass
+        unsure = set()
+        if self.lost_scheduler:
+            # Seen past its commit: complete. Still running: its worker may have renamed
+            # its file into place before it learned of the loss (nobody can ask it now).
+            finished |= {nid for nid, phase in self.phases.items()
+                         if phase in on_worker.COMMITTED_PHASES}
+            unsure = set(self.tasks) - finished
         done = [memmap_dir.node_file_name(nid) for nid in sorted(finished)]
         when = " when it was lost" if self.lost_scheduler else ""
         said = (f"node files complete from this boot{when}: {', '.join(done)} in "
-                f"{directory} (the others keep what they had)" if done else
-                f"no node file of this boot was complete{when}; {directory} keeps what "
-                f"it had")
+                f"{directory}" if done else
+                f"no node file of this boot was {'known ' if unsure else ''}complete{when}")
+        if unsure:
+            names = [memmap_dir.node_file_name(nid) for nid in sorted(unsure)]
+            said += (f"; {', '.join(names)} {'was' if len(names) == 1 else 'were'} not "
+                     f"reported back: each is either complete from this boot (its worker "
+                     f"committed it before it saw the scheduler go) or as it was, never "
+                     f"half-written (fastinit verify --memmap-dir shows each file's "
+                     f"created time)")
+        if not done and not unsure:
+            said += f"; {directory} keeps what it had"
+        elif set(nids) - finished - unsure:
+            said += "; the others keep what they had"
         if removed:
             said += f"; removed the temporary files lost workers left for " \
                     f"{', '.join(sorted(removed))}"

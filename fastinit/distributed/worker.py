@@ -41,6 +41,8 @@ _CANCELLED: set[str] = set()
 # The nodes whose memmap file each boot completed here (boot id -> nids).
 _COMMITTED: dict[str, set[int]] = {}
 _LOCK = threading.Lock()
+# The phases of a node whose memmap file is complete (`status` reports the phase).
+COMMITTED_PHASES = ("committed", "verify")
 # Seconds between a running node's looks at its worker: one that is closing (it lost
 # the scheduler, or is told to stop) cancels the node instead of finishing it unseen.
 WATCH = 0.1
@@ -131,6 +133,7 @@ def node_task(boot_id: str, topology, nid: int, options: dict, verify: bool,
         if path is not None:
             with _LOCK:
                 _COMMITTED.setdefault(boot_id, set()).add(nid)
+                shard.phase = "committed"
         booted = time.time()
         try:
             summary = _summary(result, nid)
