@@ -3,6 +3,8 @@ counts keyed like sysfs, job timings and what HVO did to the memmap."""
 
 from __future__ import annotations
 
+import os
+
 from fastinit.layout import DESCRIPTORS_PER_PAGE, PAGE_SIZE
 from fastinit.machine.hugetlb_sizes import size_text
 from fastinit.machine.topology import Topology
@@ -71,11 +73,21 @@ def hvo_summary(result) -> dict | None:
     ideal = result.memmap.pages.nbytes - remapper.released_bytes
     return {"pages_remapped": remapper.remapped,
             "pages_wanted": _wanted(result),
-            "mappings": remapper.mappings, "budget": pools.decision.budget,
+            "mappings": remapper.mappings,
+            # A file read back made no decision: its aliases are what it records.
+            "budget": pools.decision.budget if pools.decision is not None else None,
             "released_bytes": remapper.released_bytes,
             "freed_to_buddy_pages": sum(e - s for _, _, s, e in pools.freed_vmemmap),
             "memmap_resident_bytes": resident, "memmap_ideal_bytes": ideal,
-            "memmap_bytes": result.memmap.pages.nbytes}
+            "memmap_bytes": result.memmap.pages.nbytes, **_file_figures(remapper)}
+
+
+def _file_figures(remapper) -> dict:
+    """A memmap file's size (``ls -l``) and the bytes it takes on disk (``du``)."""
+    if not hasattr(remapper, "allocated_bytes"):
+        return {}
+    return {"file_bytes": os.fstat(remapper.fd).st_size,
+            "file_allocated_bytes": remapper.allocated_bytes()}
 
 
 def _wanted(result) -> int:
