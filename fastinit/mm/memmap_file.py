@@ -198,12 +198,14 @@ def open_file(path, *, topology: Topology | None = None, require_complete: bool 
                               f"for, or none")
     memmap = _memmap(handle, plan.sections)
     if handle.state == "complete":
-        problem = zone_state_problem(handle.arrays["zones"], plan) or \
-            pageblock_problem(memmap) or _map_hvo(memmap, plan)
+        # HVO's aliases first: the checksum was computed with them mapped.
+        problem = _map_hvo(memmap, plan)
         if not problem and check_data and \
                 data_checksum(handle.data) != handle.completed_checksum:
             problem = ("its data no longer matches the checksum written when it was "
                        "completed")
+        problem = problem or zone_state_problem(handle.arrays["zones"], plan) or \
+            pageblock_problem(memmap)
         if problem:
             handle.close()
             raise DamagedMemmapError(f"{shown} is damaged: {problem}; {REDO}")
@@ -218,8 +220,8 @@ def _map_hvo(memmap: Memmap, plan) -> str | None:
         return None
     sizes = {(1 << r.order) // DESCRIPTORS_PER_PAGE for r in plan.pools.params.hstates}
     rows = recorded_rows(record, memmap, sizes)
-    if isinstance(rows, str):
-        return rows
+    if isinstance(rows, str) or not rows:
+        return rows or None
     try:
         memmap.file.hvo = alias_recorded(memmap, rows)
     except OSError as error:

@@ -53,7 +53,9 @@ class FileRemapper:
     """
 
     def __init__(self, memmap, record: np.ndarray | None = None):
-        self.memmap = memmap
+        # Not the memmap itself: it holds this (memmap.file.hvo), and a cycle would keep
+        # the file locked until the garbage collector ran.
+        self.nbytes = memmap.pages.nbytes
         self.base = memmap.raw.ctypes.data
         self.fd, self.offset = memmap.file.handle.data_file()
         self._closer = weakref.finalize(self, os.close, self.fd)
@@ -99,10 +101,10 @@ class FileRemapper:
         count = (1 << order) // DESCRIPTORS_PER_PAGE
         start = head_index * PAGE_DTYPE.itemsize
         if head_index < 0 or start % PAGE_SIZE or \
-                start + count * PAGE_SIZE > self.memmap.pages.nbytes:
+                start + count * PAGE_SIZE > self.nbytes:
             raise ValueError(f"HVO cannot remap the descriptors of order {order} from index "
                              f"{head_index}: they are not whole pages of this memmap's "
-                             f"{len(self.memmap.pages)} descriptors")
+                             f"{self.nbytes // PAGE_DTYPE.itemsize} descriptors")
         first = start // PAGE_SIZE
         if not self._alias(first, count):
             self._linear(first, count)
