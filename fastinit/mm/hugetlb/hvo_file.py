@@ -13,10 +13,12 @@ opened again maps the same aliases (`alias_recorded`) before anything reads it, 
 tails read as they did when it was completed, and its data checksum, computed then with
 the aliases mapped, holds over what the file logically holds, holes included.
 
-Aliases are mapped first and the blocks released last: a remapping the process has no
-mappings for, or a file system that cannot punch holes, leaves the file's data as it was
-and the page's descriptors are mapped linearly again (`FileRemapper.remap` returns False,
-and the caller writes them in full, as for the in-memory HVO).
+Aliases are mapped first and the blocks released last (the first page's at once, to learn
+whether the file system can; the others' when the file is completed,
+`FileRemapper.settle`): a remapping the process has no mappings for, or a file system that
+cannot punch holes, leaves the file's data as it was and the page's descriptors are mapped
+linearly again (`FileRemapper.remap` returns False, and the caller writes them in full, as
+for the in-memory HVO).
 """
 
 from __future__ import annotations
@@ -61,7 +63,8 @@ class FileRemapper:
         self._closer = weakref.finalize(self, os.close, self.fd)
         self.ident = file_ident(self.fd)
         self.record = record
-        self.lock = threading.Lock()
+        self.lock, self._probe = threading.Lock(), threading.Lock()
+        self._punches: bool | None = None
         self.remapped = self.released_bytes = self.mappings = 0
         self.aliases: list[tuple[int, int]] = []
         self.writable = memmap.file.handle.writing
@@ -109,34 +112,11 @@ class FileRemapper:
         if not self._alias(first, count):
             self._linear(first, count)
             return False
-        released = (count - 1) * PAGE_SIZE
-        if not self._punch(first, count):
+        if not self._can_punch(first, count):
             self._linear(first, count)  # the blocks are still there, and their data
             return False
         self._count(first, count)
         return True
-
-    def _punch(self, first: int, count: int) -> bool:
-        """Release the file's blocks under pages ``first + 1 .. first + count - 1``."""
-        return not _libc.fallocate(self.fd, _FALLOC_FL_PUNCH_HOLE | _FALLOC_FL_KEEP_SIZE,
-                                   self.offset + (first + 1) * PAGE_SIZE,
-                                   (count - 1) * PAGE_SIZE)
-
-    def settle(self) -> None:
-        """Release the aliased pages' blocks again, once nothing writes the memmap (before
-        the file is completed).
-
-        The page cache may hold a kept page and the released ones after it in one large
-        folio, which a punched hole cannot always split: a write to the kept page after
-        the punch (the pool's list links) dirties the whole folio, and writing it back
-        allocates the released blocks again. Written back first, then punched, the folio
-        is clean and stays so.
-        """
-        os.fsync(self.fd)  # not msync: see fastinit.arrays.handle.MemmapFile.complete
-        for first, count in self.aliases:
-            if not self._punch(first, count):
-                raise OSError(ctypes.get_errno(), "HVO could not release the memmap "
-                              "file's blocks it released before")
 
     def _count(self, first: int, count: int) -> None:
         with self.lock:
@@ -147,18 +127,51 @@ class FileRemapper:
             self.released_bytes += (count - 1) * PAGE_SIZE
             self.mappings += count
 
+    def _can_punch(self, first: int, count: int) -> bool:
+        """Whether the file system releases blocks: the first remapped page's are, the
+        others' once nothing writes the memmap any more (`settle`)."""
+        with self._probe:
+            if self._punches is None:
+                self._punches = self._punch(first, count)
+            return self._punches
+
+    def _punch(self, first: int, count: int) -> bool:
+        """Release the file's blocks under pages ``first + 1 .. first + count - 1``."""
+        return not _libc.fallocate(self.fd, _FALLOC_FL_PUNCH_HOLE | _FALLOC_FL_KEEP_SIZE,
+                                   self.offset + (first + 1) * PAGE_SIZE,
+                                   (count - 1) * PAGE_SIZE)
+
+    def settle(self) -> None:
+        """Release the aliased pages' blocks, once nothing writes the memmap any more
+        (before the file is completed).
+
+        Not as each page is remapped: the page cache may hold a kept page and the pages
+        after it in one large folio, which a punched hole cannot always split, and a
+        write to the kept page after the punch (the pool's list links) dirties the whole
+        folio, whose writeback allocates the released blocks again. Written back first,
+        then punched, the folios are clean and stay so.
+        """
+        os.fsync(self.fd)  # not msync: see fastinit.arrays.handle.MemmapFile.complete
+        for first, count in self.aliases:
+            # Only where data is: a punch costs a journal transaction, hole or not.
+            if self._holds_data(first, count) and not self._punch(first, count):
+                raise OSError(ctypes.get_errno(), "HVO could not release the memmap "
+                              "file's blocks under its aliases")
+
+    def _holds_data(self, first: int, count: int) -> bool:
+        """The file still has blocks (or dirty page cache) under the aliases of ``first``."""
+        lo = self.offset + (first + 1) * PAGE_SIZE
+        hi = self.offset + (first + count) * PAGE_SIZE
+        try:
+            return os.lseek(self.fd, lo, os.SEEK_DATA) < hi
+        except OSError as error:  # ENXIO: no data from there to the end
+            if error.errno != errno.ENXIO:
+                raise
+            return False
+
     def unreleased(self) -> int:
         """Aliased ranges whose blocks the file still holds (0: every one is a hole)."""
-        kept = 0
-        for first, count in self.aliases:
-            lo = self.offset + (first + 1) * PAGE_SIZE
-            hi = self.offset + (first + count) * PAGE_SIZE
-            try:
-                kept += os.lseek(self.fd, lo, os.SEEK_DATA) < hi
-            except OSError as error:  # ENXIO: no data from there to the end
-                if error.errno != errno.ENXIO:
-                    raise
-        return kept
+        return sum(self._holds_data(first, count) for first, count in self.aliases)
 
     def allocated_bytes(self) -> int:
         """Bytes the file takes on disk (``du``), beside its size (``ls -l``)."""
