@@ -30,7 +30,7 @@ from fastinit.arrays.memmapfile import MemmapFile, create_file, open_file as ope
 from fastinit.layout import (DESCRIPTORS_PER_PAGE, MIGRATE_TYPES, NR_ORDERS, PAGE_DTYPE,
                              PAGEBLOCK_NR_PAGES, PAGEBLOCKS_PER_SECTION, PAGES_PER_SECTION,
                              SECTION_SHIFT)
-from fastinit.kernels._layout import lru_address
+from fastinit.kernels.descriptors import lru_address
 from fastinit.mm.buddy import ZoneFreeArea
 from fastinit.machine.topology import Topology
 from fastinit.mm.hugetlb.hvo_file import HVO_DTYPE, alias_recorded, recorded_rows
