@@ -149,13 +149,18 @@ def timing_lines(result) -> list[str]:
     summary = hvo_summary(result)
     if summary is not None:
         mib = 1 << 20
-        lines.append(f"HVO: vmemmap of {summary['pages_remapped']} of "
-                     f"{summary['pages_wanted']} huge pages remapped "
-                     f"({summary['mappings']} mappings, budget {summary['budget']}), "
-                     f"{summary['released_bytes'] / mib:.1f} MiB released; memmap resident "
-                     f"{summary['memmap_resident_bytes'] / mib:.1f} MiB of "
-                     f"{summary['memmap_bytes'] / mib:.1f} MiB (ideal "
-                     f"{summary['memmap_ideal_bytes'] / mib:.1f} MiB)")
+        budget = "" if summary["budget"] is None else f", budget {summary['budget']}"
+        line = (f"HVO: vmemmap of {summary['pages_remapped']} of "
+                f"{summary['pages_wanted']} huge pages remapped "
+                f"({summary['mappings']} mappings{budget}), "
+                f"{summary['released_bytes'] / mib:.1f} MiB released; memmap resident "
+                f"{summary['memmap_resident_bytes'] / mib:.1f} MiB of "
+                f"{summary['memmap_bytes'] / mib:.1f} MiB (ideal "
+                f"{summary['memmap_ideal_bytes'] / mib:.1f} MiB)")
+        if "file_bytes" in summary:  # ls -l and du of a memmap file
+            line += (f"; memmap file {summary['file_bytes'] / mib:.1f} MiB long, "
+                     f"{summary['file_allocated_bytes'] / mib:.1f} MiB on disk")
+        lines.append(line)
     return lines
 
 
