@@ -116,6 +116,18 @@ class MemmapFile:
         """The format's own fields: format, kind, fastinit version, created, checksum."""
         return {k: v for k, v in self._meta.items() if k not in ("arrays", "metadata")}
 
+    def data_file(self) -> tuple[int, int]:
+        """``(fd, offset)``: a new descriptor of the open file (the caller closes it) and
+        where the data region starts in it, for mapping parts of the data again (HVO)."""
+        if self._fd is None:
+            raise ValueError(f"{self.path} is closed")
+        return os.dup(self._fd), self._offset
+
+    @property
+    def completed_checksum(self) -> int | None:
+        """The data checksum written when the file was completed (None: not complete)."""
+        return self._complete_checksum
+
     @property
     def state(self) -> str:
         return fmt.STATES[self._state]
@@ -161,7 +173,11 @@ class MemmapFile:
         file) rename it over the path. Do not write to the arrays afterwards."""
         if self._finished:
             raise ValueError(f"{self.path} was already completed, failed or closed")
-        self._region.flush()  # msync: the data is on disk before the file says complete
+        # The data is on disk before the file says complete. fsync writes back what the
+        # mapping dirtied as msync does (Linux's msync is an fsync of each mapping of
+        # the range), with one flush of the disk's cache where msync flushes it once per
+        # mapping: HVO's aliases (fastinit.mm.hugetlb.hvo_file) are thousands of them.
+        os.fsync(self._fd)
         checksum = data_checksum(self.data)
         self._write_state(fmt.COMPLETE, checksum)
         try:

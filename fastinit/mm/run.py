@@ -123,11 +123,11 @@ def prepare(topology: Topology, options: BootOptions | None = None, /, *,
                              "boot pools yet (hugepages= on the kernel command line); boot "
                              "the machine in one process")
         plan = plan.shard(options.node)
-    if (options.memmap_file is not None or (memmap is not None and memmap.file is not None)) and \
-            has_pools(plan) and plan.pools.params.free_vmemmap:
-        raise ValueError("hugetlb_free_vmemmap=on (HVO) remaps the memmap in memory; a "
-                         "memmap file keeps every descriptor: boot with "
-                         "hugetlb_free_vmemmap=off, or without --memmap-file")
+    if memmap is not None and memmap.file is not None and has_pools(plan) and \
+            plan.pools.params.free_vmemmap:
+        raise ValueError("hugetlb_free_vmemmap=on (HVO) releases blocks of a new memmap "
+                         "file; a memmap file given again is rewritten in place: boot "
+                         "into a new file (--memmap-file), or with hugetlb_free_vmemmap=off")
     hvo = decide_hvo(plan)
     timings = {}
     fresh = memmap is None
