@@ -1,0 +1,131 @@
+"""HugeTLB boot pools on a dask LocalCluster of real worker processes: each node's pools
+built on its worker, a count spread over the nodes split by the rooms the workers report,
+and everything the single-process boot of the same machine gives (counts, zones, HVO's
+figures, verify, digests)."""
+
+import json
+
+import pytest
+
+pytest.importorskip("distributed")
+
+from fastinit.cli import main  # noqa: E402
+from fastinit.distributed.api import boot  # noqa: E402
+from fastinit.distributed.cluster import connected  # noqa: E402
+from fastinit.distributed.digest import node_digest  # noqa: E402
+from fastinit.distributed.files import verify_files  # noqa: E402
+from fastinit.distributed.ledger import Ledger  # noqa: E402
+from fastinit.distributed.pools import needs_split, split_pools  # noqa: E402
+from fastinit.distributed import worker as on_worker  # noqa: E402
+from fastinit.machine.kernel_rules import parse_version  # noqa: E402
+from fastinit.machine.spec import parse_spec  # noqa: E402
+from fastinit.mm.hugetlb.buddy_plan import zone_rooms  # noqa: E402
+from fastinit.mm.hugetlb.report import hvo_summary  # noqa: E402
+from fastinit.mm.plan import plan_boot  # noqa: E402
+from fastinit.mm.run import boot as boot_here  # noqa: E402
+from fastinit.mm.verify import verify  # noqa: E402
+
+# Node 0 (1 GiB) has room for fewer 2 MiB pages than its turn of the spread count gives
+# it: node 1 takes the rest, so node 1's count depends on node 0's room.
+UNEVEN = "1x1G+1x3G,cpus=1"
+SPREAD = "hugepagesz=1G hugepages=1:1 hugepagesz=2M hugepages=1200 hugetlb_free_vmemmap=on"
+
+
+@pytest.fixture(scope="module")
+def client():
+    with connected("local:2") as client:
+        yield client
+
+
+def _figures(result):
+    return ({key: (a.managed, a.free_by_order()) for key, a in result.zones.items()},
+            result.pools.counts(), result.plan.pools.limited,
+            result.plan.pools.buddy_messages)
+
+
+def test_a_spread_count_is_split_as_in_one_process_with_hvo_and_verify(client):
+    topology = parse_spec(UNEVEN, cmdline=SPREAD)
+    result = boot(topology, cluster=client, verify=True)
+    single = boot_here(topology)
+    assert _figures(result) == _figures(single)
+    assert result.plan.pools.limited == ((9, 0),)  # node 0 ran out of room: the split
+    assert {s.nid for s in result.shards if s.pools} == {0, 1}
+    assert len({s.worker for s in result.shards}) == 2
+    # HVO's figures, each node's added up, are the single process's.
+    mine, theirs = result.pools.hvo(), hvo_summary(single)
+    for key in ("pages_remapped", "pages_wanted", "released_bytes", "freed_to_buddy_pages"):
+        assert mine[key] == theirs[key], key
+    report, expected = result.verification, verify(single)
+    assert report.ok, report.problems
+    assert [c.name for c in report.checks] == [c.name for c in expected.checks]
+    pools, alone = report.checks[-1].summary, expected.checks[-1].summary
+    assert pools.split("; HVO")[0] == alone.split("; HVO")[0]
+    assert all(held == [] for held in client.run(on_worker.shards_held).values())
+
+
+def test_each_nodes_pools_equal_the_single_process_boot_byte_for_byte(client):
+    # Linux 6.8 built the pools on one thread: their free lists come in one order.
+    topology = parse_spec("2x2G,cpus=1", kernel=parse_version("6.8"),
+                          cmdline="hugepagesz=1G hugepages=1:1 hugepagesz=2M hugepages=101")
+    result = boot(topology, cluster=client, threads=1, digests=True)
+    whole = boot_here(topology, threads=1)
+    assert result.pools.counts() == whole.pools.counts() == {0: {9: 51}, 1: {9: 50, 18: 1}}
+    assert {s.nid: s.digest for s in result.shards} == \
+        {nid: node_digest(whole.plan, whole.memmap, whole.zones, nid) for nid in (0, 1)}
+
+
+def test_node_files_with_pools_verify_later_on_their_workers(client, tmp_path):
+    topology = parse_spec("2x2G,cpus=1", cmdline="hugepagesz=2M hugepages=0:3,1:5")
+    booted = boot(topology, cluster=client, memmap_dir=str(tmp_path), digests=True)
+    checked, problems = verify_files(client, tmp_path, topology, digests=True)
+    assert problems == [] and checked.verification.ok, checked.verification.problems
+    assert [s.digest for s in checked.shards] == [s.digest for s in booted.shards]
+    assert checked.verification.checks[-1].name == "HugeTLB pools"
+    assert "8 pages on well-formed per-node free lists" in checked.verification.checks[-1].summary
+
+
+def test_hvo_with_node_files_is_refused_before_any_cluster_starts():
+    topology = parse_spec("2x2G,cpus=1", cmdline="hugepages=4 hugetlb_free_vmemmap=on")
+    with pytest.raises(ValueError, match="hugetlb_free_vmemmap=on .* without --memmap-dir"):
+        boot(topology, cluster="local:1", memmap_dir="never-made")
+
+
+def test_the_split_takes_the_measured_rooms_and_refuses_rooms_the_plan_does_not_derive():
+    plan = plan_boot(parse_spec(UNEVEN, cmdline=SPREAD))
+    assert needs_split(plan)
+    measured = {}
+    for room in zone_rooms(plan):
+        measured.setdefault(room.nid, []).append((room.nid, room.zid, room.free, room.blocks,
+                                                  room.managed))
+    assert split_pools(plan, measured) == plan.pools
+    nid, zid, free, blocks, managed = measured[1][-1]
+    measured[1][-1] = (nid, zid, free - 512, blocks - 1, managed)
+    with pytest.raises(ValueError, match="node 1's buddy allocator after deferred init"):
+        split_pools(plan, measured)
+    assert not needs_split(plan_boot(parse_spec("2x2G", cmdline="hugepagesz=1G hugepages=2")))
+
+
+def test_the_ledger_says_whether_every_node_can_be_held_at_once():
+    one_worker = {"tcp://10.0.0.1:1": {"budget": 300, "host_room": 1000}}
+    assert Ledger({0: 200, 1: 200}, {**one_worker,
+                                     "tcp://10.0.0.2:1": {"budget": 300,
+                                                          "host_room": 1000}}).holds_all()
+    assert not Ledger({0: 200, 1: 200}, one_worker).holds_all()
+    assert Ledger({0: 100, 1: 200}, one_worker).holds_all()
+
+
+def test_the_issues_command_gives_the_same_counts_on_a_local_cluster(capsys):
+    command = ["boot", "--spec", "2x16G,cpus=4", "--cmdline",
+               "hugepagesz=1G hugepages=0:2,1:3 hugepagesz=2M hugepages=1000 "
+               "hugetlb_free_vmemmap=on", "--verify", "--json"]
+    documents = []
+    for extra in ([], ["--cluster", "local:2"]):
+        assert main(command + extra) == 0
+        documents.append(json.loads(capsys.readouterr().out))
+    single, cluster = documents
+    assert [n["hugepages"] for n in cluster["nodes"]] == \
+        [n["hugepages"] for n in single["nodes"]] == \
+        [{"2048kB": 500, "1048576kB": 2}, {"2048kB": 500, "1048576kB": 3}]
+    assert cluster["verified"] is single["verified"] is True
+    assert cluster["hugetlb"]["lines"] == single["hugetlb"]["lines"]
+    assert cluster["hugetlb"]["hvo"]["pages_remapped"] == 1005
