@@ -47,6 +47,30 @@ def rooms_of(result) -> list[tuple]:
     return rooms
 
 
+def await_share(shard, result, poll: float) -> None:
+    """After a node's deferred init, on its worker: report its room (phase ``rooms``),
+    wait for the client's split (`fastinit.distributed.worker.give_pools`), and boot its
+    pools from its share. ``shard`` is the node's `fastinit.distributed.worker._Shard`;
+    its cancel event is looked at every ``poll`` seconds."""
+    from fastinit.engine.padata import JobCancelled
+    with shard.lock:
+        shard.rooms = rooms_of(result)
+        shard.phase = "rooms"
+    try:
+        # The wait needs every node booted at once: this task leaves the worker's thread
+        # count, so a node queued behind it on a worker of one thread can start.
+        from distributed import secede
+        secede()
+    except (ImportError, ValueError):
+        pass  # not in a dask worker
+    while not shard.pools_given.wait(poll):
+        if shard.cancel.is_set():
+            raise JobCancelled(f"node {shard.nid}: its boot was cancelled while it waited "
+                               f"for its share of the HugeTLB pools")
+    result.plan = replace(result.plan, pools=shard.pools)
+    shard.phase = "pools"
+
+
 def split_pools(plan, measured: dict[int, list[tuple]]) -> PoolPlan:
     """The machine's pools with each buddy-allocated count split by the nodes' measured
     rooms (``{nid: rooms_of(...)}``, every node), as one process splits it.

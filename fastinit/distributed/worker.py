@@ -26,6 +26,7 @@ from dataclasses import dataclass, field, replace
 import fastinit
 from fastinit.distributed.digest import node_digest
 from fastinit.distributed.memmap_dir import node_file_name
+from fastinit.distributed.pools import await_share, pool_figures
 from fastinit.arrays.touch import advise
 from fastinit.engine.memory import available_memory
 from fastinit.layout import align_up
@@ -134,7 +135,7 @@ def node_task(boot_id: str, topology, nid: int, options: dict, verify: bool,
         result = boot(topology, replace(options["boot"], node=nid, memmap_file=path),
                       progress=shard.add_pages,
                       cancel=shard.cancel, chunk_hook=_loaded(options.get("chunk_hook")),
-                      before_pools=(lambda booted: _await_pools(shard, booted))
+                      before_pools=(lambda booted: await_share(shard, booted, WATCH))
                       if options.get("split_pools") else None)
         if path is not None:
             with _LOCK:
@@ -157,29 +158,6 @@ def node_task(boot_id: str, topology, nid: int, options: dict, verify: bool,
         with _LOCK:
             _SHARDS.pop((boot_id, nid), None)
         shard.running = False
-
-
-def _await_pools(shard: _Shard, result) -> None:
-    """After the node's deferred init: report its room (phase ``rooms``), wait for the
-    client's split (`give_pools`), and boot its pools from its share."""
-    from fastinit.distributed.pools import rooms_of
-    from fastinit.engine.padata import JobCancelled
-    with shard.lock:
-        shard.rooms = rooms_of(result)
-        shard.phase = "rooms"
-    try:
-        # The wait needs every node booted at once: this task leaves the worker's thread
-        # count, so a node queued behind it on a worker of one thread can start.
-        from distributed import secede
-        secede()
-    except (ImportError, ValueError):
-        pass  # not in a dask worker
-    while not shard.pools_given.wait(WATCH):
-        if shard.cancel.is_set():
-            raise JobCancelled(f"node {shard.nid}: its boot was cancelled while it waited "
-                               f"for its share of the HugeTLB pools")
-    result.plan = replace(result.plan, pools=shard.pools)
-    shard.phase = "pools"
 
 
 def _watch_worker(shard: _Shard) -> None:
@@ -226,7 +204,6 @@ def _loaded(hook: bytes | None):
 
 
 def _summary(result, nid: int) -> dict:
-    from fastinit.distributed.pools import pool_figures
     return {"nid": nid, "pid": os.getpid(), "node": result.nodes[0],
             "timings": dict(result.timings), "memmap_bytes": result.memmap.nbytes,
             "storage": result.memmap.storage, "zones": zone_figures(result.zones),
