@@ -74,6 +74,16 @@ def test_each_nodes_pools_equal_the_single_process_boot_byte_for_byte(client):
         {nid: node_digest(whole.plan, whole.memmap, whole.zones, nid) for nid in (0, 1)}
 
 
+def test_more_nodes_than_worker_threads_wait_for_the_split_together(client):
+    # Two nodes per worker: on a worker of one thread, the first node waits for the split
+    # out of the thread count, or the second could never start and report its room.
+    topology = parse_spec("4x1G,cpus=1", cmdline="hugepagesz=2M hugepages=203")
+    result = boot(topology, cluster=client)
+    assert result.pools.counts() == boot_here(topology).pools.counts() == \
+        {0: {9: 51}, 1: {9: 51}, 2: {9: 51}, 3: {9: 50}}
+    assert len({s.worker for s in result.shards}) == 2
+
+
 def test_node_files_with_pools_verify_later_on_their_workers(client, tmp_path):
     topology = parse_spec("2x2G,cpus=1", cmdline="hugepagesz=2M hugepages=0:3,1:5")
     booted = boot(topology, cluster=client, memmap_dir=str(tmp_path), digests=True)
