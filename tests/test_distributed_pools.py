@@ -15,6 +15,7 @@ from fastinit.distributed.cluster import connected  # noqa: E402
 from fastinit.distributed.digest import node_digest  # noqa: E402
 from fastinit.distributed.files import verify_files  # noqa: E402
 from fastinit.distributed.ledger import Ledger  # noqa: E402
+from fastinit.distributed.report import cluster_boot_lines  # noqa: E402
 from fastinit.distributed.pools import needs_split, split_pools  # noqa: E402
 from fastinit.distributed import worker as on_worker  # noqa: E402
 from fastinit.machine.kernel_rules import parse_version  # noqa: E402
@@ -61,6 +62,11 @@ def test_a_spread_count_is_split_as_in_one_process_with_hvo_and_verify(client):
     pools, alone = report.checks[-1].summary, expected.checks[-1].summary
     assert pools.split("; HVO")[0] == alone.split("; HVO")[0]
     assert all(held == [] for held in client.run(on_worker.shards_held).values())
+    text = "\n".join(cluster_boot_lines(result))
+    assert "HugeTLB: registered 2.00 MiB page size, pre-allocated 1200 pages" in text
+    assert "node 0 HugeTLB: allocation took" in text and "node 1 HugeTLB: allocation" in text
+    assert f"HVO on the workers: vmemmap of {theirs['pages_remapped']} of " in text
+    assert "fastinit: node 0's 2.00 MiB count is an upper bound" in text
 
 
 def test_each_nodes_pools_equal_the_single_process_boot_byte_for_byte(client):

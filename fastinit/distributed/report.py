@@ -47,7 +47,7 @@ def cluster_boot_lines(result: DistributedBootResult, digests: bool = False) -> 
         if shard.node is not None and shard.node.report is not None:
             lines.append(f"node {shard.nid} deferred pages initialised in "
                          f"{shard.node.elapsed * 1e3:.0f}ms")
-    lines += hugetlb_report.boot_section(result) + _hvo_lines(result)
+    lines += hugetlb_report.boot_section(result) + _pool_lines(result)
     # With boot pools, each node's huge pages per size (sysfs names) end its row.
     sizes = sorted(plan.pools.params.hstates, key=lambda r: r.order) \
         if result.pools is not None else []
@@ -79,13 +79,26 @@ def cluster_boot_lines(result: DistributedBootResult, digests: bool = False) -> 
     return lines + verify_lines(result.verification)
 
 
-def _hvo_lines(result: DistributedBootResult) -> list[str]:
-    """HVO's figures added up over the nodes' workers (each remapped its own shard)."""
-    summary = result.pools.hvo() if result.pools is not None else None
-    if summary is None:
+def _pool_lines(result: DistributedBootResult) -> list[str]:
+    """Each node's pool jobs on its worker, and HVO's figures added up over the nodes'
+    workers (each remapped its own shard)."""
+    if result.pools is None:
         return []
+    lines = []
+    for nid, figures in sorted(result.pools.nodes.items()):
+        jobs = figures["jobs"]
+        done = [f"allocation took {jobs['alloc']['ms']:.0f}ms with "
+                f"hugepage_allocation_threads={jobs['alloc']['threads']}"] \
+            if "alloc" in jobs else []
+        done += [f"gigantic pages gathered in {jobs['gather']['ms']:.0f} ms "
+                 f"({jobs['gather']['threads']} threads)"] if "gather" in jobs else []
+        if done:
+            lines.append(f"node {nid} HugeTLB: {'; '.join(done)}")
+    summary = result.pools.hvo()
+    if summary is None:
+        return lines
     mib = 1 << 20
-    return [f"HVO on the workers: vmemmap of {summary['pages_remapped']} of "
+    return lines + [f"HVO on the workers: vmemmap of {summary['pages_remapped']} of "
             f"{summary['pages_wanted']} huge pages remapped ({summary['mappings']} "
             f"mappings), {summary['released_bytes'] / mib:.1f} MiB released; shards "
             f"resident {summary['memmap_resident_bytes'] / mib:.1f} MiB of "

@@ -107,7 +107,10 @@ class Watcher:
             if self.client.status in ("closing", "closed"):
                 raise self.scheduler_lost(what, None)
             self.report_progress(live)
-            self.on_poll(live)
+            try:
+                self.on_poll(live)
+            except (OSError, TimeoutError) as error:
+                raise self.scheduler_lost(what, error) from None
             for nid, (future, address, attempt) in list(tasks.items()):
                 if future.status == "finished":
                     results[nid] = (future.result(), address, attempt)
