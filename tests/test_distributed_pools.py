@@ -15,13 +15,13 @@ from fastinit.distributed.cluster import connected  # noqa: E402
 from fastinit.distributed.digest import node_digest  # noqa: E402
 from fastinit.distributed.files import verify_files  # noqa: E402
 from fastinit.distributed.ledger import Ledger  # noqa: E402
-from fastinit.distributed.report import cluster_boot_lines  # noqa: E402
+from fastinit.report.cluster import cluster_boot_lines  # noqa: E402
 from fastinit.distributed.pools import needs_split, split_pools  # noqa: E402
 from fastinit.distributed import worker as on_worker  # noqa: E402
 from fastinit.machine.kernel_rules import parse_version  # noqa: E402
 from fastinit.machine.spec import parse_spec  # noqa: E402
 from fastinit.mm.hugetlb.buddy_plan import zone_rooms  # noqa: E402
-from fastinit.mm.hugetlb.report import hvo_summary  # noqa: E402
+from fastinit.report.hugetlb import hvo_summary  # noqa: E402
 from fastinit.mm.plan import plan_boot  # noqa: E402
 from fastinit.mm.run import boot as boot_here  # noqa: E402
 from fastinit.mm.verify import verify  # noqa: E402

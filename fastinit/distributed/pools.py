@@ -99,17 +99,35 @@ def split_pools(plan, measured: dict[int, list[tuple]]) -> PoolPlan:
 
 def pool_figures(result) -> dict | None:
     """What a node's pools are, for its summary (worker side): counts per size, each
-    job's threads, chunks and milliseconds, and HVO's figures (`hvo_summary`)."""
+    job's threads, chunks and milliseconds, and HVO's figures."""
     pools = result.pools
     if pools is None:
         return None
-    from fastinit.mm.hugetlb.report import hvo_summary
     jobs = {name: {"threads": report.nworks, "chunks": len(report.chunks),
                    "chunk_size": report.chunk_size,
                    "ms": round(pools.seconds[name] * 1e3, 3)}
             for name, report in pools.jobs.items()}
-    return {"counts": pools.counts(), "jobs": jobs, "hvo": hvo_summary(result),
+    return {"counts": pools.counts(), "jobs": jobs, "hvo": _hvo_figures(result),
             "kept_vmemmap": pools.kept_vmemmap}
+
+
+def _hvo_figures(result) -> dict | None:
+    """What HVO did to a shard, in the keys of the single-process report's ``hugetlb.hvo``
+    (`fastinit.report.hugetlb.hvo_summary`, a layer above this one), to be added up."""
+    pools = result.pools
+    remapper = pools.remapper
+    if remapper is None:
+        return None
+    from fastinit.mm.hugetlb.hvo import resident_bytes
+    nbytes = result.memmap.pages.nbytes
+    return {"pages_remapped": remapper.remapped,
+            "pages_wanted": sum(n for sizes in result.plan.pools.counts().values()
+                                for n in sizes.values()),
+            "mappings": remapper.mappings, "budget": pools.decision.budget,
+            "released_bytes": remapper.released_bytes,
+            "freed_to_buddy_pages": sum(e - s for _, _, s, e in pools.freed_vmemmap),
+            "memmap_resident_bytes": resident_bytes(result.memmap, remapper),
+            "memmap_ideal_bytes": nbytes - remapper.released_bytes, "memmap_bytes": nbytes}
 
 
 @dataclass

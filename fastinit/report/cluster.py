@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from fastinit.distributed.result import DistributedBootResult
 from fastinit.layout import PAGE_DTYPE
-from fastinit.mm.hugetlb import report as hugetlb_report
-from fastinit.report import boot_json, machine_summary, verify_lines, zone_lines
+from fastinit.report import hugetlb as hugetlb_report
+from fastinit.report.boot import boot_json, machine_summary, verify_lines, zone_lines
 
 
 def _ms(seconds: float) -> str:
@@ -107,7 +107,7 @@ def _pool_lines(result: DistributedBootResult) -> list[str]:
 
 
 def cluster_boot_json(result: DistributedBootResult) -> dict:
-    """`fastinit.report.boot_json`'s document, each node with its worker and timings
+    """`fastinit.report.boot.boot_json`'s document, each node with its worker and timings
     (and its HugeTLB pool jobs); HVO's figures added up over the nodes."""
     document = boot_json(result, result.verification)
     document["workers"] = result.workers
