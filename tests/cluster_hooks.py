@@ -29,3 +29,14 @@ def slow_chunks(marker_dir: str, seconds: float, nid: int, start: int, end: int)
     """Every chunk sleeps; the first leaves a marker naming the worker's pid."""
     leave_marker(marker_dir, nid)
     time.sleep(seconds)
+
+
+def fail_once_released(release: str, failing: int, nid: int, start: int, end: int) -> None:
+    """Node ``failing``'s first chunk waits until the file ``release`` exists, then
+    raises; other nodes go straight on."""
+    if nid != failing:
+        return
+    for _ in range(60000):  # 10 minutes at most: the test creates the file
+        if os.path.exists(release):
+            raise RuntimeError(f"node {nid} fails on purpose")
+        time.sleep(0.01)

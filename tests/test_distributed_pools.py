@@ -3,29 +3,39 @@ built on its worker, a count spread over the nodes split by the rooms the worker
 and everything the single-process boot of the same machine gives (counts, zones, HVO's
 figures, verify, digests)."""
 
+import concurrent.futures
+import functools
 import json
+import time
 
 import pytest
 
 pytest.importorskip("distributed")
 
+import cloudpickle  # noqa: E402
+
+import cluster_hooks  # noqa: E402
+
 from fastinit.cli import main  # noqa: E402
+from fastinit.distributed import worker as on_worker  # noqa: E402
 from fastinit.distributed.api import boot  # noqa: E402
 from fastinit.distributed.cluster import connected  # noqa: E402
 from fastinit.distributed.digest import node_digest  # noqa: E402
 from fastinit.distributed.files import verify_files  # noqa: E402
 from fastinit.distributed.ledger import Ledger  # noqa: E402
-from fastinit.report.cluster import cluster_boot_lines  # noqa: E402
 from fastinit.distributed.pools import needs_split, split_pools  # noqa: E402
-from fastinit.distributed import worker as on_worker  # noqa: E402
+from fastinit.distributed.run import NodeFailedError  # noqa: E402
 from fastinit.machine.kernel_rules import parse_version  # noqa: E402
 from fastinit.machine.spec import parse_spec  # noqa: E402
 from fastinit.mm.hugetlb.buddy_plan import zone_rooms  # noqa: E402
-from fastinit.report.hugetlb import hvo_summary  # noqa: E402
 from fastinit.mm.plan import plan_boot  # noqa: E402
 from fastinit.mm.run import boot as boot_here  # noqa: E402
 from fastinit.mm.verify import verify  # noqa: E402
+from fastinit.report.cluster import cluster_boot_lines  # noqa: E402
+from fastinit.report.hugetlb import hvo_summary  # noqa: E402
 
+# The hooks run on the workers, which cannot import the tests folder.
+cloudpickle.register_pickle_by_value(cluster_hooks)
 # Node 0 (1 GiB) has room for fewer 2 MiB pages than its turn of the spread count gives
 # it: node 1 takes the rest, so node 1's count depends on node 0's room.
 UNEVEN = "1x1G+1x3G,cpus=1"
@@ -88,6 +98,23 @@ def test_more_nodes_than_worker_threads_wait_for_the_split_together(client):
     assert result.pools.counts() == boot_here(topology).pools.counts() == \
         {0: {9: 51}, 1: {9: 51}, 2: {9: 51}, 3: {9: 50}}
     assert len({s.worker for s in result.shards}) == 2
+
+
+def test_a_node_waiting_for_its_share_stops_when_another_node_fails(client, tmp_path):
+    release = str(tmp_path / "release")
+    hook = functools.partial(cluster_hooks.fail_once_released, release, 1)
+    topology = parse_spec("2x1G,cpus=1", cmdline="hugepages=20")
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        future = pool.submit(boot, topology, cluster=client, chunk_hook=hook)
+        # Node 0 reports its room and waits for the split, which node 1 never lets come.
+        while not any(phase == "rooms" for held in client.run(on_worker.shards_held).values()
+                      for _, nid, phase, _ in held):
+            assert not future.done(), future.exception()
+            time.sleep(0.05)
+        open(release, "w").close()
+        with pytest.raises(NodeFailedError, match="node 1 failed .* fails on purpose"):
+            future.result()
+    assert all(held == [] for held in client.run(on_worker.shards_held).values())
 
 
 def test_node_files_with_pools_verify_later_on_their_workers(client, tmp_path):
