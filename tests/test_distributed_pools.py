@@ -6,6 +6,8 @@ figures, verify, digests)."""
 import concurrent.futures
 import functools
 import json
+import os
+import signal
 import time
 
 import pytest
@@ -115,6 +117,33 @@ def test_a_node_waiting_for_its_share_stops_when_another_node_fails(client, tmp_
         with pytest.raises(NodeFailedError, match="node 1 failed .* fails on purpose"):
             future.result()
     assert all(held == [] for held in client.run(on_worker.shards_held).values())
+
+
+def test_a_node_lost_before_the_split_is_booted_again_and_gets_its_share(client, tmp_path):
+    # Node 1 holds in its first chunk while node 0 waits for the split; node 1's worker is
+    # killed there, and node 1 is booted again on node 0's worker, which must start it
+    # beside the waiting node 0, hear its room, and split.
+    markers = tmp_path / "markers"
+    markers.mkdir()
+    hook = functools.partial(cluster_hooks.hold_once, str(markers), 120.0, 1)
+    topology = parse_spec("2x1G,cpus=1", cmdline="hugepages=21")
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        future = pool.submit(boot, topology, cluster=client, chunk_hook=hook, retries=1,
+                             verify=True)
+        while not ((markers / "node1").exists() and any(
+                phase == "rooms" for held in client.run(on_worker.shards_held).values()
+                for _, _, phase, _ in held)):
+            assert not future.done(), future.exception()
+            time.sleep(0.05)
+        pid = int((markers / "node1").read_text())
+        os.kill(pid, signal.SIGKILL)
+        result = future.result(timeout=300)
+    assert result.shards[1].attempts == 2
+    assert result.shards[1].worker == result.shards[0].worker
+    assert result.pools.counts() == boot_here(topology).pools.counts() == \
+        {0: {9: 11}, 1: {9: 10}}
+    assert result.verification.ok, result.verification.problems
+    client.wait_for_workers(2, timeout=120)  # the killed worker's nanny restarts it
 
 
 def test_node_files_with_pools_verify_later_on_their_workers(client, tmp_path):
