@@ -32,7 +32,8 @@ def boot(topology: Topology, *, cluster=None, verify: bool = False, digests: boo
         keyword is `fastinit.mm.run.boot`'s). ``"local:N"`` starts N dask worker
         processes here; ``"tcp://HOST:8786"`` uses a running scheduler and its workers;
         a ``distributed.Client`` is used as it is. Each node's shard is booted, verified
-        and dropped on one worker.
+        and dropped on one worker, with its HugeTLB boot pools (the command line's
+        ``hugepages=``; `fastinit.distributed.pools`).
     verify, digests : bool
         On a cluster: verify every node on its worker; compute each node's digests
         (`fastinit.distributed.digest.node_digest`).
