@@ -26,7 +26,8 @@ from fastinit.distributed.digest import node_digest  # noqa: E402
 from fastinit.distributed.files import verify_files  # noqa: E402
 from fastinit.distributed.ledger import Ledger  # noqa: E402
 from fastinit.distributed.pools import needs_split, split_pools  # noqa: E402
-from fastinit.distributed.run import NodeFailedError  # noqa: E402
+from fastinit.distributed.placement import shard_bytes  # noqa: E402
+from fastinit.distributed.run import NodeFailedError, run_boot  # noqa: E402
 from fastinit.machine.kernel_rules import parse_version  # noqa: E402
 from fastinit.machine.spec import parse_spec  # noqa: E402
 from fastinit.mm.hugetlb.buddy_plan import zone_rooms  # noqa: E402
@@ -184,6 +185,19 @@ def test_the_ledger_says_whether_every_node_can_be_held_at_once():
                                                           "host_room": 1000}}).holds_all()
     assert not Ledger({0: 200, 1: 200}, one_worker).holds_all()
     assert Ledger({0: 100, 1: 200}, one_worker).holds_all()
+
+
+def test_workers_that_cannot_hold_every_node_at_once_are_refused_before_a_node_starts(
+        client):
+    plan = plan_boot(parse_spec("2x1G,cpus=1", cmdline="hugepages=8"))
+    size = max(shard_bytes(plan).values())
+    address = sorted(client.scheduler_info()["workers"])[0]
+    # One worker whose budget holds one shard and a half: the nodes would boot in turn.
+    identities = {address: {"budget": size * 3 // 2, "host_room": 1 << 40}}
+    with pytest.raises(ValueError, match="holds every node's shard at once"):
+        run_boot(client, plan, identities, {"split_pools": True}, verify=False,
+                 digests=False, retries=0)
+    assert all(held == [] for held in client.run(on_worker.shards_held).values())
 
 
 def test_the_issues_command_gives_the_same_counts_on_a_cluster(client, capsys):
