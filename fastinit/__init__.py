@@ -4,11 +4,13 @@ The engine (`Job`, `do_multithreaded`) needs no compiler; `boot` and the rest lo
 machine model and the Numba kernels on first use, so ``import fastinit`` stays cheap.
 
 The layers, bottom up (tests/test_layers.py holds the order): `fastinit.units` and
-`fastinit.engine` (jobs and threads), `fastinit.layout` (the page descriptor),
-`fastinit.kernels` (Numba kernels), `fastinit.machine` (the machine model),
-`fastinit.arrays` (users' own arrays: `empty`, `fill`, `create_memmap`), `fastinit.mm`
-(the simulated boot; `fastinit.mm.hugetlb` its HugeTLB pools), `fastinit.bench`,
-`fastinit.report`, `fastinit.distributed` (nodes on dask workers) and `fastinit.cli`.
+`fastinit.validate` (rounding, argument checks), `fastinit.host` (the CPUs, memory and
+niceness the host allows), `fastinit.engine` (jobs and threads), `fastinit.layout` (the
+page descriptor), `fastinit.kernels` (Numba kernels), `fastinit.machine` (the machine
+model), `fastinit.arrays` (users' own arrays: `empty`, `fill`, `create_memmap`),
+`fastinit.mm` (the simulated boot; `fastinit.mm.hugetlb` its HugeTLB pools),
+`fastinit.bench`, `fastinit.distributed` (nodes on dask workers), `fastinit.report`
+(lines, tables and JSON for all of them) and `fastinit.cli`.
 """
 
 from pathlib import Path as _Path

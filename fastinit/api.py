@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 
-from fastinit.engine.validate import check_bool
+from fastinit.validate import check_bool
 from fastinit.machine.topology import Topology
 from fastinit.mm.deferred import DEFAULT_KERNEL
 from fastinit.mm.plan import DEFAULT_ARCH

@@ -4,7 +4,7 @@ Everything about the descriptor's layout lives here, once: field offsets, the fl
 how node and zone are packed into ``flags``, the buddy markers, and the (simulated) virtual
 addresses that free-list links hold. The arithmetic on them (a pfn's descriptor, its
 ``lru`` address, a free-list head's address, the node and zone of ``flags``) is in
-``fastinit.kernels._layout``, written once for the kernels and for Python.
+``fastinit.kernels.descriptors``, written once for the kernels and for Python.
 
 Layout, grouped by 8-byte words as in ``include/linux/mm_types.h`` (v5.8, 64 bytes)::
 

@@ -1,7 +1,7 @@
 """Where fastinit's kernels keep their machine code, and when it is stale.
 
 Numba's own cache is keyed on the kernel's source file alone, so an edit to anything the
-kernel compiles in from elsewhere (the descriptor layout, a helper in ``_layout.py``, an
+kernel compiles in from elsewhere (the descriptor layout, a helper in ``descriptors.py``, an
 intrinsic) would leave stale machine code in it. Our kernels get their own Numba cache
 (`kernel_cache`) whose key covers every file a kernel may depend on: all of ``kernels/``
 and ``fastinit/layout.py``, plus the Numba and NumPy versions and NUMBA_BOUNDSCHECK (which

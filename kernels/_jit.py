@@ -5,7 +5,7 @@ happens on the importing (main) thread before any helper thread can call a kerne
 serializes compilation under a global lock), and a call with the wrong dtype or layout
 fails at the call instead of silently compiling a slower specialization.
 
-Helpers that kernels compile into their own code (``_layout.py``, the buddy merge loop) are
+Helpers that kernels compile into their own code (``descriptors.py``, the buddy merge loop) are
 registered with `inline_helper` or `loop_helper` instead: they are not kernels of their own.
 
 Compiled code is cached on disk in fastinit's own folder, keyed on every file a kernel
@@ -30,7 +30,7 @@ PFNS = types.int64[::1]
 PFN_RANGES = types.int64[:, ::1]
 COUNTS = types.int64[:, ::1]
 PAGEBLOCK_TYPES = types.uint8[::1]
-# Local free lists of one call (see fastinit.kernels._layout).
+# Local free lists of one call (see fastinit.kernels.descriptors).
 LISTS = types.int64[:, :, ::1]
 # What verify reads and never writes (a memmap file is mapped read-only).
 RO_PAGES = types.Array(numba.from_dtype(PAGE_DTYPE), 1, "C", readonly=True)

@@ -8,7 +8,7 @@ meets entries of the same call, because a buddy lies in the same max-order block
 call covers whole max-order blocks (deferred chunks are section-aligned; early init frees
 a zone at once).
 
-``lists`` holds the local lists (see `fastinit.kernels._layout`).
+``lists`` holds the local lists (see `fastinit.kernels.descriptors`).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from numba import types
 
 from fastinit.kernels._jit import (LISTS, PAGEBLOCK_TYPES, PAGES, PFN_RANGES, PFNS, inline_helper,
                                    kernel, loop_helper)
-from fastinit.kernels._layout import (COUNT, FIRST, LAST, descriptor_index, largest_order,
+from fastinit.kernels.descriptors import (COUNT, FIRST, LAST, descriptor_index, largest_order,
                                       list_append_run, list_head, lru_address, lru_pfn,
                                       max_order_pieces, pageblock_index, range_pages,
                                       set_pageblock_types, zone_id)
@@ -228,7 +228,7 @@ def deferred_init_chunk(pages, pageblock_mt, slots, base_pfn, ranges, start_pfn,
     """``deferred_init_memmap_chunk()``: init then free the free ranges in a chunk.
 
     For every max-order piece of every free range inside ``[start_pfn, end_pfn)`` (see
-    `fastinit.kernels._layout.max_order_pieces`; a run of whole blocks block by block), the
+    `fastinit.kernels.descriptors.max_order_pieces`; a run of whole blocks block by block), the
     descriptors are initialized, then freed (`init_free_piece`). Two passes per piece, as
     the kernel does, with plain stores: this is the reference path.
 

@@ -12,7 +12,7 @@ import numpy as np
 from numba import types
 
 from fastinit.kernels._jit import RO_WORDS, kernel
-from fastinit.kernels._layout import lru_address
+from fastinit.kernels.descriptors import lru_address
 from fastinit.layout import (LIST_POISON1, LIST_POISON2, PAGE_BUDDY_MAPCOUNT, PAGE_DTYPE,
                              PAGES_PER_SECTION, PG_RESERVED)
 

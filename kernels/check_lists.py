@@ -18,7 +18,8 @@ from numba import types
 
 from fastinit.kernels._jit import (RO_PAGEBLOCK_TYPES, RO_PAGES, RO_PFN_RANGES, RO_PFNS,
                                    kernel)
-from fastinit.kernels._layout import first_range_after, list_head, lru_address, lru_pfn, zone_id
+from fastinit.kernels.descriptors import (first_range_after, list_head, lru_address, lru_pfn,
+                                          zone_id)
 from fastinit.layout import (MAX_ORDER, MAX_PFN, MIGRATE_TYPES, MIGRATE_UNMOVABLE,
                              PAGE_BUDDY_MAPCOUNT, PAGEBLOCK_NR_PAGES, PAGEBLOCK_ORDER,
                              PAGES_PER_SECTION, SECTION_SHIFT)

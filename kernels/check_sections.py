@@ -32,7 +32,7 @@ from numba import types
 from fastinit.kernels._jit import (LISTS, PAGEBLOCK_TYPES, PAGES, PFN_RANGES,
                                    RO_PAGEBLOCK_TYPES, RO_PFN_RANGES, RO_PFNS, RO_U64, RO_WORDS,
                                    kernel)
-from fastinit.kernels._layout import clear_local_lists, first_range_after, largest_order
+from fastinit.kernels.descriptors import clear_local_lists, first_range_after, largest_order
 from fastinit.kernels.buddy_free import deferred_init_chunk
 from fastinit.kernels.check_descriptors import (BUDDY, CHECKED, COMPARED, LOW_HALF, OUT,
                                                 REFERENCE_MIGRATETYPE_DIFFERS,

@@ -25,7 +25,7 @@ import numpy as np
 from numba import types
 
 from fastinit.kernels._jit import PAGES, PFNS, inline_helper, kernel
-from fastinit.kernels._layout import descriptor_index, lru_address, page_address
+from fastinit.kernels.descriptors import descriptor_index, lru_address, page_address
 from fastinit.kernels.page_init import init_single_page
 from fastinit.layout import PAGE_DTYPE, PG_RESERVED
 

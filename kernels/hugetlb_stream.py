@@ -26,7 +26,7 @@ import numpy as np
 from numba import types
 
 from fastinit.kernels._jit import PFNS, inline_helper, kernel
-from fastinit.kernels._layout import descriptor_index, lru_address, page_address
+from fastinit.kernels.descriptors import descriptor_index, lru_address, page_address
 from fastinit.kernels.compound import (HPG_VMEMMAP_OPTIMIZED, HUGETLB_PAGE_DTOR, PG_HEAD,
                                        TAIL_MAPPING)
 from fastinit.kernels.streaming import WORDS, store_fence, store_record_nt

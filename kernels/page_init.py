@@ -2,7 +2,7 @@
 
 Descriptors exist only for present sections (the sparse vmemmap). ``slots`` maps each
 section from ``base_pfn`` on to its slot in ``pages`` (-1 for a section without
-descriptors); `fastinit.kernels._layout.descriptor_index` finds a pfn's descriptor.
+descriptors); `fastinit.kernels.descriptors.descriptor_index` finds a pfn's descriptor.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import numpy as np
 from numba import types
 
 from fastinit.kernels._jit import PAGES, PFNS, kernel
-from fastinit.kernels._layout import descriptor_index, lru_address
+from fastinit.kernels.descriptors import descriptor_index, lru_address
 from fastinit.layout import MAPCOUNT_NONE, PAGES_PER_SECTION, PG_RESERVED, PAGE_DTYPE
 
 _SECTION_MASK = PAGES_PER_SECTION - 1

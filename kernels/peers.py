@@ -3,7 +3,7 @@
 What a Numba user would write without fastinit: one ``parallel=True`` kernel over the
 blocks, plain stores field by field, Numba's own thread pool and static scheduling. It
 writes the same final state as `fastinit.kernels.streaming.stream_max_order_blocks`, and
-keeps the local lists with the same helpers (`fastinit.kernels._layout`).
+keeps the local lists with the same helpers (`fastinit.kernels.descriptors`).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import numpy as np
 from numba import prange, types
 
 from fastinit.kernels._jit import LISTS, PAGEBLOCK_TYPES, PAGES, PFNS, kernel
-from fastinit.kernels._layout import (descriptor_index, list_append_max_order_run,
+from fastinit.kernels.descriptors import (descriptor_index, list_append_max_order_run,
                                       lru_address, pageblock_index)
 from fastinit.layout import (MAPCOUNT_NONE, MAX_ORDER, MAX_ORDER_NR_PAGES, MIGRATE_MOVABLE,
                              PAGE_BUDDY_MAPCOUNT, PAGE_DTYPE, PAGEBLOCK_NR_PAGES)

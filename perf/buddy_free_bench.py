@@ -22,7 +22,7 @@ import time
 import numpy as np
 
 from fastinit.bench.membw import memset_limit
-from fastinit.kernels._layout import new_local_lists, page_links
+from fastinit.kernels.descriptors import new_local_lists, page_links
 from fastinit.kernels.buddy_alloc import free_ranges_to_zone
 from fastinit.kernels.buddy_free import free_pages_ranges
 from fastinit.kernels.page_init import init_pages_range

@@ -18,7 +18,7 @@ began = time.perf_counter()
 import numpy as np
 import fastinit.mm.run
 from fastinit.kernels.page_init import init_pages_range
-from fastinit.kernels._layout import page_links
+from fastinit.kernels.descriptors import page_links
 from fastinit.layout import PAGE_DTYPE
 pages = np.empty(32768, PAGE_DTYPE)
 init_pages_range(pages, np.zeros(1, np.int64), 0, 0, 1, np.uint64(page_links(0, 0)), False)

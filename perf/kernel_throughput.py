@@ -17,7 +17,7 @@ import numpy as np
 from fastinit.mm.deferred import CHUNK_KERNELS
 from fastinit.bench.membw import memset_limit
 from fastinit.mm.memmap import Memmap
-from fastinit.kernels._layout import new_local_lists, page_links, zone_list_base
+from fastinit.kernels.descriptors import new_local_lists, page_links, zone_list_base
 from fastinit.layout import PAGES_PER_SECTION
 
 

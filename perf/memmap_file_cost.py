@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 from fastinit.arrays.checksum import data_checksum
-from fastinit.engine.cpus import usable_cpus
+from fastinit.host.cpus import usable_cpus
 from fastinit.machine.spec import parse_spec
 from fastinit.mm.run import boot, load
 from fastinit.mm.verify import verify

@@ -13,7 +13,7 @@ def pytest_configure(config):
     # Many tests run jobs of two threads to see them interact. On a process with one CPU
     # each of those oversubscribes, which the warning is there to tell users, not the
     # suite (tests that check the warning catch it with pytest.warns all the same).
-    from fastinit.engine.cpus import usable_cpus
+    from fastinit.host.cpus import usable_cpus
     if usable_cpus() < 2:
         config.addinivalue_line("filterwarnings",
                                 "ignore::fastinit.engine.padata.OversubscriptionWarning")

@@ -6,7 +6,7 @@ compare the two field by field on small arrays.
 
 import numpy as np
 
-from fastinit.kernels._layout import lru_address, zone_id
+from fastinit.kernels.descriptors import lru_address, zone_id
 from fastinit.layout import MAPCOUNT_NONE, PAGES_PER_SECTION, PG_RESERVED
 
 
@@ -230,7 +230,7 @@ def fill(array, record, start=0):
 # What a boot leaves, computed per pfn with Python sets and NumPy masks from the plan, to
 # compare with the check kernels' tallies (fastinit.kernels.check_sections).
 
-from fastinit.kernels._layout import page_links  # noqa: E402
+from fastinit.kernels.descriptors import page_links  # noqa: E402
 from fastinit.layout import PAGEBLOCKS_PER_SECTION, SECTION_SHIFT  # noqa: E402
 from fastinit.machine.topology import intersect, subtract  # noqa: E402
 

@@ -4,7 +4,7 @@ pfns, read from the descriptors and written back at the end; compound pages fiel
 """
 
 
-from fastinit.kernels._layout import lru_address, lru_pfn, zone_id
+from fastinit.kernels.descriptors import lru_address, lru_pfn, zone_id
 from fastinit.layout import (MAX_ORDER, MIGRATE_MOVABLE, MIGRATE_RECLAIMABLE, MIGRATE_TYPES,
                              MIGRATE_UNMOVABLE, NR_ORDERS, PAGE_BUDDY_MAPCOUNT, PG_RESERVED,
                              VMEMMAP_START)

@@ -35,7 +35,7 @@ def hold(where: str, marker: str) -> None:
 
         deferred.deferred_init_memmap_chunk = first_chunk_held
     elif where == "printing":
-        from fastinit import report
+        from fastinit.report import boot as report
         lines = report.boot_lines
 
         def held_lines(*args, **kwargs):

@@ -4,9 +4,10 @@ import json
 
 import pytest
 
-from fastinit.bench.run import BenchResult, BenchRow, PeerRow, bench_lines, run_bench
+from fastinit.bench.run import BenchResult, BenchRow, PeerRow, run_bench
+from fastinit.report.bench import bench_lines
 from fastinit.cli import main
-from fastinit.engine.cpus import usable_cpus
+from fastinit.host.cpus import usable_cpus
 from fastinit.engine.workpool import shared_pool
 from fastinit.layout import PAGE_DTYPE, PAGES_PER_SECTION
 from fastinit.machine.spec import parse_spec
@@ -106,7 +107,7 @@ def test_bad_plot_path_fails_before_the_benchmark(capsys, monkeypatch, path, wor
 
 def test_plot_write_failure_still_prints_the_table(capsys, monkeypatch, tmp_path):
     pytest.importorskip("matplotlib")
-    from fastinit.bench import plot as plotting
+    from fastinit.report import bench_plot as plotting
 
     def disk_full(result, path):
         raise OSError(28, "No space left on device")
@@ -124,7 +125,7 @@ def test_plot_has_integer_ticks_axes_from_zero_error_bars_peers_and_a_full_title
     pytest.importorskip("matplotlib")
     from matplotlib.container import ErrorbarContainer
 
-    from fastinit.bench.plot import draw, plot
+    from fastinit.report.bench_plot import draw, plot
     bench = synthetic(8.0)
     bench.rows.append(BenchRow(4, 2, 6.0, 0.4, 0.17, 7.0, 1.1, speedup=10 / 6))
     figure = draw(bench)

@@ -6,7 +6,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fastinit.kernels._layout import new_local_lists, page_links
+from fastinit.kernels.descriptors import new_local_lists, page_links
 from fastinit.kernels.buddy_alloc import free_ranges_to_zone, take_blocks
 from fastinit.kernels.buddy_free import free_pages_ranges
 from fastinit.kernels.page_init import init_pages_range

@@ -5,11 +5,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import naive
-from fastinit.kernels._layout import new_local_lists
+from fastinit.kernels.descriptors import new_local_lists
 from fastinit.kernels.buddy_free import deferred_init_chunk, free_pages_ranges
 from fastinit.kernels.page_init import init_pages_range
 from fastinit.kernels.streaming import deferred_init_chunk_stream
-from fastinit.kernels._layout import page_links, zone_list_base
+from fastinit.kernels.descriptors import page_links, zone_list_base
 from fastinit.layout import (MIGRATE_MOVABLE, PAGE_DTYPE, PAGES_PER_SECTION,
                              PAGEBLOCKS_PER_SECTION)
 

@@ -1,6 +1,6 @@
 """cgroup limits: CPU quota and memory headroom, v2 and v1, tightest on the path wins."""
 
-from fastinit.engine.cgroup import cgroup_dirs, cpu_quota, memory_headroom
+from fastinit.host.cgroup import cgroup_dirs, cpu_quota, memory_headroom
 
 V1_UNLIMITED = "9223372036854771712\n"
 

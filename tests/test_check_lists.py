@@ -4,7 +4,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fastinit.kernels._layout import lru_address
+from fastinit.kernels.descriptors import lru_address
 from fastinit.kernels.check_lists import descriptor_of_link
 from fastinit.layout import MAX_PFN, PAGES_PER_SECTION, VMEMMAP_START
 

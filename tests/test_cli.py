@@ -217,7 +217,7 @@ def test_empty_memmap_file_is_refused_as_an_empty_path():
 
 
 def test_more_threads_than_cpus_warns_naming_the_flag(capsys):
-    from fastinit.engine.cpus import usable_cpus
+    from fastinit.host.cpus import usable_cpus
     status, out, err = run(capsys, "boot", "--spec", "1x1G", "--threads",
                            str(usable_cpus() + 1), "--json")
     assert status == 0

@@ -4,7 +4,7 @@ pages from the buddy allocator and gigantic boot pages, with and without HVO's 6
 import numpy as np
 import pytest
 
-from fastinit.kernels._layout import lru_address, page_links
+from fastinit.kernels.descriptors import lru_address, page_links
 from fastinit.kernels.compound import (HPG_FREED, link_heads, prep_buddy_huge_pages,
                                        prep_gigantic_pages)
 from fastinit.kernels.page_init import init_pages_range

@@ -6,8 +6,8 @@ import threading
 
 import pytest
 
-from fastinit.engine.cgroup import cpu_quota
-from fastinit.engine.cpus import node_cpus, parse_cpulist, process_affinity, usable_cpus
+from fastinit.host.cgroup import cpu_quota
+from fastinit.host.cpus import node_cpus, parse_cpulist, process_affinity, usable_cpus
 
 
 def test_parse_cpulist_ranges_and_singles():

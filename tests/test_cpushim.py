@@ -12,7 +12,7 @@ pytestmark = pytest.mark.skipif(cpushim.compiler() is None, reason="needs a C co
 
 PROBE = """
 import json, os, threading
-from fastinit.engine.cpus import process_affinity, usable_cpus
+from fastinit.host.cpus import process_affinity, usable_cpus
 from fastinit.engine.workpool import shared_pool
 seen = {"count": os.cpu_count(), "affinity": len(os.sched_getaffinity(0)),
         "usable": usable_cpus(max_age=0), "pool": shared_pool().size}

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from fastinit.cli import main
-from fastinit.kernels._layout import lru_address
+from fastinit.kernels.descriptors import lru_address
 from fastinit.machine.spec import parse_spec
 from fastinit.mm.hugetlb import hvo
 from fastinit.mm.deferred import deferred_init

@@ -8,7 +8,7 @@ import shutil
 import numpy as np
 import pytest
 
-from fastinit.kernels._layout import page_links
+from fastinit.kernels.descriptors import page_links
 from fastinit.kernels.hugetlb_stream import stream_buddy_huge_pages, stream_gigantic_pages
 from fastinit.layout import PAGE_DTYPE, PAGES_PER_SECTION
 from fastinit.machine.bootlog import read_bootlog

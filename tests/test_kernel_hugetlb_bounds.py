@@ -8,7 +8,7 @@ import pytest
 
 import qemu_oracle as qo
 from cli_run import run
-from fastinit.mm.hugetlb.report import lower_bound_lines, lower_bounds, upper_bounds
+from fastinit.report.hugetlb import lower_bound_lines, lower_bounds, upper_bounds
 from fastinit.mm.plan import plan_boot
 from fastinit.machine.spec import parse_spec
 from qemu_oracle.compare import FastinitResult

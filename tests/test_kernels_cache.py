@@ -135,7 +135,7 @@ def test_every_kernel_loads_from_the_cache_on_a_warm_start(tmp_path):
 def test_the_cache_key_covers_every_kernel_module_and_the_layout(tmp_path):
     files = dependency_files()
     names = {path.name for path in files}
-    assert {"layout.py", "_layout.py", "_jit.py", "buddy_free.py", "streaming.py"} <= names
+    assert {"layout.py", "descriptors.py", "_jit.py", "buddy_free.py", "streaming.py"} <= names
     assert {p.name for p in (ROOT / "kernels").glob("*.py")} <= names
     copies = []
     for path in files:

@@ -1,7 +1,9 @@
 """The layers import only downward: the tree reads as the pipeline, and no stage reaches up.
 
-    layout, engine  <-  machine  <-  mm (with the kernels)  <-  bench, report, cli
+    host  <-  engine  <-  machine  <-  mm (with the kernels)  <-  bench, report, cli
     layout, engine, kernels  <-  arrays (users' own arrays)  <-  mm, bench
+    mm, bench, distributed  <-  report (presentation)  <-  cli
+    units and validate (stdlib only) below them all
 
 Imports are read from the source (every ``import`` and ``from ... import``, also inside
 functions), so a lazy import cannot hide an upward dependency.
@@ -21,8 +23,12 @@ ROOT = Path(__file__).resolve().parents[1]
 ALLOWED = {
     # Rounding and byte amounts (stdlib only), below every layer: see BOTTOM.
     "fastinit.units": set(),
+    # Argument checks (stdlib only), below every layer too: every layer checks its callers.
+    "fastinit.validate": set(),
     "fastinit.layout": set(),
-    "fastinit.engine": set(),
+    # What the host lets this process use (CPUs, cgroup limits, memory, niceness).
+    "fastinit.host": set(),
+    "fastinit.engine": {"fastinit.host"},
     "fastinit.kernels": {"fastinit.layout"},
     "fastinit.machine": {"fastinit.layout", "fastinit.engine"},
     "fastinit.arrays": {"fastinit.layout", "fastinit.engine", "fastinit.kernels"},
@@ -37,18 +43,24 @@ ALLOWED = {
     "fastinit.bench": {"fastinit.layout", "fastinit.engine", "fastinit.machine",
                        "fastinit.kernels", "fastinit.arrays", "fastinit.mm",
                        "fastinit.mm.hugetlb"},
-    "fastinit.report": {"fastinit.layout", "fastinit.machine", "fastinit.mm",
-                        "fastinit.mm.hugetlb"},
-    # Nodes as dask tasks: may use everything below the command line.
+    # Nodes as dask tasks: may use everything below the command line and its reports.
     "fastinit.distributed": {"fastinit.layout", "fastinit.engine", "fastinit.machine",
                              "fastinit.kernels", "fastinit.arrays", "fastinit.mm",
-                             "fastinit.mm.hugetlb", "fastinit.bench", "fastinit.report"},
+                             "fastinit.mm.hugetlb", "fastinit.bench"},
+    # Presentation, one package above all it presents (a cluster's results included:
+    # test_the_reports_import_no_dask keeps the optional extra optional).
+    "fastinit.report": {"fastinit.layout", "fastinit.machine", "fastinit.mm",
+                        "fastinit.mm.hugetlb", "fastinit.bench", "fastinit.distributed"},
     # fastinit.boot: one process; it takes node digests from distributed.digest (no dask).
     "fastinit.api": {"fastinit.engine", "fastinit.machine", "fastinit.mm",
                      "fastinit.mm.hugetlb", "fastinit.distributed"},
 }
+# The host lies below the engine: whoever may use the engine may use the host.
+for _layer, _below in ALLOWED.items():
+    if "fastinit.engine" in _below:
+        _below.add("fastinit.host")
 # What every layer may import.
-BOTTOM = {"fastinit.units"}
+BOTTOM = {"fastinit.units", "fastinit.validate"}
 # The rest of mm may use the HugeTLB room (the plan places pools, run.py runs them).
 ALLOWED["fastinit.mm"].add("fastinit.mm.hugetlb")
 
@@ -152,8 +164,8 @@ def import_cycles() -> list[list[str]]:
 
 
 def test_the_boot_and_its_hugetlb_room_import_in_no_cycle():
-    # mm/plan.py places the pools (hugetlb.plan); the room's report plans a topology's
-    # pools through mm/plan.py: neither may lead back, not even through a lazy import.
+    # mm/plan.py places the pools (hugetlb.plan); the pools' report (fastinit.report.hugetlb)
+    # plans a topology's pools through mm/plan.py: nothing may lead back, not even lazily.
     cycles = [group for group in import_cycles()
               if any(m.startswith("fastinit.mm") for m in group)]
     assert cycles == []
@@ -177,11 +189,22 @@ def test_the_cycle_finder_finds_a_lazy_import_cycle(tmp_path, monkeypatch):
 def test_a_boot_without_verify_or_pools_compiles_none_of_their_kernels():
     # Each of these kernel groups costs about 5 s to compile on a cold Numba cache: a plain
     # boot and its report must not import them (the report types live in verify_report).
-    program = ("import sys, fastinit.cli.commands, fastinit.report, fastinit.mm.run\n"
+    program = ("import sys, fastinit.cli.commands, fastinit.report.boot, fastinit.mm.run\n"
                "print(sorted(m for m in sys.modules if m in ("
                "'fastinit.mm.verify', 'fastinit.kernels.check_sections', "
                "'fastinit.mm.hugetlb.jobs', 'fastinit.mm.hugetlb.verify', "
                "'fastinit.kernels.compound', 'fastinit.kernels.buddy_alloc')))")
+    done = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True,
+                          check=True)
+    assert done.stdout.strip() == "[]"
+
+
+def test_the_reports_import_no_dask():
+    # A cluster's report reads its result types only; dask is the optional extra.
+    program = ("import sys, fastinit.report.boot, fastinit.report.cluster, "
+               "fastinit.report.hugetlb\n"
+               "print(sorted(m for m in sys.modules if m.split('.')[0] in "
+               "('dask', 'distributed')))")
     done = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True,
                           check=True)
     assert done.stdout.strip() == "[]"

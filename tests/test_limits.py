@@ -8,7 +8,7 @@ import textwrap
 
 import pytest
 
-from fastinit.engine.cgroup import cgroup_dirs
+from fastinit.host.cgroup import cgroup_dirs
 from fastinit.cli import main
 
 MiB = 1 << 20

@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-import fastinit.engine.memory as memory
+import fastinit.host.memory as memory
 
 
 def mem_available() -> int:

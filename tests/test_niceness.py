@@ -6,7 +6,7 @@ import threading
 import pytest
 
 from fastinit import Job, do_multithreaded
-from fastinit.engine.niceness import thread_nice
+from fastinit.host.niceness import thread_nice
 from fastinit.engine.workpool import WorkerPool
 from fastinit.machine.spec import parse_spec
 from fastinit.mm.run import boot

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from fastinit import Job, JobCancelled, JobInterrupted, do_multithreaded
-from fastinit.engine.cpus import usable_cpus
+from fastinit.host.cpus import usable_cpus
 from fastinit.engine.padata import (LOAD_BALANCE_FACTOR, OversubscriptionWarning,
                                     plan_chunk_size, plan_workers)
 from fastinit.engine.workpool import WorkerPool, shared_pool

@@ -6,7 +6,7 @@ import pytest
 import naive
 from fastinit import Job, do_multithreaded
 from fastinit.kernels.page_init import init_pages_range
-from fastinit.kernels._layout import page_links
+from fastinit.kernels.descriptors import page_links
 from fastinit.layout import PAGE_DTYPE, PAGES_PER_SECTION
 
 S = PAGES_PER_SECTION

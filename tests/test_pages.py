@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 import naive
 from fastinit.mm.buddy import ZoneFreeArea
 from fastinit.mm.memmap import Memmap
-from fastinit.kernels._layout import page_links
+from fastinit.kernels.descriptors import page_links
 from fastinit.layout import MAX_PFN, PAGES_PER_SECTION as S
 from fastinit.mm.pages import free_pages, init_pages
 

@@ -25,12 +25,12 @@ from numba.core.errors import NumbaPerformanceWarning
 import fastinit.kernels
 from fastinit import Job, do_multithreaded
 from fastinit.mm.run import boot
-from fastinit.kernels._layout import new_local_lists
-from fastinit.engine.cpus import usable_cpus
+from fastinit.kernels.descriptors import new_local_lists
+from fastinit.host.cpus import usable_cpus
 from fastinit.kernels.streaming import stream_max_order_blocks
 from fastinit.bench.membw import memset_limit
 from fastinit.mm.memmap import Memmap
-from fastinit.kernels._layout import free_list_address, page_links
+from fastinit.kernels.descriptors import free_list_address, page_links
 from fastinit.layout import PAGES_PER_SECTION
 from fastinit.machine.spec import parse_spec
 from perf_scripts import perf_script

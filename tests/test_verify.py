@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import naive
-from fastinit.kernels._layout import lru_address
+from fastinit.kernels.descriptors import lru_address
 from fastinit.layout import (MIGRATE_TYPES, PAGE_BUDDY_MAPCOUNT, PAGEBLOCK_NR_PAGES,
                              PAGES_PER_SECTION)
 from fastinit.machine.bootlog import read_bootlog
@@ -17,7 +17,7 @@ from fastinit.machine.spec import parse_spec
 from fastinit.mm.run import boot
 from fastinit.mm.verify import buddy_decomposition, check_free_lists, verify
 from fastinit.mm.verify_report import Check
-from fastinit.report import verify_lines
+from fastinit.report.boot import verify_lines
 from fixtures import restored, restoring
 
 KVM_LOG = "tests/data/dmesg/kvm-512m-syslog-3.13.txt"

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import qemu_oracle as qo
-from fastinit.kernels._layout import lru_address, lru_pfn
+from fastinit.kernels.descriptors import lru_address, lru_pfn
 from fastinit.kernels.check_lists import migratetype_fits
 from fastinit.layout import MIGRATE_MOVABLE, MIGRATE_UNMOVABLE, PAGE_BUDDY_MAPCOUNT
 from fastinit.machine.bootlog import parse_bootlog

@@ -36,8 +36,8 @@ import numpy as np
 from fastinit.arrays import fileformat as fmt
 from fastinit.arrays.memmapfile import create_memmap
 from fastinit.arrays.touch import advise, first_touch
-from fastinit.engine.memory import available_memory
-from fastinit.engine.validate import (check_bool, check_callable, check_int, check_threads,
+from fastinit.host.memory import available_memory
+from fastinit.validate import (check_bool, check_callable, check_int, check_threads,
                                       check_type)
 from fastinit.layout import HPAGE_PMD_SIZE
 from fastinit.units import gib

@@ -11,7 +11,7 @@ import weakref
 
 import numpy as np
 
-from fastinit.engine.cpus import usable_cpus
+from fastinit.host.cpus import usable_cpus
 from fastinit.engine.padata import Job, do_multithreaded
 from fastinit.kernels.checksum import mix_sum
 

@@ -25,7 +25,7 @@ from fastinit.arrays.fill_key import (fill_key, record_digest, remember_return_t
 from fastinit.arrays.memmapfile import MemmapFile
 from fastinit.arrays.records import check_record_type, leaves_of, return_type
 from fastinit.engine.padata import Job, JobReport, do_multithreaded
-from fastinit.engine.validate import check_callable, check_event, check_int, check_threads
+from fastinit.validate import check_callable, check_event, check_int, check_threads
 from fastinit.kernels.fill import LINE, FillKernels, build_fill_kernels
 from fastinit.layout import align_up
 

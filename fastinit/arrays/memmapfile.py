@@ -22,7 +22,7 @@ from fastinit.arrays.errors import (DamagedMemmapError, IncompleteMemmapError,
                                     MemmapFileError)
 from fastinit.arrays.handle import MemmapFile
 from fastinit.engine.interrupts import interrupts_deferred
-from fastinit.engine.validate import check_bool
+from fastinit.validate import check_bool
 from fastinit.units import gib
 
 _REDO = "write it again (the old one is replaced only with force=True)"

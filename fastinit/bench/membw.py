@@ -16,7 +16,7 @@ import time
 
 import numpy as np
 
-from fastinit.engine.validate import check_int, check_type
+from fastinit.validate import check_int, check_type
 from fastinit.layout import PAGE_SIZE, align_up
 
 _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")

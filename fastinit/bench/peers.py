@@ -17,7 +17,7 @@ import time
 import numba
 import numpy as np
 
-from fastinit.kernels._layout import (descriptor_index, list_append_max_order_run,
+from fastinit.kernels.descriptors import (descriptor_index, list_append_max_order_run,
                                       lru_address, max_order_pieces, new_local_lists,
                                       page_links)
 from fastinit.kernels.buddy_free import init_free_piece

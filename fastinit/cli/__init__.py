@@ -43,7 +43,7 @@ ARCH_HELP = "thread cap per node: x86 (Linux 5.8, all CPUs of the node; default)
             "generic (5.8 elsewhere: 1), linux-6.11 (the node's CPUs everywhere)"
 
 def _machine_args(parser) -> None:
-    from fastinit.engine.cpus import usable_cpus
+    from fastinit.host.cpus import usable_cpus
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--dmesg", metavar="FILE", help="read the machine from a boot log "
                         "(- for stdin); without --dmesg or --spec: this machine")

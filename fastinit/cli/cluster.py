@@ -86,7 +86,7 @@ def _cmd_cluster(args: argparse.Namespace) -> int:
 def _boot(args: argparse.Namespace, verify: bool) -> int:
     from fastinit.cli.commands import load_topology, warn_threads
     from fastinit.distributed.api import cluster_boot
-    from fastinit.distributed.report import cluster_boot_json, cluster_boot_lines
+    from fastinit.report.cluster import cluster_boot_json, cluster_boot_lines
     from fastinit.mm.plan import plan_boot
     topology, _ = load_topology(args)
     warn_threads(args.command, args.threads)
@@ -114,7 +114,7 @@ def _boot(args: argparse.Namespace, verify: bool) -> int:
 def _verify_files(args: argparse.Namespace) -> int:
     from fastinit.cli.commands import load_topology
     from fastinit.distributed.files import verify_files
-    from fastinit.distributed.report import cluster_boot_json, cluster_boot_lines
+    from fastinit.report.cluster import cluster_boot_json, cluster_boot_lines
     named = args.dmesg is not None or args.spec is not None
     topology = load_topology(args)[0] if named else None
     result, problems = verify_files(args.cluster, args.memmap_dir, topology,

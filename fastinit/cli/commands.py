@@ -7,7 +7,7 @@ import json
 import sys
 
 from fastinit.cli.output import EXIT_OUTPUT, emit, say
-from fastinit.engine.cpus import usable_cpus
+from fastinit.host.cpus import usable_cpus
 from fastinit.engine.progress import ProgressBar
 
 
@@ -32,7 +32,7 @@ def load_topology(args: argparse.Namespace):
 
 def cmd_topology(args: argparse.Namespace) -> int:
     from fastinit.machine.figures import checks, read_figures
-    from fastinit.report import topology_json, topology_lines
+    from fastinit.report.boot import topology_json, topology_lines
     topology, text = load_topology(args)
     found = checks(topology, read_figures(text)) if text is not None else None
     problems = [check.problem() for check in found if not check.ok] if found else []
@@ -82,7 +82,7 @@ def cmd_boot(args: argparse.Namespace, verify: bool = False) -> int:
     from fastinit.api import boot, node_digests
     from fastinit.arrays.handle import completed_note
     from fastinit.mm.plan import plan_boot
-    from fastinit.report import boot_json, boot_lines
+    from fastinit.report.boot import boot_json, boot_lines
     topology, _ = load_topology(args)
     warn_threads(args.command, args.threads)
     plan = plan_boot(topology, args.arch, args.threads)
@@ -122,7 +122,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
         return cmd_boot(args, verify=True)
     from fastinit.mm.run import load
     from fastinit.mm.memmap_file import DamagedMemmapError, IncompleteMemmapError
-    from fastinit.report import boot_json, memmap_file_lines
+    from fastinit.report.boot import boot_json, memmap_file_lines
     named = args.dmesg is not None or args.spec is not None
     topology = load_topology(args)[0] if named else None
     try:
@@ -160,8 +160,9 @@ def _thread_counts(text: str | None) -> list[int]:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from fastinit.bench.plot import check_plot_path, plot
-    from fastinit.bench.run import bench_lines, run_bench
+    from fastinit.report.bench_plot import check_plot_path, plot
+    from fastinit.bench.run import run_bench
+    from fastinit.report.bench import bench_lines
     counts = _thread_counts(args.threads)
     if args.plot:
         check_plot_path(args.plot)  # before the benchmark, not after it

@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable
 
 from fastinit.engine.progress import Tally
-from fastinit.engine.validate import check_callable, check_int, check_type
+from fastinit.validate import check_callable, check_int, check_type
 from fastinit.machine.topology import Topology
 from fastinit.mm.deferred import DEFAULT_KERNEL
 from fastinit.mm.hugetlb.plan import has_pools

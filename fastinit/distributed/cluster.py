@@ -16,8 +16,8 @@ from contextlib import contextmanager
 
 import fastinit
 from fastinit.distributed import worker as on_worker
-from fastinit.engine.memory import available_memory
-from fastinit.engine.validate import check_int
+from fastinit.host.memory import available_memory
+from fastinit.validate import check_int
 
 INSTALL = "pip install 'fastinit[distributed]'"
 CONNECT_TIMEOUT = 5.0

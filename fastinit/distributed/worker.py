@@ -27,7 +27,7 @@ import fastinit
 from fastinit.distributed.digest import node_digest
 from fastinit.distributed.memmap_dir import node_file_name
 from fastinit.arrays.touch import advise
-from fastinit.engine.memory import available_memory
+from fastinit.host.memory import available_memory
 from fastinit.layout import align_up
 from fastinit.mm.memmap_meta import descriptor_layout
 

@@ -1,2 +1,2 @@
 """The padata-style job engine: jobs split into chunks for a shared pool of native threads,
-sized to the CPUs this process may use (affinity and cgroup quota). Standard library only."""
+sized to the CPUs this process may use (`fastinit.host`). Standard library only."""

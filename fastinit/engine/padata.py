@@ -16,12 +16,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from fastinit.engine.cpus import usable_cpus
+from fastinit.host.cpus import usable_cpus
 from fastinit.engine.interrupts import ctrl_c_held
 from fastinit.engine.jobstate import JobState
-from fastinit.engine.niceness import check_nice
+from fastinit.host.niceness import check_nice
 from fastinit.units import align_up
-from fastinit.engine.validate import check_callable, check_event, check_int, check_type
+from fastinit.validate import check_callable, check_event, check_int, check_type
 from fastinit.engine.workpool import WorkerPool, shared_pool
 
 # About four chunks per thread, in case threads finish at different times.
@@ -66,7 +66,7 @@ class Job:
         and treated as 1 (the CVE-2024-43889 case).
     max_threads : int or None
         Most threads to use, the caller included; fewer when the job is small or the pool
-        is busy. None means the CPUs this process may use (`fastinit.engine.cpus.usable_cpus`);
+        is busy. None means the CPUs this process may use (`fastinit.host.cpus.usable_cpus`);
         more than that warns (`OversubscriptionWarning`).
     fn_arg : object
         Passed to ``thread_fn`` and ``undo_fn`` as their third argument.

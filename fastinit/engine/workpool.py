@@ -23,9 +23,9 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
-from fastinit.engine.cpus import SYSFS_NODES, node_cpus, pin_current_thread, usable_cpus
-from fastinit.engine.niceness import set_thread_nice, thread_nice
-from fastinit.engine.validate import check_int
+from fastinit.host.cpus import SYSFS_NODES, node_cpus, pin_current_thread, usable_cpus
+from fastinit.host.niceness import set_thread_nice, thread_nice
+from fastinit.validate import check_int
 
 _log = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ import os
 import re
 from pathlib import Path
 
-from fastinit.engine.cpus import SYSFS_NODES, parse_cpulist
+from fastinit.host.cpus import SYSFS_NODES, parse_cpulist
 from fastinit.layout import PAGE_SHIFT, pfn_up
 from fastinit.machine.cmdline import KernelCmdline, parse_cmdline
 from fastinit.machine.topology import Node, Topology, intersect, merge_ranges

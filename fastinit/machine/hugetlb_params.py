@@ -17,7 +17,7 @@ line registered and before the 2 MiB size that ``hugetlb_init()`` adds last.
 
 from __future__ import annotations
 
-from fastinit.engine.validate import check_type
+from fastinit.validate import check_type
 from fastinit.layout import MAX_NUMNODES, PAGE_SHIFT
 from fastinit.machine.cmdline import KernelCmdline
 from fastinit.machine.hugetlb_sizes import (ORDER_1G, ORDER_2M, HugepageRequest, HugetlbParams,

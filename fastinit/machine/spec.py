@@ -24,8 +24,8 @@ from __future__ import annotations
 import re
 from fractions import Fraction
 
-from fastinit.engine.cpus import usable_cpus
-from fastinit.engine.validate import check_type
+from fastinit.host.cpus import usable_cpus
+from fastinit.validate import check_type
 from fastinit.layout import MAX_DMA32_PFN, MAX_NUMNODES, MAX_PFN, NR_CPUS, PAGE_SHIFT
 from fastinit.machine import e820
 from fastinit.machine.assemble import Firmware, assemble

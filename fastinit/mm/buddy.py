@@ -2,8 +2,8 @@
 
 Each zone keeps, per order and migratetype, a circular doubly linked list through the
 descriptors' ``lru`` fields, with its head in the zone (a simulated address, see
-`fastinit.kernels._layout.free_list_address`). Kernels build lists local to one call
-(`fastinit.kernels._layout.new_local_lists`); `splice` appends
+`fastinit.kernels.descriptors.free_list_address`). Kernels build lists local to one call
+(`fastinit.kernels.descriptors.new_local_lists`); `splice` appends
 them to the zone's lists under the zone's lock, the only lock deferred init takes besides
 the engine's.
 """
@@ -14,7 +14,7 @@ import threading
 
 import numpy as np
 
-from fastinit.kernels._layout import (COUNT, FIRST, LAST, list_head, lru_address, lru_pfn,
+from fastinit.kernels.descriptors import (COUNT, FIRST, LAST, list_head, lru_address, lru_pfn,
                                       zone_list_base)
 from fastinit.layout import MIGRATE_TYPES, NR_ORDERS
 from fastinit.mm.memmap import Memmap

@@ -26,12 +26,12 @@ import numpy as np
 
 from fastinit.mm.plan import BootPlan, NodePlan
 from fastinit.mm.buddy import ZoneFreeArea
-from fastinit.kernels._layout import new_local_lists, page_links
+from fastinit.kernels.descriptors import new_local_lists, page_links
 from fastinit.kernels.buddy_free import deferred_init_chunk
 from fastinit.kernels.streaming import deferred_init_chunk_stream
 from fastinit.mm.memmap import Memmap
 from fastinit.engine.interrupts import ctrl_c_held
-from fastinit.engine.niceness import set_thread_nice
+from fastinit.host.niceness import set_thread_nice
 from fastinit.engine.padata import Job, JobCancelled, JobReport, do_multithreaded
 from fastinit.engine.progress import Tally
 from fastinit.layout import PAGES_PER_SECTION

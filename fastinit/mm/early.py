@@ -14,7 +14,7 @@ import numpy as np
 
 from fastinit.mm.plan import BootPlan, NodePlan
 from fastinit.mm.buddy import ZoneFreeArea
-from fastinit.kernels._layout import new_local_lists, page_links
+from fastinit.kernels.descriptors import new_local_lists, page_links
 from fastinit.kernels.buddy_free import free_pages_ranges
 from fastinit.kernels.page_init import init_pages_range
 from fastinit.mm.memmap import Memmap

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from fastinit.kernels._layout import page_links, zone_list_base
+from fastinit.kernels.descriptors import page_links, zone_list_base
 from fastinit.machine.topology import intersect
 from fastinit.mm.early import early_limit, neighbours_early_memory
 from fastinit.mm.plan import BootPlan

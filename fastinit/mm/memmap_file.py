@@ -26,7 +26,7 @@ from fastinit.arrays.errors import (DamagedMemmapError, IncompleteMemmapError,
 from fastinit.arrays.memmapfile import MemmapFile, create_file, open_file as open_any_file
 from fastinit.layout import (MIGRATE_TYPES, NR_ORDERS, PAGE_DTYPE, PAGEBLOCK_NR_PAGES,
                              PAGEBLOCKS_PER_SECTION, PAGES_PER_SECTION, SECTION_SHIFT)
-from fastinit.kernels._layout import lru_address
+from fastinit.kernels.descriptors import lru_address
 from fastinit.mm.buddy import ZoneFreeArea
 from fastinit.machine.topology import Topology
 from fastinit.mm.memmap import Memmap, memmap_bytes

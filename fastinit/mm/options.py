@@ -10,8 +10,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, fields
 
-from fastinit.engine.niceness import check_nice
-from fastinit.engine.validate import check_bool, check_int, check_threads, check_type
+from fastinit.host.niceness import check_nice
+from fastinit.validate import check_bool, check_int, check_threads, check_type
 from fastinit.mm.deferred import DEFAULT_KERNEL, check_kernel
 from fastinit.mm.plan import DEFAULT_ARCH, node_max_threads
 

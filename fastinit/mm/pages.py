@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from fastinit.engine.validate import check_bool, check_int
+from fastinit.validate import check_bool, check_int
 from fastinit.mm.buddy import ZoneFreeArea
 from fastinit.mm.early import free_into_zone, init_range
 from fastinit.mm.hugetlb.hvo import aliased_descriptors
 from fastinit.mm.memmap import Memmap
-from fastinit.kernels._layout import page_links, zone_id
+from fastinit.kernels.descriptors import page_links, zone_id
 from fastinit.layout import (MAX_NUMNODES, MAX_ORDER_NR_PAGES, MAX_PFN, MIGRATE_TYPES,
                              PAGE_BUDDY_MAPCOUNT, PAGEBLOCK_NR_PAGES, PAGES_PER_SECTION,
                              SECTION_SHIFT, ZONE_NAMES, align_up)

@@ -11,7 +11,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from fastinit.engine.validate import check_int, check_threads
+from fastinit.validate import check_int, check_threads
 from fastinit.machine.hugetlb_params import parse_hugetlb
 from fastinit.machine.hugetlb_job import alloc_chunks
 from fastinit.machine.kernel_rules import low_reserved

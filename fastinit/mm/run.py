@@ -16,7 +16,7 @@ import numpy as np
 from fastinit.arrays.touch import first_touch as touch_memory
 from fastinit.mm.plan import BootPlan, plan_boot
 from fastinit.mm.buddy import ZoneFreeArea
-from fastinit.engine.validate import check_callable, check_event, check_type
+from fastinit.validate import check_callable, check_event, check_type
 from fastinit.mm.deferred import DEFAULT_KERNEL, NodeResult, deferred_init
 from fastinit.mm import memmap_file as memmap_files
 from fastinit.mm.early import early_init

@@ -35,14 +35,14 @@ from collections.abc import Callable
 
 import numpy as np
 
-from fastinit.engine.cpus import usable_cpus
-from fastinit.engine.memory import available_memory
+from fastinit.host.cpus import usable_cpus
+from fastinit.host.memory import available_memory
 from fastinit.engine.progress import Tally
 from fastinit.engine.padata import Job, do_multithreaded
 from fastinit.kernels import check_descriptors as kinds
 from fastinit.kernels import check_lists as lists
 from fastinit.kernels.check_sections import check_sections
-from fastinit.kernels._layout import largest_order, new_local_lists, page_links, zone_id
+from fastinit.kernels.descriptors import largest_order, new_local_lists, page_links, zone_id
 from fastinit.layout import (MIGRATE_TYPES, MIGRATETYPE_NAMES, PAGE_DTYPE, PAGEBLOCK_NR_PAGES,
                              PAGEBLOCKS_PER_SECTION, PAGES_PER_SECTION)
 from fastinit.mm.expected import (ExpectedState, deferred_free, expected_state,

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from fastinit.kernels._layout import page_links
+from fastinit.kernels.descriptors import page_links
 from fastinit.kernels.compound import prep_buddy_huge_pages, prep_gigantic_pages
 from fastinit.kernels.hugetlb_stream import stream_buddy_huge_pages, stream_gigantic_pages
 from fastinit.layout import DESCRIPTORS_PER_PAGE, MAX_ORDER_NR_PAGES, PAGE_DTYPE, align_up

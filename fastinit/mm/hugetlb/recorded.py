@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from fastinit.kernels._layout import lru_address
+from fastinit.kernels.descriptors import lru_address
 from fastinit.kernels.compound import PG_HEAD
 from fastinit.layout import PAGES_PER_SECTION, SECTION_SHIFT
 from fastinit.mm.hugetlb.plan import zone_of

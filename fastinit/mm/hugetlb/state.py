@@ -13,7 +13,7 @@ import threading
 
 import numpy as np
 
-from fastinit.kernels._layout import lru_address, lru_pfn
+from fastinit.kernels.descriptors import lru_address, lru_pfn
 from fastinit.kernels.buddy_alloc import free_ranges_to_zone
 from fastinit.kernels.compound import HPG_FREED, link_heads
 from fastinit.machine.ranges import Range, merge_ranges

@@ -22,7 +22,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from fastinit.kernels._layout import lru_pfn
+from fastinit.kernels.descriptors import lru_pfn
 from fastinit.kernels.check_sections import CHECKED_ELSEWHERE
 from fastinit.kernels.compound import HPG_FREED
 from fastinit.layout import MAX_ORDER, PAGE_SIZE, align_up

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from fastinit.kernels._layout import largest_order, lru_address, page_address, page_links
+from fastinit.kernels.descriptors import largest_order, lru_address, page_address, page_links
 from fastinit.kernels.compound import (HPG_VMEMMAP_OPTIMIZED, HUGETLB_PAGE_DTOR, PG_HEAD,
                                        TAIL_MAPPING)
 from fastinit.layout import (DESCRIPTORS_PER_PAGE, LIST_POISON1, LIST_POISON2, MAPCOUNT_NONE,

@@ -7,8 +7,8 @@ from fastinit.layout import PAGE_DTYPE, PAGE_SHIFT, ZONE_NAMES
 from fastinit.machine.topology import Topology
 from fastinit.units import gib
 from fastinit.mm.verify_report import VerifyReport
-from fastinit.mm.hugetlb import report as hugetlb_report
-from fastinit.mm.hugetlb.report import planned_pools
+from fastinit.report import hugetlb as hugetlb_report
+from fastinit.report.hugetlb import planned_pools
 
 
 def machine_summary(topology: Topology, memmap_bytes: int | None = None) -> str:

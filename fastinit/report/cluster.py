@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastinit.distributed.result import DistributedBootResult
 from fastinit.layout import PAGE_DTYPE
-from fastinit.report import boot_json, machine_summary, verify_lines, zone_lines
+from fastinit.report.boot import boot_json, machine_summary, verify_lines, zone_lines
 
 
 def _ms(seconds: float) -> str:
@@ -72,7 +72,7 @@ def cluster_boot_lines(result: DistributedBootResult, digests: bool = False) -> 
 
 
 def cluster_boot_json(result: DistributedBootResult) -> dict:
-    """`fastinit.report.boot_json`'s document, each node with its worker and timings."""
+    """`fastinit.report.boot.boot_json`'s document, each node with its worker and timings."""
     document = boot_json(result, result.verification)
     document["workers"] = result.workers
     for entry, shard in zip(document["nodes"], result.shards):

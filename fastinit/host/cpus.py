@@ -15,7 +15,7 @@ import threading
 import time
 from pathlib import Path
 
-from fastinit.engine.cgroup import cpu_quota
+from fastinit.host.cgroup import cpu_quota
 
 SYSFS_NODES = Path("/sys/devices/system/node")
 

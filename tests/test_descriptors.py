@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fastinit.kernels._layout import (COUNT, FIRST, LAST, descriptor_index, free_list_address,
+from fastinit.kernels.descriptors import (COUNT, FIRST, LAST, descriptor_index, free_list_address,
                                       largest_order, list_append_max_order_run,
                                       list_append_run, list_head, lru_address,
                                       lru_pfn, max_order_pieces, new_local_lists, page_address,

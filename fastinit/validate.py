@@ -2,8 +2,8 @@
 
 As NumPy and CPython do (``range(1.5)`` is a TypeError, ``range(1, 2, 0)`` a ValueError).
 Every message names the argument as the caller wrote it, shows the value, and says how to
-fix it. The engine imports nothing of ours, so this module lives here and the rest of
-fastinit imports it.
+fix it. Standard library only, below every layer (beside `fastinit.units`): every layer
+checks its callers' arguments with it.
 """
 
 from __future__ import annotations

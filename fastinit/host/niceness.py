@@ -14,7 +14,7 @@ import os
 import sys
 import threading
 
-from fastinit.engine.validate import check_int
+from fastinit.validate import check_int
 
 # The weakest priority Linux has.
 MAX_NICE = 19

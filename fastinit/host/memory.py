@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from fastinit.engine.cgroup import memory_headroom
+from fastinit.host.cgroup import memory_headroom
 
 
 def available_memory() -> int:
