@@ -98,7 +98,7 @@ def test_cli_refuses_a_bad_version_with_exit_2(capsys):
 
 
 def test_reports_name_the_generation_and_where_it_ends():
-    assert parse_version("6.1").describe() == "Linux 6.1: rules of 5.13 until 6.4"
+    assert parse_version("6.1").describe() == "Linux 6.1: rules of 5.16 until 6.4"
     assert KernelRules().describe().endswith("the newest")
     log = "Linux version 6.12.117+deb13-amd64 (gcc)\n" + MAP
     assert parse_bootlog(log).kernel.describe() == \

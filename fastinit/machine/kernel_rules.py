@@ -62,6 +62,14 @@ RULES: tuple[Rule, ...] = (
          "and no 2 MiB block there is free, 640K-1M being no RAM)",
          "arch/x86/kernel/setup.c; 'x86/setup: always reserve the first 1M of RAM' "
          "(Mike Rapoport, 5.13)"),
+    Rule("hugepages_per_node", (5, 16),
+         "hugepages= takes the per-node form (0:N,1:M) and says 'HugeTLB: Invalid hugepages "
+         "parameter ...' for a value it cannot read (the size's counts are then cleared)",
+         "hugepages= is the leading number alone (sscanf('%lu'): '1:140,2:98' asks for 1 "
+         "page, spread over the nodes), anything unreadable is 0, and nothing is said",
+         "mm/hugetlb.c hugepages_setup(); 'hugetlbfs: extend the definition of hugepages "
+         "parameter to support node allocation' (Zhenguo Yao, b5389086ad7b, 5.16); seen in "
+         "Debian's 5.10.223 (capture 5.10-seed-36)"),
     Rule("max_order_inclusive", (6, 4),
          "MAX_ORDER is the highest order (10 on x86; renamed MAX_PAGE_ORDER in 6.8)",
          "MAX_ORDER 11 counts the orders (highest order MAX_ORDER - 1 = 10): the same "
@@ -201,7 +209,7 @@ class KernelRules:
 
     def describe(self) -> str:
         """One line for reports: which kernel, which rules (``Linux 6.1 (from the log):
-        rules of 5.13 until 6.4``)."""
+        rules of 5.16 until 6.4``)."""
         where = " (from the log)" if self.from_log else ""
         later = [rule.since for rule in RULES if rule.since > self.release]
         until = f"until {min(later)[0]}.{min(later)[1]}" if later else "the newest"

@@ -238,7 +238,8 @@ def plan_boot(topology: Topology, arch: str = DEFAULT_ARCH,
         memmaps[nid] += placed
         reserved += placed
     # The command line's gigantic pages come from memblock after the memmaps.
-    params = parse_hugetlb(topology.cmdline, online_nodes(topology), topology.gbpages)
+    params = parse_hugetlb(topology.cmdline, online_nodes(topology), topology.gbpages,
+                           topology.kernel)
     gigantic, messages = place_gigantic(topology, params, reserved)
     reserved += [(pfn, pfn + (1 << order)) for pfn, order, _ in gigantic]
     nodes = []
