@@ -13,6 +13,7 @@ import numpy as np
 
 from fastinit.validate import check_int, check_threads
 from fastinit.machine.hugetlb_params import parse_hugetlb
+from fastinit.machine.hugetlb_job import alloc_chunks
 from fastinit.machine.kernel_rules import low_reserved
 from fastinit.mm.hugetlb.buddy_plan import plan_buddy_pools, zone_rooms
 from fastinit.mm.hugetlb.plan import PoolPlan, online_nodes, place_gigantic
@@ -239,7 +240,8 @@ def plan_boot(topology: Topology, arch: str = DEFAULT_ARCH,
         memmaps[nid] += placed
         reserved += placed
     # The command line's gigantic pages come from memblock after the memmaps.
-    params = parse_hugetlb(topology.cmdline, online_nodes(topology), topology.gbpages)
+    params = parse_hugetlb(topology.cmdline, online_nodes(topology), topology.gbpages,
+                           topology.kernel)
     gigantic, messages = place_gigantic(topology, params, reserved)
     reserved += [(pfn, pfn + (1 << order)) for pfn, order, _ in gigantic]
     nodes = []
@@ -253,8 +255,11 @@ def plan_boot(topology: Topology, arch: str = DEFAULT_ARCH,
                               tuple(merge_ranges(node_reserved)), tuple(memmaps[node.nid])))
     plan = BootPlan(topology, arch, tuple(nodes), sections)
     # 2 MiB pages: from the buddy allocator's state after deferred init.
+    memory_nodes = [node.nid for node in topology.memory_nodes]
+    cpus = sum(node.cpus for node in topology.nodes)
     buddy, buddy_messages, limited = plan_buddy_pools(
-        params, zone_rooms(plan), [node.nid for node in topology.memory_nodes])
+        params, zone_rooms(plan), memory_nodes,
+        lambda pages: alloc_chunks(topology.kernel, pages, len(memory_nodes), cpus))
     pools = PoolPlan(params, tuple(gigantic), tuple(messages), buddy, tuple(buddy_messages),
                      tuple(limited))
     return BootPlan(topology, arch, tuple(nodes), sections, pools)
