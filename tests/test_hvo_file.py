@@ -8,9 +8,12 @@ import hashlib
 import io
 import json
 import os
+import signal
 import struct
 import subprocess
 import sys
+import textwrap
+import threading
 
 import numpy as np
 import pytest
@@ -165,3 +168,40 @@ def test_hvo_into_a_memmap_file_given_again_is_refused(tmp_path):
     result = boot(topology(CMDLINE.replace("=on", "=off")), memmap_file=str(tmp_path / "m"))
     with pytest.raises(ValueError, match="into a new file"):
         boot(topology(), memmap=result.memmap)
+
+
+KILLED_AFTER_REMAPPING = textwrap.dedent("""
+    import sys, time
+    from fastinit.machine.spec import parse_spec
+    from fastinit.mm.hugetlb.state import PoolState
+    from fastinit.mm.run import boot
+    enqueue = PoolState.enqueue
+    def stop_here(self, heads, order, nid):
+        if self.out.remapper.remapped:  # aliases mapped, the first page's blocks released
+            print("remapped", flush=True)
+            time.sleep(120)
+        enqueue(self, heads, order, nid)
+    PoolState.enqueue = stop_here
+    boot(parse_spec(sys.argv[2], cmdline=sys.argv[3]), memmap_file=sys.argv[1], force=True)
+""")
+
+
+def test_kill_9_after_the_remapping_leaves_the_old_file(tmp_path):
+    path = tmp_path / "memmap.bin"
+    boot(parse_spec("1x2G"), memmap_file=str(path))
+    before = hashlib.sha256(path.read_bytes()).hexdigest()
+    child = subprocess.Popen([sys.executable, "-c", KILLED_AFTER_REMAPPING, str(path), SPEC,
+                              CMDLINE], stdout=subprocess.PIPE, text=True)
+    timer = threading.Timer(300, child.kill)  # never hang the suite
+    timer.start()
+    try:
+        assert child.stdout.readline().strip() == "remapped"
+        os.kill(child.pid, signal.SIGKILL)
+        assert child.wait() == -signal.SIGKILL
+    finally:
+        timer.cancel()
+        child.stdout.close()
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == before
+    assert verify(load(str(path))).ok
+    boot(topology(), memmap_file=str(path), force=True)  # removes what the killed one left
+    assert listing(tmp_path) == ["memmap.bin"]
