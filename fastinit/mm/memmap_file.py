@@ -16,7 +16,8 @@ failed boot leaves the path as it was. Reading it back, everything is checked be
 kernel sees it: the header, the metadata field by field, the data checksum, the zone
 state against the machine, and every pageblock migratetype.
 
-Files of format version 1 (fastinit 0.1) are refused, naming the version: boot again.
+Files of format versions 1 and 2 are refused, naming the version: boot again. A file is
+also a .npy file: `numpy.load(path, mmap_mode="r")` gives its descriptors (PAGE_DTYPE).
 """
 
 from __future__ import annotations

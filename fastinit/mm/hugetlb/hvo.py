@@ -32,6 +32,7 @@ import weakref
 
 import numpy as np
 
+from fastinit.host.libc import MAP_FAILED as _MAP_FAILED, MAP_FIXED as _MAP_FIXED, libc as _libc
 from fastinit.layout import (DESCRIPTORS_PER_PAGE, PAGE_DTYPE, PAGE_SIZE, PAGES_PER_SECTION,
                              SECTION_MAP_PAGES)
 from fastinit.mm.memmap import Memmap
@@ -40,14 +41,6 @@ from fastinit.machine.ranges import section_runs
 # The memfd's name, by which its mappings are found in /proc/self/maps.
 _MEMFD_NAME = "fastinit-hvo"
 
-_libc = ctypes.CDLL(None, use_errno=True)
-_libc.mmap.restype = ctypes.c_void_p
-_libc.mmap.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int,
-                       ctypes.c_int, ctypes.c_long)
-_libc.munmap.argtypes = (ctypes.c_void_p, ctypes.c_size_t)
-_MAP_FAILED = ctypes.c_void_p(-1).value
-# <sys/mman.h> on Linux (Python's mmap module does not export MAP_FIXED).
-_MAP_FIXED = 0x10
 # Memmap -> (lock, aliases) of the Remapper that remapped it, for `aliased_descriptors`
 # (the value must not hold the memmap, or the entry would never go).
 _remapped: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()

@@ -31,6 +31,7 @@ import numpy as np
 
 from fastinit.engine.padata import Job, do_multithreaded
 from fastinit.engine.workpool import shared_pool
+from fastinit.machine.hugetlb_job import alloc_job_shape
 from fastinit.kernels.buddy_alloc import take_blocks
 from fastinit.mm.hugetlb.prep import in_full, prep_buddy, prep_gigantic
 from fastinit.mm.hugetlb.result import PoolResult
@@ -177,12 +178,10 @@ def _run_jobs(state: PoolState, decision: HvoDecision, threads: int | None) -> N
             continue
         arg = _JobArg(state, request.order, pool_sequence(plan, request.order),
                       decision.buddy_units.get(request.order, 0))
-        if plan.topology.kernel.has("hugetlb_alloc_threads"):
-            # hugepage_allocation_threads: a quarter of the CPUs, at least one.
-            cap = threads or max(sum(node.cpus for node in plan.topology.nodes) // 4, 1)
-            least = total // cap
-        else:
-            cap, least = threads or memory_nodes * 2, total // memory_nodes // 2
+        cap, least = alloc_job_shape(plan.topology.kernel, total, memory_nodes,
+                                     sum(node.cpus for node in plan.topology.nodes))
+        if threads:
+            cap, least = threads, total // threads
         job = Job(_alloc_chunk, start=0, size=total, align=1, min_chunk=least,
                   max_threads=min(cap, pool.size), fn_arg=arg, numa_aware=True)
         began = time.perf_counter()
