@@ -91,9 +91,13 @@ def cluster_boot(topology: Topology, cluster, *, arch: str = DEFAULT_ARCH,
                optional=True)
     plan = plan_boot(topology, arch, threads)  # bad input fails here, before any cluster
     if memmap_dir is not None and has_pools(plan) and plan.pools.params.free_vmemmap:
-        raise ValueError("hugetlb_free_vmemmap=on (HVO) remaps a node's memmap in its "
-                         "worker's memory; node files keep every descriptor: boot with "
-                         "hugetlb_free_vmemmap=off, or without --memmap-dir")
+        # A node file's HVO is written, but a worker's task reads a file as a private
+        # copy (no read lease off the main thread: fastinit.arrays.lease), where the
+        # aliases are no mappings, so `verify --memmap-dir` would fail every such file.
+        raise ValueError("hugetlb_free_vmemmap=on (HVO) is not written into node files "
+                         "yet (their workers could not verify it later): boot with "
+                         "hugetlb_free_vmemmap=off, or without --memmap-dir (HVO in one "
+                         "file: --memmap-file without --cluster)")
     options = {"boot": boot_options,
                # 2 MiB pools wait for the split between the nodes (distributed.pools).
                "split_pools": needs_split(plan),
