@@ -106,6 +106,24 @@ def test_verify_in_another_process_passes_later(hvo_file):
     assert "KiB of the file released" in done.stdout
 
 
+def test_verify_off_the_main_thread_reads_a_private_copy_and_passes(hvo_file):
+    # No read lease off the main thread: the file is copied (arrays.snapshot), and the
+    # aliases must be checked against the file's kept pages, not the copy's.
+    path, _ = hvo_file
+    outcome = {}
+
+    def load_and_verify():
+        result = load(str(path), check_data=True)
+        outcome["lease"] = result.memmap.file.handle._lease
+        outcome["problems"] = [problem for check in verify(result).checks
+                               for problem in check.problems]
+
+    worker = threading.Thread(target=load_and_verify)
+    worker.start()
+    worker.join()
+    assert outcome["lease"] is None and outcome["problems"] == []
+
+
 def test_a_changed_kept_page_fails_the_checksum_over_the_aliases(hvo_file, tmp_path):
     path, _ = hvo_file
     copy = tmp_path / "copy.bin"
