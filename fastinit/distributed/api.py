@@ -11,7 +11,6 @@ from fastinit.engine.progress import Tally
 from fastinit.validate import check_callable, check_int, check_type
 from fastinit.machine.topology import Topology
 from fastinit.mm.deferred import DEFAULT_KERNEL
-from fastinit.mm.hugetlb.plan import has_pools
 from fastinit.distributed.pools import needs_split
 from fastinit.mm.options import BootOptions
 from fastinit.mm.plan import DEFAULT_ARCH, plan_boot
@@ -90,14 +89,6 @@ def cluster_boot(topology: Topology, cluster, *, arch: str = DEFAULT_ARCH,
     check_type(memmap_dir, (str, os.PathLike), "memmap_dir", "a directory path",
                optional=True)
     plan = plan_boot(topology, arch, threads)  # bad input fails here, before any cluster
-    if memmap_dir is not None and has_pools(plan) and plan.pools.params.free_vmemmap:
-        # A node file's HVO is written, but a worker's task reads a file as a private
-        # copy (no read lease off the main thread: fastinit.arrays.lease), where the
-        # aliases are no mappings, so `verify --memmap-dir` would fail every such file.
-        raise ValueError("hugetlb_free_vmemmap=on (HVO) is not written into node files "
-                         "yet (their workers could not verify it later): boot with "
-                         "hugetlb_free_vmemmap=off, or without --memmap-dir (HVO in one "
-                         "file: --memmap-file without --cluster)")
     options = {"boot": boot_options,
                # 2 MiB pools wait for the split between the nodes (distributed.pools).
                "split_pools": needs_split(plan),
