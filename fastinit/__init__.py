@@ -13,16 +13,18 @@ model), `fastinit.arrays` (users' own arrays: `empty`, `fill`, `create_memmap`),
 (lines, tables and JSON for all of them) and `fastinit.cli`.
 """
 
-from pathlib import Path as _Path
+import os as _os  # loaded at start-up already; pathlib is not (see fastinit.entry)
 
 __version__ = "0.1.0"
 
 # In a source tree the kernels live in the top-level kernels/ folder, which installing maps
 # to fastinit.kernels. Run from a checkout (installed in editable mode or not at all), look
 # for them beside this package first, so this tree never imports another tree's kernels.
-if not (_Path(__file__).parent / "kernels").is_dir() and \
-        (_Path(__file__).parent.parent / "kernels" / "__init__.py").is_file():
-    __path__.append(str(_Path(__file__).parent.parent))
+_here = _os.path.dirname(__file__)
+if not _os.path.isdir(_os.path.join(_here, "kernels")) and \
+        _os.path.isfile(_os.path.join(_here, "..", "kernels", "__init__.py")):
+    __path__.append(_os.path.dirname(_here))
+del _here
 
 # Public names, imported when first used: the machine model and Numba are slow to load,
 # and even the engine is 0.1 s that the command line spends before it takes Ctrl-C.
@@ -32,7 +34,8 @@ _LAZY = {**dict.fromkeys(("Job", "JobCancelled", "JobInterrupted", "JobReport",
          "boot": "fastinit.api", "BootResult": "fastinit.mm.run",
          "cluster_boot": "fastinit.distributed.api",  # needs the distributed extra to run
          "create_memmap": "fastinit.arrays.memmapfile",
-         "open_memmap": "fastinit.arrays.memmapfile",
+         "open_memmap": "fastinit.arrays.npymemmap",
+         "open_memmap_file": "fastinit.arrays.memmapfile",
          "MemmapFile": "fastinit.arrays.memmapfile",
          "MemmapFileError": "fastinit.arrays.errors",
          "IncompleteMemmapError": "fastinit.arrays.errors",

@@ -112,7 +112,8 @@ def test_layer_table_covers_every_module_but_the_front_ends():
     unplaced = [m for m, _ in module_files() if layer_of(m) is None]
     assert sorted(unplaced) == ["fastinit", "fastinit.cli", "fastinit.cli.__main__",
                                 "fastinit.cli.cluster",
-                                "fastinit.cli.commands", "fastinit.cli.output"]
+                                "fastinit.cli.commands", "fastinit.cli.output",
+                                "fastinit.entry"]
 
 
 @pytest.mark.parametrize("module,path", list(module_files()), ids=lambda v: str(v))

@@ -17,8 +17,9 @@ truncating process through.
 No lease can be taken from a thread other than the main one (only it runs signal
 handlers), on a file someone has open for writing (EAGAIN, also our own descriptors),
 on a file this user does not own without CAP_LEASE (EACCES), or on filesystems without
-leases (NFS, some FUSE). The file is then read as before, without this protection: a
-truncation during the read can still end the process by SIGBUS (`ReadLease` is None).
+leases (NFS, some FUSE). `take` then returns None, and the file is not mapped: it is
+read into private memory (`fastinit.arrays.snapshot`), where a truncation is a short
+read and so the same clean error.
 """
 
 from __future__ import annotations

@@ -118,6 +118,7 @@ class BootPlan:
         state are byte for byte that node's part of the whole boot. Its sections are those
         holding the node's descriptors: its memory and the holes charged to it. A section
         shared with a neighbour node is in both shards; each writes only its own pfns.
+        Its HugeTLB pools are the node's (`fastinit.mm.hugetlb.plan.PoolPlan.of_node`).
         """
         ranges = list(self.topology.node(nid).ranges) + [
             (hole.start_pfn, hole.end_pfn) for hole in self.unavailable_ranges()
@@ -130,7 +131,8 @@ class BootPlan:
         keep = np.zeros(len(self.sections), dtype=bool)
         for a, b in zip(lo.tolist(), hi.tolist()):
             keep[a:b] = True
-        return replace(self, nodes=(node,), sections=self.sections[keep])
+        pools = self.pools.of_node(nid) if self.pools is not None else None
+        return replace(self, nodes=(node,), sections=self.sections[keep], pools=pools)
 
     def deferred_jobs(self, nid: int) -> list[Range]:
         """The padata jobs of node ``nid``'s deferred init, as the modelled kernel runs them.
