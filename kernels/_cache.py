@@ -27,7 +27,10 @@ from __future__ import annotations
 import functools
 import hashlib
 import os
+import re
+import shutil
 import tempfile
+import time
 from pathlib import Path
 
 import numba
@@ -70,6 +73,43 @@ def cache_roots(kind: str = "kernels") -> list[Path]:
     roots.append(Path(tempfile.gettempdir()) / f"fastinit-{os.getuid()}")
     folder = f"{kind}-{stamp()[:_NAME_DIGITS]}"
     return [root / "fastinit" / folder for root in roots]
+
+
+# Exactly the folders this module names: nothing else under a cache root is ever removed.
+_FOLDER = re.compile(rf"(kernels|fill)-[0-9a-f]{{{_NAME_DIGITS}}}")
+
+
+def prune(keep: int = 3, days: float = 30, parents: list[Path] | None = None) -> list[Path]:
+    """Remove the cache folders of other kernel keys (older installs and checkouts) that
+    are neither among the ``keep`` most recently written of their kind nor written in the
+    last ``days``; returns what was removed.
+
+    Run by the install (`fastinit.kernels._precompile`): each code change makes a new
+    key, and without this every old folder stayed forever. The current key's folders are
+    never removed, and checkouts used side by side keep theirs (at worst one of them
+    compiles once more). ``parents``: the folders holding the caches (every root's
+    ``fastinit/`` by default).
+    """
+    current = {f"{kind}-{stamp()[:_NAME_DIGITS]}" for kind in ("kernels", "fill")}
+    oldest = time.time_ns() - int(days * 86400e9)
+    removed = []
+    for parent in parents or {path.parent for path in cache_roots()}:
+        try:
+            folders = [entry for entry in os.scandir(parent) if entry.is_dir(
+                follow_symlinks=False) and _FOLDER.fullmatch(entry.name)
+                and entry.name not in current]
+        except OSError:
+            continue
+        for kind in ("kernels", "fill"):
+            mine = sorted((f for f in folders if f.name.startswith(kind + "-")),
+                          key=lambda f: f.stat(follow_symlinks=False).st_mtime_ns,
+                          reverse=True)
+            for entry in mine[keep:]:
+                if entry.stat(follow_symlinks=False).st_mtime_ns > oldest:
+                    continue
+                shutil.rmtree(entry.path, ignore_errors=True)
+                removed.append(Path(entry.path))
+    return removed
 
 
 class _Locator(caching._CacheLocator):

@@ -68,9 +68,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.processes < 1:
         parser.error(f"--processes {args.processes}: give 1 or more")
-    from fastinit.kernels._cache import cache_roots
+    from fastinit.kernels._cache import cache_roots, prune
     seconds = precompile(args.processes)
     print(f"fastinit: kernels compiled into {cache_roots()[0]} in {seconds:.1f} s")
+    removed = prune()
+    if removed:
+        print(f"fastinit: removed {len(removed)} cache folders of older kernels")
     return 0
 
 

@@ -20,7 +20,7 @@ from numba import types
 from fastinit.kernels._jit import (COUNTS, PAGEBLOCK_TYPES, PAGES, PFN_RANGES, PFNS,
                                    inline_helper, kernel)
 from fastinit.kernels.descriptors import (descriptor_index, list_head, lru_address, lru_pfn,
-                                      range_pages, set_pageblock_types)
+                                          range_pages, set_pageblock_types)
 from fastinit.kernels.buddy_free import clear_buddy, merge_free_block, prepare_free, set_buddy
 from fastinit.layout import MAX_ORDER, MIGRATE_MOVABLE, MIGRATE_RECLAIMABLE, MIGRATE_UNMOVABLE
 

@@ -19,9 +19,9 @@ from numba import types
 from fastinit.kernels._jit import (LISTS, PAGEBLOCK_TYPES, PAGES, PFN_RANGES, PFNS, inline_helper,
                                    kernel, loop_helper)
 from fastinit.kernels.descriptors import (COUNT, FIRST, LAST, descriptor_index, largest_order,
-                                      list_append_run, list_head, lru_address, lru_pfn,
-                                      max_order_pieces, pageblock_index, range_pages,
-                                      set_pageblock_types, zone_id)
+                                          list_append_run, list_head, lru_address, lru_pfn,
+                                          max_order_pieces, pageblock_index, range_pages,
+                                          set_pageblock_types, zone_id)
 from fastinit.kernels.page_init import init_single_page
 from fastinit.layout import (LIST_POISON1, LIST_POISON2, MAPCOUNT_NONE, MAX_ORDER,
                              MAX_ORDER_NR_PAGES, MIGRATE_MOVABLE, PAGE_BUDDY_MAPCOUNT,

@@ -13,7 +13,7 @@ from numba import prange, types
 
 from fastinit.kernels._jit import LISTS, PAGEBLOCK_TYPES, PAGES, PFNS, kernel
 from fastinit.kernels.descriptors import (descriptor_index, list_append_max_order_run,
-                                      lru_address, pageblock_index)
+                                          lru_address, pageblock_index)
 from fastinit.layout import (MAPCOUNT_NONE, MAX_ORDER, MAX_ORDER_NR_PAGES, MIGRATE_MOVABLE,
                              PAGE_BUDDY_MAPCOUNT, PAGE_DTYPE, PAGEBLOCK_NR_PAGES)
 

@@ -28,7 +28,7 @@ from numba.extending import intrinsic
 
 from fastinit.kernels._jit import LISTS, PAGEBLOCK_TYPES, PAGES, PFN_RANGES, PFNS, kernel
 from fastinit.kernels.descriptors import (descriptor_index, list_append_max_order_run,
-                                      lru_address, max_order_pieces, pageblock_index)
+                                          lru_address, max_order_pieces, pageblock_index)
 from fastinit.kernels.buddy_free import init_free_piece
 from fastinit.layout import (MAPCOUNT_NONE, MAX_ORDER, MAX_ORDER_NR_PAGES, MIGRATE_MOVABLE,
                              PAGE_BUDDY_MAPCOUNT, PAGE_DTYPE, PAGEBLOCK_NR_PAGES)

@@ -39,7 +39,7 @@ import qemu_oracle as qo  # noqa: E402
 from qemu_oracle.corpus import cases  # noqa: E402
 from qemu_oracle.hugepages import PREFIX as HUGE_PREFIX  # noqa: E402
 from qemu_oracle.hugepages import generate_hugepages  # noqa: E402
-from qemu_oracle.kernels import keep  # noqa: E402
+from qemu_oracle.kernels import cache_path, keep  # noqa: E402
 
 
 def parse_seeds(text: str) -> list[int]:
@@ -138,8 +138,21 @@ def boot_and_verify(console: str, subprocess: bool = False) -> dict:
 
 
 def boot_one(seed: int, tools, initramfs: str, workdir: str, timeout: float,
-             focus: str | None = None):
+             focus: str | None = None, out: Path | None = None):
+    """Boot one seed's layout, or take the boot a resumed campaign already has: its case in
+    ``out`` (a boot that failed, too, is not tried again) or the shared boot cache."""
     layout = generate_hugepages(seed) if focus == "hugepages" else qo.generate(seed)
+    name = f"{HUGE_PREFIX if focus else 'seed'}-{seed}"
+    if out is not None and (out / name / "case.json").is_file():
+        case = qo.load_case(out / name)
+        if case.meta.get("kernel") == tools.kernel and case.layout.dumps() == layout.dumps():
+            return layout, qo.Boot(layout, case.serial, case.meta.get("boot_seconds"),
+                                   case.meta.get("qemu_returncode"),
+                                   tuple(case.meta.get("qemu_command", ())))
+    cached = cache_path(layout, tools)
+    if cached.is_file():
+        serial = cached.read_bytes().decode("utf-8", errors="replace")
+        return layout, qo.Boot(layout, serial, None, 0, ())
     return layout, qo.boot(layout, tools, initramfs, workdir, timeout)
 
 
@@ -197,14 +210,15 @@ def run(args) -> list[dict]:
             batch = seeds[first:first + args.batch]
             with bench_lock(args.lock), ThreadPoolExecutor(args.jobs) as pool:
                 boots = list(pool.map(lambda s: boot_one(s, tools, initramfs, workdir,
-                                                         args.timeout, args.focus), batch))
+                                                         args.timeout, args.focus, out),
+                                      batch))
             for layout, boot in boots:
                 keep(boot, tools)  # pytest -m qemu boots no layout a campaign booted
                 name = f"{HUGE_PREFIX if args.focus else 'seed'}-{layout.seed}"
                 record = evaluate(name, layout, boot.serial, boot.seconds, args.subprocess,
                                   not args.no_verify)
                 meta = {"kernel": tools.kernel, "qemu_command": list(boot.command),
-                        "boot_seconds": round(boot.seconds, 2),
+                        "boot_seconds": round(boot.seconds, 2) if boot.seconds else None,
                         "qemu_returncode": boot.returncode,
                         "captured": time.strftime("%Y-%m-%d"),
                         "status_when_captured": record["status"],

@@ -41,3 +41,14 @@ def kill_at_last_chunk(marker_dir: str, pid: int, ends: dict, hold: float, nid: 
     if end == ends.get(nid) and leave_marker(marker_dir, nid):
         os.kill(pid, signal.SIGKILL)
         time.sleep(hold)
+
+
+def fail_once_released(release: str, failing: int, nid: int, start: int, end: int) -> None:
+    """Node ``failing``'s first chunk waits until the file ``release`` exists, then
+    raises; other nodes go straight on."""
+    if nid != failing:
+        return
+    for _ in range(60000):  # 10 minutes at most: the test creates the file
+        if os.path.exists(release):
+            raise RuntimeError(f"node {nid} fails on purpose")
+        time.sleep(0.01)

@@ -24,6 +24,7 @@ import numpy as np
 
 from fastinit.arrays import fileformat as fmt
 from fastinit.kernels.checksum import mix_sum
+from memmap_tools import assemble, header_at, split
 from fastinit.layout import PAGE_BUDDY_MAPCOUNT, PAGE_DTYPE, VMEMMAP_START, LRU_OFFSET
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -42,16 +43,19 @@ class Base:
     work: Path
     meta: dict = field(init=False)
     data_offset: int = field(init=False)
+    header_at: int = field(init=False)
+    npy: bytes = field(init=False)
     arrays: dict = field(init=False)
     checksum: int = field(init=False)
 
     def __post_init__(self):
-        state, meta_len = struct.unpack_from("<IQ", self.raw, 20)
-        self.meta = json.loads(self.raw[fmt.HEADER_BYTES:fmt.HEADER_BYTES + meta_len])
-        self.data_offset = fmt.data_offset(meta_len)
-        specs = fmt.decode_metadata(self.raw[fmt.HEADER_BYTES:fmt.HEADER_BYTES + meta_len])[1]
+        _, meta, _, self.npy, self.checksum = split(self.raw)
+        self.meta_raw = meta
+        self.meta = json.loads(meta)
+        self.data_offset = len(self.npy)
+        self.header_at = header_at(self.raw)
+        specs = fmt.decode_metadata(meta)[1]
         self.arrays = {s.name: (s.offset, s.nbytes) for s in specs}
-        self.checksum = struct.unpack_from("<Q", self.raw, 64)[0]
         self.restore()
 
     def restore(self) -> None:
@@ -145,10 +149,10 @@ def refingerprint(document: dict) -> None:
 
 def write_resealed(base: Base, meta: bytes, data: bytes | None = None, state: int = 2) -> None:
     from fastinit.arrays.checksum import data_checksum
-    data = base.raw[base.data_offset:] if data is None else data
     checksum = base.checksum if data is None else data_checksum(np.frombuffer(data, np.uint8))
-    padding = bytes(fmt.data_offset(len(meta)) - fmt.HEADER_BYTES - len(meta))
-    base.work.write_bytes(fmt.pack_header(state, meta, checksum) + meta + padding + data)
+    data = base.raw[base.data_offset:base.header_at - len(base.meta_raw)] if data is None \
+        else data
+    base.work.write_bytes(assemble(base.npy, state, meta, data, checksum))
 
 
 class DataEdit:
@@ -176,15 +180,14 @@ class DataEdit:
                 file.seek(base.data_offset + lo)
                 file.write(patched)
             if reseal:
-                meta = base.raw[fmt.HEADER_BYTES:fmt.HEADER_BYTES
-                                + struct.unpack_from("<Q", base.raw, 24)[0]]
-                file.seek(0)
-                file.write(fmt.pack_header(2, meta, (base.checksum + delta) & _MASK))
+                file.seek(base.header_at)
+                file.write(fmt.pack_header(2, base.meta_raw, (base.checksum + delta) & _MASK))
         return changed
 
     def undo(self) -> None:
         with open(self.base.work, "r+b") as file:
-            file.write(self.base.raw[:fmt.HEADER_BYTES])
+            file.seek(self.base.header_at)
+            file.write(self.base.raw[self.base.header_at:])
             for offset, new in self.changes.items():
                 lo, hi = offset // 8 * 8, -(-(offset + len(new)) // 8) * 8
                 file.seek(self.base.data_offset + lo)
@@ -259,8 +262,8 @@ META_KINDS = ["meta-resealed", "meta-raw", "header-fields", "size"]
 
 def meta_mutation(rng: random.Random, base: Base, kind: str) -> None:
     """Write a whole new working copy of ``base`` damaged in its header, metadata or size."""
-    meta_len = struct.unpack_from("<Q", base.raw, 24)[0]
-    meta = base.raw[fmt.HEADER_BYTES:fmt.HEADER_BYTES + meta_len]
+    meta = base.meta_raw
+    meta_len = len(meta)
     if kind == "meta-resealed":
         document = json.loads(meta)
         text = mutate_json(rng, document)
@@ -273,12 +276,15 @@ def meta_mutation(rng: random.Random, base: Base, kind: str) -> None:
                 pass
         write_resealed(base, text, state=rng.choice([2, 2, 2, 1, 3]))
     elif kind == "meta-raw":
-        raw = bytearray(base.raw[:base.data_offset])
+        raw = bytearray(base.raw)
+        meta_at = base.header_at - meta_len  # the NPY header, the metadata, the fixed header
         for _ in range(rng.choice([1, 2, 16])):
-            raw[rng.randrange(len(raw))] = rng.randrange(256)
-        base.work.write_bytes(bytes(raw) + base.raw[base.data_offset:])
+            at = rng.randrange(base.data_offset + len(raw) - meta_at)
+            raw[at if at < base.data_offset else meta_at + at - base.data_offset] = \
+                rng.randrange(256)
+        base.work.write_bytes(bytes(raw))
     elif kind == "header-fields":
-        fixed = bytearray(base.raw[:96])
+        fixed = bytearray(base.raw[base.header_at:base.header_at + 96])
         what = rng.randrange(5)
         if what == 0:
             struct.pack_into("<I", fixed, 16, rng.choice([0, 1, 3, 2**32 - 1]))
@@ -292,7 +298,7 @@ def meta_mutation(rng: random.Random, base: Base, kind: str) -> None:
         else:
             fixed[72 + rng.randrange(24)] = rng.randrange(1, 256)
         header = bytes(fixed) + __import__("hashlib").sha256(bytes(fixed)).digest()
-        base.work.write_bytes(header + base.raw[fmt.HEADER_BYTES:])
+        base.work.write_bytes(base.raw[:base.header_at] + header)
     else:  # size
         choice = rng.randrange(4)
         if choice == 0:
@@ -301,6 +307,9 @@ def meta_mutation(rng: random.Random, base: Base, kind: str) -> None:
             base.work.write_bytes(base.raw + os.urandom(rng.choice([1, 8, 4096])))
         elif choice == 2:  # the header of a real file, holes where its data was
             base.work.write_bytes(base.raw[:base.data_offset + 8192])
-            os.truncate(base.work, len(base.raw))
+            os.truncate(base.work, base.header_at - meta_len)
+            with open(base.work, "ab") as file:
+                file.write(base.raw[base.header_at - meta_len:])
         else:
-            base.work.write_bytes(base.raw[:base.data_offset])
+            base.work.write_bytes(base.raw[:base.data_offset] + base.raw[base.header_at
+                                                                          - meta_len:])

@@ -7,8 +7,8 @@ Cases run in batches in a watched worker process (`memmap_fuzz_run.Worker`: a si
 hang or runaway memory is recorded with the batch's seed); each batch rebuilds its cases
 from ``(seed, batch)``. Kinds:
 
-- ``header-race``: a racer process flips one field of the header (fixed header,
-  metadata, padding) between a random value and the true one, as fast as it can, while
+- ``header-race``: a racer process flips one field of the header (NPY header,
+  metadata, fixed header) between a random value and the true one, as fast as it can, while
   the worker opens the file and reads it (an array file, or a page memmap file through
   load + verify). Wanted: opened with the right data, or refused naming the file.
 - ``lock-name``: a FIFO, directory, symbolic link, socket, device, hard link of the data
@@ -27,7 +27,7 @@ from __future__ import annotations
 WORKER = r'''
 import json, os, random, shutil, socket, stat, struct, subprocess, sys, tempfile, traceback
 import numpy as np
-from fastinit.arrays import MemmapFileError, create_memmap, open_memmap
+from fastinit.arrays import MemmapFileError, create_memmap, open_memmap_file
 from fastinit.arrays import fileformat as fmt
 from fastinit.arrays.atomic import temp_pattern
 
@@ -96,11 +96,15 @@ def header_race(rng, directory):
         raw = path.read_bytes()
     else:
         raw = small_file(path, rng)
-    meta_len = struct.unpack_from("<Q", raw, 24)[0]
-    end = fmt.data_offset(meta_len)
-    offset = rng.choice([0, 16, 20, 24, 32, 64, 72, 96, 128, rng.randrange(end)])
+    at = len(raw) - fmt.HEADER_BYTES  # the fixed header ends the file
+    meta_len = struct.unpack_from("<Q", raw, at + 24)[0]
+    start = 10 + struct.unpack_from("<H", raw, 8)[0] if raw[6] == 1 else \
+        12 + struct.unpack_from("<I", raw, 8)[0]
+    end = (start, at - meta_len)  # the data region
+    offset = rng.choice([0, 6, 8, 16, *(at + k for k in (0, 16, 20, 24, 32, 64, 72, 96)),
+                         rng.randrange(start), rng.randrange(at - meta_len, len(raw))])
     size = rng.choice([1, 2, 4, 8, 16])
-    size = max(1, min(size, end - offset))
+    size = max(1, min(size, len(raw) - offset))
     bad = rng.choice([bytes(size), b"\xff" * size, rng.randbytes(size),
                       (1 << 40).to_bytes(8, "little")[:size],
                       (meta_len + rng.choice([-1, 1, 4096])).to_bytes(8, "little")[:size]])
@@ -129,8 +133,8 @@ def read_once(path, use_page, raw, end):
             verify(result)
             result.memmap.file.handle.close()
         else:
-            with open_memmap(path) as handle:
-                if handle.data.tobytes() != raw[end:]:
+            with open_memmap_file(path) as handle:
+                if handle.data.tobytes() != raw[end[0]:end[1]]:
                     return "traceback", "opened, with other data than the file holds"
         return "opened", ""
     except MemmapFileError as error:
@@ -180,9 +184,9 @@ def act(rng, path):
     how = rng.choice(["read", "update", "replace"])
     try:
         if how == "read":
-            open_memmap(path).close()
+            open_memmap_file(path).close()
         elif how == "update":
-            handle = open_memmap(path, "r+")
+            handle = open_memmap_file(path, "r+")
             handle.array[...] = handle.array
             handle.complete()
             handle.close()
@@ -222,7 +226,7 @@ def lock_name(rng, directory):
 
 def ok_data(path, outcome):
     try:
-        open_memmap(path).close()
+        open_memmap_file(path).close()
     except MemmapFileError as error:
         return "lost", f"{path} no longer opens: {error}"
     return outcome

@@ -21,18 +21,48 @@ def listing(directory) -> list[str]:
     return sorted(p.name for p in Path(directory).iterdir())
 
 
+def npy_length(raw: bytes) -> int:
+    """Bytes of the NPY header ``raw`` starts with (where the data region begins)."""
+    major = raw[6]
+    if major == 1:
+        return 10 + struct.unpack_from("<H", raw, 8)[0]
+    return 12 + struct.unpack_from("<I", raw, 8)[0]
+
+
+def header_at(raw: bytes) -> int:
+    """Where the fixed header of a file's bytes starts (its last `fmt.HEADER_BYTES`)."""
+    return len(raw) - fmt.HEADER_BYTES
+
+
+def split(raw: bytes) -> tuple[int, bytes, bytes, bytes, int]:
+    """``(state, metadata, data, npy header, data checksum)`` of a version-3 file's bytes."""
+    at = header_at(raw)
+    state, meta_len = struct.unpack_from("<IQ", raw, at + 20)
+    checksum = struct.unpack_from("<Q", raw, at + 64)[0]
+    start = npy_length(raw)
+    return state, raw[at - meta_len:at], raw[start:at - meta_len], raw[:start], checksum
+
+
+def assemble(npy: bytes, state: int, meta: bytes, data: bytes, checksum: int) -> bytes:
+    """A file's bytes from its parts; the NPY header is the one ``meta`` implies when it
+    can be decoded, else ``npy`` as given."""
+    try:
+        specs, data_bytes = fmt.decode_metadata(meta)[1:]
+        npy = fmt.layout(specs, data_bytes, len(meta)).npy
+    except Exception:  # noqa: BLE001 - metadata damaged on purpose: keep the old header
+        pass
+    return npy + data + meta + fmt.pack_header(state, meta, checksum)
+
+
 def parts(path) -> tuple[int, bytes, bytes]:
-    """``(state, metadata bytes, data bytes)`` of a version-2 file."""
-    raw = Path(path).read_bytes()
-    state, meta_len = struct.unpack_from("<IQ", raw, 20)
-    return state, raw[fmt.HEADER_BYTES:fmt.HEADER_BYTES + meta_len], \
-        raw[fmt.data_offset(meta_len):]
+    """``(state, metadata bytes, data bytes)`` of a version-3 file."""
+    return split(Path(path).read_bytes())[:3]
 
 
 def reseal(path, meta=None, data=None, state=None) -> None:
     """Rewrite ``path`` with new metadata (bytes, a JSON value, or a function of the
     parsed metadata), new data bytes and a new state, all checksums recomputed."""
-    old_state, old_meta, old_data = parts(path)
+    old_state, old_meta, old_data, npy, _ = split(Path(path).read_bytes())
     if callable(meta):
         meta = meta(json.loads(old_meta))
     if meta is None:
@@ -41,9 +71,8 @@ def reseal(path, meta=None, data=None, state=None) -> None:
         meta = json.dumps(meta).encode()
     data = old_data if data is None else bytes(data)
     checksum = data_checksum(np.frombuffer(data, dtype=np.uint8))
-    header = fmt.pack_header(old_state if state is None else state, meta, checksum)
-    padding = bytes(fmt.data_offset(len(meta)) - fmt.HEADER_BYTES - len(meta))
-    Path(path).write_bytes(header + meta + padding + data)
+    Path(path).write_bytes(assemble(npy, old_state if state is None else state, meta, data,
+                                    checksum))
 
 
 def rewrite(path, offset: int, data: bytes) -> None:

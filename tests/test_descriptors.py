@@ -13,11 +13,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from fastinit.kernels.descriptors import (COUNT, FIRST, LAST, descriptor_index, free_list_address,
-                                      largest_order, list_append_max_order_run,
-                                      list_append_run, list_head, lru_address,
-                                      lru_pfn, max_order_pieces, new_local_lists, page_address,
-                                      page_links,
-                                      pageblock_index, zone_id, zone_list_base)
+                                          largest_order, list_append_max_order_run,
+                                          list_append_run, list_head, lru_address,
+                                          lru_pfn, max_order_pieces, new_local_lists, page_address,
+                                          page_links,
+                                          pageblock_index, zone_id, zone_list_base)
 from fastinit.layout import (FREE_AREA_BASE, MAX_NUMNODES, MAX_NR_ZONES, MAX_ORDER,
                              MAX_ORDER_NR_PAGES, MAX_PFN, MIGRATE_TYPES, NR_ORDERS,
                              PAGES_PER_SECTION as S, VMEMMAP_START)

@@ -145,11 +145,6 @@ def test_a_cluster_that_is_no_address_is_refused(capsys):
     assert "neither local:N nor a scheduler address" in capsys.readouterr().err
 
 
-def test_hugetlb_boot_pools_are_refused_before_any_cluster_is_started():
-    with pytest.raises(ValueError, match="HugeTLB boot pools .* without --cluster"):
-        boot(parse_spec("2x4G,cpus=1", cmdline="hugepages=4"), cluster="local:1")
-
-
 def test_cluster_options_without_a_cluster_are_refused():
     # fastinit.distributed.api.boot; fastinit.boot is the single-process boot now.
     with pytest.raises(ValueError, match="apply to a cluster boot"):

@@ -14,8 +14,6 @@ LIMIT = 60
 ALLOWED = {
     # A hand-written cleanup ladder: to become one contextlib.ExitStack (issue 21 item 2).
     "fastinit/arrays/memmapfile.py:open_file",
-    # The command line's declarative argparse blocks, one per subcommand.
-    "fastinit/cli/__init__.py:build_parser",
 }
 
 
@@ -67,3 +65,17 @@ def test_the_count_skips_blank_lines_comments_and_docstrings(tmp_path, monkeypat
     body = "\n".join(f"    x{i} = {i}" for i in range(LIMIT))
     (tmp_path / "m.py").write_text(f'def f():\n    """Doc\n    string."""\n\n    # why\n{body}\n')
     assert function_lengths(tmp_path / "m.py") == {"m.py:f": LIMIT + 1}
+
+
+def test_no_module_defines_a_name_twice():
+    # A second `def kind_of` (a merge's leftover) silently replaced the first.
+    twice = []
+    for folder in ("fastinit", "kernels"):
+        for path in sorted((ROOT / folder).rglob("*.py")):
+            seen = set()
+            for node in ast.parse(path.read_text()).body:
+                if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                    if node.name in seen:
+                        twice.append(f"{path.relative_to(ROOT).as_posix()}:{node.name}")
+                    seen.add(node.name)
+    assert twice == []

@@ -181,12 +181,6 @@ def test_verify_catches_managed_pages_the_pools_did_not_give_back():
     assert any("managed" in p for p in problems(result, "canonical buddy state"))
 
 
-def test_hvo_with_a_memmap_file_is_refused_before_the_file_is_made(tmp_path):
-    with pytest.raises(ValueError, match="hugetlb_free_vmemmap=off, or without --memmap"):
-        boot(small(" hugetlb_free_vmemmap=on"), memmap_file=str(tmp_path / "memmap.bin"))
-    assert list(tmp_path.iterdir()) == []
-
-
 def test_a_memmap_remapped_by_hvo_is_not_booted_again():
     topology = small(" hugetlb_free_vmemmap=on")
     result = boot(topology)

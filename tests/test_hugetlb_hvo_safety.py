@@ -3,7 +3,6 @@
 share one vm.max_map_count budget; a page that does not fit keeps its descriptors, even
 when something else takes the mappings after the budget was given out."""
 
-import ctypes
 import mmap
 import threading
 from contextlib import contextmanager
@@ -11,6 +10,7 @@ from contextlib import contextmanager
 import numpy as np
 import pytest
 
+from fastinit.host.libc import MAP_FAILED, libc
 from fastinit.layout import PAGE_SIZE
 from fastinit.machine.spec import parse_spec
 from fastinit.mm.buddy import ZoneFreeArea
@@ -22,12 +22,6 @@ from fastinit.mm.run import boot, prepare
 from fastinit.mm.verify import verify
 
 POOL = "hugepagesz=2M hugepages=300 hugetlb_free_vmemmap=on"
-_libc = ctypes.CDLL(None, use_errno=True)
-_libc.mmap.restype = ctypes.c_void_p
-_libc.mmap.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int,
-                       ctypes.c_int, ctypes.c_long)
-_libc.munmap.argtypes = (ctypes.c_void_p, ctypes.c_size_t)
-_libc.mprotect.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int)
 # About a second of mprotect calls: enough for a vm.max_map_count of 1048576 and more.
 _MOST_PAIRS = 1_100_000
 
@@ -47,15 +41,15 @@ def mappings_left(room: int):
                     f"in a test (systemd's default of 1048576 is fine)")
     size = (2 * pairs + 1) * PAGE_SIZE
     # Never writable: no commit charge, whatever the overcommit policy.
-    address = _libc.mmap(None, size, mmap.PROT_READ, mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS,
+    address = libc.mmap(None, size, mmap.PROT_READ, mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS,
                          -1, 0)
-    assert address not in (None, ctypes.c_void_p(-1).value)
+    assert address not in (None, MAP_FAILED)
     try:
         for pair in range(pairs):
-            assert _libc.mprotect(address + (2 * pair + 1) * PAGE_SIZE, PAGE_SIZE, 0) == 0
+            assert libc.mprotect(address + (2 * pair + 1) * PAGE_SIZE, PAGE_SIZE, 0) == 0
         yield
     finally:
-        _libc.munmap(address, size)
+        libc.munmap(address, size)
 
 
 def aliased_pfn(result) -> int:

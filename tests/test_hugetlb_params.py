@@ -5,6 +5,7 @@ import pytest
 
 from fastinit.machine.cmdline import parse_cmdline
 from fastinit.machine.hugetlb_params import parse_hugetlb
+from fastinit.machine.kernel_rules import parse_version
 from fastinit.machine.hugetlb_sizes import (ORDER_1G, ORDER_2M, HugepageRequest, gbpages_in_log,
                                             size_text)
 
@@ -126,3 +127,16 @@ def test_the_log_tells_whether_the_cpu_had_1g_pages():
 def test_a_cmdline_of_another_kind_is_a_type_error():
     with pytest.raises(TypeError, match="KernelCmdline"):
         parse_hugetlb("hugepages=3", [0])
+
+
+@pytest.mark.parametrize("text, count", [("hugepages=1:140,2:98", 1), ("hugepages=0:x", 0),
+                                         ("hugepages=-5", 0)])
+def test_before_5_16_hugepages_is_its_leading_number_and_nothing_is_said(text, count):
+    # Kernel rule hugepages_per_node; capture 5.10-seed-36.
+    params = parse_hugetlb(parse_cmdline(f"hugepagesz=2M {text}"), [0, 1, 2],
+                           kernel=parse_version("5.10"))
+    request = params.hstate(ORDER_2M)
+    assert (request.count, request.nodes, params.warnings) == (count, (), ())
+    newer = parse_hugetlb(parse_cmdline(f"hugepagesz=2M {text}"), [0, 1, 2],
+                          kernel=parse_version("5.16"))
+    assert newer.hstate(ORDER_2M).nodes or newer.warnings

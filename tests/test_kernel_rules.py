@@ -7,8 +7,8 @@ import pytest
 
 from cli_run import run
 from fastinit.machine.bootlog import parse_bootlog
-from fastinit.machine.kernel_rules import (NEWEST, OLDEST, RULES, KernelRules, parse_version,
-                                          rules_in_log)
+from fastinit.machine.kernel_rules import (NEWEST, OLDEST, RULES, SAME_IN_EVERY_GENERATION,
+                                          KernelRules, parse_version, rules_in_log)
 
 MAP = """\
 BIOS-e820: [mem 0x0000000000000000-0x000000000009fbff] usable
@@ -22,6 +22,14 @@ def test_every_row_is_dated_sourced_and_named_once():
     for rule in RULES:
         assert OLDEST <= rule.since <= NEWEST
         assert rule.now and rule.before and rule.source
+
+
+def test_what_stays_the_same_is_sourced_and_no_row_says_otherwise():
+    names = [same.name for same in SAME_IN_EVERY_GENERATION]
+    assert len(names) == len(set(names))
+    assert not set(names) & {rule.name for rule in RULES}
+    for same in SAME_IN_EVERY_GENERATION:
+        assert same.what and same.source
 
 
 @pytest.mark.parametrize("line, release", [
@@ -90,7 +98,7 @@ def test_cli_refuses_a_bad_version_with_exit_2(capsys):
 
 
 def test_reports_name_the_generation_and_where_it_ends():
-    assert parse_version("6.1").describe() == "Linux 6.1: rules of 5.13 until 6.4"
+    assert parse_version("6.1").describe() == "Linux 6.1: rules of 5.16 until 6.4"
     assert KernelRules().describe().endswith("the newest")
     log = "Linux version 6.12.117+deb13-amd64 (gcc)\n" + MAP
     assert parse_bootlog(log).kernel.describe() == \

@@ -148,3 +148,24 @@ def test_the_cache_key_covers_every_kernel_module_and_the_layout(tmp_path):
         assert dependency_digest(copies) != before, copy.name
         copy.write_bytes(original)
     assert dependency_digest(copies) == before
+
+
+def test_prune_removes_old_folders_of_other_keys_and_nothing_else(tmp_path):
+    from fastinit.kernels._cache import prune, stamp
+    key = stamp()[:16]
+    names = [f"kernels-{key}", f"fill-{key}"]  # the current key's: kept however old
+    names += [f"kernels-{n:016x}" for n in range(6)] + [f"fill-{n:016x}" for n in range(2)]
+    names += ["kernels-notahexkey00000", "other-library", "kernels-0123"]  # not ours
+    for age, name in enumerate(names):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "x.nbi").write_bytes(b"")
+        # Folders of other keys: the first two recent, the rest a year old.
+        days = 1 if name[-1] in "01" else 365 + age
+        stamp_ns = os.stat(tmp_path).st_mtime_ns - days * 86400 * 10**9
+        os.utime(tmp_path / name, ns=(stamp_ns, stamp_ns))
+    removed = prune(keep=3, days=30, parents=[tmp_path])
+    left = sorted(p.name for p in tmp_path.iterdir())
+    # kernels-: 0 and 1 are recent and among the 3 newest, 2 is the third newest (kept),
+    # 3, 4, 5 old and beyond the newest 3: removed. fill-: only two, both kept.
+    assert sorted(p.name for p in removed) == [f"kernels-{n:016x}" for n in (3, 4, 5)]
+    assert left == sorted(set(names) - {f"kernels-{n:016x}" for n in (3, 4, 5)})

@@ -20,7 +20,7 @@ from fastinit.mm.memmap_file import (DamagedMemmapError, IncompleteMemmapError,
 from fastinit.mm.run import boot, load
 from fastinit.mm.verify import verify
 from fixtures import file_made_by
-from memmap_tools import listing, mutate_data, reseal, rewrite
+from memmap_tools import header_at, listing, mutate_data, reseal, rewrite
 
 SPEC = "2x1G,cpus=2"
 
@@ -99,14 +99,16 @@ def test_a_file_that_is_not_a_memmap_is_refused(tmp_path):
 
 
 def test_format_version_1_files_are_refused_naming_both_versions(booted_file):
-    rewrite(booted_file, 16, struct.pack("<I", 1))
+    rewrite(booted_file, 0, fmt.MAGIC + struct.pack("<I", 1))  # v1 began with its header
     with pytest.raises(MemmapFileError, match="format version 1, this fastinit reads "
-                                              "version 2; write it again"):
+                                              "version 3; write it again"):
         load(str(booted_file))
 
 
 def test_damaged_header_is_refused(booted_file):
-    for offset in (fmt.HEADER_BYTES + 3, 64 + 3):  # the metadata, the fixed header
+    raw = booted_file.read_bytes()
+    end = header_at(raw)
+    for offset in (end - 20, end + 64 + 3, 200):  # metadata, fixed header, NPY header
         rewrite(booted_file, offset, b"#")
         with pytest.raises(MemmapFileError, match="damaged header"):
             load(str(booted_file))

@@ -18,7 +18,8 @@ from fastinit.machine.spec import parse_spec
 from fastinit.mm.memmap_file import ZONE_STATE_DTYPE
 from fastinit.mm.run import boot
 from memmap_fuzz import refingerprint
-from memmap_tools import array_offset, mutate_data, parts, reseal
+from memmap_tools import (array_offset, header_at, mutate_data, npy_length, parts, reseal,
+                          split)
 
 SPEC = "1x1G,cpus=2"
 
@@ -79,8 +80,8 @@ HEADER_FORGERIES = {
     "missing threads": (without("threads"), "lacks 'threads'"),
     "missing sections": (without("sections"), "lacks 'sections'"),
     "missing format": (lambda d: {k: v for k, v in d.items() if k != "format"}, "fields are"),
-    "format 2.0": (lambda d: {**d, "format": 2.0}, "format"),
-    "format 3 in the metadata": (lambda d: {**d, "format": 3}, "format"),
+    "format 3.0": (lambda d: {**d, "format": 3.0}, "format"),
+    "format 2 in the metadata": (lambda d: {**d, "format": 2}, "format"),
     "arch a list": (page_meta(lambda m: {**m, "arch": ["x86"]}), "'arch' is list"),
     "arch unknown": (page_meta(lambda m: {**m, "arch": "vax"}), "not one of"),
     "kernel 5": (page_meta(lambda m: {**m, "kernel": 5}), "'kernel' is int"),
@@ -139,10 +140,11 @@ def test_a_resealed_header_is_refused_with_exit_2_naming_file_and_field(capsys, 
 
 def test_metadata_longer_than_the_cap_is_refused_before_it_is_read(capsys, path):
     with open(path, "r+b") as file:  # claim 80 MB of metadata, checksums recomputed
+        file.seek(-fmt.HEADER_BYTES, os.SEEK_END)
         raw = bytearray(file.read(fmt.HEADER_BYTES))
         struct.pack_into("<Q", raw, 24, 80 << 20)
         raw[96:128] = __import__("hashlib").sha256(bytes(raw[:96])).digest()
-        file.seek(0)
+        file.seek(-fmt.HEADER_BYTES, os.SEEK_END)
         file.write(raw)
     status, _, err = verify_status(capsys, path)
     assert status == 2 and "more than the 1048576 this fastinit reads" in err
@@ -180,7 +182,7 @@ def test_free_counts_that_chain_through_every_descriptor_are_refused(capsys, pat
 def test_one_random_byte_in_the_zone_state_is_caught(capsys, path):
     offset, _ = zones_at(path)
     with open(path, "r+b") as file:
-        file.seek(fmt.data_offset(len(parts(path)[1])) + offset + 17)
+        file.seek(npy_length(path.read_bytes()) + offset + 17)
         file.write(b"\xfe")
     status, out, err = verify_status(capsys, path)
     assert status == 1 and ("is damaged" in err or "verification FAILED" in out)
@@ -198,10 +200,12 @@ def test_a_pageblock_migratetype_without_a_list_is_refused(capsys, path, block, 
 
 def test_a_sparse_file_with_a_valid_header_is_refused(capsys, tmp_path, good_file):
     sparse = tmp_path / "sparse.bin"  # issue 9 item 7: the header of a real file, holes after
-    _, meta, _ = parts_of(good_file)
-    head = fmt.data_offset(len(meta))
+    _, meta, _, npy, _ = split(good_file)
+    head, tail = len(npy), header_at(good_file) - len(meta)
     sparse.write_bytes(good_file[:head] + good_file[head:head + 8192])
-    os.truncate(sparse, len(good_file))
+    os.truncate(sparse, tail)
+    with open(sparse, "ab") as file:
+        file.write(good_file[tail:])
     status, _, err = verify_status(capsys, sparse)
     assert status == 1 and f"{sparse} is damaged: the zone record" in err
     from fastinit.mm.memmap_file import DamagedMemmapError
@@ -211,8 +215,7 @@ def test_a_sparse_file_with_a_valid_header_is_refused(capsys, tmp_path, good_fil
 
 
 def parts_of(raw):
-    meta_len = struct.unpack_from("<Q", raw, 24)[0]
-    return None, raw[fmt.HEADER_BYTES:fmt.HEADER_BYTES + meta_len], None
+    return None, split(raw)[1], None
 
 
 def test_issue_9_item_4_a_pageblock_byte_of_a_real_log_file_never_reaches_verify(tmp_path):

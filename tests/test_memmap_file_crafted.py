@@ -10,7 +10,7 @@ import textwrap
 import numpy as np
 import pytest
 
-from fastinit.arrays import MemmapFileError, create_memmap, open_memmap
+from fastinit.arrays import MemmapFileError, create_memmap, open_memmap_file
 from memmap_tools import reseal
 
 # Flips the metadata length (bytes 24..32) between 2**40 and the true value, as fast as
@@ -32,11 +32,11 @@ FLIPPER = textwrap.dedent("""
 # Opens the file again and again while the header flips under it; a signal ends it.
 OPENER = textwrap.dedent("""
     import sys
-    from fastinit.arrays import MemmapFileError, open_memmap
+    from fastinit.arrays import MemmapFileError, open_memmap_file
     opened = refused = 0
     for _ in range(int(sys.argv[2])):
         try:
-            with open_memmap(sys.argv[1], "r") as handle:
+            with open_memmap_file(sys.argv[1], "r") as handle:
                 assert int(handle.array.sum()) == 7 * 4096 and handle.state == "complete"
                 opened += 1
         except MemmapFileError as error:
@@ -61,7 +61,7 @@ def test_a_header_flipped_by_another_process_while_opening_never_crashes(tmp_pat
     assert opener.returncode == 0, opener.stderr  # -11 (SIGSEGV) before
     opened, refused = map(int, opener.stdout.split())
     assert opened + refused == 1000
-    assert open_memmap(path).array.sum() == 7 * 4096
+    assert open_memmap_file(path).array.sum() == 7 * 4096
 
 
 @pytest.mark.parametrize("dtype, shape, named", [
@@ -89,5 +89,5 @@ def test_what_numpy_cannot_map_is_refused_at_open_naming_it(tmp_path, entry, nam
 
     reseal(path, meta=forged)
     with pytest.raises(MemmapFileError, match="cannot be mapped by NumPy") as refused:
-        open_memmap(path)
+        open_memmap_file(path)
     assert str(path) in str(refused.value) and named in str(refused.value)

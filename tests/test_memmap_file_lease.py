@@ -84,7 +84,7 @@ def test_fastinit_verify_of_a_file_truncated_under_it_exits_2_or_0_never_by_a_si
 
 
 def test_no_lease_on_a_file_open_for_writing_elsewhere_reads_as_before(tmp_path):
-    from fastinit.arrays import create_memmap, open_memmap
+    from fastinit.arrays import create_memmap, open_memmap_file
     path = tmp_path / "a.bin"
     with create_memmap(path, "u1", 10) as handle:
         handle.array[:] = 1
@@ -92,12 +92,12 @@ def test_no_lease_on_a_file_open_for_writing_elsewhere_reads_as_before(tmp_path)
     gc.collect()
     writer = os.open(path, os.O_RDWR)  # any writer: no read lease can be taken
     try:
-        opened = open_memmap(path)
+        opened = open_memmap_file(path)
         assert opened._lease is None and opened.array.sum() == 10
         opened.close()
     finally:
         os.close(writer)
-    opened = open_memmap(path)
+    opened = open_memmap_file(path)
     assert opened._lease is not None and opened._lease in lease._HELD
     opened.close()
     assert not lease._HELD

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from fastinit.arrays import (IncompleteMemmapError, MemmapBusyError, MemmapFileError,
-                             create_memmap, open_memmap)
+                             create_memmap, open_memmap_file)
 from memmap_tools import listing
 
 CLI = [sys.executable, "-m", "fastinit.cli"]
@@ -52,7 +52,7 @@ def test_a_file_that_appears_while_writing_is_kept_and_the_new_data_named(tmp_pa
     assert path.read_bytes() == b"my data\n"
     [kept] = kept_files(tmp_path, "data.bin")
     assert str(tmp_path / kept) in str(refused.value)
-    assert open_memmap(tmp_path / kept).array.sum() == 700  # complete, and ours
+    assert open_memmap_file(tmp_path / kept).array.sum() == 700  # complete, and ours
     handle.close()
     create_memmap(path, np.uint8, 3, force=True, replace_any_file=True).fail()
     assert kept in listing(tmp_path)  # no cleanup takes it
@@ -136,7 +136,7 @@ def test_a_lock_file_that_is_not_a_regular_file_refuses_writers_and_readers(tmp_
     before = os.lstat(lock)
     words = {"fifo": "a FIFO", "chardev": "a character device", "dir": "a directory",
              "symlink": "a symbolic link"}[kind]
-    for attempt in (lambda: open_memmap(path), lambda: open_memmap(path, "r+"),
+    for attempt in (lambda: open_memmap_file(path), lambda: open_memmap_file(path, "r+"),
                     lambda: create_memmap(path, np.uint8, 3, force=True)):
         with pytest.raises(MemmapFileError, match=f"lock file {lock} is {words}"):
             attempt()
@@ -149,8 +149,8 @@ def test_a_lock_file_that_is_not_a_regular_file_refuses_writers_and_readers(tmp_
 
 READER = textwrap.dedent("""
     import sys
-    from fastinit.arrays import open_memmap
-    handle = open_memmap(sys.argv[1], sys.argv[2])
+    from fastinit.arrays import open_memmap_file
+    handle = open_memmap_file(sys.argv[1], sys.argv[2])
     print("open", flush=True)
     sys.stdin.readline()
 """)
@@ -171,16 +171,16 @@ def test_a_reader_through_a_link_keeps_writers_of_the_file_itself_out(tmp_path, 
     reader = holding(alias, "r")
     try:
         with pytest.raises(MemmapBusyError, match=f"{real} is in use"):
-            open_memmap(real, "r+")
+            open_memmap_file(real, "r+")
     finally:
         reader.communicate("\n", timeout=60)
     writer = holding(real, "r+")
     try:
         with pytest.raises(MemmapBusyError, match=f"{alias} is in use"):
-            open_memmap(alias)
+            open_memmap_file(alias)
     finally:
         writer.communicate("\n", timeout=60)
-    assert open_memmap(alias).array.sum() == 50  # opened and closed unwritten: complete
+    assert open_memmap_file(alias).array.sum() == 50  # opened and closed unwritten: complete
 
 
 # item 8 -------------------------------------------------------------------------------
@@ -197,11 +197,11 @@ def test_dotdot_after_a_symlink_is_resolved_as_the_kernel_does(tmp_path):
     with pytest.raises(MemmapFileError, match="not a fastinit memmap file"):
         create_memmap(given, np.uint8, 3, force=True)
     with pytest.raises(MemmapFileError, match="not a fastinit memmap file"):
-        open_memmap(given)
+        open_memmap_file(given)
     assert theirs.read_bytes() == b"precious" and listing(tmp_path / "sl") == ["dirlink"]
     theirs.unlink()
     complete_file(given, value=2)
-    assert open_memmap(theirs).array.sum() == 20 and listing(tmp_path / "sl") == ["dirlink"]
+    assert open_memmap_file(theirs).array.sum() == 20 and listing(tmp_path / "sl") == ["dirlink"]
 
 
 def test_a_path_ending_in_dotdot_or_dot_names_no_file(tmp_path):
@@ -284,16 +284,16 @@ def test_a_writer_killed_just_after_its_temporary_file_appears_leaves_nothing_be
 def test_a_file_opened_for_update_and_closed_unwritten_stays_complete(tmp_path):
     path = tmp_path / "p.bin"
     complete_file(path)
-    open_memmap(path, "r+").close()
-    assert open_memmap(path).state == "complete"
+    open_memmap_file(path, "r+").close()
+    assert open_memmap_file(path).state == "complete"
     holding(path, "r+").communicate("\n", timeout=60)  # a process that opens r+ and exits
-    assert open_memmap(path).array.sum() == 10
+    assert open_memmap_file(path).array.sum() == 10
 
 
 WRITES = textwrap.dedent("""
     import sys
-    from fastinit.arrays import open_memmap
-    handle = open_memmap(sys.argv[1], "r+")
+    from fastinit.arrays import open_memmap_file
+    handle = open_memmap_file(sys.argv[1], "r+")
     handle.array[3] = 9
     if sys.argv[2] == "close":
         handle.close()
@@ -308,4 +308,4 @@ def test_a_file_written_in_place_and_not_completed_says_exactly_that(tmp_path, h
     with pytest.raises(IncompleteMemmapError, match=r"state closed\): it was opened for "
                        r"writing, written, and closed \(or its program ended\) without "
                        r"complete\(\)"):
-        open_memmap(path)
+        open_memmap_file(path)

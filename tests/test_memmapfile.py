@@ -14,10 +14,11 @@ import pytest
 
 import fastinit
 from fastinit.arrays import (DamagedMemmapError, IncompleteMemmapError, MemmapBusyError,
-                             MemmapFile, MemmapFileError, create_memmap, open_memmap)
+                             MemmapFile, MemmapFileError, create_memmap, open_memmap_file)
 from fastinit.arrays import fileformat as fmt
 from fixtures import file_made_by
-from memmap_tools import listing, rewrite
+from memmap_tools import header_at, listing, rewrite, split
+from memmap_tools import reseal as reseal_file
 
 RECORD = np.dtype([("id", "<i8"), ("xyz", "<f4", (3,)), ("tag", "S4")])
 
@@ -39,7 +40,7 @@ int64_file = file_made_by(lambda path: write(path, np.int64, 10000), "a.bin")  #
 def test_any_dtype_round_trips_with_its_metadata(tmp_path, dtype, shape):
     path = tmp_path / "a.bin"
     written = write(path, dtype, shape, {"run": 7, "names": ["x", "y"], "ok": None})
-    opened = open_memmap(path)
+    opened = open_memmap_file(path)
     assert opened.state == "complete" and opened.metadata == {"run": 7, "names": ["x", "y"],
                                                                 "ok": None}
     like = np.empty(shape, dtype)
@@ -52,7 +53,7 @@ def test_any_dtype_round_trips_with_its_metadata(tmp_path, dtype, shape):
 
 
 def test_the_package_root_exports_the_file_api():
-    assert fastinit.create_memmap is create_memmap and fastinit.open_memmap is open_memmap
+    assert fastinit.create_memmap is create_memmap and fastinit.open_memmap_file is open_memmap_file
     assert fastinit.MemmapFile is MemmapFile
 
 
@@ -62,7 +63,7 @@ def test_a_new_file_appears_only_when_complete(tmp_path):
     assert not path.exists() and handle.state == "initializing"
     handle.array[:] = 5
     handle.complete()
-    assert path.exists() and open_memmap(path).array.sum() == 5000
+    assert path.exists() and open_memmap_file(path).array.sum() == 5000
 
 
 def test_an_error_in_the_block_leaves_the_old_file_byte_for_byte_and_no_temporary(
@@ -93,7 +94,7 @@ def test_ctrl_c_while_committing_takes_effect_after_and_says_the_file_is_complet
     assert stopped.value.__notes__ == [
         f"{old_file} was complete before the interrupt: it holds the new data"]
     assert listing(tmp_path) == ["a.bin"]
-    assert open_memmap(old_file).array.sum() == 7000
+    assert open_memmap_file(old_file).array.sum() == 7000
 
 
 def test_fail_of_a_new_file_leaves_nothing(tmp_path):
@@ -102,11 +103,23 @@ def test_fail_of_a_new_file_leaves_nothing(tmp_path):
     assert listing(tmp_path) == []
 
 
-def test_an_abandoned_handle_removes_its_temporary_file(tmp_path):
+def test_an_abandoned_handle_keeps_its_data_with_a_warning_saying_where_and_what_to_do(
+        tmp_path):
     handle = create_memmap(tmp_path / "a.bin", np.float32, 1000)
+    handle.array[:] = 7
     assert len(listing(tmp_path)) == 2  # the temporary file and the lock
-    del handle
-    assert listing(tmp_path) == []
+    with pytest.warns(RuntimeWarning, match=r"a\.bin was written and dropped .*without "
+                                            r"complete\(\) or fail\(\): its new data is kept"
+                                            r".*MemmapFile\.of\(array\)\.complete\(\)"):
+        del handle
+    kept = listing(tmp_path)
+    assert len(kept) == 1 and kept[0].startswith("a.bin.fastinit-unfinished-")
+    assert (np.load(tmp_path / kept[0], mmap_mode="r") == 7).all()
+    with pytest.raises(IncompleteMemmapError, match="state closed"):
+        open_memmap_file(tmp_path / kept[0])
+    # A later writer of the same path leaves it alone: only fail() discards.
+    create_memmap(tmp_path / "a.bin", np.int8, 3).complete()
+    assert kept[0] in listing(tmp_path)
 
 
 def test_arrays_keep_their_file_alive_and_lead_back_to_it(tmp_path):
@@ -116,7 +129,7 @@ def test_arrays_keep_their_file_alive_and_lead_back_to_it(tmp_path):
     assert MemmapFile.of(view).state == "initializing"
     MemmapFile.of(view).complete()
     assert MemmapFile.of(np.zeros(3)) is None
-    assert open_memmap(tmp_path / "a.bin").array.shape == (10, 10)
+    assert open_memmap_file(tmp_path / "a.bin").array.shape == (10, 10)
 
 
 def test_replacing_needs_force_and_keeps_the_old_files_mode(old_file):
@@ -124,7 +137,7 @@ def test_replacing_needs_force_and_keeps_the_old_files_mode(old_file):
     with pytest.raises(MemmapFileError, match="exists; pass force=True"):
         create_memmap(old_file, np.int8, 3)
     write(old_file, np.int8, 3, force=True)
-    assert open_memmap(old_file).array.dtype == np.int8
+    assert open_memmap_file(old_file).array.dtype == np.int8
     assert stat.S_IMODE(old_file.stat().st_mode) == 0o600
 
 
@@ -135,7 +148,7 @@ def test_force_replaces_only_fastinit_files_unless_told_otherwise(tmp_path):
         create_memmap(path, np.int8, 3, force=True)
     assert path.read_bytes() == b"precious"
     write(path, np.int8, 3, force=True, replace_any_file=True)
-    assert open_memmap(path).array.shape == (3,)
+    assert open_memmap_file(path).array.shape == (3,)
     (tmp_path / "empty").write_bytes(b"")
     write(tmp_path / "empty", np.int8, 3, force=True)  # nothing to lose
 
@@ -175,9 +188,9 @@ def test_force_never_replaces_a_device_fifo_socket_directory_or_symlink(tmp_path
 
 OPEN_SPECIAL = textwrap.dedent("""
     import sys
-    from fastinit.arrays import MemmapFileError, open_memmap
+    from fastinit.arrays import MemmapFileError, open_memmap_file
     try:
-        open_memmap(sys.argv[1])
+        open_memmap_file(sys.argv[1])
     except MemmapFileError as error:
         print(error)
 """)
@@ -194,7 +207,7 @@ def test_opening_a_special_file_is_refused_at_once(tmp_path, name, kind):
 
 def test_a_symlink_to_a_memmap_file_can_be_read(tmp_path):
     special_files(tmp_path)[1].close()
-    assert open_memmap(tmp_path / "link-to-memmap").array.dtype == RECORD
+    assert open_memmap_file(tmp_path / "link-to-memmap").array.dtype == RECORD
 
 
 def test_a_second_writer_or_a_reader_of_a_path_being_written_is_refused(tmp_path):
@@ -203,11 +216,11 @@ def test_a_second_writer_or_a_reader_of_a_path_being_written_is_refused(tmp_path
     with pytest.raises(MemmapBusyError, match=f"{path} is in use"):
         create_memmap(path, np.int8, 3, force=True)
     writing.complete()
-    reader, second_reader = open_memmap(path), open_memmap(path)  # readers share
+    reader, second_reader = open_memmap_file(path), open_memmap_file(path)  # readers share
     with pytest.raises(MemmapBusyError, match=f"{path} is in use"):
         create_memmap(path, np.int8, 3, force=True)
     with pytest.raises(MemmapBusyError):
-        open_memmap(path, "r+")
+        open_memmap_file(path, "r+")
     reader.close()
     second_reader.close()
     write(path, np.int8, 4, force=True)
@@ -217,11 +230,11 @@ def test_a_second_writer_or_a_reader_of_a_path_being_written_is_refused(tmp_path
 HOLD = textwrap.dedent("""
     import sys, time
     import numpy as np
-    from fastinit.arrays import create_memmap, open_memmap
+    from fastinit.arrays import create_memmap, open_memmap_file
     if sys.argv[2] == "write":
         handle = create_memmap(sys.argv[1], np.int64, 1 << 16, force=True)
     else:
-        handle = open_memmap(sys.argv[1])
+        handle = open_memmap_file(sys.argv[1])
     print("holding", flush=True)
     if sys.argv[3] == "kill":
         import os, signal
@@ -246,14 +259,14 @@ def test_another_process_writing_or_reading_the_path_refuses_at_once(old_file):
                 create_memmap(old_file, np.int8, 3, force=True)
             if how == "write":
                 with pytest.raises(MemmapBusyError, match="another fastinit is writing it"):
-                    open_memmap(old_file)
+                    open_memmap_file(old_file)
             else:
-                assert open_memmap(old_file).state == "complete"
+                assert open_memmap_file(old_file).state == "complete"
         finally:
             child.kill()
             child.wait()
             child.stdout.close()
-    assert open_memmap(old_file).array.dtype == RECORD  # the old file is intact
+    assert open_memmap_file(old_file).array.dtype == RECORD  # the old file is intact
 
 
 def test_a_killed_writer_leaves_a_temporary_file_the_next_writer_removes(tmp_path, old_file):
@@ -276,66 +289,75 @@ def test_a_missing_file_says_a_writer_was_killed(tmp_path):
     child.stdout.close()
     with pytest.raises(MemmapFileError, match="does not exist; a fastinit writing it was "
                                               "killed and left .a.bin.fastinit-tmp-"):
-        open_memmap(tmp_path / "a.bin")
+        open_memmap_file(tmp_path / "a.bin")
 
 
 def test_update_in_place_says_initializing_until_complete(tmp_path):
     path = tmp_path / "a.bin"
     write(path, np.int64, 10)
-    with open_memmap(path, "r+") as handle:
+    with open_memmap_file(path, "r+") as handle:
         handle.array[:] = 3
         with pytest.raises(MemmapBusyError):
-            open_memmap(path)
+            open_memmap_file(path)
         assert handle.state == "initializing"
-    assert open_memmap(path).array.sum() == 30
-    handle = open_memmap(path, "r+")
+    assert open_memmap_file(path).array.sum() == 30
+    handle = open_memmap_file(path, "r+")
     handle.fail()
     with pytest.raises(IncompleteMemmapError, match="state failed"):
-        open_memmap(path)
+        open_memmap_file(path)
 
 
 def test_damaged_data_is_refused_with_the_checksum(int64_file):
-    rewrite(int64_file, os.path.getsize(int64_file) - 3, b"\xff")
+    raw = int64_file.read_bytes()
+    rewrite(int64_file, header_at(raw) - len(split(raw)[1]) - 3, b"\xff")  # data's last bytes
     with pytest.raises(DamagedMemmapError, match=f"{int64_file} is damaged: its data no "
                                                  f"longer matches the checksum"):
-        open_memmap(int64_file)
+        open_memmap_file(int64_file)
 
 
-@pytest.mark.parametrize("offset, data, message", [
-    (0, b"X", "not a fastinit memmap file"),
-    (16, struct.pack("<I", 1), "format version 1, this fastinit reads version 2"),
-    (20, struct.pack("<I", 7), "damaged header"),
-    (fmt.HEADER_BYTES - 1, b"\0", "damaged header"),
-    (fmt.HEADER_BYTES + 2, b"#", "damaged header .metadata checksum"),
+@pytest.mark.parametrize("part, offset, data, message", [
+    ("fixed", 0, b"X", "without fastinit's header at its end"),
+    ("fixed", 16, struct.pack("<I", 2), "format version 2, this fastinit reads version 3"),
+    ("fixed", 20, struct.pack("<I", 7), "damaged header"),
+    ("fixed", fmt.HEADER_BYTES - 1, b"\0", "damaged header"),
+    ("meta", 2, b"#", "damaged header .metadata checksum"),
+    ("npy", 0, b"X", "its NumPy header is not the one its metadata describes"),
+    ("npy", 300, b"#", "its NumPy header is not the one its metadata describes"),
 ])
-def test_damaged_or_foreign_headers_are_refused(old_file, offset, data, message):
-    rewrite(old_file, offset, data)
+def test_damaged_or_foreign_headers_are_refused(old_file, part, offset, data, message):
+    raw = old_file.read_bytes()
+    meta = split(raw)[1]
+    start = {"fixed": header_at(raw), "meta": header_at(raw) - len(meta), "npy": 0}[part]
+    rewrite(old_file, start + offset, data)
     with pytest.raises(MemmapFileError, match=message):
-        open_memmap(old_file)
+        open_memmap_file(old_file)
+
+
+@pytest.mark.parametrize("version", [1, 2])
+def test_files_of_earlier_format_versions_are_refused_naming_both_and_the_fix(old_file,
+                                                                              version):
+    # Versions 1 and 2 began with the fixed header: magic, then the version.
+    rewrite(old_file, 0, fmt.MAGIC + struct.pack("<I", version))
+    with pytest.raises(MemmapFileError, match=f"{old_file} has memmap format version "
+                                              f"{version}, this fastinit reads version 3; "
+                                              f"write it again"):
+        open_memmap_file(old_file)
 
 
 def test_truncated_or_extended_files_are_refused(int64_file):
     size = int64_file.stat().st_size
     os.truncate(int64_file, size + 1)
-    with pytest.raises(MemmapFileError, match="longer than its header says"):
-        open_memmap(int64_file)
+    with pytest.raises(MemmapFileError, match="truncated or extended since"):
+        open_memmap_file(int64_file)
     for cut in (size - 1, 4200, 100, 0):
         os.truncate(int64_file, cut)
         with pytest.raises(MemmapFileError, match="truncated|not a fastinit memmap"):
-            open_memmap(int64_file)
+            open_memmap_file(int64_file)
 
 
 def reseal(path, change):
     """Rewrite a file's metadata through ``change`` and recompute every header checksum."""
-    raw = path.read_bytes()
-    meta_len = struct.unpack_from("<Q", raw, 24)[0]
-    document = json.loads(raw[fmt.HEADER_BYTES:fmt.HEADER_BYTES + meta_len])
-    text = change(document)
-    text = text if isinstance(text, bytes) else json.dumps(text).encode()
-    state, checksum = struct.unpack_from("<I", raw, 20)[0], struct.unpack_from("<Q", raw, 64)[0]
-    data = raw[fmt.data_offset(meta_len):]
-    path.write_bytes(fmt.pack_header(state, text, checksum) + text
-                     + bytes(fmt.data_offset(len(text)) - fmt.HEADER_BYTES - len(text)) + data)
+    reseal_file(path, meta=change)
 
 
 @pytest.mark.parametrize("change, message", [
@@ -347,7 +369,7 @@ def reseal(path, change):
     (lambda d: {**d, "arrays": [{**d["arrays"][0], "dtype": {"base": "<f8",
                                                              "shape": [2**20] * 3}}]},
      "cannot use"),
-    (lambda d: {**d, "format": 2.0}, "format"),
+    (lambda d: {**d, "format": 3.0}, "format"),
     (lambda d: {k: v for k, v in d.items() if k != "kind"}, "fields are"),
     (lambda d: [d], "fields are"),
     (lambda d: b"[" * 100000 + b"]" * 100000, "deeper than"),
@@ -361,7 +383,7 @@ def reseal(path, change):
 def test_resealed_metadata_out_of_range_is_refused_naming_the_file(old_file, change, message):
     reseal(old_file, change)
     with pytest.raises(MemmapFileError, match=message) as refused:
-        open_memmap(old_file)
+        open_memmap_file(old_file)
     assert str(old_file) in str(refused.value)
 
 
@@ -392,17 +414,16 @@ def test_a_file_of_another_kind_is_refused_by_open_memmap(tmp_path):
                      kind="something-else") as handle:
         assert sorted(handle.arrays) == ["x", "y"]
     with pytest.raises(MemmapFileError, match="holds 'something-else', not 'array'"):
-        open_memmap(tmp_path / "p.bin")
+        open_memmap_file(tmp_path / "p.bin")
 
 
-def test_bytes_between_metadata_and_data_must_be_zero(old_file):
-    meta_len = struct.unpack_from("<Q", old_file.read_bytes(), 24)[0]
-    rewrite(old_file, fmt.HEADER_BYTES + meta_len + 5, b"\x01")  # covered by no checksum
-    with pytest.raises(MemmapFileError, match="bytes after the metadata are not zero"):
-        open_memmap(old_file)
+def test_the_npy_headers_padding_must_be_what_fastinit_writes(old_file):
+    rewrite(old_file, 4094, b"\x01")  # covered by no checksum: compared byte for byte
+    with pytest.raises(MemmapFileError, match="its NumPy header is not the one"):
+        open_memmap_file(old_file)
 
 
 def test_an_unknown_checksum_kind_is_refused(old_file):
     reseal(old_file, lambda d: {**d, "checksum": "mix6"})
     with pytest.raises(MemmapFileError, match="checksum of kind 'mix6'"):
-        open_memmap(old_file)
+        open_memmap_file(old_file)

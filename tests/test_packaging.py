@@ -103,3 +103,36 @@ def test_kernels_of_another_tree_refuse_to_load(tmp_path):
     assert done.returncode != 0
     assert "two different trees" in done.stderr
     assert str(other / "kernels") in done.stderr and str(checkout / "fastinit") in done.stderr
+
+
+def test_pyproject_names_its_license_as_setuptools_77_wants_it():
+    # The table form ({text = ...}) draws a deprecation warning from setuptools 77 on.
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    assert project["project"]["license"] == "MIT"
+    assert "setuptools>=77" in project["build-system"]["requires"]
+
+
+def test_the_sdist_carries_the_build_backend_pyproject_names(tmp_path):
+    # pyproject's backend-path is _build_backend/: an sdist without it cannot be built.
+    tree = copy_tree(tmp_path / "tree")
+    for name in ("_build_backend", ):
+        shutil.copytree(ROOT / name, tree / name, ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("pyproject.toml", "README.md", "MANIFEST.in", "environment.yml"):
+        shutil.copy(ROOT / name, tree / name)
+    import setuptools
+    if int(setuptools.__version__.split(".")[0]) < 77:
+        # pip builds with the setuptools>=77 pyproject asks for; a venv's own older one
+        # (what runs here) knows only the table form of the license.
+        text = (tree / "pyproject.toml").read_text()
+        (tree / "pyproject.toml").write_text(text.replace('license = "MIT"',
+                                                          'license = { text = "MIT" }'))
+    code = ("import sys; sys.path.insert(0, '_build_backend'); import fastinit_build; "
+            "print(fastinit_build.build_sdist(sys.argv[1]))")
+    done = subprocess.run([sys.executable, "-c", code, str(tmp_path)], cwd=tree,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    import tarfile
+    with tarfile.open(tmp_path / done.stdout.split()[-1]) as sdist:
+        names = {name.split("/", 1)[1] for name in sdist.getnames() if "/" in name}
+    assert {"_build_backend/fastinit_build.py", "pyproject.toml", "kernels/_cache.py",
+            "fastinit/arrays/npyheader.py"} <= names

@@ -13,6 +13,7 @@ from fastinit import Job, JobCancelled, JobInterrupted, do_multithreaded
 from fastinit.host.cpus import usable_cpus
 from fastinit.engine.padata import (LOAD_BALANCE_FACTOR, OversubscriptionWarning,
                                     plan_chunk_size, plan_workers)
+from fastinit.engine.jobstate import JobState
 from fastinit.engine.workpool import WorkerPool, shared_pool
 
 # Jobs that ask for more threads than this machine has CPUs, on purpose: the chunking rules
@@ -24,24 +25,25 @@ POOL8 = WorkerPool(8)
 class Recorder:
     """A thread_fn that records every call: range and thread."""
 
-    def __init__(self, fail_at=None, delay=0.0):
+    def __init__(self, fail_at=None, hold=None):
         self.lock = threading.Lock()
         self.calls = []
         self.completed = []
         self.undone = []
         self.active = 0
         self.fail_at = fail_at
-        self.delay = delay
+        # An event every chunk but the failing one waits for before it completes.
+        self.hold = hold
 
     def __call__(self, start, end, arg):
         with self.lock:
             self.active += 1
             self.calls.append((start, end, threading.get_ident()))
         try:
-            if self.delay:
-                time.sleep(self.delay)
             if self.fail_at is not None and start <= self.fail_at < end:
                 raise ValueError(f"unit {self.fail_at} is bad")
+            if self.hold is not None:
+                assert self.hold.wait(60), "the event this chunk waits for never came"
             with self.lock:
                 self.completed.append((start, end))
         finally:
@@ -267,12 +269,24 @@ def test_raising_chunk_reaches_caller_and_undo_sees_completed_chunks(size, fail_
     assert sorted(rec.undone) == sorted(rec.completed)
 
 
-def test_error_stops_claiming_new_chunks():
-    rec = Recorder(fail_at=0, delay=0.002)
+def test_error_stops_claiming_new_chunks(monkeypatch):
+    # Every other chunk waits until the engine has recorded the first one's failure (the
+    # real JobState.fail, observed): from then on no thread may claim another chunk.
+    recorded = threading.Event()
+    fail = JobState.fail
+
+    def fail_and_tell(self, error, chunk):
+        fail(self, error, chunk)
+        recorded.set()
+
+    monkeypatch.setattr(JobState, "fail", fail_and_tell)
+    rec = Recorder(fail_at=0, hold=recorded)
     with pytest.raises(ValueError):
         do_multithreaded(Job(rec, start=0, size=1000, max_threads=2, min_chunk=1))
-    # 1000 units in chunks of 125: the failure on the first stops the job early.
-    assert len(rec.calls) < 8
+    # At most 2 threads: the failing chunk, and at most the one chunk the other thread
+    # held when the failure was recorded (of 4 or more, however many CPUs size them).
+    assert 0 in [start for start, _, _ in rec.calls]
+    assert len(rec.calls) <= 2
 
 
 def test_cancel_event_stops_job_and_undoes_completed_chunks():
@@ -302,17 +316,28 @@ def test_cancel_set_before_start_runs_nothing():
 
 
 def test_ctrl_c_in_caller_joins_helpers_and_raises_job_interrupted():
-    rec = Recorder(delay=0.01)
+    # The caller is interrupted in its second chunk (its first completed); a helper's
+    # chunks wait until then, so the caller has a second chunk on any number of CPUs.
+    struck = threading.Event()
+    rec = Recorder()
     caller = threading.get_ident()
-
-    interrupted = []
+    callers_chunks, interrupted = [], []
 
     def work(start, end, arg):
+        if threading.get_ident() != caller:
+            assert struck.wait(60), "the caller never reached its second chunk"
+            return rec(start, end, arg)
         rec(start, end, arg)
-        if threading.get_ident() == caller and len(rec.completed) >= 2 and not interrupted:
+        callers_chunks.append((start, end))
+        if len(callers_chunks) == 2:
             interrupted.append((start, end))
+            struck.set()
             _thread.interrupt_main()
-            time.sleep(0.05)  # the interrupt lands here, inside the chunk
+            # The interrupt lands here, inside the chunk: Python takes it at the loop's
+            # next turn, long before the loop could end.
+            for _ in range(10**9):
+                pass
+            pytest.fail("the interrupt never landed")
 
     job = Job(work, start=0, size=1000, max_threads=2, min_chunk=10, undo_fn=rec.undo)
     with pytest.raises(JobInterrupted, match="interrupted by Ctrl-C"):
@@ -375,9 +400,17 @@ def test_report_lists_chunks_in_claim_order_with_workers():
 
 
 def test_report_gives_each_workers_busy_seconds():
-    rec = Recorder(delay=0.005)
-    report = do_multithreaded(Job(rec, start=0, size=16, max_threads=2, min_chunk=1))
+    spent, lock = {}, threading.Lock()
+
+    def work(start, end, arg):
+        began = time.perf_counter()
+        sum(range(20_000))  # some real work, so each chunk takes measurable time
+        with lock:
+            spent[start] = time.perf_counter() - began
+
+    report = do_multithreaded(Job(work, start=0, size=16, max_threads=2, min_chunk=1))
     for worker, seconds in enumerate(report.worker_seconds):
-        chunks = sum(1 for *_, w in report.chunks if w == worker)
-        # Each chunk slept 5 ms inside thread_fn; a worker is busy no longer than the job.
-        assert chunks * 0.005 <= seconds <= report.elapsed
+        inside = sum(spent[start] for start, _, w in report.chunks if w == worker)
+        # A worker is busy at least as long as its chunks ran, and no longer than the job.
+        assert inside <= seconds <= report.elapsed
+    assert sum(spent.values()) > 0

@@ -1,9 +1,11 @@
-"""Users' own arrays: crash-safe memmap files for any dtype (`create_memmap`, `open_memmap`),
+"""Users' own arrays: crash-safe memmap files for any dtype, which NumPy opens too
+(`create_memmap`, `open_memmap` as NumPy spells it, `open_memmap_file` for the handle),
 parallel huge-page allocation (`empty`) and streaming fills (`fill`).
 
 Modules: `alloc` (`empty`, `allocation`), `touch` (parallel first touch), `fill` (`fill`),
 `records` (which dtypes and record functions fill takes), `fileformat` (the on-disk
-format), `memmapfile` (create, open, complete),
+format), `npyheader` (its NumPy header), `dtypes` (dtypes as JSON), `memmapfile` (create,
+open, complete), `npymemmap` (`open_memmap` with NumPy's modes),
 `atomic` (write beside, rename when complete), `rename` (renameat2), `locks` (the path's
 and the file's flocks), `lease` (a reader's read lease), `checksum` (the data checksum),
 `errors` (why a file is refused).
@@ -11,8 +13,9 @@ and the file's flocks), `lease` (a reader's read lease), `checksum` (the data ch
 
 from fastinit.arrays.errors import (DamagedMemmapError, IncompleteMemmapError,
                                     MemmapBusyError, MemmapChangedError, MemmapFileError)
-from fastinit.arrays.memmapfile import MemmapFile, create_memmap, open_memmap
+from fastinit.arrays.memmapfile import MemmapFile, create_memmap, open_memmap_file
+from fastinit.arrays.npymemmap import open_memmap
 
-__all__ = ["MemmapFile", "create_memmap", "open_memmap", "MemmapFileError",
+__all__ = ["MemmapFile", "create_memmap", "open_memmap", "open_memmap_file", "MemmapFileError",
            "IncompleteMemmapError", "DamagedMemmapError", "MemmapBusyError",
            "MemmapChangedError"]

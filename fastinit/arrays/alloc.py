@@ -38,7 +38,7 @@ from fastinit.arrays.memmapfile import create_memmap
 from fastinit.arrays.touch import advise, first_touch
 from fastinit.host.memory import available_memory
 from fastinit.validate import (check_bool, check_callable, check_int, check_threads,
-                                      check_type)
+                               check_type)
 from fastinit.layout import HPAGE_PMD_SIZE
 from fastinit.units import gib
 
@@ -220,10 +220,12 @@ def empty(shape, dtype=float, *, path=None, force: bool = False,
         Put the array in a new memmap file (`fastinit.create_memmap`) instead of anonymous
         memory. The file is written beside ``path`` under a temporary name and appears at
         ``path`` when complete: `fill` completes it when it writes the whole array, or
-        call ``fastinit.MemmapFile.of(array).complete()`` after writing it another way. A
-        process that exits before leaves ``path`` as it was. Refused like ``create_memmap``
-        refuses: an existing file without ``force``, a disk without room for it (the
-        blocks are reserved now). It may be larger than memory. It is not faulted in: the
+        call ``fastinit.MemmapFile.of(array).complete()`` after writing it another way. An
+        array dropped (or a process that exits) before leaves ``path`` as it was and keeps
+        the data as ``NAME.fastinit-unfinished-RANDOM``, with a warning; ``.fail()``
+        discards it. The file is also a .npy file (``numpy.load``). Refused like
+        ``create_memmap`` refuses: an existing file without ``force``, a disk without room
+        for it (the blocks are reserved now). It may be larger than memory. It is not faulted in: the
         fill faults its pages in on its own threads, which costs less than writing every
         page twice (see the module's notes).
     force : bool

@@ -43,6 +43,7 @@ from fastinit.arrays.rename import exchange, rename_noreplace
 
 TEMP_INFIX = ".fastinit-tmp-"
 KEPT_INFIX = ".fastinit-new-"
+UNFINISHED_INFIX = ".fastinit-unfinished-"
 # Opening a name found in a directory to read it: never through a symbolic link, and never
 # blocking (a FIFO put there would block an open for reading until a writer came).
 _READ_ENTRY = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
@@ -184,7 +185,7 @@ def commit_temp(shown: str, dfd: int, temp: str, fd: int, name: str,
     except FileExistsError:
         replaced = False
     if not replaced:
-        kept = _keep(dfd, temp)
+        kept = keep(dfd, temp)
         os.fsync(dfd)
         where = os.path.join(os.path.dirname(shown), kept)
         raise MemmapFileError(f"{shown} {'changed' if old else 'appeared'} while fastinit "
@@ -223,12 +224,12 @@ def _replace(dfd: int, temp: str, name: str, old: os.stat_result) -> bool:
     return True
 
 
-def _keep(dfd: int, temp: str) -> str:
-    """Rename a complete temporary file to ``NAME.fastinit-new-RANDOM`` (a name cleanup
-    leaves alone); returns the new name."""
+def keep(dfd: int, temp: str, infix: str = KEPT_INFIX) -> str:
+    """Rename a temporary file to ``NAME<infix>RANDOM`` (``NAME.fastinit-new-RANDOM`` for a
+    complete one: names cleanup leaves alone); returns the new name."""
     name = temp[1:temp.index(TEMP_INFIX)]
     for _ in range(100):
-        kept = f"{name}{KEPT_INFIX}{secrets.token_hex(4)}"
+        kept = f"{name}{infix}{secrets.token_hex(4)}"
         try:
             rename_noreplace(dfd, temp, kept)
             return kept

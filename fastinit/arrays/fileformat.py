@@ -1,22 +1,28 @@
-"""The fastinit memmap file format: a checked header, then arrays of any dtype.
+"""The fastinit memmap file format: a NumPy .npy file with a checked trailer.
 
 Layout (little-endian)::
 
-    0            fixed header, 128 bytes: magic, format version, state, metadata length
-                 and SHA-256, data checksum, reserved zeros, SHA-256 of these 96 bytes
-    128          metadata, JSON: format version, kind, the arrays (name, dtype, shape),
-                 the data checksum's name, and the user's own metadata
-    data_offset  128 + metadata length, rounded up to a page: the arrays in order, each
-                 starting on a 64-byte boundary; the file ends with the last one
+    0              an NPY header (`fastinit.arrays.npyheader`) describing the first
+                   array, padded with spaces to a page boundary: NumPy opens the file
+    data_offset    the arrays in order, each starting on a 64-byte boundary
+    meta_offset    data_offset + the data's size: metadata, JSON (format version, kind,
+                   the arrays (name, dtype, shape), the data checksum's name, and the
+                   user's own metadata)
+    size - 128     fixed header, 128 bytes: magic, format version, state, metadata length
+                   and SHA-256, data checksum, reserved zeros, SHA-256 of these 96 bytes;
+                   the file ends with it
 
-Every offset and size is derived from the metadata, never stored: a file cannot claim an
-offset outside itself, and the file's size must be exactly what its arrays need. Nothing
-of a file is believed before its checksums match and every field has been checked for
-type and range (a file is untrusted input). This module holds the format; creating,
-opening and completing files is `fastinit.arrays.memmapfile`.
+NumPy reads the NPY header and the first array and never looks past them, so fastinit's
+own header sits at the end, where the file's size (a fact, not a claim) finds it. Every
+other offset and size is derived from the metadata, never stored: the NPY header must be
+byte for byte the one the metadata implies, and the file's size exactly what its parts
+need. Nothing of a file is believed before its checksums match and every field has been
+checked for type and range (a file is untrusted input). This module holds the format;
+creating, opening and completing files is `fastinit.arrays.memmapfile`.
 
 Format history: version 1 (fastinit 0.1) had a 64-byte fixed header, page memmaps only
-and no data checksum; this version refuses it, naming both versions.
+and no data checksum; version 2 had the fixed header and metadata first, so only
+fastinit could read it. This version refuses both, naming them.
 """
 
 from __future__ import annotations
@@ -24,35 +30,35 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 import re
 import struct
 from dataclasses import dataclass
 
 import numpy as np
 
+from fastinit.arrays.dtypes import (MAX_ITEMSIZE, MAX_NDIM, check_mappable,  # noqa: F401
+                                    check_dtype, dtype_from_json, dtype_to_json, header_int,
+                                    numpy_dtype)
 from fastinit.arrays.errors import MemmapFileError
+from fastinit.arrays.npyheader import PAGE, is_npy, npy_header
 from fastinit.layout import align_up
 
 MAGIC = b"FASTINIT-MEMMAP\0"
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 # magic, version, state, metadata length, metadata SHA-256, data checksum, reserved
 _FIXED = struct.Struct("<16sIIQ32sQ24s")
 HEADER_BYTES = _FIXED.size + 32  # then the SHA-256 of the fixed fields
 # closed: opened for writing, written, and closed (or its program ended) without complete()
 STATES = {1: "initializing", 2: "complete", 3: "failed", 4: "closed"}
 INITIALIZING, COMPLETE, FAILED, CLOSED = 1, 2, 3, 4
-PAGE = 4096
 ARRAY_ALIGN = 64  # a cache line: streaming stores write whole lines
 
 # Caps: a header may not make a reader spend more than its layout could need.
 MAX_METADATA_BYTES = 1 << 20
 MAX_JSON_DEPTH = 32
 MAX_DATA_BYTES = 1 << 50  # 1 PiB
-MAX_ITEMSIZE = 1 << 20
-MAX_NDIM = 32
 MAX_ARRAYS = 16
-MAX_FIELDS = 1024
-_TYPESTR = re.compile(r"[<>|=]?[biufcmMSUV]\d{0,7}(\[[a-zA-Z0-9]{1,8}\])?")
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
 
 
@@ -68,14 +74,14 @@ class Header:
 
 
 def pack_header(state: int, meta: bytes, data_checksum: int = 0) -> bytes:
-    """The 128 header bytes of a version-2 file."""
+    """The 128 bytes of a file's fixed header (its last bytes)."""
     fixed = _FIXED.pack(MAGIC, FORMAT_VERSION, state, len(meta), hashlib.sha256(meta).digest(),
                         data_checksum, bytes(24))
     return fixed + hashlib.sha256(fixed).digest()
 
 
 def unpack_header(shown: str, raw: bytes, redo: str) -> Header:
-    """Check and decode the first `HEADER_BYTES` of a file (any version is named)."""
+    """Check and decode a fixed header's `HEADER_BYTES` (any version is named)."""
     if len(raw) < 20 or raw[:16] != MAGIC:
         raise MemmapFileError(f"{shown} is not a fastinit memmap file (no header); check "
                               f"the path")
@@ -96,84 +102,60 @@ def unpack_header(shown: str, raw: bytes, redo: str) -> Header:
     return Header(version, state, meta_len, meta_sha, checksum)
 
 
-def data_offset(meta_len: int) -> int:
-    return align_up(HEADER_BYTES + meta_len, PAGE)
+def read_header(shown: str, fd: int, size: int, redo: str) -> Header:
+    """The fixed header at the end of the open file ``fd`` of ``size`` bytes, checked.
+
+    A file of an older version (whose header came first) is refused naming its version.
+    """
+    if os.pread(fd, len(MAGIC), 0) == MAGIC:  # versions 1 and 2 began with the header
+        unpack_header(shown, os.pread(fd, HEADER_BYTES, 0), redo)
+    if size < HEADER_BYTES or os.pread(fd, len(MAGIC), size - HEADER_BYTES) != MAGIC:
+        if is_npy(os.pread(fd, 8, 0)):
+            raise MemmapFileError(f"{shown} is a NumPy .npy file without fastinit's header "
+                                  f"at its end: not written by fastinit, or truncated or "
+                                  f"extended since; {redo}")
+        raise MemmapFileError(f"{shown} is not a fastinit memmap file (no header); check "
+                              f"the path")
+    return unpack_header(shown, os.pread(fd, HEADER_BYTES, size - HEADER_BYTES), redo)
 
 
-# dtypes as JSON ---------------------------------------------------------------------
-
-def dtype_to_json(dtype: np.dtype):
-    """A JSON value that `dtype_from_json` turns back into an equal dtype."""
-    if dtype.subdtype is not None:
-        base, shape = dtype.subdtype
-        return {"base": dtype_to_json(base), "shape": list(shape)}
-    if dtype.names is not None:
-        return {"names": list(dtype.names),
-                "formats": [dtype_to_json(dtype.fields[n][0]) for n in dtype.names],
-                "offsets": [dtype.fields[n][1] for n in dtype.names],
-                "itemsize": dtype.itemsize, "aligned": dtype.isalignedstruct}
-    return dtype.str
+def is_ours(fd: int) -> bool:
+    """Whether the open file carries fastinit's magic where a header of some version of
+    the format would be (so it may be replaced with ``force``, or cleaned up)."""
+    size = os.fstat(fd).st_size
+    return os.pread(fd, len(MAGIC), 0) == MAGIC or \
+        (size >= HEADER_BYTES and os.pread(fd, len(MAGIC), size - HEADER_BYTES) == MAGIC)
 
 
-def header_int(value, lo: int, hi: int, what: str) -> int:
-    """``value``, read from a file's JSON header, if it is an int (no bool) in ``lo..hi``;
-    else a ValueError naming ``what`` (with the value cut short: the file is untrusted)."""
-    if type(value) is not int or not lo <= value <= hi:
-        raise ValueError(f"{what} is {str(value)[:40]}, not an integer in {lo}..{hi}")
-    return value
+@dataclass(frozen=True)
+class Layout:
+    """Where a file's parts lie, derived from its checked metadata."""
+
+    npy: bytes  # the NPY header: the file's first bytes, up to the data
+    data_bytes: int
+    meta_len: int
+
+    @property
+    def data_offset(self) -> int:
+        return len(self.npy)
+
+    @property
+    def meta_offset(self) -> int:
+        return self.data_offset + self.data_bytes
+
+    @property
+    def header_offset(self) -> int:
+        return self.meta_offset + self.meta_len
+
+    @property
+    def total(self) -> int:
+        return self.header_offset + HEADER_BYTES
 
 
-def dtype_from_json(value, depth: int = 0) -> np.dtype:
-    """The dtype a file describes; ValueError for anything but a plain record dtype."""
-    if depth > 8:
-        raise ValueError("dtype nested more than 8 levels")
-    if isinstance(value, str):
-        if not _TYPESTR.fullmatch(value):
-            raise ValueError(f"dtype {value[:40]!r} is not a plain NumPy type string")
-        dtype = np.dtype(value)
-    elif isinstance(value, dict) and set(value) == {"base", "shape"}:
-        if not isinstance(value["shape"], list) or len(value["shape"]) > MAX_NDIM:
-            raise ValueError("subarray shape is not a short list")
-        shape = tuple(header_int(n, 0, MAX_ITEMSIZE, "subarray extent") for n in value["shape"])
-        dtype = np.dtype((dtype_from_json(value["base"], depth + 1), shape))
-    elif isinstance(value, dict) and set(value) == {"names", "formats", "offsets",
-                                                     "itemsize", "aligned"}:
-        names, formats, offsets = value["names"], value["formats"], value["offsets"]
-        if not (isinstance(names, list) and isinstance(formats, list)
-                and isinstance(offsets, list) and 0 < len(names) <= MAX_FIELDS
-                and len(names) == len(formats) == len(offsets)
-                and all(isinstance(n, str) and 0 < len(n) <= 256 for n in names)
-                and isinstance(value["aligned"], bool)):
-            raise ValueError("structured dtype with malformed names, formats or offsets")
-        dtype = np.dtype({"names": names,
-                          "formats": [dtype_from_json(f, depth + 1) for f in formats],
-                          "offsets": [header_int(o, 0, MAX_ITEMSIZE, "field offset")
-                                      for o in offsets],
-                          "itemsize": header_int(value["itemsize"], 1, MAX_ITEMSIZE, "itemsize")},
-                         align=value["aligned"])
-    else:
-        raise ValueError(f"dtype description {str(value)[:60]!r} is not one fastinit writes")
-    check_dtype(dtype)
-    return dtype
+def layout(arrays: list[ArraySpec], data_bytes: int, meta_len: int) -> Layout:
+    first = arrays[0]
+    return Layout(npy_header(first.dtype, first.shape), data_bytes, meta_len)
 
-
-def numpy_dtype(dtype) -> np.dtype:
-    """``np.dtype(dtype)``, or a TypeError that names what was given."""
-    try:
-        return np.dtype(dtype)
-    except TypeError as error:
-        raise TypeError(f"dtype {dtype!r} is not a NumPy dtype: {error}") from None
-
-
-def check_dtype(dtype: np.dtype) -> None:
-    if dtype.hasobject:
-        raise ValueError(f"dtype {dtype} holds Python objects, which a file cannot store")
-    if not 0 < dtype.itemsize <= MAX_ITEMSIZE:
-        raise ValueError(f"dtype {dtype} has itemsize {dtype.itemsize}; records must be "
-                         f"1..{MAX_ITEMSIZE} bytes")
-
-
-# metadata ---------------------------------------------------------------------------
 
 @dataclass(frozen=True)
 class ArraySpec:
@@ -226,21 +208,6 @@ def lay_out(arrays) -> tuple[list[ArraySpec], int]:
         placed.append(spec)
         offset += spec.nbytes
     return placed, offset
-
-
-def check_mappable(name: str, dtype: np.dtype, shape: tuple[int, ...]) -> None:
-    """ValueError, naming the dtype and shape, unless NumPy can view bytes as an array of
-    ``shape`` and ``dtype`` as `MemmapFile.arrays` does (a subarray dtype's extents become
-    trailing axes): a subarray of subarrays cannot be viewed, and extents whose product
-    overflows NumPy's index type cannot be shaped even when one of them is 0."""
-    base, extra = dtype.subdtype if dtype.subdtype else (dtype, ())
-    try:
-        one = np.zeros(dtype.itemsize, np.uint8).view(base)
-        np.lib.stride_tricks.as_strided(one, shape + extra, (0,) * len(shape + extra))
-    except (ValueError, TypeError) as error:
-        raise ValueError(f"array {name!r} of dtype {dtype} and shape {shape} cannot be "
-                         f"mapped by NumPy ({error}); use a plain dtype (subarray extents "
-                         f"as axes of the shape) and a shape NumPy can make") from None
 
 
 def encode_metadata(kind: str, arrays: list[ArraySpec], user, created: str,

@@ -1,7 +1,7 @@
 """The handle of an open fastinit memmap file: its arrays, state, and the way to finish it.
 
-A `MemmapFile` is what `fastinit.arrays.memmapfile.create_memmap` and ``open_memmap``
-return. Every array it hands out keeps it alive (so its lock and its unfinished file live
+A `MemmapFile` is what `fastinit.arrays.memmapfile.create_memmap` and ``open_memmap_file``
+return (and what ``open_memmap``'s arrays lead to). Every array it hands out keeps it alive (so its lock and its unfinished file live
 as long as any view of the data), and `MemmapFile.of` finds it again from any such view.
 """
 
@@ -10,6 +10,7 @@ from __future__ import annotations
 import atexit
 import fcntl
 import os
+import warnings
 import weakref
 
 import numpy as np
@@ -40,7 +41,8 @@ class MemmapFile:
     path : str
         The path as given (the file being written sits beside it until `complete`).
     mode : str
-        "w" (new, not yet at ``path``), "r" (read-only) or "r+" (updated in place).
+        "w" (new, not yet at ``path``), "r" (read-only), "r+" (updated in place) or "c"
+        (copy-on-write: the arrays are writable, the file never changes).
     kind : str
         What the file holds: "array" for `create_memmap`, or a fastinit subsystem's name.
     metadata : object
@@ -48,12 +50,13 @@ class MemmapFile:
     """
 
     def __init__(self, where, fd, lock, region, meta, arrays, mode, *, raw_meta: bytes,
-                 state: int, checksum: int | None = None, temp=None, replaces=None,
-                 lease=None):
+                 layout: fmt.Layout, state: int, checksum: int | None = None, temp=None,
+                 replaces=None, lease=None):
         # What the header said was read once, checked, and is kept here: the mapping's
         # header may change under us (another process can write the file), this may not.
-        self._offset = fmt.data_offset(len(raw_meta))
-        end = self._offset + arrays[-1].offset + arrays[-1].nbytes
+        self._layout = layout
+        self._offset = layout.data_offset
+        end = layout.total
         if end > len(region):
             raise MemmapFileError(f"{where[0]} maps {len(region)} bytes where its arrays "
                                   f"need {end}")
@@ -70,6 +73,7 @@ class MemmapFile:
         if lease is not None:
             lease.guard(self._base.ctypes.data, len(region))
         self._finished = mode != "w"
+        self.kept: str | None = None  # where an unfinished new file was kept (see close)
         if mode == "w":
             _WRITERS.add(self)
 
@@ -79,7 +83,8 @@ class MemmapFile:
     def data(self) -> np.ndarray:
         """Every byte of the data region: ndarray of uint8, shape (data_bytes,)."""
         end = self._specs[-1].offset + self._specs[-1].nbytes
-        owner = _Owner(self, self._base.ctypes.data + self._offset, end, self.writing)
+        owner = _Owner(self, self._base.ctypes.data + self._offset, end,
+                       self.writing or self.mode == "c")
         return np.asarray(owner)
 
     @property
@@ -111,6 +116,18 @@ class MemmapFile:
         """The format's own fields: format, kind, fastinit version, created, checksum."""
         return {k: v for k, v in self._meta.items() if k not in ("arrays", "metadata")}
 
+    def data_file(self) -> tuple[int, int]:
+        """``(fd, offset)``: a new descriptor of the open file (the caller closes it) and
+        where the data region starts in it, for mapping parts of the data again (HVO)."""
+        if self._fd is None:
+            raise ValueError(f"{self.path} is closed")
+        return os.dup(self._fd), self._offset
+
+    @property
+    def completed_checksum(self) -> int | None:
+        """The data checksum written when the file was completed (None: not complete)."""
+        return self._complete_checksum
+
     @property
     def state(self) -> str:
         return fmt.STATES[self._state]
@@ -119,7 +136,7 @@ class MemmapFile:
     def writing(self) -> bool:
         """True while the file is being written: opened for writing and not yet completed,
         failed or closed. Its arrays must not be written otherwise."""
-        return self.mode != "r" and not self._finished
+        return self.mode in ("w", "r+") and not self._finished
 
     @classmethod
     def of(cls, array) -> MemmapFile | None:
@@ -134,8 +151,11 @@ class MemmapFile:
     # states -----------------------------------------------------------------------
 
     def _write_state(self, state: int, checksum: int = 0) -> None:
-        self._region[:fmt.HEADER_BYTES] = fmt.pack_header(state, self._raw_meta, checksum)
-        self._region.flush(0, fmt.PAGE)
+        at = self._layout.header_offset
+        self._region[at:at + fmt.HEADER_BYTES] = fmt.pack_header(state, self._raw_meta,
+                                                                 checksum)
+        page = at - at % fmt.PAGE  # msync takes a page-aligned start
+        self._region.flush(page, self._layout.total - page)
         self._state = state
         if state != fmt.INITIALIZING:
             self._complete_checksum = checksum if state == fmt.COMPLETE else None
@@ -153,7 +173,11 @@ class MemmapFile:
         file) rename it over the path. Do not write to the arrays afterwards."""
         if self._finished:
             raise ValueError(f"{self.path} was already completed, failed or closed")
-        self._region.flush()  # msync: the data is on disk before the file says complete
+        # The data is on disk before the file says complete. fsync writes back what the
+        # mapping dirtied as msync does (Linux's msync is an fsync of each mapping of
+        # the range), with one flush of the disk's cache where msync flushes it once per
+        # mapping: HVO's aliases (fastinit.mm.hugetlb.hvo_file) are thousands of them.
+        os.fsync(self._fd)
         checksum = data_checksum(self.data)
         self._write_state(fmt.COMPLETE, checksum)
         try:
@@ -190,7 +214,9 @@ class MemmapFile:
             return
         with interrupts_deferred():
             self._finished = True
-            if self._temp is not None:
+            if self._temp is not None and state == fmt.CLOSED and self.kind == "array":
+                self._keep_unfinished()
+            elif self._temp is not None:
                 atomic.remove_temp(self._dfd, self._temp, self._fd)
                 self._fd = self._temp = None
             elif state == fmt.FAILED:  # said by the writer: whatever the data holds
@@ -198,11 +224,33 @@ class MemmapFile:
             else:
                 self._write_state(*self._end_state(state, threads))
             self._release()
+        if self.kind == "array" and self._state == fmt.CLOSED:
+            self._warn_closed()
+
+    def _keep_unfinished(self) -> None:
+        # A user's new file dropped (or left at exit) without complete() or fail(): kept,
+        # marked closed, under a name no cleanup removes (NumPy users write with plain
+        # assignments: their data must not vanish); `_warn_closed` says where.
+        self._write_state(fmt.CLOSED)
+        try:
+            kept = atomic.keep(self._dfd, self._temp, atomic.UNFINISHED_INFIX)
+        except OSError:
+            kept = self._temp
+        self.kept, self._temp = os.path.join(os.path.dirname(self.path), kept), None
+
+    def _warn_closed(self) -> None:
+        where = (f"its new data is kept, unchecked, in {self.kept} (delete it if you do not "
+                 f"need it)" if self.kept else "it is marked closed, not complete")
+        warnings.warn(f"fastinit: {self.path} was written and dropped (or the program ended) "
+                      f"without complete() or fail(): {where}; numpy.load opens it, fastinit "
+                      f"refuses it as incomplete. Call fastinit.MemmapFile.of(array)"
+                      f".complete() once the array is written (or use create_memmap in a "
+                      f"with block)", RuntimeWarning, stacklevel=3)
 
     def begin_update(self) -> None:
         """Take a completed file back for writing in place: lock it and mark it
         initializing until the next `complete`."""
-        if not self._finished or self.mode == "r":
+        if not self._finished or self.mode in ("r", "c"):
             raise ValueError(f"{self.path} is open read-only or still being written")
         shown, name = self.path, self._name
         self._lock = locks.PathLock(shown, self._dfd, name, exclusive=True)
@@ -225,8 +273,10 @@ class MemmapFile:
 
     def close(self) -> None:
         """Release the file (its lock and descriptors; arrays stay readable while they
-        live). One being written and not completed is removed if new; updated in place,
-        it is complete again if nothing was written, else marked closed uncompleted."""
+        live). A new file of one array (`create_memmap`, ``empty(path=)``) not completed is
+        kept, marked closed, as ``NAME.fastinit-unfinished-RANDOM`` with a warning (a
+        fastinit subsystem's new file is removed); updated in place, it is complete again
+        if nothing was written, else marked closed uncompleted."""
         self._stop(fmt.CLOSED)
         self._finished = True
         self._release()
@@ -243,7 +293,7 @@ class MemmapFile:
         if self._lock is not None:
             self._lock.release()
             self._lock = None
-        if self.mode != "r" and self._fd is not None:
+        if self.mode in ("w", "r+") and self._fd is not None:
             fcntl.flock(self._fd, fcntl.LOCK_UN)  # written: now as unlocked as before
         _WRITERS.discard(self)
 
@@ -253,6 +303,8 @@ class MemmapFile:
     def __exit__(self, kind, value, traceback) -> None:
         if kind is None and self.writing:
             self.complete()
+        elif kind is not None and self._temp is not None:
+            self.fail()  # a new file whose block raised: the path keeps what it had
         self.close()
 
     def __del__(self):
@@ -264,7 +316,8 @@ class MemmapFile:
 
 @atexit.register
 def _fail_unfinished() -> None:
-    """A program that exits without completing its files leaves no temporary file."""
+    """A program that exits without completing its files leaves no temporary file: a
+    user's new array file is kept (with a warning), a subsystem's removed."""
     for handle in list(_WRITERS):
         handle._stop(fmt.CLOSED, threads=1)  # no new threads while the interpreter exits
 

@@ -64,16 +64,6 @@ def lock_file(shown: str, fd: int, exclusive: bool) -> None:
         raise busy(shown, exclusive) from None
 
 
-_KINDS = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO (named pipe)"),
-          (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
-          (stat.S_ISSOCK, "a socket"), (stat.S_ISLNK, "a symbolic link"))
-
-
-def kind_of(mode: int) -> str:
-    """What a file of ``st_mode`` is, as words ("a directory", "a FIFO (named pipe)"...)."""
-    return next((words for test, words in _KINDS if test(mode)), "not a regular file")
-
-
 class PathLock:
     """An flock on ``.NAME.fastinit-lock`` beside a path, taken without waiting.
 

@@ -33,10 +33,6 @@ _UNFINISHED = {
                 "without complete()"}
 
 
-def _is_ours(fd: int) -> bool:
-    return os.pread(fd, len(fmt.MAGIC), 0) == fmt.MAGIC
-
-
 def create_file(path, arrays, metadata=None, *, kind: str = "array", force: bool = False,
                 replace_any_file: bool = False) -> MemmapFile:
     """A new memmap file holding ``arrays``, a list of ``(name, dtype, shape)``.
@@ -55,7 +51,8 @@ def create_file(path, arrays, metadata=None, *, kind: str = "array", force: bool
     created = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
     meta = fmt.encode_metadata(kind, specs, metadata, created, fastinit.__version__,
                                CHECKSUM_NAME)
-    total = fmt.data_offset(len(meta)) + data_bytes
+    lay = fmt.layout(specs, data_bytes, len(meta))
+    total = lay.total
     shown, directory, name = atomic.split_path(path)
     dfd = atomic.open_directory(shown, directory)
     lock = temp = fd = None
@@ -63,11 +60,11 @@ def create_file(path, arrays, metadata=None, *, kind: str = "array", force: bool
         # Once before locking, so nothing is ever created beside a device or a FIFO, and
         # once with the lock held, which is the check that counts.
         atomic.check_replaceable(shown, dfd, name, force=force, replace_any=replace_any_file,
-                                 is_ours=_is_ours)
+                                 is_ours=fmt.is_ours)
         lock = locks.PathLock(shown, dfd, name, exclusive=True)
         old = atomic.check_replaceable(shown, dfd, name, force=force,
-                                       replace_any=replace_any_file, is_ours=_is_ours)
-        atomic.remove_orphans(dfd, name, _is_ours)
+                                       replace_any=replace_any_file, is_ours=fmt.is_ours)
+        atomic.remove_orphans(dfd, name, fmt.is_ours)
         stat = os.statvfs(dfd)
         free = stat.f_bavail * stat.f_frsize
         if total > free:
@@ -78,19 +75,22 @@ def create_file(path, arrays, metadata=None, *, kind: str = "array", force: bool
         with interrupts_deferred():  # an interrupt before we hold its fd would leak it
             temp, fd = atomic.create_temp(dfd, name, old.st_mode if old else None)
         try:
-            # The header first: a run killed while the blocks are reserved leaves a file
-            # that says it is ours (and so is cleaned up), never a header-less one.
-            os.pwrite(fd, fmt.pack_header(fmt.INITIALIZING, meta) + meta, 0)
+            # fastinit's header first (at the end: the file grows, sparse, to its size),
+            # so a run killed while the blocks are reserved leaves a file that says it is
+            # ours (and so is cleaned up), never a header-less one; then NumPy's.
+            os.pwrite(fd, meta + fmt.pack_header(fmt.INITIALIZING, meta), lay.meta_offset)
+            os.pwrite(fd, lay.npy, 0)
             os.posix_fallocate(fd, 0, total)
             region = mmap.mmap(fd, total, flags=mmap.MAP_SHARED)
         except OSError as error:
             raise MemmapFileError(f"cannot allocate {gib(total)} in {shown}: "
                                   f"{error.strerror}; choose a path (--memmap-file) on a "
                                   f"disk with room") from None
-        region.flush(0, fmt.data_offset(len(meta)))
+        region.flush()  # the headers: nothing else is written yet
         document = fmt.decode_metadata(meta)[0]
         return MemmapFile((shown, dfd, name), fd, lock, region, document, specs, "w",
-                          raw_meta=meta, state=fmt.INITIALIZING, temp=temp, replaces=old)
+                          raw_meta=meta, layout=lay, state=fmt.INITIALIZING, temp=temp,
+                          replaces=old)
     except BaseException:
         with interrupts_deferred():
             if fd is not None:
@@ -109,7 +109,9 @@ def create_memmap(path, dtype, shape, metadata=None, *, force: bool = False,
     front (a disk too small fails now, leaving nothing), and appears at ``path`` only
     when `MemmapFile.complete` has synced it; until then, or after `MemmapFile.fail`,
     ``path`` keeps what it had. Used as a context manager, the file is completed when
-    the block ends normally and failed when it raises.
+    the block ends normally and failed when it raises; dropped (or left at exit) without
+    either, it is kept as ``NAME.fastinit-unfinished-RANDOM`` with a warning. The file
+    is also a .npy file: ``numpy.load(path, mmap_mode="r")`` gives the array.
 
     Parameters
     ----------
@@ -149,8 +151,8 @@ def open_file(path, mode: str = "r", *, kind: str | None = None,
     ``kind`` (if given) must be the file's; ``allow_incomplete`` opens files whose
     writer did not finish (read-only); ``check_data`` compares the data checksum.
     """
-    if mode not in ("r", "r+"):
-        raise ValueError(f"mode must be 'r' or 'r+', got {mode!r}")
+    if mode not in ("r", "r+", "c"):
+        raise ValueError(f"mode must be 'r', 'r+' or 'c', got {mode!r}")
     shown, directory, name = atomic.split_path(path)
     dfd = atomic.open_directory(shown, directory)
     lock = fd = handle = lease = None
@@ -163,12 +165,13 @@ def open_file(path, mode: str = "r", *, kind: str | None = None,
                 f"{shown} does not exist{note}") from None
         atomic.check_regular(shown, dfd, name)
         lock = locks.PathLock(shown, dfd, name, exclusive=mode == "r+")
-        fd = _open_locked(shown, dfd, name, mode)
-        if mode == "r":  # before its size is read: a file that shrinks from now on is seen
+        fd = _open_locked(shown, dfd, name, "r+" if mode == "r+" else "r")
+        if mode != "r+":  # before its size is read: a file that shrinks from now on is seen
             lease = leases.take(shown, fd)
         size = os.fstat(fd).st_size
-        header = fmt.unpack_header(shown, os.pread(fd, fmt.HEADER_BYTES, 0), _REDO)
-        raw = os.pread(fd, header.meta_len, fmt.HEADER_BYTES)
+        header = fmt.read_header(shown, fd, size, _REDO)
+        meta_at = size - fmt.HEADER_BYTES - header.meta_len
+        raw = os.pread(fd, header.meta_len, meta_at) if meta_at >= 0 else b""
         if len(raw) != header.meta_len or hashlib.sha256(raw).digest() != header.meta_sha256:
             raise MemmapFileError(f"{shown} has a damaged header (metadata checksum "
                                   f"mismatch); {_REDO}")
@@ -181,30 +184,32 @@ def open_file(path, mode: str = "r", *, kind: str | None = None,
             raise MemmapFileError(f"{shown} has a data checksum of kind "
                                   f"{document['checksum'][:40]!r}, this fastinit computes "
                                   f"{CHECKSUM_NAME!r}; {_REDO}")
-        padding = os.pread(fd, fmt.data_offset(header.meta_len) - fmt.HEADER_BYTES
-                           - header.meta_len, fmt.HEADER_BYTES + header.meta_len)
-        if padding.strip(b"\0"):  # no checksum covers it: it must be what we write
-            raise MemmapFileError(f"{shown} has a damaged header (bytes after the metadata "
-                                  f"are not zero); {_REDO}")
         if kind is not None and document["kind"] != kind:
             raise MemmapFileError(f"{shown} holds {document['kind'][:64]!r}, not {kind!r}; "
                                   f"name a {kind} file")
-        total = fmt.data_offset(header.meta_len) + data_bytes
+        lay = fmt.layout(specs, data_bytes, header.meta_len)
+        total = lay.total
         if size != total:
             what = "is truncated" if size < total else "is longer than its header says"
             raise MemmapFileError(f"{shown} {what}: {size} bytes where its header needs "
                                   f"{total}; {_REDO}")
-        if header.state != fmt.COMPLETE and not (allow_incomplete and mode == "r"):
+        if os.pread(fd, lay.data_offset, 0) != lay.npy:  # no checksum covers it
+            raise MemmapFileError(f"{shown} has a damaged header (its NumPy header is not "
+                                  f"the one its metadata describes); {_REDO}")
+        if header.state != fmt.COMPLETE and not (allow_incomplete and mode != "r+"):
             reason = _UNFINISHED[header.state]
             raise IncompleteMemmapError(f"{shown} is incomplete (state "
                                         f"{fmt.STATES[header.state]}): {reason}; its data "
                                         f"cannot be trusted; {_REDO}")
         if mode == "r+":
             region = mmap.mmap(fd, total, access=mmap.ACCESS_WRITE)
-        else:  # a mapping no truncation can turn into SIGBUS (see arrays.snapshot)
+        elif mode == "c" and lease is not None:
+            region = mmap.mmap(fd, total, access=mmap.ACCESS_COPY)
+        else:  # a mapping no truncation can turn into SIGBUS (see arrays.snapshot);
+            # without a lease a private copy, which is also what "c" asks for
             region = snapshot.map_for_reading(shown, fd, total, lease)
         handle = MemmapFile((shown, dfd, name), fd, lock, region, document, specs, mode,
-                            raw_meta=raw, state=header.state,
+                            raw_meta=raw, layout=lay, state=header.state,
                             checksum=header.data_checksum, lease=lease)
         lock = fd = dfd = lease = None  # the handle owns them now: closing it releases them
         if check_data and header.state == fmt.COMPLETE and \
@@ -255,16 +260,18 @@ def _open_locked(shown: str, dfd: int, name: str, mode: str) -> int:
     return writable
 
 
-def open_memmap(path, mode: str = "r") -> MemmapFile:
-    """Open a memmap file `create_memmap` wrote, refusing anything not to be trusted.
+def open_memmap_file(path, mode: str = "r") -> MemmapFile:
+    """Open a memmap file `create_memmap` wrote, refusing anything not to be trusted, and
+    return its handle (`fastinit.open_memmap` returns the array, as NumPy's does).
 
     Parameters
     ----------
     path : str or os.PathLike
-    mode : {"r", "r+"}
+    mode : {"r", "r+", "c"}
         "r": read-only arrays, while other fastinit processes may read it too. "r+":
         writable in place, exclusively; the file says initializing until `complete`
-        (a crash meanwhile leaves it incomplete, never silently changed).
+        (a crash meanwhile leaves it incomplete, never silently changed). "c":
+        copy-on-write: writable arrays whose changes never reach the file.
 
     Returns
     -------

@@ -12,7 +12,6 @@ reserved blocks read as zeros).
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import errno
 import os
 import threading
@@ -22,12 +21,9 @@ from typing import Any
 import numpy as np
 
 from fastinit.engine.padata import Job, JobReport, do_multithreaded
+from fastinit.host.libc import libc as _libc
 from fastinit.kernels.first_touch import touch_range
 from fastinit.layout import HPAGE_PMD_SIZE, PAGE_SIZE, align_up, div_up
-
-_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-_libc.madvise.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int)
-_libc.madvise.restype = ctypes.c_int
 
 # From <linux/mman.h>; Python's mmap module lacks it. A module attribute so a test can
 # swap in an advice the kernel refuses and run the fallback of kernels before 5.14.

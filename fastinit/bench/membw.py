@@ -9,19 +9,14 @@ ctypes, which releases the GIL, one call per thread over that thread's share of 
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import threading
 import time
 
 import numpy as np
 
+from fastinit.host.libc import libc as _libc
 from fastinit.validate import check_int, check_type
 from fastinit.layout import PAGE_SIZE, align_up
-
-_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-_libc.memset.argtypes = (ctypes.c_void_p, ctypes.c_int, ctypes.c_size_t)
-_libc.memset.restype = ctypes.c_void_p
 
 # The byte memset writes when measuring the limit; any non-zero value will do.
 FILL_BYTE = 0x5A

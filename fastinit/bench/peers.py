@@ -18,8 +18,8 @@ import numba
 import numpy as np
 
 from fastinit.kernels.descriptors import (descriptor_index, list_append_max_order_run,
-                                      lru_address, max_order_pieces, new_local_lists,
-                                      page_links)
+                                          lru_address, max_order_pieces, new_local_lists,
+                                          page_links)
 from fastinit.kernels.buddy_free import init_free_piece
 from fastinit.kernels.peers import fill_max_order_blocks_prange
 from fastinit.layout import (MAPCOUNT_NONE, MAX_ORDER, MAX_ORDER_NR_PAGES, MIGRATE_MOVABLE,

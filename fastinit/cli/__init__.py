@@ -42,6 +42,7 @@ KERNELS = ("stream", "plain")
 ARCH_HELP = "thread cap per node: x86 (Linux 5.8, all CPUs of the node; default), " \
             "generic (5.8 elsewhere: 1), linux-6.11 (the node's CPUs everywhere)"
 
+
 def _machine_args(parser) -> None:
     from fastinit.host.cpus import usable_cpus
     source = parser.add_mutually_exclusive_group()
@@ -94,11 +95,16 @@ def build_parser():
     """The command line's argparse parser."""
     import argparse
     import fastinit
-    from fastinit.cli.cluster import add_cluster_args
     parser = argparse.ArgumentParser(prog="fastinit", description=DESCRIPTION,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"fastinit {fastinit.__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for add_command in (_topology_command, _boot_command, _verify_command, _bench_command):
+        add_command(commands)
+    return parser
+
+
+def _topology_command(commands) -> None:
     topology = commands.add_parser(
         "topology", help="print the machine as the kernel sees it: zones, node ranges, holes",
         description="Print zone ranges, early memory node ranges, and per node and zone the "
@@ -108,6 +114,10 @@ def build_parser():
     # topology has no deferred-init kernel to choose: --kernel names the Linux version.
     topology.add_argument("--linux", "--kernel", dest="linux", metavar="VERSION",
                           help=LINUX_HELP)
+
+
+def _boot_command(commands) -> None:
+    from fastinit.cli.cluster import add_cluster_args
     boot = commands.add_parser(
         "boot", help="simulate boot-time struct page init (early + parallel deferred)",
         description="Allocate the memmap, run early init on one thread and deferred init "
@@ -127,6 +137,10 @@ def build_parser():
     boot.add_argument("--verify", action="store_true",
                       help="also check the result against the serial reference")
     add_cluster_args(boot)
+
+
+def _verify_command(commands) -> None:
+    from fastinit.cli.cluster import add_cluster_args
     verify = commands.add_parser(
         "verify", help="boot and check the result, or check a memmap file a boot left",
         description="Without --memmap-file: the same as 'boot --verify'. With --memmap-file "
@@ -140,6 +154,9 @@ def build_parser():
                         help="check this memmap file, which 'fastinit boot --memmap-file' "
                              "wrote, instead of booting")
     add_cluster_args(verify)
+
+
+def _bench_command(commands) -> None:
     bench = commands.add_parser(
         "bench", help="deferred init against memset (the write limit) and the peers",
         description="Boot the machine repeatedly on one pre-faulted memmap for each thread "
@@ -162,7 +179,7 @@ def build_parser():
                        help="draw time, speedup and GB/s against threads, with the peers "
                             "(.png, .svg or .pdf; needs the perf extra); checked before the "
                             "benchmark runs")
-    return parser
+
 
 def main(argv: list[str] | None = None, *, exiting: bool = False,
          early: list[int] | None = None) -> int:
@@ -260,7 +277,7 @@ def _complete_file(path) -> bool:
     try:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             return False
-        header = fmt.unpack_header(str(path), os.pread(fd, fmt.HEADER_BYTES, 0), "")
+        header = fmt.read_header(str(path), fd, os.fstat(fd).st_size, "")
         return header.state == fmt.COMPLETE
     except (OSError, MemmapFileError):
         return False

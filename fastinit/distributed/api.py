@@ -5,12 +5,14 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
+from dataclasses import replace
 
 from fastinit.engine.progress import Tally
 from fastinit.validate import check_callable, check_int, check_type
 from fastinit.machine.topology import Topology
 from fastinit.mm.deferred import DEFAULT_KERNEL
 from fastinit.mm.hugetlb.plan import has_pools
+from fastinit.distributed.pools import needs_split
 from fastinit.mm.options import BootOptions
 from fastinit.mm.plan import DEFAULT_ARCH, plan_boot
 from fastinit.mm import run as single
@@ -30,7 +32,8 @@ def boot(topology: Topology, *, cluster=None, verify: bool = False, digests: boo
         keyword is `fastinit.mm.run.boot`'s). ``"local:N"`` starts N dask worker
         processes here; ``"tcp://HOST:8786"`` uses a running scheduler and its workers;
         a ``distributed.Client`` is used as it is. Each node's shard is booted, verified
-        and dropped on one worker.
+        and dropped on one worker, with its HugeTLB boot pools (the command line's
+        ``hugepages=``; `fastinit.distributed.pools`).
     verify, digests : bool
         On a cluster: verify every node on its worker; compute each node's digests
         (`fastinit.distributed.digest.node_digest`).
@@ -87,10 +90,13 @@ def cluster_boot(topology: Topology, cluster, *, arch: str = DEFAULT_ARCH,
     check_type(memmap_dir, (str, os.PathLike), "memmap_dir", "a directory path",
                optional=True)
     plan = plan_boot(topology, arch, threads)  # bad input fails here, before any cluster
-    if has_pools(plan):
-        raise ValueError("HugeTLB boot pools (hugepages= on the kernel command line) are not "
-                         "booted on a cluster yet; boot this machine without --cluster")
+    if memmap_dir is not None and has_pools(plan) and plan.pools.params.free_vmemmap:
+        raise ValueError("hugetlb_free_vmemmap=on (HVO) remaps a node's memmap in its "
+                         "worker's memory; node files keep every descriptor: boot with "
+                         "hugetlb_free_vmemmap=off, or without --memmap-dir")
     options = {"boot": boot_options,
+               # 2 MiB pools wait for the split between the nodes (distributed.pools).
+               "split_pools": needs_split(plan),
                "memmap_dir": None if memmap_dir is None else os.fspath(memmap_dir),
                # By cloudpickle, so a lambda or a test's function reaches the workers (the
                # scheduler unpickles the task with plain pickle: it must not need them).
@@ -111,11 +117,14 @@ def cluster_boot(topology: Topology, cluster, *, arch: str = DEFAULT_ARCH,
         # The nodes report pages as they gain them; the caller gets (done, total).
         tally = Tally(progress, sum(end - start for node in plan.nodes
                                     for start, end in plan.deferred_jobs(node.nid)))
-        shards, timings = run_boot(client, plan, identities, options, verify=verify,
-                                   digests=digests, retries=retries,
-                                   progress=tally.add if progress is not None else None)
+        shards, timings, pools = run_boot(client, plan, identities, options,
+                                          verify=verify, digests=digests, retries=retries,
+                                          progress=tally.add if progress is not None
+                                          else None)
     timings["connect"] = connect
-    return DistributedBootResult(plan, [shards[nid] for nid in sorted(shards)], timings,
+    # The plan as the nodes booted it: its pools split by the rooms they reported.
+    return DistributedBootResult(replace(plan, pools=pools),
+                                 [shards[nid] for nid in sorted(shards)], timings,
                                  len(identities))
 
 

@@ -53,6 +53,18 @@ class Ledger:
             (self.host_held[host] == 0 or self.host_held[host] + size <=
              self.host_room[host])
 
+    def holds_all(self) -> bool:
+        """Whether every queued node can run at once, each worker's and each computer's
+        together (a worker or computer with one node always can)."""
+        hosts: dict[str, list[int]] = {}
+        for address, queue in self.queues.items():
+            sizes = [self.nbytes[nid] for nid in queue]
+            hosts.setdefault(host_of(address), []).extend(sizes)
+            if len(sizes) > 1 and self.held[address] + sum(sizes) > self.budgets[address]:
+                return False
+        return all(len(sizes) <= 1 or self.host_held[host] + sum(sizes) <=
+                   self.host_room[host] for host, sizes in hosts.items())
+
     def startable(self) -> list[tuple[int, str]]:
         """Take every queued node that fits now off its queue, as started: ``[(nid,
         address)]``."""

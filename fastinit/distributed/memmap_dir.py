@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import stat
+from contextlib import ExitStack
 
 
 def node_file_name(nid: int) -> str:
@@ -59,13 +60,13 @@ def problems(directory: str, nids: list[int], force: bool) -> list[str]:
 
 
 def _is_memmap_file(path: str) -> bool:
-    from fastinit.arrays.fileformat import MAGIC
+    from fastinit.arrays.fileformat import is_ours
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError:
         return False
     try:
-        return os.pread(fd, len(MAGIC), 0) == MAGIC
+        return is_ours(fd)
     finally:
         os.close(fd)
 
@@ -75,25 +76,24 @@ def remove_temporaries(directory: str, nids: list[int]) -> list[str]:
     ``directory`` here (each node file's lock held, as a new boot would); returns the
     node files whose temporaries went."""
     from fastinit.arrays import atomic
-    from fastinit.arrays.errors import MemmapFileError
-    from fastinit.arrays.memmapfile import _is_ours
     if not os.path.isdir(directory):
         return []
-    cleaned = []
-    dfd = atomic.open_directory(directory, directory)
-    try:
-        for nid in nids:
-            name = node_file_name(nid)
-            try:
-                lock = atomic.PathLock(os.path.join(directory, name), dfd, name,
-                                       exclusive=True)
-            except MemmapFileError:
-                continue  # a writer or reader of it is alive: nothing of it is orphaned
-            try:
-                if atomic.remove_orphans(dfd, name, _is_ours):
-                    cleaned.append(name)
-            finally:
-                lock.release()
-    finally:
-        os.close(dfd)
-    return cleaned
+    with ExitStack() as held:
+        dfd = atomic.open_directory(directory, directory)
+        held.callback(os.close, dfd)
+        return [name for name in map(node_file_name, nids)
+                if _remove_orphans_of(directory, dfd, name)]
+
+
+def _remove_orphans_of(directory: str, dfd: int, name: str) -> bool:
+    """Remove node file ``name``'s temporaries under its lock; whether any went."""
+    from fastinit.arrays import atomic
+    from fastinit.arrays.errors import MemmapFileError
+    from fastinit.arrays.fileformat import is_ours
+    with ExitStack() as held:
+        try:
+            lock = atomic.PathLock(os.path.join(directory, name), dfd, name, exclusive=True)
+        except MemmapFileError:
+            return False  # a writer or reader of it is alive: nothing of it is orphaned
+        held.callback(lock.release)
+        return atomic.remove_orphans(dfd, name, is_ours)

@@ -47,6 +47,8 @@ class NodeShard:
         The node's zones as its worker left them.
     deferred_end : float
         When its deferred init ended (``time.time()`` on the worker).
+    pools : dict or None
+        Its HugeTLB pools (`fastinit.distributed.pools.pool_figures`), if it has any.
     """
 
     nid: int
@@ -63,6 +65,7 @@ class NodeShard:
     state_digest: str | None = None
     zones: dict = field(default_factory=dict)
     deferred_end: float = 0.0
+    pools: dict | None = None
 
     @classmethod
     def from_summary(cls, summary: dict, worker: str, attempts: int = 1) -> NodeShard:
@@ -72,7 +75,8 @@ class NodeShard:
                    summary.get("timings", {}), summary.get("task_seconds", 0.0),
                    summary["memmap_bytes"], summary["storage"], attempts,
                    summary.get("report"), summary.get("digest"), summary.get("state_digest"),
-                   zones_from(summary["zones"]), summary.get("deferred_end", 0.0))
+                   zones_from(summary["zones"]), summary.get("deferred_end", 0.0),
+                   summary.get("pools"))
 
 
 @dataclass(frozen=True)
@@ -104,8 +108,14 @@ class DistributedBootResult:
     shards: list[NodeShard]
     timings: dict = field(default_factory=dict)
     workers: int = 0
-    # No HugeTLB boot pools on a cluster (refused by `fastinit.mm.run.prepare`).
-    pools: None = None
+
+    @property
+    def pools(self):
+        """The nodes' HugeTLB pools together (`fastinit.distributed.pools.ClusterPools`),
+        or None when no node has any."""
+        from fastinit.distributed.pools import ClusterPools
+        nodes = {shard.nid: shard.pools for shard in self.shards if shard.pools is not None}
+        return ClusterPools(nodes) if nodes else None
 
     @property
     def zones(self) -> dict:
@@ -167,13 +177,16 @@ def summed_summary(summaries: list[str], first_nid: int) -> str:
 def merge_reports(reports: list[tuple[int, VerifyReport]]) -> VerifyReport:
     """One report of the four checks over every node: problems named by node, summaries
     and tallies added up over the nodes."""
-    merged = VerifyReport([Check(check.name) for check in reports[0][1].checks])
-    for position, check in enumerate(merged.checks):
-        summaries = [report.checks[position].summary for _, report in reports]
-        check.summary = f"{summed_summary(summaries, reports[0][0])} " \
-                        f"({len(reports)} nodes checked on their workers)"
-        for nid, report in reports:
-            for problem in report.checks[position].problems:
+    # Every node makes the four checks; a node with HugeTLB pools one more.
+    names = list(dict.fromkeys(check.name for _, report in reports for check in report.checks))
+    merged = VerifyReport([Check(name) for name in names])
+    for check in merged.checks:
+        made = [(nid, found) for nid, report in reports for found in report.checks
+                if found.name == check.name]
+        check.summary = f"{summed_summary([found.summary for _, found in made], made[0][0])}" \
+                        f" ({len(made)} nodes checked on their workers)"
+        for nid, found in made:
+            for problem in found.problems:
                 check.problem(f"node {nid}: {problem}")
     merged.elapsed = max(report.elapsed for _, report in reports)
     for _, report in reports:

@@ -23,6 +23,7 @@ from fastinit.distributed import worker as on_worker
 from fastinit.distributed.cluster import worker_problem
 from fastinit.distributed.ledger import Ledger
 from fastinit.distributed.placement import shard_bytes
+from fastinit.distributed.pools import split_pools
 from fastinit.distributed.result import NodeShard
 
 # Seconds between looks at the tasks and workers; and how long to wait for cancelled
@@ -76,6 +77,9 @@ class Watcher:
             for nid, (_, pages, _) in nodes.items():
                 self.node_pages(nid, pages)
 
+    def on_poll(self, live: dict) -> None:
+        """Called at every look at the workers (``live`` as `live` gives it)."""
+
     def node_pages(self, nid: int, pages: int) -> None:
         """Node ``nid`` has done ``pages``: report what is new to ``progress``."""
         gained = pages - self.seen_pages.get(nid, 0)
@@ -106,6 +110,10 @@ class Watcher:
             for nodes in live.values():
                 self.phases.update((nid, node[0]) for nid, node in nodes.items())
             self.report_progress(live)
+            try:
+                self.on_poll(live)
+            except (OSError, TimeoutError) as error:
+                raise self.scheduler_lost(what, error) from None
             for nid, (future, address, attempt) in list(tasks.items()):
                 if future.status == "finished":
                     results[nid] = (future.result(), address, attempt)
@@ -147,10 +155,20 @@ class _Runner(Watcher):
         self.ledger = Ledger(shard_bytes(plan), identities)
         self.tasks: dict[int, tuple] = {}  # running: nid -> (future, address, attempt)
         self.lost_scheduler = False
+        # HugeTLB pools split by the nodes' rooms (fastinit.distributed.pools): the rooms
+        # reported so far, then the machine's pools once every node's is in.
+        self.rooms: dict[int, list] = {}
+        self.pools = None
 
     def boot(self, retries: int, verify: bool, digests: bool) -> dict[int, NodeShard]:
         self.retries, self.verify, self.digests = retries, verify, digests
         shards = {}
+        if self.options.get("split_pools") and not self.ledger.holds_all():
+            raise ValueError(
+                "HugeTLB 2 MiB pages are split between the nodes by every node's room after "
+                "its deferred init, so a boot with them holds every node's shard at once, "
+                "and these workers' memory cannot; add workers or memory, or boot without "
+                "hugepages= for 2 MiB pages")
         self.start_ready()
         while self.tasks:
             for nid, (summary, address, attempt) in self.wait(self.tasks, "its boot",
@@ -164,6 +182,30 @@ class _Runner(Watcher):
         return (self.submit(on_worker.node_task, nid, address, attempt, self.boot_id,
                             self.plan.topology, nid, self.options, self.verify,
                             self.digests), address, attempt)
+
+    def on_poll(self, live: dict) -> None:
+        """Collect the rooms of nodes waiting for their share of the pools; once every
+        node's is in, split the pools and hand each waiting node its share."""
+        waiting = {address for address, nodes in live.items()
+                   if any(phase == "rooms" for phase, _, _ in nodes.values())}
+        if not waiting:
+            return
+        if self.pools is None:
+            for address in sorted(waiting):
+                found = self.client.run(on_worker.rooms, self.boot_id, workers=[address],
+                                        on_error="return").get(address)
+                if isinstance(found, dict):
+                    self.rooms.update(found)
+            if len(self.rooms) < len(self.plan.nodes):
+                return
+            try:
+                self.pools = split_pools(self.plan, self.rooms)
+            except ValueError as error:
+                raise NodeFailedError(str(error)) from None
+        shares = {node.nid: self.pools.of_node(node.nid) for node in self.plan.nodes}
+        for address in sorted(waiting):
+            self.client.run(on_worker.give_pools, self.boot_id, shares, workers=[address],
+                            on_error="return")
 
     def start_ready(self) -> None:
         for nid, address in self.ledger.startable():
@@ -265,10 +307,12 @@ class _Runner(Watcher):
 
 
 def run_boot(client, plan, identities: dict, options: dict, *, verify: bool,
-             digests: bool, retries: int, progress=None) -> tuple[dict, dict]:
-    """Boot (and verify) every node of ``plan`` on the cluster; returns the shards by node
-    and the client's timings. No shard stays on the workers (memmap files stay, complete,
-    in ``options["memmap_dir"]``); nothing of this boot runs there when this returns.
+             digests: bool, retries: int, progress=None) -> tuple[dict, dict, object]:
+    """Boot (and verify) every node of ``plan`` on the cluster; returns the shards by node,
+    the client's timings, and the machine's HugeTLB pools as split between the nodes
+    (`fastinit.distributed.pools`; the plan's when they needed no split). No shard
+    stays on the workers (memmap files stay, complete, in ``options["memmap_dir"]``);
+    nothing of this boot runs there when this returns.
 
     Raises
     ------
@@ -290,4 +334,4 @@ def run_boot(client, plan, identities: dict, options: dict, *, verify: bool,
     problem = runner.stop()
     if problem is not None:
         raise NodeFailedError(problem)
-    return shards, timings
+    return shards, timings, runner.pools if runner.pools is not None else plan.pools

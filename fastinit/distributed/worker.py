@@ -26,6 +26,7 @@ from dataclasses import dataclass, field, replace
 import fastinit
 from fastinit.distributed.digest import node_digest
 from fastinit.distributed.memmap_dir import node_file_name
+from fastinit.distributed.pools import await_share, pool_figures
 from fastinit.arrays.touch import advise
 from fastinit.host.memory import available_memory
 from fastinit.layout import align_up
@@ -58,6 +59,10 @@ class _Shard:
     pages: int = 0
     running: bool = True
     lock: threading.Lock = field(default_factory=threading.Lock)
+    # HugeTLB pools: the room the node reports, and its share once the client sent it.
+    rooms: list | None = None
+    pools: object = None
+    pools_given: threading.Event = field(default_factory=threading.Event)
 
     def add_pages(self, done: int, total: int) -> None:
         """The node boot's ``progress(done, total)``: pages done so far."""
@@ -106,7 +111,9 @@ def node_task(boot_id: str, topology, nid: int, options: dict, verify: bool,
     """A node's whole life on this worker: boot its shard, verify it and compute its
     digests if asked, and drop it.
 
-    ``options``: boot (a `fastinit.mm.options.BootOptions`), memmap_dir, chunk_hook. Returns the
+    ``options``: boot (a `fastinit.mm.options.BootOptions`), memmap_dir, chunk_hook, and
+    split_pools (True: after deferred init, report the node's room and wait for its
+    share of the HugeTLB pools, `fastinit.distributed.pools`). Returns the
     node's summary (`_summary`, with ``report`` and the digests when asked). The shard is
     dropped when the task ends, however it ends; a memmap file stays only complete (a
     failed or cancelled boot removes its new file: no node is left marked complete).
@@ -129,7 +136,9 @@ def node_task(boot_id: str, topology, nid: int, options: dict, verify: bool,
         shard.phase = "init"
         result = boot(topology, replace(options["boot"], node=nid, memmap_file=path),
                       progress=shard.add_pages,
-                      cancel=shard.cancel, chunk_hook=_loaded(options.get("chunk_hook")))
+                      cancel=shard.cancel, chunk_hook=_loaded(options.get("chunk_hook")),
+                      before_pools=(lambda booted: await_share(shard, booted, WATCH))
+                      if options.get("split_pools") else None)
         if path is not None:
             with _LOCK:
                 _COMMITTED.setdefault(boot_id, set()).add(nid)
@@ -200,7 +209,8 @@ def _loaded(hook: bytes | None):
 def _summary(result, nid: int) -> dict:
     return {"nid": nid, "pid": os.getpid(), "node": result.nodes[0],
             "timings": dict(result.timings), "memmap_bytes": result.memmap.nbytes,
-            "storage": result.memmap.storage, "zones": zone_figures(result.zones)}
+            "storage": result.memmap.storage, "zones": zone_figures(result.zones),
+            "pools": pool_figures(result)}
 
 
 def zone_figures(zones: dict) -> dict:
@@ -261,6 +271,29 @@ def status(boot_id: str) -> dict[int, tuple[str, int, bool]]:
     with _LOCK:
         return {nid: (shard.phase, shard.pages, shard.running)
                 for (bid, nid), shard in _SHARDS.items() if bid == boot_id}
+
+
+def rooms(boot_id: str) -> dict[int, list]:
+    """The boot's nodes here that wait for their share of the HugeTLB pools, with the
+    room each reported (`fastinit.distributed.pools.rooms_of`)."""
+    with _LOCK:
+        return {nid: shard.rooms for (bid, nid), shard in _SHARDS.items()
+                if bid == boot_id and shard.rooms is not None and
+                not shard.pools_given.is_set()}
+
+
+def give_pools(boot_id: str, shares: dict) -> list[int]:
+    """Hand each waiting node of the boot here its pools (``{nid: PoolPlan}``, the
+    client's split); returns the nodes given theirs."""
+    given = []
+    with _LOCK:
+        for (bid, nid), shard in _SHARDS.items():
+            if bid == boot_id and nid in shares and shard.rooms is not None and \
+                    not shard.pools_given.is_set():
+                shard.pools = shares[nid]
+                shard.pools_given.set()
+                given.append(nid)
+    return given
 
 
 def cancel(boot_id: str) -> list[int]:

@@ -22,14 +22,15 @@ from fastinit.layout import MAX_NUMNODES, PAGE_SHIFT
 from fastinit.machine.cmdline import KernelCmdline
 from fastinit.machine.hugetlb_sizes import (ORDER_1G, ORDER_2M, HugepageRequest, HugetlbParams,
                                             size_text)
+from fastinit.machine.kernel_rules import NEWEST_RULES, KernelRules
 from fastinit.machine.numbers import U64_MAX, memparse
 
 
 class _Parser:
     """The state ``mm/hugetlb.c`` keeps between its command-line handlers."""
 
-    def __init__(self, online: frozenset[int], gbpages: bool):
-        self.online, self.gbpages = online, gbpages
+    def __init__(self, online: frozenset[int], gbpages: bool, per_node: bool = True):
+        self.online, self.gbpages, self.per_node = online, gbpages, per_node
         self.orders: list[int] = []
         self.counts: dict[int, int] = {}
         self.nodes: dict[int, dict[int, int]] = {}
@@ -119,6 +120,10 @@ class _Parser:
         nodes = self.default_nodes if target == "default" else self.nodes[target]
         count = self.default_max if target == "default" else self.counts[target]
         rest = text
+        if not self.per_node:
+            # Before 5.16 (kernel rule hugepages_per_node): sscanf("%lu") of the leading
+            # number, 0 when there is none, the rest ignored, nothing said.
+            count, rest = _scan_ulong(text)[0] or 0, ""
         while rest:
             number, after = _scan_ulong(rest)
             if number is None:
@@ -210,7 +215,8 @@ def _scan_ulong(text: str) -> tuple[int | None, str]:
 _DIGITS_AT_ONCE = 1000
 
 
-def parse_hugetlb(cmdline: KernelCmdline, online_nodes, gbpages: bool = True) -> HugetlbParams:
+def parse_hugetlb(cmdline: KernelCmdline, online_nodes, gbpages: bool = True,
+                  kernel: KernelRules = NEWEST_RULES) -> HugetlbParams:
     """Replay the kernel's HugeTLB option handlers on a command line.
 
     Parameters
@@ -222,13 +228,16 @@ def parse_hugetlb(cmdline: KernelCmdline, online_nodes, gbpages: bool = True) ->
         per-node form of ``hugepages=`` accepts only those.
     gbpages : bool
         The CPU has 1 GiB pages (``pdpe1gb``); without it ``hugepagesz=1G`` is refused.
+    kernel : KernelRules
+        The generation whose handlers run (the per-node form since 5.16).
 
     Returns
     -------
     HugetlbParams
     """
     check_type(cmdline, KernelCmdline, "cmdline", "a fastinit.machine.cmdline.KernelCmdline")
-    parser = _Parser(frozenset(int(n) for n in online_nodes), bool(gbpages))
+    parser = _Parser(frozenset(int(n) for n in online_nodes), bool(gbpages),
+                     kernel.has("hugepages_per_node"))
     for name, value in cmdline.params:
         key = name.replace("-", "_")
         if key == "hugetlb_free_vmemmap":

@@ -15,7 +15,7 @@ import threading
 import numpy as np
 
 from fastinit.kernels.descriptors import (COUNT, FIRST, LAST, list_head, lru_address, lru_pfn,
-                                      zone_list_base)
+                                          zone_list_base)
 from fastinit.layout import MIGRATE_TYPES, NR_ORDERS
 from fastinit.mm.memmap import Memmap
 

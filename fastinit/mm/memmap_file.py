@@ -7,14 +7,17 @@ this module is the page memmap's use of them. A file holds three arrays::
     pageblock_mt  uint8, (nr_sections * PAGEBLOCKS_PER_SECTION,)   right after them
     zones         ZONE_STATE_DTYPE, (nr_zones,)                    the zones' free areas
 
-and as metadata the descriptor layout, the machine and its fingerprint, and the boot's
+and, for a boot with HugeTLB pools and HVO (``hugetlb_free_vmemmap=on``), ``hvo``: the
+pages of descriptors HVO aliased (`fastinit.mm.hugetlb.hvo_file`, which maps them again
+when the file is opened). As metadata: the descriptor layout, the machine and its fingerprint, and the boot's
 parameters (`fastinit.mm.memmap_meta`). A boot writes the file beside its path and renames
 it there only after deferred init finished and everything was synced: an interrupted or
 failed boot leaves the path as it was. Reading it back, everything is checked before any
 kernel sees it: the header, the metadata field by field, the data checksum, the zone
 state against the machine, and every pageblock migratetype.
 
-Files of format version 1 (fastinit 0.1) are refused, naming the version: boot again.
+Files of format versions 1 and 2 are refused, naming the version: boot again. A file is
+also a .npy file: `numpy.load(path, mmap_mode="r")` gives its descriptors (PAGE_DTYPE).
 """
 
 from __future__ import annotations
@@ -23,12 +26,15 @@ import numpy as np
 
 from fastinit.arrays.errors import (DamagedMemmapError, IncompleteMemmapError,
                                     MemmapBusyError, MemmapFileError)
+from fastinit.arrays.checksum import data_checksum
 from fastinit.arrays.memmapfile import MemmapFile, create_file, open_file as open_any_file
-from fastinit.layout import (MIGRATE_TYPES, NR_ORDERS, PAGE_DTYPE, PAGEBLOCK_NR_PAGES,
-                             PAGEBLOCKS_PER_SECTION, PAGES_PER_SECTION, SECTION_SHIFT)
+from fastinit.layout import (DESCRIPTORS_PER_PAGE, MIGRATE_TYPES, NR_ORDERS, PAGE_DTYPE,
+                             PAGEBLOCK_NR_PAGES, PAGEBLOCKS_PER_SECTION, PAGES_PER_SECTION,
+                             SECTION_SHIFT)
 from fastinit.kernels.descriptors import lru_address
 from fastinit.mm.buddy import ZoneFreeArea
 from fastinit.machine.topology import Topology
+from fastinit.mm.hugetlb.hvo_file import HVO_DTYPE, alias_recorded, recorded_rows
 from fastinit.mm.memmap import Memmap, memmap_bytes
 from fastinit.mm.plan import ARCH_PROFILES, plan_boot
 from fastinit.mm.memmap_meta import (check_against_plan, check_page_metadata, page_metadata,
@@ -64,6 +70,8 @@ class PageFile:
         header = handle.header
         self.meta = dict(handle.metadata, format=header["format"],
                          fastinit=header["fastinit"], created=header["created"])
+        # The aliases HVO mapped (`fastinit.mm.hugetlb.hvo_file.FileRemapper`), if any.
+        self.hvo = None
 
     @property
     def state(self) -> str:
@@ -76,6 +84,8 @@ class PageFile:
         for record, ((nid, zid), area) in zip(records, sorted(zones.items())):
             record["nid"], record["zid"], record["managed"] = nid, zid, area.managed
             record["nr_free"], record["heads"] = area.nr_free, area.heads
+        if self.hvo is not None:
+            self.hvo.settle()
         self.handle.complete()
 
     def fail(self) -> None:
@@ -86,15 +96,28 @@ class PageFile:
         """Reuse a completed file in place: locked, and initializing until complete."""
         self.handle.begin_update()
 
+    def hvo_record(self) -> np.ndarray | None:
+        """The ``hvo`` array (rows of `HVO_DTYPE`) of a file with HVO, else None."""
+        return self.handle.arrays.get("hvo")
+
     def zone_state(self) -> np.ndarray:
         """The zone records written at completion, shape (nr_zones,) of ZONE_STATE_DTYPE."""
         return self.handle.arrays["zones"].copy()
 
 
-def _page_arrays(nr_sections: int, nr_zones: int) -> list:
-    return [("pages", PAGE_DTYPE, (nr_sections * PAGES_PER_SECTION,)),
-            ("pageblock_mt", np.uint8, (nr_sections * PAGEBLOCKS_PER_SECTION,)),
-            ("zones", ZONE_STATE_DTYPE, (nr_zones,))]
+def hvo_rows(plan) -> int:
+    """Rows of the ``hvo`` array: one per pool page HVO may remap (0: no such array)."""
+    pools = plan.pools
+    if pools is None or not pools.params.free_vmemmap:
+        return 0
+    return sum(pages for sizes in pools.counts().values() for pages in sizes.values())
+
+
+def _page_arrays(nr_sections: int, nr_zones: int, hvo: int = 0) -> list:
+    arrays = [("pages", PAGE_DTYPE, (nr_sections * PAGES_PER_SECTION,)),
+              ("pageblock_mt", np.uint8, (nr_sections * PAGEBLOCKS_PER_SECTION,)),
+              ("zones", ZONE_STATE_DTYPE, (nr_zones,))]
+    return arrays + [("hvo", HVO_DTYPE, (hvo,))] if hvo else arrays
 
 
 def _memmap(handle: MemmapFile, sections: np.ndarray) -> Memmap:
@@ -116,7 +139,7 @@ def create(plan, path, *, force: bool = False, replace_any_file: bool = False,
         Another fastinit is writing or reading the path.
     """
     nr_zones = sum(len(node.zones) for node in plan.nodes)
-    handle = create_file(path, _page_arrays(len(plan.sections), nr_zones),
+    handle = create_file(path, _page_arrays(len(plan.sections), nr_zones, hvo_rows(plan)),
                          page_metadata(plan, kernel), kind=KIND, force=force,
                          replace_any_file=replace_any_file)
     return _memmap(handle, plan.sections)
@@ -146,8 +169,9 @@ def open_file(path, *, topology: Topology | None = None, require_complete: bool 
         The memmap (read-only arrays; ``memmap.file`` holds the rest) and the plan of
         the machine it was written for.
     """
+    # The checksum is checked below, once HVO's aliases are mapped again.
     handle = open_any_file(path, "r", kind=KIND, allow_incomplete=not require_complete,
-                       check_data=check_data)
+                           check_data=False)
     shown = handle.path
     try:
         stored, meta = check_page_metadata(handle.metadata, ARCH_PROFILES)
@@ -162,7 +186,7 @@ def open_file(path, *, topology: Topology | None = None, require_complete: bool 
     # Every array's dtype too, not only the shapes: the zone records' fields are read by
     # name, and a forged dtype could rename or move them.
     expected = {name: (np.dtype(dtype), shape) for name, dtype, shape in
-                _page_arrays(len(plan.sections), len(meta["zones"]))}
+                _page_arrays(len(plan.sections), len(meta["zones"]), hvo_rows(plan))}
     if {name: (dtype, shape) for name, dtype, shape in handle.layout} != expected:
         handle.close()
         raise MemmapFileError(f"{shown} has arrays of other dtypes or shapes than its "
@@ -175,12 +199,37 @@ def open_file(path, *, topology: Topology | None = None, require_complete: bool 
                               f"for, or none")
     memmap = _memmap(handle, plan.sections)
     if handle.state == "complete":
-        problem = zone_state_problem(handle.arrays["zones"], plan) or \
+        # HVO's aliases first: the checksum was computed with them mapped.
+        problem = _map_hvo(memmap, plan)
+        if not problem and check_data and \
+                data_checksum(handle.data) != handle.completed_checksum:
+            problem = ("its data no longer matches the checksum written when it was "
+                       "completed")
+        problem = problem or zone_state_problem(handle.arrays["zones"], plan) or \
             pageblock_problem(memmap)
         if problem:
             handle.close()
             raise DamagedMemmapError(f"{shown} is damaged: {problem}; {REDO}")
     return memmap, plan
+
+
+def _map_hvo(memmap: Memmap, plan) -> str | None:
+    """Map the aliases the file records again (before anything reads its descriptors);
+    what is wrong, or None."""
+    record = memmap.file.hvo_record()
+    if record is None:
+        return None
+    sizes = {(1 << r.order) // DESCRIPTORS_PER_PAGE for r in plan.pools.params.hstates}
+    rows = recorded_rows(record, memmap, sizes)
+    if isinstance(rows, str) or not rows:
+        return rows or None
+    try:
+        memmap.file.hvo = alias_recorded(memmap, rows)
+    except OSError as error:
+        memmap.file.handle.close()
+        raise MemmapFileError(f"{memmap.file.path} cannot be read: {error.strerror}") \
+            from None
+    return None
 
 
 def zone_state_problem(records: np.ndarray, plan) -> str | None:

@@ -13,6 +13,7 @@ import numpy as np
 
 from fastinit.validate import check_int, check_threads
 from fastinit.machine.hugetlb_params import parse_hugetlb
+from fastinit.machine.hugetlb_job import alloc_chunks
 from fastinit.machine.kernel_rules import low_reserved
 from fastinit.mm.hugetlb.buddy_plan import plan_buddy_pools, zone_rooms
 from fastinit.mm.hugetlb.plan import PoolPlan, online_nodes, place_gigantic
@@ -117,6 +118,7 @@ class BootPlan:
         state are byte for byte that node's part of the whole boot. Its sections are those
         holding the node's descriptors: its memory and the holes charged to it. A section
         shared with a neighbour node is in both shards; each writes only its own pfns.
+        Its HugeTLB pools are the node's (`fastinit.mm.hugetlb.plan.PoolPlan.of_node`).
         """
         ranges = list(self.topology.node(nid).ranges) + [
             (hole.start_pfn, hole.end_pfn) for hole in self.unavailable_ranges()
@@ -129,7 +131,8 @@ class BootPlan:
         keep = np.zeros(len(self.sections), dtype=bool)
         for a, b in zip(lo.tolist(), hi.tolist()):
             keep[a:b] = True
-        return replace(self, nodes=(node,), sections=self.sections[keep])
+        pools = self.pools.of_node(nid) if self.pools is not None else None
+        return replace(self, nodes=(node,), sections=self.sections[keep], pools=pools)
 
     def deferred_jobs(self, nid: int) -> list[Range]:
         """The padata jobs of node ``nid``'s deferred init, as the modelled kernel runs them.
@@ -237,7 +240,8 @@ def plan_boot(topology: Topology, arch: str = DEFAULT_ARCH,
         memmaps[nid] += placed
         reserved += placed
     # The command line's gigantic pages come from memblock after the memmaps.
-    params = parse_hugetlb(topology.cmdline, online_nodes(topology), topology.gbpages)
+    params = parse_hugetlb(topology.cmdline, online_nodes(topology), topology.gbpages,
+                           topology.kernel)
     gigantic, messages = place_gigantic(topology, params, reserved)
     reserved += [(pfn, pfn + (1 << order)) for pfn, order, _ in gigantic]
     nodes = []
@@ -251,8 +255,11 @@ def plan_boot(topology: Topology, arch: str = DEFAULT_ARCH,
                               tuple(merge_ranges(node_reserved)), tuple(memmaps[node.nid])))
     plan = BootPlan(topology, arch, tuple(nodes), sections)
     # 2 MiB pages: from the buddy allocator's state after deferred init.
+    memory_nodes = [node.nid for node in topology.memory_nodes]
+    cpus = sum(node.cpus for node in topology.nodes)
     buddy, buddy_messages, limited = plan_buddy_pools(
-        params, zone_rooms(plan), [node.nid for node in topology.memory_nodes])
+        params, zone_rooms(plan), memory_nodes,
+        lambda pages: alloc_chunks(topology.kernel, pages, len(memory_nodes), cpus))
     pools = PoolPlan(params, tuple(gigantic), tuple(messages), buddy, tuple(buddy_messages),
                      tuple(limited))
     return BootPlan(topology, arch, tuple(nodes), sections, pools)

@@ -118,16 +118,12 @@ def prepare(topology: Topology, options: BootOptions | None = None, /, *,
     _check_machine_arguments(topology, memmap)
     plan = plan_boot(topology, options.arch, options.threads)
     if options.node is not None:
-        if has_pools(plan):
-            raise ValueError("a node booted alone (node=, --cluster) cannot have HugeTLB "
-                             "boot pools yet (hugepages= on the kernel command line); boot "
-                             "the machine in one process")
         plan = plan.shard(options.node)
-    if (options.memmap_file is not None or (memmap is not None and memmap.file is not None)) and \
-            has_pools(plan) and plan.pools.params.free_vmemmap:
-        raise ValueError("hugetlb_free_vmemmap=on (HVO) remaps the memmap in memory; a "
-                         "memmap file keeps every descriptor: boot with "
-                         "hugetlb_free_vmemmap=off, or without --memmap-file")
+    if memmap is not None and memmap.file is not None and has_pools(plan) and \
+            plan.pools.params.free_vmemmap:
+        raise ValueError("hugetlb_free_vmemmap=on (HVO) releases blocks of a new memmap "
+                         "file; a memmap file given again is rewritten in place: boot "
+                         "into a new file (--memmap-file), or with hugetlb_free_vmemmap=off")
     hvo = decide_hvo(plan)
     timings = {}
     fresh = memmap is None
@@ -179,7 +175,9 @@ def boot(topology: Topology, options: BootOptions | None = None, /, *,
          cancel: threading.Event | None = None,
          chunk_hook: Callable[[int, int, int], None] | None = None,
          memmap: Memmap | None = None,
-         touch_progress: Callable[[int, int], None] | None = None, **choices) -> BootResult:
+         touch_progress: Callable[[int, int], None] | None = None,
+         before_pools: Callable[[BootResult], None] | None = None,
+         **choices) -> BootResult:
     """Simulate the boot-time struct page initialization of ``topology``.
 
     Parameters
@@ -205,12 +203,17 @@ def boot(topology: Topology, options: BootOptions | None = None, /, *,
     touch_progress : callable or None
         ``touch_progress(done, total)`` in bytes, as the new memmap is first touched,
         from ``(0, total)``.
+    before_pools : callable or None
+        Called as ``before_pools(result)`` after deferred init, before the HugeTLB pools
+        are built; it may replace ``result.plan`` by one with other pools (a cluster's
+        node takes its share of a count spread over the nodes there).
 
     Returns
     -------
     BootResult
     """
     _check_callbacks(progress, cancel, chunk_hook, touch_progress)
+    check_callable(before_pools, "before_pools", "before_pools(result)", optional=True)
     options = BootOptions.of(options, choices)
     result = prepare(topology, options, memmap=memmap, touch_progress=touch_progress)
     kernel = options.kernel
@@ -220,6 +223,8 @@ def boot(topology: Topology, options: BootOptions | None = None, /, *,
                                      progress=progress, cancel=cancel, chunk_hook=chunk_hook,
                                      nice=options.nice)
         result.timings["deferred"] = time.perf_counter() - began
+        if before_pools is not None:
+            before_pools(result)
         if has_pools(result.plan):
             # Imported here: only boots with pools pay for compiling the pool kernels
             # (see fastinit.mm.hugetlb).

@@ -3,6 +3,8 @@ counts keyed like sysfs, job timings and what HVO did to the memmap."""
 
 from __future__ import annotations
 
+import os
+
 from fastinit.layout import DESCRIPTORS_PER_PAGE, PAGE_SIZE
 from fastinit.machine.hugetlb_sizes import size_text
 from fastinit.machine.topology import Topology
@@ -71,11 +73,21 @@ def hvo_summary(result) -> dict | None:
     ideal = result.memmap.pages.nbytes - remapper.released_bytes
     return {"pages_remapped": remapper.remapped,
             "pages_wanted": _wanted(result),
-            "mappings": remapper.mappings, "budget": pools.decision.budget,
+            "mappings": remapper.mappings,
+            # A file read back made no decision: its aliases are what it records.
+            "budget": pools.decision.budget if pools.decision is not None else None,
             "released_bytes": remapper.released_bytes,
             "freed_to_buddy_pages": sum(e - s for _, _, s, e in pools.freed_vmemmap),
             "memmap_resident_bytes": resident, "memmap_ideal_bytes": ideal,
-            "memmap_bytes": result.memmap.pages.nbytes}
+            "memmap_bytes": result.memmap.pages.nbytes, **_file_figures(remapper)}
+
+
+def _file_figures(remapper) -> dict:
+    """A memmap file's size (``ls -l``) and the bytes it takes on disk (``du``)."""
+    if not hasattr(remapper, "allocated_bytes"):
+        return {}
+    return {"file_bytes": os.fstat(remapper.fd).st_size,
+            "file_allocated_bytes": remapper.allocated_bytes()}
 
 
 def _wanted(result) -> int:
@@ -137,13 +149,18 @@ def timing_lines(result) -> list[str]:
     summary = hvo_summary(result)
     if summary is not None:
         mib = 1 << 20
-        lines.append(f"HVO: vmemmap of {summary['pages_remapped']} of "
-                     f"{summary['pages_wanted']} huge pages remapped "
-                     f"({summary['mappings']} mappings, budget {summary['budget']}), "
-                     f"{summary['released_bytes'] / mib:.1f} MiB released; memmap resident "
-                     f"{summary['memmap_resident_bytes'] / mib:.1f} MiB of "
-                     f"{summary['memmap_bytes'] / mib:.1f} MiB (ideal "
-                     f"{summary['memmap_ideal_bytes'] / mib:.1f} MiB)")
+        budget = "" if summary["budget"] is None else f", budget {summary['budget']}"
+        line = (f"HVO: vmemmap of {summary['pages_remapped']} of "
+                f"{summary['pages_wanted']} huge pages remapped "
+                f"({summary['mappings']} mappings{budget}), "
+                f"{summary['released_bytes'] / mib:.1f} MiB released; memmap resident "
+                f"{summary['memmap_resident_bytes'] / mib:.1f} MiB of "
+                f"{summary['memmap_bytes'] / mib:.1f} MiB (ideal "
+                f"{summary['memmap_ideal_bytes'] / mib:.1f} MiB)")
+        if "file_bytes" in summary:  # ls -l and du of a memmap file
+            line += (f"; memmap file {summary['file_bytes'] / mib:.1f} MiB long, "
+                     f"{summary['file_allocated_bytes'] / mib:.1f} MiB on disk")
+        lines.append(line)
     return lines
 
 

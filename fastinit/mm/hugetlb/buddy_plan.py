@@ -107,10 +107,14 @@ def deal(total: int, capacity: list[int]) -> list[int]:
     return counts
 
 
-def plan_buddy_pools(params: HugetlbParams, rooms: list[ZoneRoom],
-                     memory_nodes: list[int]) -> tuple[dict, list[str], list[tuple[int, int]]]:
+def plan_buddy_pools(params: HugetlbParams, rooms: list[ZoneRoom], memory_nodes: list[int],
+                     chunks=None) -> tuple[dict, list[str], list[tuple[int, int]]]:
     """Per-zone page counts of every buddy-allocated size, the kernel's lines, and the
     nodes that ran out of room.
+
+    ``chunks(pages)`` gives the calls the kernel's job deals a spread request in
+    (`fastinit.machine.hugetlb_job.alloc_chunks`), each a round robin of its own from the
+    first node; None: one round robin (Linux before 6.9).
 
     Returns
     -------
@@ -140,7 +144,10 @@ def plan_buddy_pools(params: HugetlbParams, rooms: list[ZoneRoom],
                 if got[nid] < wanted:
                     messages.append(allocation_failed(request, wanted, got[nid], nid))
         else:
-            dealt = deal(request.count, [capacity[nid] for nid in memory_nodes])
+            dealt = [0] * len(memory_nodes)
+            for pages in (chunks(request.count) if chunks else [request.count]):
+                room = [capacity[nid] - had for nid, had in zip(memory_nodes, dealt)]
+                dealt = [had + more for had, more in zip(dealt, deal(pages, room))]
             got = dict(zip(memory_nodes, dealt))
             if sum(dealt) < request.count:
                 messages.append(allocation_failed(request, request.count, sum(dealt),

@@ -32,6 +32,7 @@ import weakref
 
 import numpy as np
 
+from fastinit.host.libc import MAP_FAILED as _MAP_FAILED, MAP_FIXED as _MAP_FIXED, libc as _libc
 from fastinit.layout import (DESCRIPTORS_PER_PAGE, PAGE_DTYPE, PAGE_SIZE, PAGES_PER_SECTION,
                              SECTION_MAP_PAGES)
 from fastinit.mm.memmap import Memmap
@@ -40,14 +41,6 @@ from fastinit.machine.ranges import section_runs
 # The memfd's name, by which its mappings are found in /proc/self/maps.
 _MEMFD_NAME = "fastinit-hvo"
 
-_libc = ctypes.CDLL(None, use_errno=True)
-_libc.mmap.restype = ctypes.c_void_p
-_libc.mmap.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int,
-                       ctypes.c_int, ctypes.c_long)
-_libc.munmap.argtypes = (ctypes.c_void_p, ctypes.c_size_t)
-_MAP_FAILED = ctypes.c_void_p(-1).value
-# <sys/mman.h> on Linux (Python's mmap module does not export MAP_FIXED).
-_MAP_FIXED = 0x10
 # Memmap -> (lock, aliases) of the Remapper that remapped it, for `aliased_descriptors`
 # (the value must not hold the memmap, or the entry would never go).
 _remapped: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
@@ -73,6 +66,7 @@ class Remapper:
         self.base = memmap.raw.ctypes.data
         self.fd = os.memfd_create(_MEMFD_NAME, os.MFD_CLOEXEC)
         os.ftruncate(self.fd, max(pages, 1) * PAGE_SIZE)
+        self.ident = file_ident(self.fd)
         self.next_slot = 0
         self.lock = threading.Lock()
         self.remapped = 0
@@ -246,24 +240,55 @@ def resident_bytes(memmap: Memmap, remapper: Remapper | None = None) -> int:
     return int(np.count_nonzero(present)) * PAGE_SIZE
 
 
-def memfd_mappings() -> list[tuple[int, int, int]]:
-    """``(first page, end page, file page offset)`` of each of HVO's memfd mappings in this
-    process, sorted (pages as addresses // PAGE_SIZE)."""
+def file_ident(fd: int) -> tuple[int, int, int]:
+    """``(major, minor, inode)`` of an open file, as /proc/self/maps names its mappings."""
+    stat = os.fstat(fd)
+    return os.major(stat.st_dev), os.minor(stat.st_dev), stat.st_ino
+
+
+def file_mappings(ident: tuple[int, int, int] | None = None) -> list[tuple[int, int, int]]:
+    """``(first page, end page, file page offset)`` of each mapping in this process of the
+    file ``ident`` (`file_ident`), or of HVO's memfds if None, sorted (pages as addresses
+    // PAGE_SIZE)."""
     result = []
     with open("/proc/self/maps") as handle:
         for line in handle:
-            if _MEMFD_NAME not in line:
+            fields = line.split()
+            if ident is None and _MEMFD_NAME not in line:
                 continue
-            span, _, offset = line.split()[:3]
+            span, _, offset, device, inode = fields[:5]
+            if ident is not None and (tuple(int(x, 16) for x in device.split(":")) +
+                                      (int(inode),)) != ident:
+                continue
             start, end = (int(x, 16) // PAGE_SIZE for x in span.split("-"))
             result.append((start, end, int(offset, 16) // PAGE_SIZE))
     result.sort()
     return result
 
 
+def memfd_mappings() -> list[tuple[int, int, int]]:
+    """Each of HVO's memfd mappings in this process (see `file_mappings`)."""
+    return file_mappings(None)
+
+
 def remapped_pages(memmap: Memmap) -> int:
     """Pages of the memmap's descriptors that HVO mapped onto others (read-only aliases
-    and kept pages): such a memmap cannot be booted again."""
+    and kept pages; in a memmap file, the aliases): such a memmap cannot be booted again."""
+    if memmap.file is not None:  # a file's aliases are mappings of the file itself
+        aliased = aliased_descriptors(memmap)
+        return int((aliased[:, 1] - aliased[:, 0]).sum()) // DESCRIPTORS_PER_PAGE
     lo, hi = memmap.raw.ctypes.data, memmap.raw.ctypes.data + memmap.raw.nbytes
     return sum(max(0, min(end * PAGE_SIZE, hi) - max(start * PAGE_SIZE, lo)) // PAGE_SIZE
                for start, end, _ in memfd_mappings())
+
+
+def zone_pieces(plan, start: int, end: int):
+    """``((nid, zid), (lo, hi))`` pieces of a range of one node's memory, by zone."""
+    for node in plan.nodes:
+        if not any(s <= start < e for s, e in plan.topology.node(node.nid).ranges):
+            continue
+        for zone in node.zones:
+            lo, hi = max(start, zone.start_pfn), min(end, zone.end_pfn)
+            if lo < hi:
+                yield (node.nid, zone.zid), (lo, hi)
+        return

@@ -15,7 +15,7 @@ Only allocated 870 hugepages.``).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from fastinit.machine.hugetlb_sizes import HugepageRequest, HugetlbParams, size_text
 from fastinit.machine.ranges import Range, merge_ranges, subtract
@@ -69,6 +69,14 @@ class PoolPlan:
 
     def total(self, order: int) -> int:
         return sum(sizes.get(order, 0) for sizes in self.counts().values())
+
+    def of_node(self, nid: int) -> PoolPlan:
+        """Node ``nid``'s pools alone (its shard's, `fastinit.mm.plan.BootPlan.shard`):
+        its gigantic pages and its share of each buddy-allocated size; the kernel's
+        lines stay the machine's."""
+        return replace(self, gigantic=tuple(p for p in self.gigantic if p[2] == nid),
+                       buddy={key: v for key, v in self.buddy.items() if key[1] == nid},
+                       limited=tuple(key for key in self.limited if key[1] == nid))
 
     def with_buddy(self, buddy: dict, messages: list[str]) -> PoolPlan:
         return PoolPlan(self.params, self.gigantic, self.gigantic_messages, dict(buddy),

@@ -17,7 +17,8 @@ from fastinit.kernels.descriptors import lru_address, lru_pfn
 from fastinit.kernels.buddy_alloc import free_ranges_to_zone
 from fastinit.kernels.compound import HPG_FREED, link_heads
 from fastinit.machine.ranges import Range, merge_ranges
-from fastinit.mm.hugetlb.hvo import Remapper, freed_vmemmap, vmemmap_backing
+from fastinit.mm.hugetlb.hvo import Remapper, freed_vmemmap, vmemmap_backing, zone_pieces
+from fastinit.mm.hugetlb.hvo_file import FileRemapper
 from fastinit.mm.hugetlb.prep import can_stream, whole_blocks
 from fastinit.mm.hugetlb.result import PoolResult, freelist_address
 
@@ -40,7 +41,9 @@ class PoolState:
         self.whole_blocks = {key: whole_blocks(self.plan, key) for key in self.zones}
         self.out = PoolResult(decision=decision)
         if decision.pages:
-            self.out.remapper = Remapper(self.memmap, decision.pages)
+            self.out.remapper = Remapper(self.memmap, decision.pages) \
+                if self.memmap.file is None else \
+                FileRemapper(self.memmap, self.memmap.file.hvo_record())
             self.backing = vmemmap_backing(self.plan)
         self.slots = {key: self.memmap.slots(self.plan.topology.zone(*key).start_pfn,
                                              self.plan.topology.zone(*key).end_pfn)
@@ -87,14 +90,7 @@ class PoolState:
 
     def zone_pieces(self, start: int, end: int):
         """``((nid, zid), (lo, hi))`` pieces of a range of one node's memory, by zone."""
-        for node in self.plan.nodes:
-            if not any(s <= start < e for s, e in self.plan.topology.node(node.nid).ranges):
-                continue
-            for zone in node.zones:
-                lo, hi = max(start, zone.start_pfn), min(end, zone.end_pfn)
-                if lo < hi:
-                    yield (node.nid, zone.zid), (lo, hi)
-            return
+        return zone_pieces(self.plan, start, end)
 
     def enqueue(self, heads: np.ndarray, order: int, nid: int) -> None:
         """``enqueue_huge_page()`` of each head in turn: each goes first on the list."""

@@ -11,8 +11,8 @@ memory and managed pages are what the buddy allocator should hold now (`free_ran
 - every descriptor of every pool page, and every other descriptor of the touched blocks
   (`fastinit.mm.hugetlb.verify_descriptors`);
 - that HVO's remapping is real: every other page of a remapped huge page's descriptors is
-  a mapping of the memfd page its first page maps, and the memmap's resident size is the
-  ideal (its size less what was released).
+  a mapping of the memfd (or file) page its first page maps, and the memmap's resident
+  size is the ideal (its size less what was released; in a file: those blocks are holes).
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from fastinit.machine.ranges import merge_ranges, subtract
 from fastinit.mm.expected import expected_state, range_difference
 from fastinit.mm.hugetlb.verify_descriptors import check_blocks, check_page
 from fastinit.mm.hugetlb.result import freelist_address
-from fastinit.mm.hugetlb.hvo import memfd_mappings, resident_bytes
+from fastinit.mm.hugetlb.hvo import file_mappings, resident_bytes
 
 
 def pool_ranges(result) -> list[tuple[int, int]]:
@@ -191,9 +191,10 @@ def _check_freelists(result, check) -> int:
 
 
 def _check_hvo(result, check) -> str:
-    """The remapping is real and the memmap's residency is the ideal; returns a summary."""
+    """The remapping is real and the memmap's residency is the ideal (in a file: the
+    aliased pages' blocks released); returns a summary."""
     remapper = result.pools.remapper
-    maps = memfd_mappings()
+    maps = file_mappings(remapper.ident)
     base = remapper.base // PAGE_SIZE
     broken = 0
     for first, pages in remapper.aliases:
@@ -204,12 +205,21 @@ def _check_hvo(result, check) -> str:
                       f"mappings of their kept page")
     resident = resident_bytes(result.memmap, remapper)
     ideal = result.memmap.pages.nbytes - remapper.released_bytes
+    summary = (f"HVO: {remapper.remapped} huge pages' vmemmap remapped onto one page each "
+               f"({remapper.mappings} mappings), memmap resident {resident >> 20} MiB, ideal "
+               f"{ideal >> 20} MiB")
+    if result.memmap.file is not None:
+        # A file's pages are page cache the kernel may write back and reclaim: its
+        # saving is checked on disk instead.
+        kept = remapper.unreleased()
+        if kept:
+            check.problem(f"{kept} remapped huge pages' vmemmap still holds blocks of "
+                          f"the memmap file")
+        return summary + f"; {remapper.released_bytes >> 10} KiB of the file released"
     # A memmap touched in full at boot is resident in full, less what HVO released.
     if "sparse_init" in result.timings and resident != ideal:
         check.problem(f"memmap resident {resident} bytes with HVO, ideal {ideal}")
-    return (f"HVO: {remapper.remapped} huge pages' vmemmap remapped onto one page each "
-            f"({remapper.mappings} mappings), memmap resident {resident >> 20} MiB, ideal "
-            f"{ideal >> 20} MiB")
+    return summary
 
 
 def _offset_at(maps, page: int) -> int | None:
