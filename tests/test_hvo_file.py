@@ -24,7 +24,7 @@ from fastinit.machine.spec import parse_spec
 from fastinit.mm.hugetlb import hvo_budget
 from fastinit.mm.hugetlb.hvo_file import FileRemapper
 from fastinit.mm.hugetlb.state import PoolState
-from fastinit.mm.memmap_file import DamagedMemmapError, MemmapFileError
+from fastinit.mm.page_file import DamagedMemmapError, MemmapFileError
 from fastinit.mm.run import boot, load
 from fastinit.mm.verify import verify
 from memmap_tools import array_offset, listing, npy_length, rewrite

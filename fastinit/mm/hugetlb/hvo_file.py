@@ -1,6 +1,6 @@
 """HVO on a memmap file: the tails' blocks released, the kept page mapped over them.
 
-In a memmap file (`fastinit.mm.memmap_file`) the page HVO keeps of a huge page's
+In a memmap file (`fastinit.mm.page_file`) the page HVO keeps of a huge page's
 descriptors is already a page of a file mapping, so no memfd is needed: every other page
 of those descriptors is mapped read-only (``MAP_FIXED``) onto the file's own kept page,
 and the file's blocks under them are released (``fallocate(PUNCH_HOLE | KEEP_SIZE)``).
