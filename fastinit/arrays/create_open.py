@@ -14,6 +14,8 @@ import datetime
 import hashlib
 import mmap
 import os
+from contextlib import ExitStack
+
 import numpy as np
 
 from fastinit.arrays import atomic, fileformat as fmt, lease as leases, locks, snapshot
@@ -154,9 +156,9 @@ def open_file(path, mode: str = "r", *, kind: str | None = None,
     if mode not in ("r", "r+", "c"):
         raise ValueError(f"mode must be 'r', 'r+' or 'c', got {mode!r}")
     shown, directory, name = atomic.split_path(path)
-    dfd = atomic.open_directory(shown, directory)
-    lock = fd = handle = lease = None
-    try:
+    with ExitStack() as held:  # until the handle owns them: released on any failure
+        dfd = atomic.open_directory(shown, directory)
+        held.callback(os.close, dfd)
         try:
             os.stat(name, dir_fd=dfd, follow_symlinks=False)
         except FileNotFoundError:
@@ -165,72 +167,80 @@ def open_file(path, mode: str = "r", *, kind: str | None = None,
                 f"{shown} does not exist{note}") from None
         atomic.check_regular(shown, dfd, name)
         lock = locks.PathLock(shown, dfd, name, exclusive=mode == "r+")
+        held.callback(lock.release)
         fd = _open_locked(shown, dfd, name, "r+" if mode == "r+" else "r")
+        held.callback(os.close, fd)
+        lease = None
         if mode != "r+":  # before its size is read: a file that shrinks from now on is seen
             lease = leases.take(shown, fd)
-        size = os.fstat(fd).st_size
-        header = fmt.read_header(shown, fd, size, _REDO)
-        meta_at = size - fmt.HEADER_BYTES - header.meta_len
-        raw = os.pread(fd, header.meta_len, meta_at) if meta_at >= 0 else b""
-        if len(raw) != header.meta_len or hashlib.sha256(raw).digest() != header.meta_sha256:
-            raise MemmapFileError(f"{shown} has a damaged header (metadata checksum "
-                                  f"mismatch); {_REDO}")
-        try:
-            document, specs, data_bytes = fmt.decode_metadata(raw)
-        except (ValueError, TypeError, OverflowError, KeyError, IndexError) as error:
-            raise MemmapFileError(f"{shown} has metadata this fastinit cannot use: "
-                                  f"{error}; {_REDO}") from None
-        if document["checksum"] != CHECKSUM_NAME:
-            raise MemmapFileError(f"{shown} has a data checksum of kind "
-                                  f"{document['checksum'][:40]!r}, this fastinit computes "
-                                  f"{CHECKSUM_NAME!r}; {_REDO}")
-        if kind is not None and document["kind"] != kind:
-            raise MemmapFileError(f"{shown} holds {document['kind'][:64]!r}, not {kind!r}; "
-                                  f"name a {kind} file")
-        lay = fmt.layout(specs, data_bytes, header.meta_len)
-        total = lay.total
-        if size != total:
-            what = "is truncated" if size < total else "is longer than its header says"
-            raise MemmapFileError(f"{shown} {what}: {size} bytes where its header needs "
-                                  f"{total}; {_REDO}")
-        if os.pread(fd, lay.data_offset, 0) != lay.npy:  # no checksum covers it
-            raise MemmapFileError(f"{shown} has a damaged header (its NumPy header is not "
-                                  f"the one its metadata describes); {_REDO}")
+            if lease is not None:
+                held.callback(lease.release)
+        header, raw, document, specs, lay = _checked_header(shown, fd, kind)
         if header.state != fmt.COMPLETE and not (allow_incomplete and mode != "r+"):
-            reason = _UNFINISHED[header.state]
             raise IncompleteMemmapError(f"{shown} is incomplete (state "
-                                        f"{fmt.STATES[header.state]}): {reason}; its data "
-                                        f"cannot be trusted; {_REDO}")
-        if mode == "r+":
-            region = mmap.mmap(fd, total, access=mmap.ACCESS_WRITE)
-        elif mode == "c" and lease is not None:
-            region = mmap.mmap(fd, total, access=mmap.ACCESS_COPY)
-        else:  # a mapping no truncation can turn into SIGBUS (see arrays.snapshot);
-            # without a lease a private copy, which is also what "c" asks for
-            region = snapshot.map_for_reading(shown, fd, total, lease)
+                                        f"{fmt.STATES[header.state]}): "
+                                        f"{_UNFINISHED[header.state]}; its data cannot be "
+                                        f"trusted; {_REDO}")
+        region = _map(shown, fd, lay.total, mode, lease)
         handle = MemmapFile((shown, dfd, name), fd, lock, region, document, specs, mode,
                             raw_meta=raw, layout=lay, state=header.state,
                             checksum=header.data_checksum, lease=lease)
-        lock = fd = dfd = lease = None  # the handle owns them now: closing it releases them
+        held.pop_all()  # the handle owns them now: closing it releases them
+    try:
         if check_data and header.state == fmt.COMPLETE and \
                 data_checksum(handle.data) != header.data_checksum:
             raise DamagedMemmapError(f"{shown} is damaged: its data no longer matches the "
                                      f"checksum written when it was completed; {_REDO}")
         if mode == "r+":
             handle._start_update()
-        return handle
     except BaseException:
-        if handle is not None:
-            handle.close()
-        if lease is not None:
-            lease.release()
-        if lock is not None:
-            lock.release()
-        if fd is not None:
-            os.close(fd)
-        if dfd is not None:
-            os.close(dfd)
+        handle.close()
         raise
+    return handle
+
+
+def _checked_header(shown: str, fd: int, kind: str | None):
+    """``(header, raw metadata, document, array specs, layout)`` of the open file ``fd``,
+    each checked against the others and the file's size before anything is mapped."""
+    size = os.fstat(fd).st_size
+    header = fmt.read_header(shown, fd, size, _REDO)
+    meta_at = size - fmt.HEADER_BYTES - header.meta_len
+    raw = os.pread(fd, header.meta_len, meta_at) if meta_at >= 0 else b""
+    if len(raw) != header.meta_len or hashlib.sha256(raw).digest() != header.meta_sha256:
+        raise MemmapFileError(f"{shown} has a damaged header (metadata checksum "
+                              f"mismatch); {_REDO}")
+    try:
+        document, specs, data_bytes = fmt.decode_metadata(raw)
+    except (ValueError, TypeError, OverflowError, KeyError, IndexError) as error:
+        raise MemmapFileError(f"{shown} has metadata this fastinit cannot use: "
+                              f"{error}; {_REDO}") from None
+    if document["checksum"] != CHECKSUM_NAME:
+        raise MemmapFileError(f"{shown} has a data checksum of kind "
+                              f"{document['checksum'][:40]!r}, this fastinit computes "
+                              f"{CHECKSUM_NAME!r}; {_REDO}")
+    if kind is not None and document["kind"] != kind:
+        raise MemmapFileError(f"{shown} holds {document['kind'][:64]!r}, not {kind!r}; "
+                              f"name a {kind} file")
+    lay = fmt.layout(specs, data_bytes, header.meta_len)
+    if size != lay.total:
+        what = "is truncated" if size < lay.total else "is longer than its header says"
+        raise MemmapFileError(f"{shown} {what}: {size} bytes where its header needs "
+                              f"{lay.total}; {_REDO}")
+    if os.pread(fd, lay.data_offset, 0) != lay.npy:  # no checksum covers it
+        raise MemmapFileError(f"{shown} has a damaged header (its NumPy header is not "
+                              f"the one its metadata describes); {_REDO}")
+    return header, raw, document, specs, lay
+
+
+def _map(shown: str, fd: int, total: int, mode: str, lease) -> mmap.mmap:
+    """The file's ``total`` bytes as ``mode`` asks, never a mapping a truncation by
+    another process could turn into SIGBUS while no read lease guards it."""
+    if mode == "r+":
+        return mmap.mmap(fd, total, access=mmap.ACCESS_WRITE)
+    if mode == "c" and lease is not None:
+        return mmap.mmap(fd, total, access=mmap.ACCESS_COPY)
+    # Without a lease a private copy (arrays.snapshot), which is also what "c" asks for.
+    return snapshot.map_for_reading(shown, fd, total, lease)
 
 
 def _open_locked(shown: str, dfd: int, name: str, mode: str) -> int:
