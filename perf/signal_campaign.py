@@ -247,6 +247,9 @@ def main() -> None:
     parser.add_argument("--entry", choices=sorted(PROGRAM), default="script",
                         help="start the console script (default) or python -m fastinit.cli")
     args = parser.parse_args()
+    # Started as a background job of a script, this process has SIGINT ignored, and the
+    # programs it starts would inherit that: they start as from a terminal instead.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     records = campaign(args.trials, args.spec, args.out, args.seed, args.verify_every,
                        entry=args.entry)
     print("\n".join(summary(records)))

@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import re
 import signal
 import statistics
 import subprocess
@@ -25,6 +26,7 @@ import time
 from pathlib import Path
 
 BIN = Path(sys.executable).parent
+PACKAGE = str(Path(__file__).resolve().parents[1] / "fastinit") + "/"
 ENTRIES = {
     "entry": [str(BIN / "fastinit")],  # the console script as installed
     "cli": [sys.executable, "-c", "import re, sys\nfrom fastinit.cli import run\n"
@@ -51,7 +53,11 @@ def trial(name: str, span: float, rng: random.Random) -> dict:
             # CPython's own start-up (importing site and its .pth files) fails so: no
             # code of the program has run yet.
             "in_interpreter_start": "Fatal Python error: init_import_site" in err,
-            "said": err.strip()[-300:]}
+            # A frame in fastinit's own files: raised after some of its code ran (the
+            # frames of the import system itself are hidden from tracebacks).
+            "in_fastinit_code": any(PACKAGE in frame for frame in
+                                    re.findall(r'File "([^"]+)"', err)),
+            "said": err.strip()[-3000:]}
 
 
 def main() -> int:
@@ -61,6 +67,9 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
+    # Started as a background job of a script, this process has SIGINT ignored, and the
+    # programs it starts would inherit that: they start as from a terminal instead.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     rng = random.Random(args.seed)
     # How long the whole program takes (--version: start-up, parse, exit), per entry.
     runs = {name: [] for name in ENTRIES}
@@ -83,6 +92,8 @@ def main() -> int:
                                                 for r in mine),
             "tracebacks_program": sum(r["traceback"] and not r["in_interpreter_start"]
                                       for r in mine),
+            "tracebacks_in_fastinit_code": sum(r["traceback"] and r["in_fastinit_code"]
+                                               for r in mine),
             "exit_130_with_line": sum(r["status"] == 130 and r["interrupted_line"]
                                       for r in mine),
             "killed_by_sigint_silently": sum(r["status"] == 130 and not r["said"]

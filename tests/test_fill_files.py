@@ -110,7 +110,7 @@ def test_fill_refuses_the_array_of_a_file_already_finished(tmp_path, finish):
     handle = create_memmap(path, DTYPE, 100)
     array = handle.array  # taken while the file is written, so still writeable
     fill(array[:10], record)  # a slice: the file stays initializing
-    if finish == "close":  # kept with a warning (tested in test_memmapfile)
+    if finish == "close":  # kept with a warning (tested in test_create_open)
         with pytest.warns(RuntimeWarning, match="without complete"):
             handle.close()
     else:

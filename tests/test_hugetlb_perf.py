@@ -1,11 +1,15 @@
 """Pool init at the write limit (``pytest -m perf``): the streaming pool kernels compile to
-non-temporal stores and a fence, and pool init of 2 MiB and 1 GiB pools runs at >= 0.75x
+non-temporal stores and a fence, and pool init of 2 MiB and 1 GiB pools runs at >= 0.8x
 the speed of glibc memset of the same descriptor bytes on the same thread, both measured
 interleaved in this run (a ratio, never an absolute time). Figures: perf/hugetlb_bench.py.
 
-The gate guards against a return to the old read-modify-write path (1 GiB pools: 0.55-0.67x),
-not the goal: issue 22 asks >= 0.9x, which a quiet 2-CPU VM gives only for 2 MiB pools
-(best of 11: 0.90-0.93x; 1 GiB pools 0.85-0.87x, both on the same VM, two runs).
+The gate guards against a return to the old read-modify-write path (1 GiB pools: 0.55-0.67x)
+and to per-page calls around the streaming kernel, not the goal: issue 22 asks >= 0.9x.
+Before the gigantic job prepared a node's pages in one call, a quiet 2-CPU VM gave best of
+11: 2 MiB 0.90-0.93x, 1 GiB 0.85-0.87x (a 0.88x reading failed CI's gate at 0.9); what is
+left around the kernel for 1 GiB pools is now 0.8 ms of 13.8 ms (6%). On the shared VM at
+load 9 on 2 CPUs every best of 11 was >= 0.99x (2 MiB) and >= 1.08x (1 GiB), and the medians
+0.82-0.91x and 0.79-1.0x: 0.8 keeps a margin below any reading seen.
 """
 
 import json
@@ -25,8 +29,8 @@ from fastinit.mm.run import prepare
 pytestmark = pytest.mark.perf
 
 SPEC = "2x16G,cpus=2"
-# See the module docstring: a regression gate below the 0.9x goal, which is not yet met.
-WRITE_LIMIT_GATE = 0.75
+# See the module docstring: a regression gate below the 0.9x goal, with a margin for noise.
+WRITE_LIMIT_GATE = 0.8
 # Half the memory in pool pages: 256 MiB of descriptors for either size, past any cache,
 # against which the jobs' setup (a millisecond or two) is small.
 POOLS = {9: "hugepagesz=2M hugepages=8192", 18: "hugepagesz=1G hugepages=16"}

@@ -8,24 +8,26 @@ import hashlib
 import io
 import json
 import os
+import signal
 import struct
 import subprocess
 import sys
+import textwrap
+import threading
 
 import numpy as np
 import pytest
 
-from fastinit.arrays import fileformat as fmt
 from fastinit.cli import main
 from fastinit.layout import PAGE_SIZE
 from fastinit.machine.spec import parse_spec
 from fastinit.mm.hugetlb import hvo_budget
 from fastinit.mm.hugetlb.hvo_file import FileRemapper
 from fastinit.mm.hugetlb.state import PoolState
-from fastinit.mm.memmap_file import DamagedMemmapError, MemmapFileError
+from fastinit.mm.page_file import DamagedMemmapError, MemmapFileError
 from fastinit.mm.run import boot, load
 from fastinit.mm.verify import verify
-from memmap_tools import array_offset, listing, parts, rewrite
+from memmap_tools import array_offset, listing, npy_length, rewrite
 
 SPEC = "2x4G,cpus=2"
 CMDLINE = ("hugepagesz=1G hugepages=0:1,1:1 hugepagesz=2M hugepages=300 "
@@ -54,7 +56,8 @@ def hvo_file(tmp_path_factory):
 
 
 def data_offset(path) -> int:
-    return fmt.data_offset(len(parts(path)[1]))
+    with open(path, "rb") as file:
+        return npy_length(file.read(16))
 
 
 def first_aliased(path) -> int:
@@ -101,6 +104,24 @@ def test_verify_in_another_process_passes_later(hvo_file):
                            str(path)], capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "KiB of the file released" in done.stdout
+
+
+def test_verify_off_the_main_thread_reads_a_private_copy_and_passes(hvo_file):
+    # No read lease off the main thread: the file is copied (arrays.snapshot), and the
+    # aliases must be checked against the file's kept pages, not the copy's.
+    path, _ = hvo_file
+    outcome = {}
+
+    def load_and_verify():
+        result = load(str(path), check_data=True)
+        outcome["lease"] = result.memmap.file.handle._lease
+        outcome["problems"] = [problem for check in verify(result).checks
+                               for problem in check.problems]
+
+    worker = threading.Thread(target=load_and_verify)
+    worker.start()
+    worker.join()
+    assert outcome["lease"] is None and outcome["problems"] == []
 
 
 def test_a_changed_kept_page_fails_the_checksum_over_the_aliases(hvo_file, tmp_path):
@@ -165,3 +186,40 @@ def test_hvo_into_a_memmap_file_given_again_is_refused(tmp_path):
     result = boot(topology(CMDLINE.replace("=on", "=off")), memmap_file=str(tmp_path / "m"))
     with pytest.raises(ValueError, match="into a new file"):
         boot(topology(), memmap=result.memmap)
+
+
+KILLED_AFTER_REMAPPING = textwrap.dedent("""
+    import sys, time
+    from fastinit.machine.spec import parse_spec
+    from fastinit.mm.hugetlb.state import PoolState
+    from fastinit.mm.run import boot
+    enqueue = PoolState.enqueue
+    def stop_here(self, heads, order, nid):
+        if self.out.remapper.remapped:  # aliases mapped, the first page's blocks released
+            print("remapped", flush=True)
+            time.sleep(120)
+        enqueue(self, heads, order, nid)
+    PoolState.enqueue = stop_here
+    boot(parse_spec(sys.argv[2], cmdline=sys.argv[3]), memmap_file=sys.argv[1], force=True)
+""")
+
+
+def test_kill_9_after_the_remapping_leaves_the_old_file(tmp_path):
+    path = tmp_path / "memmap.bin"
+    boot(parse_spec("1x2G"), memmap_file=str(path))
+    before = hashlib.sha256(path.read_bytes()).hexdigest()
+    child = subprocess.Popen([sys.executable, "-c", KILLED_AFTER_REMAPPING, str(path), SPEC,
+                              CMDLINE], stdout=subprocess.PIPE, text=True)
+    timer = threading.Timer(300, child.kill)  # never hang the suite
+    timer.start()
+    try:
+        assert child.stdout.readline().strip() == "remapped"
+        os.kill(child.pid, signal.SIGKILL)
+        assert child.wait() == -signal.SIGKILL
+    finally:
+        timer.cancel()
+        child.stdout.close()
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == before
+    assert verify(load(str(path))).ok
+    boot(topology(), memmap_file=str(path), force=True)  # removes what the killed one left
+    assert listing(tmp_path) == ["memmap.bin"]

@@ -174,7 +174,7 @@ def test_the_boot_and_its_hugetlb_room_import_in_no_cycle():
 
 def test_no_modules_of_ours_import_each_other_in_a_cycle():
     # Issue 21: none at all, eager or function-local (a cycle through arrays/__init__,
-    # memmapfile and handle was the last).
+    # create_open and handle was the last).
     assert import_cycles() == []
 
 

@@ -15,7 +15,7 @@ import pytest
 from fastinit.arrays import fileformat as fmt
 from fastinit.cli import main
 from fastinit.machine.spec import parse_spec
-from fastinit.mm.memmap_file import (DamagedMemmapError, IncompleteMemmapError,
+from fastinit.mm.page_file import (DamagedMemmapError, IncompleteMemmapError,
                                      MemmapFileError, open_file, topology_fingerprint)
 from fastinit.mm.run import boot, load
 from fastinit.mm.verify import verify

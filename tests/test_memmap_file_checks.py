@@ -15,7 +15,7 @@ from fastinit.arrays import fileformat as fmt
 from fastinit.cli import main
 from fastinit.layout import MIGRATE_TYPES
 from fastinit.machine.spec import parse_spec
-from fastinit.mm.memmap_file import ZONE_STATE_DTYPE
+from fastinit.mm.page_file import ZONE_STATE_DTYPE
 from fastinit.mm.run import boot
 from memmap_fuzz import refingerprint
 from memmap_tools import (array_offset, header_at, mutate_data, npy_length, parts, reseal,
@@ -208,7 +208,7 @@ def test_a_sparse_file_with_a_valid_header_is_refused(capsys, tmp_path, good_fil
         file.write(good_file[tail:])
     status, _, err = verify_status(capsys, sparse)
     assert status == 1 and f"{sparse} is damaged: the zone record" in err
-    from fastinit.mm.memmap_file import DamagedMemmapError
+    from fastinit.mm.page_file import DamagedMemmapError
     from fastinit.mm.run import load
     with pytest.raises(DamagedMemmapError, match="no longer matches the checksum"):
         load(str(sparse), check_data=True)
@@ -220,7 +220,7 @@ def parts_of(raw):
 
 def test_issue_9_item_4_a_pageblock_byte_of_a_real_log_file_never_reaches_verify(tmp_path):
     from fastinit.machine.bootlog import read_bootlog
-    from fastinit.mm.memmap_file import DamagedMemmapError
+    from fastinit.mm.page_file import DamagedMemmapError
     from fastinit.mm.run import load
     log = Path(__file__).parent / "data" / "dmesg" / "kvm-512m-syslog-3.13.txt"
     path = tmp_path / "k.bin"  # free ranges start mid-pageblock here, as on real machines

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from fastinit.arrays import MemmapFileError, create_memmap, open_memmap, snapshot
+from fastinit.arrays import MemmapFileError, create_memmap, open_memmap_file, snapshot
 from fastinit.arrays.errors import MemmapChangedError
 
 CLI = [sys.executable, "-m", "fastinit.cli"]
@@ -166,10 +166,10 @@ def test_a_copy_that_would_not_fit_in_memory_is_refused_naming_the_file_and_the_
     writer = os.open(path, os.O_RDWR)
     try:
         with pytest.raises(MemmapFileError, match="cannot be read safely") as caught:
-            open_memmap(path)
+            open_memmap_file(path)
     finally:
         os.close(writer)
     assert str(path) in str(caught.value) and "GiB" in str(caught.value)
     assert not isinstance(caught.value, MemmapChangedError)
-    with open_memmap(path) as opened:  # with its lease: mapped, however little memory
+    with open_memmap_file(path) as opened:  # with its lease: mapped, however little memory
         assert opened._lease is not None and int(opened.array.sum()) == 1 << 20

@@ -4,7 +4,7 @@ parallel huge-page allocation (`empty`) and streaming fills (`fill`).
 
 Modules: `alloc` (`empty`, `allocation`), `touch` (parallel first touch), `fill` (`fill`),
 `records` (which dtypes and record functions fill takes), `fileformat` (the on-disk
-format), `npyheader` (its NumPy header), `dtypes` (dtypes as JSON), `memmapfile` (create,
+format), `npyheader` (its NumPy header), `dtypes` (dtypes as JSON), `create_open` (create,
 open, complete), `npymemmap` (`open_memmap` with NumPy's modes),
 `atomic` (write beside, rename when complete), `rename` (renameat2), `locks` (the path's
 and the file's flocks), `lease` (a reader's read lease), `checksum` (the data checksum),
@@ -13,7 +13,7 @@ and the file's flocks), `lease` (a reader's read lease), `checksum` (the data ch
 
 from fastinit.arrays.errors import (DamagedMemmapError, IncompleteMemmapError,
                                     MemmapBusyError, MemmapChangedError, MemmapFileError)
-from fastinit.arrays.memmapfile import MemmapFile, create_memmap, open_memmap_file
+from fastinit.arrays.create_open import MemmapFile, create_memmap, open_memmap_file
 from fastinit.arrays.npymemmap import open_memmap
 
 __all__ = ["MemmapFile", "create_memmap", "open_memmap", "open_memmap_file", "MemmapFileError",

@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from fastinit.arrays import fileformat as fmt
-from fastinit.arrays.memmapfile import create_memmap
+from fastinit.arrays.create_open import create_memmap
 from fastinit.arrays.touch import advise, first_touch
 from fastinit.host.memory import available_memory
 from fastinit.validate import (check_bool, check_callable, check_int, check_threads,

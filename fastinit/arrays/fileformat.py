@@ -18,7 +18,7 @@ other offset and size is derived from the metadata, never stored: the NPY header
 byte for byte the one the metadata implies, and the file's size exactly what its parts
 need. Nothing of a file is believed before its checksums match and every field has been
 checked for type and range (a file is untrusted input). This module holds the format;
-creating, opening and completing files is `fastinit.arrays.memmapfile`.
+creating, opening and completing files is `fastinit.arrays.create_open`.
 
 Format history: version 1 (fastinit 0.1) had a 64-byte fixed header, page memmaps only
 and no data checksum; version 2 had the fixed header and metadata first, so only

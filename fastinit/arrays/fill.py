@@ -22,7 +22,7 @@ from numba.core.dispatcher import Dispatcher
 
 from fastinit.arrays.fill_key import (fill_key, record_digest, remember_return_type,
                                       remembered_return_type)
-from fastinit.arrays.memmapfile import MemmapFile
+from fastinit.arrays.create_open import MemmapFile
 from fastinit.arrays.records import check_record_type, leaves_of, return_type
 from fastinit.engine.padata import Job, JobReport, do_multithreaded
 from fastinit.validate import check_callable, check_event, check_int, check_threads

@@ -1,6 +1,6 @@
 """The handle of an open fastinit memmap file: its arrays, state, and the way to finish it.
 
-A `MemmapFile` is what `fastinit.arrays.memmapfile.create_memmap` and ``open_memmap_file``
+A `MemmapFile` is what `fastinit.arrays.create_open.create_memmap` and ``open_memmap_file``
 return (and what ``open_memmap``'s arrays lead to). Every array it hands out keeps it alive (so its lock and its unfinished file live
 as long as any view of the data), and `MemmapFile.of` finds it again from any such view.
 """

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from fastinit.arrays.memmapfile import create_memmap, open_file
+from fastinit.arrays.create_open import create_memmap, open_file
 
 MODES = ("r", "r+", "w+", "c")
 

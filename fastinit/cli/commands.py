@@ -121,7 +121,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     if args.memmap_file is None:
         return cmd_boot(args, verify=True)
     from fastinit.mm.run import load
-    from fastinit.mm.memmap_file import DamagedMemmapError, IncompleteMemmapError
+    from fastinit.mm.page_file import DamagedMemmapError, IncompleteMemmapError
     from fastinit.report.boot import boot_json, memmap_file_lines
     named = args.dmesg is not None or args.spec is not None
     topology = load_topology(args)[0] if named else None

@@ -11,7 +11,6 @@ from fastinit.engine.progress import Tally
 from fastinit.validate import check_callable, check_int, check_type
 from fastinit.machine.topology import Topology
 from fastinit.mm.deferred import DEFAULT_KERNEL
-from fastinit.mm.hugetlb.plan import has_pools
 from fastinit.distributed.pools import needs_split
 from fastinit.mm.options import BootOptions
 from fastinit.mm.plan import DEFAULT_ARCH, plan_boot
@@ -90,10 +89,6 @@ def cluster_boot(topology: Topology, cluster, *, arch: str = DEFAULT_ARCH,
     check_type(memmap_dir, (str, os.PathLike), "memmap_dir", "a directory path",
                optional=True)
     plan = plan_boot(topology, arch, threads)  # bad input fails here, before any cluster
-    if memmap_dir is not None and has_pools(plan) and plan.pools.params.free_vmemmap:
-        raise ValueError("hugetlb_free_vmemmap=on (HVO) remaps a node's memmap in its "
-                         "worker's memory; node files keep every descriptor: boot with "
-                         "hugetlb_free_vmemmap=off, or without --memmap-dir")
     options = {"boot": boot_options,
                # 2 MiB pools wait for the split between the nodes (distributed.pools).
                "split_pools": needs_split(plan),

@@ -3,7 +3,7 @@ after a failed boot.
 
 Both run through ``Client.run`` on every worker (the directory is on their disks, not
 necessarily the client's), and in the client too for a local cluster, before it starts.
-A node file is written as any memmap file is (`fastinit.arrays.memmapfile`): under a
+A node file is written as any memmap file is (`fastinit.arrays.create_open`): under a
 temporary name beside ``node<N>.memmap`` until complete, so a killed writer leaves only
 a temporary file, which nothing but a cleanup like `remove_temporaries` takes away.
 """

@@ -3,10 +3,11 @@
 ctypes releases the GIL for the call, which is why threads first-touch memory, memset it
 and remap it this way rather than through Python's ``mmap`` module. A call without
 declared argument types would pass a Python int as a C ``int``, cutting an address above
-4 GiB: every function used is declared here, with its prototype from ``<sys/mman.h>`` or
-``<string.h>``, and nowhere else. ``CDLL(None)`` is the process's own symbols (the C
-library CPython runs on), found without the subprocess ``ctypes.util.find_library`` starts.
-Errors: the functions set errno, read with ``ctypes.get_errno()``.
+4 GiB: every function used is declared here, with its prototype from ``<sys/mman.h>``,
+``<string.h>`` or ``<fcntl.h>``, and nowhere else. ``CDLL(None)`` is the process's own
+symbols (the C library CPython runs on), found without the subprocess
+``ctypes.util.find_library`` starts. Errors: the functions set errno, read with
+``ctypes.get_errno()``.
 """
 
 from __future__ import annotations
@@ -31,6 +32,9 @@ libc.madvise.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int)
 # void *memset(void *s, int c, size_t n)
 libc.memset.restype = ctypes.c_void_p
 libc.memset.argtypes = (ctypes.c_void_p, ctypes.c_int, ctypes.c_size_t)
+# int fallocate(int fd, int mode, off_t offset, off_t len)
+libc.fallocate.restype = ctypes.c_int
+libc.fallocate.argtypes = (ctypes.c_int, ctypes.c_int, ctypes.c_long, ctypes.c_long)
 
 # What mmap returns on failure, (void *) -1, as ctypes gives a c_void_p back.
 MAP_FAILED = ctypes.c_void_p(-1).value

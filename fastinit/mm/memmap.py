@@ -4,7 +4,7 @@ Descriptors live in one flat array of `PAGE_DTYPE`, a slot of PAGES_PER_SECTION 
 per present section, in section order; a machine with terabytes of holes pays nothing for
 them. Next to it, one byte per pageblock holds the migratetype (the kernel's pageblock
 bitmap). The storage is anonymous memory advised to use huge pages, or a file with a
-header (`fastinit.mm.memmap_file`) for memmaps larger than RAM.
+header (`fastinit.mm.page_file`) for memmaps larger than RAM.
 """
 
 from __future__ import annotations
@@ -57,7 +57,7 @@ class Memmap:
     storage : str
         "memory" or the backing file's path.
     file : PageFile or None
-        The memmap file behind a file-backed memmap (`fastinit.mm.memmap_file`).
+        The memmap file behind a file-backed memmap (`fastinit.mm.page_file`).
 
     Every attribute is read-only; ``sections`` is a read-only array.
     """

@@ -18,7 +18,7 @@ from fastinit.mm.plan import BootPlan, plan_boot
 from fastinit.mm.buddy import ZoneFreeArea
 from fastinit.validate import check_callable, check_event, check_type
 from fastinit.mm.deferred import DEFAULT_KERNEL, NodeResult, deferred_init
-from fastinit.mm import memmap_file as memmap_files
+from fastinit.mm import page_file as memmap_files
 from fastinit.mm.early import early_init
 from fastinit.mm.options import BootOptions
 from fastinit.mm.hugetlb.plan import has_pools
@@ -253,7 +253,7 @@ def load(path: str, topology: Topology | None = None, *, check_data: bool = Fals
         If given, the file must have been written for this machine.
     check_data : bool
         Also compare the data checksum written at completion (see
-        `fastinit.mm.memmap_file.open_file`: verify checks more, for less).
+        `fastinit.mm.page_file.open_file`: verify checks more, for less).
 
     Returns
     -------
@@ -264,13 +264,13 @@ def load(path: str, topology: Topology | None = None, *, check_data: bool = Fals
 
     Raises
     ------
-    fastinit.mm.memmap_file.IncompleteMemmapError
+    fastinit.mm.page_file.IncompleteMemmapError
         The run that wrote the file did not finish.
-    fastinit.mm.memmap_file.DamagedMemmapError
+    fastinit.mm.page_file.DamagedMemmapError
         Its data changed since it was completed, or breaks the buddy model's bounds.
-    fastinit.mm.memmap_file.MemmapFileError
+    fastinit.mm.page_file.MemmapFileError
         The file is not a usable page memmap file (see
-        `fastinit.mm.memmap_file.open_file`).
+        `fastinit.mm.page_file.open_file`).
     """
     memmap, plan = memmap_files.open_file(path, topology=topology, check_data=check_data)
     zones = {}

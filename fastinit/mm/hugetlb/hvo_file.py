@@ -1,6 +1,6 @@
 """HVO on a memmap file: the tails' blocks released, the kept page mapped over them.
 
-In a memmap file (`fastinit.mm.memmap_file`) the page HVO keeps of a huge page's
+In a memmap file (`fastinit.mm.page_file`) the page HVO keeps of a huge page's
 descriptors is already a page of a file mapping, so no memfd is needed: every other page
 of those descriptors is mapped read-only (``MAP_FIXED``) onto the file's own kept page,
 and the file's blocks under them are released (``fallocate(PUNCH_HOLE | KEEP_SIZE)``).
@@ -34,7 +34,8 @@ import numpy as np
 
 from fastinit.layout import DESCRIPTORS_PER_PAGE, PAGE_DTYPE, PAGE_SIZE
 from fastinit.mm.hugetlb import hvo_budget
-from fastinit.mm.hugetlb.hvo import _MAP_FAILED, _MAP_FIXED, _libc, _remapped, file_ident
+from fastinit.host.libc import MAP_FAILED as _MAP_FAILED, MAP_FIXED as _MAP_FIXED, libc as _libc
+from fastinit.mm.hugetlb.hvo import _remapped, file_ident
 
 # One row per remapped huge page: its first descriptor page (in pages of the memmap) and
 # how many pages of descriptors it has (the first kept, the others aliases of it).
@@ -42,7 +43,6 @@ HVO_DTYPE = np.dtype([("first", "<i8"), ("pages", "<i8")])
 # <linux/falloc.h>
 _FALLOC_FL_KEEP_SIZE = 0x01
 _FALLOC_FL_PUNCH_HOLE = 0x02
-_libc.fallocate.argtypes = (ctypes.c_int, ctypes.c_int, ctypes.c_long, ctypes.c_long)
 
 
 class FileRemapper:

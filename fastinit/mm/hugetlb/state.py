@@ -38,7 +38,11 @@ class PoolState:
     def __init__(self, result, decision, stream: bool = True):
         self.plan, self.memmap, self.zones = result.plan, result.memmap, result.zones
         self.stream = stream and can_stream(self.memmap)
-        self.whole_blocks = {key: whole_blocks(self.plan, key) for key in self.zones}
+        # Only pages from the buddy allocator ask which blocks were freed whole.
+        buddy = any(not r.gigantic and self.plan.pools.total(r.order)
+                    for r in self.plan.pools.params.hstates)
+        self.whole_blocks = {key: whole_blocks(self.plan, key) for key in self.zones} \
+            if buddy else {}
         self.out = PoolResult(decision=decision)
         if decision.pages:
             self.out.remapper = Remapper(self.memmap, decision.pages) \

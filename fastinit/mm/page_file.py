@@ -27,7 +27,7 @@ import numpy as np
 from fastinit.arrays.errors import (DamagedMemmapError, IncompleteMemmapError,
                                     MemmapBusyError, MemmapFileError)
 from fastinit.arrays.checksum import data_checksum
-from fastinit.arrays.memmapfile import MemmapFile, create_file, open_file as open_any_file
+from fastinit.arrays.create_open import MemmapFile, create_file, open_file as open_any_file
 from fastinit.layout import (DESCRIPTORS_PER_PAGE, MIGRATE_TYPES, NR_ORDERS, PAGE_DTYPE,
                              PAGEBLOCK_NR_PAGES, PAGEBLOCKS_PER_SECTION, PAGES_PER_SECTION,
                              SECTION_SHIFT)
@@ -128,7 +128,7 @@ def _memmap(handle: MemmapFile, sections: np.ndarray) -> Memmap:
 
 def create(plan, path, *, force: bool = False, replace_any_file: bool = False,
            kernel: str = "stream") -> Memmap:
-    """A memmap for ``plan`` in a new file (see `fastinit.arrays.memmapfile.create_file`).
+    """A memmap for ``plan`` in a new file (see `fastinit.arrays.create_open.create_file`).
 
     Raises
     ------

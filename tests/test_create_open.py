@@ -409,7 +409,7 @@ def test_arguments_of_the_wrong_type_are_a_type_error_as_for_empty(
 
 
 def test_a_file_of_another_kind_is_refused_by_open_memmap(tmp_path):
-    from fastinit.arrays.memmapfile import create_file
+    from fastinit.arrays.create_open import create_file
     with create_file(tmp_path / "p.bin", [("x", np.int8, 3), ("y", np.int64, 2)],
                      kind="something-else") as handle:
         assert sorted(handle.arrays) == ["x", "y"]
