@@ -74,7 +74,7 @@ def assemble(firmware: Firmware, cmdline: KernelCmdline, source: str,
     table = firmware.table
     if cmdline.e820_edits and not firmware.user_map:
         table = e820.apply_edits(table, cmdline.e820_edits)
-    table = e820.trim_bios(table)
+    table = e820.trim_bios(table, page0=not kernel.has("page0_e820_ram"))
     memory = e820.memory_pfn_ranges(table)
     if not memory:
         raise ValueError(f"{source}: the e820 map has no usable RAM of a whole page; "

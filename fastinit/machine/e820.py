@@ -176,15 +176,16 @@ def apply_edits(table: list[Entry], edits) -> list[Entry]:
 BIOS_BEGIN, BIOS_END = 0xA0000, 0x100000
 
 
-def trim_bios(table: list[Entry]) -> list[Entry]:
-    """``trim_bios_range()``: page 0 becomes reserved and RAM in 640K..1M is removed.
+def trim_bios(table: list[Entry], page0: bool = True) -> list[Entry]:
+    """``trim_bios_range()``: page 0 becomes reserved (unless ``page0`` is False: kernel
+    rule page0_e820_ram) and RAM in 640K..1M is removed.
 
     Every x86 kernel does this before memblock takes the map; a boot log shows it only in
     KERN_DEBUG lines (``e820: update [mem 0x00000000-0x00000fff] usable ==> reserved``), so
     it must be applied whether or not they are in the log (applying it twice changes
     nothing).
     """
-    entries = _cut(table, 0, PAGE_SIZE, E820_RAM, E820_RESERVED)
+    entries = _cut(table, 0, PAGE_SIZE, E820_RAM, E820_RESERVED) if page0 else table
     return sanitize(_cut(entries, BIOS_BEGIN, BIOS_END, E820_RAM, None))
 
 

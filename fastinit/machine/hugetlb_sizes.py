@@ -102,7 +102,8 @@ class HugetlbParams:
         return any(request.count for request in self.hstates)
 
 
-_REGISTERED = re.compile(r"HugeTLB: registered (\d+\.\d\d [KMGT]iB) page size")
+# "HugeTLB registered" before 6.0 (kernel rule hugetlb_report_colon).
+_REGISTERED = re.compile(r"HugeTLB:? registered (\d+\.\d\d [KMGT]iB) page size")
 _UNSUPPORTED = re.compile(r"HugeTLB: unsupported (?:default_)?hugepagesz=(\S+)")
 
 

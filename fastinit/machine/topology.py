@@ -219,7 +219,8 @@ class Topology:
         if cmdline.kernelcore is None and cmdline.movablecore is None:
             return {}
         return zone_movable_pfns({n.nid: list(n.ranges) for n in self.memory_nodes},
-                                 self._windows, cmdline.kernelcore, cmdline.movablecore)
+                                 self._windows, cmdline.kernelcore, cmdline.movablecore,
+                                 past_end=not self.kernel.has("movable_none_past_node_end"))
 
     @cached_property
     def _zones(self) -> dict[int, list[Zone]]:

@@ -51,7 +51,7 @@ def _required_kernelcore(total: int, kernelcore, movablecore) -> int:
 
 
 def zone_movable_pfns(node_ranges: dict[int, list[Range]], windows: list[Range],
-                      kernelcore, movablecore) -> dict[int, int]:
+                      kernelcore, movablecore, past_end: bool = False) -> dict[int, int]:
     """Where ZONE_MOVABLE starts on each node (nodes without one are left out).
 
     Parameters
@@ -61,6 +61,9 @@ def zone_movable_pfns(node_ranges: dict[int, list[Range]], windows: list[Range],
     windows : list of (int, int)
         From `arch_zone_windows`.
     kernelcore, movablecore : fastinit.machine.cmdline.CoreSize or None
+    past_end : bool
+        Keep a start at or past the node's end (kernels without ddbc84f3f595: kernel
+        rule movable_none_past_node_end).
     """
     total = sum(e - s for ranges in node_ranges.values() for s, e in ranges)
     required = _required_kernelcore(total, kernelcore, movablecore)
@@ -101,7 +104,7 @@ def zone_movable_pfns(node_ranges: dict[int, list[Range]], windows: list[Range],
     result = {}
     for nid in nids:
         pfn = align_up(start_of[nid], MAX_ORDER_NR_PAGES)
-        if 0 < pfn < node_ranges[nid][-1][1]:
+        if 0 < pfn and (past_end or pfn < node_ranges[nid][-1][1]):
             result[nid] = pfn
     return result
 

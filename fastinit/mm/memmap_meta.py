@@ -48,7 +48,8 @@ def topology_to_json(topology: Topology) -> dict:
                       for n in topology.nodes],
             "cmdline": topology.cmdline.text,
             # The kernel generation modelled (its rules decide reservations and jobs).
-            "linux": topology.kernel.version, "linux_from_log": topology.kernel.from_log}
+            "linux": topology.kernel.version, "linux_from_log": topology.kernel.from_log,
+            "linux_point": topology.kernel.patch}
 
 
 def topology_fingerprint(topology: Topology) -> str:
@@ -147,7 +148,8 @@ def topology_from_json(document) -> Topology:
     # Files written before the rules existed were modelled as the newest kernel.
     linux = document.get("linux", "newest")
     kernel = NEWEST_RULES if linux == "newest" else parse_version(
-        _text(linux, "the Linux version"), from_log=document.get("linux_from_log") is True)
+        _text(linux, "the Linux version"), from_log=document.get("linux_from_log") is True,
+        patch=_point(document.get("linux_point")))
     return Topology(tuple(nodes), reserved, source, notes, cmdline,  # checks consistency
                     kernel=kernel)
 
@@ -207,3 +209,9 @@ def check_against_plan(document: dict, plan) -> None:
         raise ValueError("zones are not the machine's zones")
     if document.get("hugepages", []) != pool_counts(plan):
         raise ValueError("hugepages are not the pools the machine's command line makes")
+
+
+def _point(value) -> int | None:
+    """A file's stable point release (kernel rules' ``patch``): None when absent or not a
+    plain count (files written before it was kept)."""
+    return value if type(value) is int and 0 < value < 100_000 else None

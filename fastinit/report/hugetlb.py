@@ -39,6 +39,9 @@ def kernel_lines(plan, pools=None) -> list[str]:
         total = sum(sizes.get(request.order, 0) for sizes in counts.values())
         # hugetlb_vmemmap_optimizable_size(): all but one page of the descriptors.
         freeable = ((1 << request.order) // DESCRIPTORS_PER_PAGE - 1) * PAGE_SIZE // 1024
+        if not plan.topology.kernel.has("hugetlb_report_colon"):
+            lines.append(f"HugeTLB registered {name} page size, pre-allocated {total} pages")
+            continue
         lines.append(f"HugeTLB: registered {name} page size, pre-allocated {total} pages")
         lines.append(f"HugeTLB: {freeable} KiB vmemmap can be freed for a {name} page")
     return lines
