@@ -62,7 +62,7 @@ class KernelReport:
     hugepages : dict
         ``nid -> {size_kb: nr_hugepages}`` from sysfs.
     hugetlb_lines : list of str
-        The kernel's ``HugeTLB:`` lines.
+        The kernel's ``HugeTLB:`` lines (and before 6.0 its ``HugeTLB registered`` ones).
     deferred_ms : dict
         ``nid -> ms`` from "node N deferred pages initialised in Mms".
     physpages_kib : int or None
@@ -118,7 +118,7 @@ def _read_console(report: KernelReport) -> None:
         elif line.startswith("Early memory node ranges"):
             block = "nodes"
             continue
-        elif line.startswith("HugeTLB:"):
+        elif line.startswith(("HugeTLB:", "HugeTLB registered")):  # no colon before 6.0
             report.hugetlb_lines.append(line.strip())
         elif "Kernel panic" in line and report.panic is None:
             report.panic = line.strip()
