@@ -189,7 +189,7 @@ SAME_IN_EVERY_GENERATION: tuple[Same, ...] = (
          "e820__range_update(), read in a 6.14+ tree (linux-next before 7.0); 5.10 and "
          "7.0 (its e820 overhaul, merge 5668a64622cf) were not read here, "
          "and the campaign's mem=/memmap= layouts on 5.10 and 7.2 match; memmap=nn%ss-t+n "
-         "(ef61f8a340fd, 4.16: -t+n update, +n add, -t or nothing remove) is modelled "
+         "(4.16: -t+n update, +n add, -t or nothing remove) is modelled "
          "and a hand-made boot of it matched on 5.10 and 7.2"),
     Same("max_order_blocks",
          "the largest buddy block is 1024 pages (order 10) on x86-64",
