@@ -145,6 +145,8 @@ def test_a_copied_hvo_file_maps_nothing_of_the_file_and_its_tails_equal_their_ke
     assert outcome["remapped"] == 8
     assert outcome["mapped"] == [] and outcome["tails"]
     assert outcome["report"].ok, outcome["report"].problems
+    assert any("remapped onto one page each (copies of the file read without a lease)"
+               in (check.summary or "") for check in outcome["report"].checks)
 
 
 def verify_copy_after(path, change):

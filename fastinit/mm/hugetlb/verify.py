@@ -204,8 +204,10 @@ def _check_hvo(result, check) -> str:
                       f"{'copies' if copied else 'mappings'} of their kept page")
     resident = resident_bytes(result.memmap, remapper)
     ideal = result.memmap.pages.nbytes - remapper.released_bytes
+    how = "copies of the file read without a lease" if copied else \
+        f"{remapper.mappings} mappings"
     summary = (f"HVO: {remapper.remapped} huge pages' vmemmap remapped onto one page each "
-               f"({remapper.mappings} mappings), memmap resident {resident >> 20} MiB, ideal "
+               f"({how}), memmap resident {resident >> 20} MiB, ideal "
                f"{ideal >> 20} MiB")
     if result.memmap.file is not None:
         # A file's pages are page cache the kernel may write back and reclaim: its
