@@ -19,6 +19,8 @@ from __future__ import annotations
 import numba
 from numba import types
 from numba.core import typeinfer
+from numba.core.errors import NumbaValueError
+from numba.core.typing import typeof as typeof_module
 from numba.extending import register_jitable
 
 from fastinit.kernels._cache import generated_cache, kernel_cache
@@ -102,6 +104,33 @@ def _compile_cached(dispatcher, cache, signatures) -> None:
         for signature in signatures:
             dispatcher.compile(signature)
     dispatcher.disable_compile()
+    dispatcher.typeof_pyval = _typeof_argument(dispatcher)
+
+
+def _typeof_argument(dispatcher):
+    """The dispatcher's typing of an argument its native code cannot type (the first call
+    with each array type), letting every exception through.
+
+    Numba's own turns any ValueError raised while it types into "an object" and so into
+    "No matching definition". A read lease's signal handler
+    (`fastinit.arrays.lease`) raises its MemmapChangedError, a ValueError, at whatever
+    Python code the main thread runs, this typing included: a truncated file was
+    reported as a typing error (exit 2 with Numba's message). Numba's own ValueErrors
+    (a value it cannot type: our kernels take none) stay an object, as before.
+    """
+    active = dispatcher._types_active_call
+
+    def typeof_pyval(value):
+        try:
+            numba_type = typeof_module.typeof(value, typeof_module.Purpose.argument)
+        except (ValueError, NumbaValueError) as error:
+            if type(error) not in (ValueError, NumbaValueError):
+                raise  # not Numba's: e.g. raised by a signal handler while it typed
+            numba_type = None
+        numba_type = numba_type or types.pyobject
+        active.add(numba_type)
+        return numba_type
+    return typeof_pyval
 
 
 def generated_kernel(fn, key: str | None, *signatures):

@@ -13,6 +13,13 @@ opened again maps the same aliases (`alias_recorded`) before anything reads it, 
 tails read as they did when it was completed, and its data checksum, computed then with
 the aliases mapped, holds over what the file logically holds, holes included.
 
+A file read without a read lease is not mapped at all but copied into private memory
+(`fastinit.arrays.snapshot`), so that another process truncating it ends the read with a
+clean error, never SIGBUS. Mapping its aliases from the file would undo that (a read of
+an alias past the file's new end is SIGBUS), so there each tail page is given its kept
+page's bytes inside the copy instead (`FileRemapper.copied`): the same bytes the aliases
+would show, no mapping of the file, none of the process's mappings spent.
+
 Aliases are mapped first and the blocks released last (the first page's at once, to learn
 whether the file system can; the others' when the file is completed,
 `FileRemapper.settle`): a remapping the process has no mappings for, or a file system that
@@ -35,7 +42,7 @@ import numpy as np
 from fastinit.layout import DESCRIPTORS_PER_PAGE, PAGE_DTYPE, PAGE_SIZE
 from fastinit.mm.hugetlb import hvo_budget
 from fastinit.host.libc import MAP_FAILED as _MAP_FAILED, MAP_FIXED as _MAP_FIXED, libc as _libc
-from fastinit.mm.hugetlb.hvo import _remapped, file_ident
+from fastinit.mm.hugetlb.hvo import _remapped, file_ident, file_mappings
 
 # One row per remapped huge page: its first descriptor page (in pages of the memmap) and
 # how many pages of descriptors it has (the first kept, the others aliases of it).
@@ -68,6 +75,9 @@ class FileRemapper:
         self.remapped = self.released_bytes = self.mappings = 0
         self.aliases: list[tuple[int, int]] = []
         self.writable = memmap.file.handle.writing
+        # True when the memmap is a private copy of the file (see `alias_recorded`): the
+        # tails hold copies of their kept page, nothing maps the file.
+        self.copied = False
         _remapped[memmap] = (self.lock, self.aliases)
         memmap.file.hvo = self
 
@@ -125,7 +135,23 @@ class FileRemapper:
             self.aliases.append((first, count))
             self.remapped += 1
             self.released_bytes += (count - 1) * PAGE_SIZE
-            self.mappings += count
+            self.mappings += 0 if self.copied else count
+
+    def maps_file(self) -> bool:
+        """Whether the memmap's first page is a mapping of the file (else it is a private
+        copy, `fastinit.arrays.snapshot`): asked of /proc/self/maps, what the process
+        really maps, not of how the file was opened."""
+        page = self.base // PAGE_SIZE
+        return any(start <= page < end for start, end, _ in file_mappings(self.ident))
+
+    def _fill(self, first: int, count: int) -> None:
+        """Pages ``first + 1 .. first + count - 1`` of a private copy made copies of page
+        ``first``: what their aliases would show (the copy's mapping is writable; the
+        arrays users get of it are not)."""
+        block = (ctypes.c_char * (count * PAGE_SIZE)).from_address(self.base +
+                                                                   first * PAGE_SIZE)
+        pages = np.frombuffer(block, dtype=np.uint8).reshape(count, PAGE_SIZE)
+        pages[1:] = pages[0]
 
     def _can_punch(self, first: int, count: int) -> bool:
         """Whether the file system releases blocks: the first remapped page's are, the
@@ -198,13 +224,24 @@ def recorded_rows(record: np.ndarray, memmap, sizes: set[int]) -> list[tuple[int
 
 
 def alias_recorded(memmap, rows: list[tuple[int, int]]) -> FileRemapper:
-    """Map the aliases a file records again (a file opened after its boot).
+    """Map the aliases a file records again (a file opened after its boot); in a private
+    copy of the file, copy each kept page over its tails instead (nothing is mapped).
 
     Raises
     ------
     OSError
         The process cannot make that many mappings (``vm.max_map_count``).
     """
+    remapper = FileRemapper(memmap)
+    if not remapper.maps_file():
+        # A private copy: mapping the file's pages over it would let a truncation by
+        # another process SIGBUS its readers again. It holds the file's full length, so
+        # the tails get their kept page's bytes in place.
+        remapper.copied = True
+        for first, count in rows:
+            remapper._fill(first, count)
+            remapper._count(first, count)
+        return remapper
     need = sum(count for _, count in rows)
     budget, reservation = hvo_budget.reserve(lambda left: need if need <= left else 0)
     try:
@@ -212,7 +249,6 @@ def alias_recorded(memmap, rows: list[tuple[int, int]]) -> FileRemapper:
             raise OSError(errno.ENOMEM, f"the file's HVO aliases need {need} mappings and "
                           f"this process may make {budget} more: raise vm.max_map_count "
                           f"(sysctl vm.max_map_count={2 * need + 65530})")
-        remapper = FileRemapper(memmap)
         for first, count in rows:
             if not remapper._alias(first, count):
                 raise OSError(ctypes.get_errno(), f"the file's HVO aliases could not be "

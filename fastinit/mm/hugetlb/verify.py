@@ -11,8 +11,10 @@ memory and managed pages are what the buddy allocator should hold now (`free_ran
 - every descriptor of every pool page, and every other descriptor of the touched blocks
   (`fastinit.mm.hugetlb.verify_descriptors`);
 - that HVO's remapping is real: every other page of a remapped huge page's descriptors is
-  a mapping of the memfd (or file) page its first page maps, and the memmap's resident
-  size is the ideal (its size less what was released; in a file: those blocks are holes).
+  a mapping of the memfd (or file) page its first page maps (in a private copy of a file,
+  `fastinit.arrays.snapshot`: a copy of that page, and nothing maps the file), and the
+  memmap's resident size is the ideal (its size less what was released; in a file: those
+  blocks are holes, read with SEEK_DATA, never through a mapping).
 """
 
 from __future__ import annotations
@@ -194,25 +196,18 @@ def _check_hvo(result, check) -> str:
     """The remapping is real and the memmap's residency is the ideal (in a file: the
     aliased pages' blocks released); returns a summary."""
     remapper = result.pools.remapper
-    maps = file_mappings(remapper.ident)
-    base = remapper.base // PAGE_SIZE
-    # A memmap file read without a read lease is a private copy (fastinit.arrays.snapshot):
-    # there the kept page is the copy's, and its aliases map the file's page it came from.
-    copied = result.memmap.file is not None
-    broken = 0
-    for first, pages in remapper.aliases:
-        offsets = {_offset_at(maps, base + first + page) for page in range(1, pages)}
-        kept = _offset_at(maps, base + first)
-        if kept is None and copied:
-            kept = remapper.offset // PAGE_SIZE + first
-        broken += kept is None or offsets != {kept}
+    copied = result.memmap.file is not None and remapper.copied
+    broken = _copied_tails(result.memmap, remapper, check) if copied else \
+        _mapped_tails(remapper)
     if broken:
         check.problem(f"{broken} remapped huge pages have vmemmap pages that are not "
-                      f"mappings of their kept page")
+                      f"{'copies' if copied else 'mappings'} of their kept page")
     resident = resident_bytes(result.memmap, remapper)
     ideal = result.memmap.pages.nbytes - remapper.released_bytes
+    how = "copies of the file read without a lease" if copied else \
+        f"{remapper.mappings} mappings"
     summary = (f"HVO: {remapper.remapped} huge pages' vmemmap remapped onto one page each "
-               f"({remapper.mappings} mappings), memmap resident {resident >> 20} MiB, ideal "
+               f"({how}), memmap resident {resident >> 20} MiB, ideal "
                f"{ideal >> 20} MiB")
     if result.memmap.file is not None:
         # A file's pages are page cache the kernel may write back and reclaim: its
@@ -226,6 +221,41 @@ def _check_hvo(result, check) -> str:
     if "sparse_init" in result.timings and resident != ideal:
         check.problem(f"memmap resident {resident} bytes with HVO, ideal {ideal}")
     return summary
+
+
+def _mapped_tails(remapper) -> int:
+    """Remapped huge pages some of whose tail pages do not map their kept page's page of
+    the memfd (or file)."""
+    maps = file_mappings(remapper.ident)
+    base = remapper.base // PAGE_SIZE
+    broken = 0
+    for first, pages in remapper.aliases:
+        offsets = {_offset_at(maps, base + first + page) for page in range(1, pages)}
+        kept = _offset_at(maps, base + first)
+        broken += kept is None or offsets != {kept}
+    return broken
+
+
+def _copied_tails(memmap, remapper, check) -> int:
+    """A memmap file read into a private copy (no read lease, `fastinit.arrays.snapshot`):
+    HVO's tails are copies of their kept page, not mappings, and nothing in the memmap
+    maps the file (a truncation by another process could SIGBUS it). Returns the huge
+    pages whose tails differ from their kept page; a mapping of the file goes to
+    ``check``."""
+    lo = memmap.raw.ctypes.data // PAGE_SIZE
+    hi = lo + -(-memmap.raw.nbytes // PAGE_SIZE)
+    mapped = sum(min(end, hi) - max(start, lo)
+                 for start, end, _ in file_mappings(remapper.ident) if start < hi and end > lo)
+    if mapped:
+        check.problem(f"the private copy of the memmap file maps {mapped} pages of the "
+                      f"file itself")
+    raw = memmap.raw
+    broken = 0
+    for first, pages in remapper.aliases:
+        words = raw[first * PAGE_SIZE:(first + pages) * PAGE_SIZE].view(np.uint64)
+        words = words.reshape(pages, -1)
+        broken += bool((words[1:] != words[0]).any())
+    return broken
 
 
 def _offset_at(maps, page: int) -> int | None:
