@@ -7,7 +7,6 @@ from __future__ import annotations
 # commands and what they need are imported after, inside main().
 import os
 import signal
-import stat
 import sys
 
 from fastinit.engine.interrupts import Stopper, stop_on_signals
@@ -269,20 +268,7 @@ class _Target:
 
 def _complete_file(path) -> bool:
     from fastinit.arrays import fileformat as fmt
-    from fastinit.arrays.errors import MemmapFileError
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-    except OSError:
-        return False
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            return False
-        header = fmt.read_header(str(path), fd, os.fstat(fd).st_size, "")
-        return header.state == fmt.COMPLETE
-    except (OSError, MemmapFileError):
-        return False
-    finally:
-        os.close(fd)
+    return fmt.probe_path(path, fmt.is_complete)
 
 
 def _main(argv: list[str] | None, run: _Run) -> int:
