@@ -11,6 +11,7 @@ pytest.importorskip("distributed")
 
 import fastinit  # noqa: E402
 from fastinit.cli import main  # noqa: E402
+from fastinit.distributed import registry  # noqa: E402
 from fastinit.distributed import worker as on_worker  # noqa: E402
 from fastinit.distributed.api import boot  # noqa: E402
 from fastinit.distributed.cluster import check_workers, connected  # noqa: E402
@@ -65,7 +66,7 @@ def test_every_node_ran_on_a_worker_of_the_cluster_and_none_keeps_a_shard(client
     assert {s.worker for s in result.shards} == workers  # balanced: both used
     pids = client.run(os.getpid)
     assert all(pids[s.worker] == s.pid for s in result.shards)
-    assert all(held == [] for held in client.run(on_worker.shards_held).values())
+    assert all(held == [] for held in client.run(registry.shards_held).values())
 
 
 def test_memmap_files_on_the_workers_disks_verify_later_node_by_node(client, tmp_path):
@@ -166,4 +167,4 @@ def test_a_node_task_returns_kilobytes_for_a_shard_of_megabytes():
     summary = on_worker.node_task("in-process", topology, 1, options, True, True)
     assert summary["memmap_bytes"] >= 128 << 20
     assert len(pickle.dumps(summary)) < 64 << 10
-    assert on_worker.shards_held() == []
+    assert registry.shards_held() == []

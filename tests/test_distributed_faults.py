@@ -25,6 +25,7 @@ import cloudpickle  # noqa: E402
 
 import cluster_hooks  # noqa: E402
 from fastinit.cli import main  # noqa: E402
+from fastinit.distributed import registry  # noqa: E402
 from fastinit.distributed import worker as on_worker  # noqa: E402
 from fastinit.distributed.api import boot  # noqa: E402
 from fastinit.distributed.run import NodeFailedError  # noqa: E402
@@ -101,7 +102,7 @@ def client(cluster):
 def _nothing_left(client) -> None:
     """No node of any boot on any worker; no task executing there (dask counts a task
     until the worker has sent its end, a moment after our function returned)."""
-    assert all(held == [] for held in client.run(on_worker.shards_held).values())
+    assert all(held == [] for held in client.run(registry.shards_held).values())
     _wait_for(lambda: set(client.run(lambda dask_worker: dask_worker.state.executing_count)
                           .values()) == {0}, 10, "idle workers")
 
