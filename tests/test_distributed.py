@@ -168,3 +168,26 @@ def test_a_node_task_returns_kilobytes_for_a_shard_of_megabytes():
     assert summary["memmap_bytes"] >= 128 << 20
     assert len(pickle.dumps(summary)) < 64 << 10
     assert registry.shards_held() == []
+
+
+def test_a_cleanup_that_fails_on_a_worker_is_said_not_dropped(client, tmp_path):
+    # A node number too long for a file name: remove_temporaries raises OSError
+    # (ENAMETOOLONG) on every worker, as a cleanup that fails there would; what the
+    # failed boot says must name each worker and its error, not drop them.
+    from fastinit.distributed import memmap_dir
+    from fastinit.distributed.files_left import worker_replies
+    problems: list[str] = []
+    replies = client.run(memmap_dir.remove_temporaries, str(tmp_path), [10 ** 300],
+                         on_error="return")
+    assert worker_replies(replies, "could not remove temporary files", problems) == []
+    workers = set(client.scheduler_info()["workers"])
+    assert sorted(problem.split(" ", 1)[0] for problem in problems) == sorted(workers)
+    assert all(" could not remove temporary files: OSError: " in problem
+               for problem in problems)
+    # Workers that answered: their answers, and nothing said.
+    fine: list[str] = []
+    replies = client.run(memmap_dir.remove_temporaries, str(tmp_path), [0],
+                         on_error="return")
+    assert worker_replies(replies, "could not remove temporary files", fine) == \
+        [[]] * len(workers)
+    assert fine == []

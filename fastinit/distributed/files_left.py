@@ -17,18 +17,20 @@ def files_left(runner) -> str:
         return ""
     nids = [node.nid for node in runner.plan.nodes]
     removed, finished = set(), set(runner.finished)
+    problems: list[str] = []
     if not runner.lost_scheduler:
         try:
             # The client may not have heard of a node that ended as it failed.
-            for nodes in runner.client.run(registry.committed, runner.boot_id,
-                                           on_error="return").values():
-                finished |= set(nodes) if isinstance(nodes, list) else set()
-            cleaned = runner.client.run(memmap_dir.remove_temporaries, directory,
-                                        sorted(set(nids) - finished), on_error="return")
-            removed = {name for names in cleaned.values()
-                       if not isinstance(names, BaseException) for name in names}
-        except (OSError, TimeoutError):
-            pass
+            for nodes in worker_replies(runner.client.run(
+                    registry.committed, runner.boot_id, on_error="return"),
+                    "could not say which node files it completed", problems):
+                finished |= set(nodes)
+            for names in worker_replies(runner.client.run(
+                    memmap_dir.remove_temporaries, directory, sorted(set(nids) - finished),
+                    on_error="return"), "could not remove temporary files", problems):
+                removed |= set(names)
+        except (OSError, TimeoutError) as error:
+            problems.append(f"the workers could not be asked about the node files ({error})")
     unsure = set()
     if runner.lost_scheduler:
         # Seen past its commit: complete. Still running: its worker may have renamed
@@ -55,4 +57,18 @@ def files_left(runner) -> str:
     if removed:
         said += f"; removed the temporary files lost workers left for " \
                 f"{', '.join(sorted(removed))}"
-    return said
+    return "; ".join([said, *problems])
+
+
+def worker_replies(replies: dict, failed: str, problems: list[str]) -> list:
+    """The answers of ``Client.run(..., on_error="return")`` from the workers that
+    answered; for each that raised instead, ``"WORKER FAILED: ERROR"`` goes to
+    ``problems`` (a failed cleanup must be said, not dropped: a temporary file it left
+    stays on that worker's disk)."""
+    answers = []
+    for worker, reply in sorted(replies.items()):
+        if isinstance(reply, BaseException):
+            problems.append(f"{worker} {failed}: {type(reply).__name__}: {reply}")
+        else:
+            answers.append(reply)
+    return answers
