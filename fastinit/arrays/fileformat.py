@@ -32,7 +32,6 @@ import json
 import math
 import os
 import re
-import stat
 import struct
 from dataclasses import dataclass
 
@@ -61,27 +60,6 @@ MAX_JSON_DEPTH = 32
 MAX_DATA_BYTES = 1 << 50  # 1 PiB
 MAX_ARRAYS = 16
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
-
-
-def probe_path(path, check) -> bool:
-    """``check(fd)`` on the regular file at ``path``, opened read-only without following a
-    link or waiting on a FIFO (a probe must neither be redirected nor hang); False where
-    the path cannot be opened, is not a regular file, or cannot be read as ours."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-    except OSError:
-        return False
-    try:
-        return stat.S_ISREG(os.fstat(fd).st_mode) and bool(check(fd))
-    except (OSError, MemmapFileError):
-        return False
-    finally:
-        os.close(fd)
-
-
-def is_complete(fd: int) -> bool:
-    """Whether the open file is a fastinit memmap file whose header says it is complete."""
-    return read_header("", fd, os.fstat(fd).st_size, "").state == COMPLETE
 
 
 @dataclass(frozen=True)

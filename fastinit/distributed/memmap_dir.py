@@ -60,7 +60,8 @@ def problems(directory: str, nids: list[int], force: bool) -> list[str]:
 
 
 def _is_memmap_file(path: str) -> bool:
-    from fastinit.arrays.fileformat import is_ours, probe_path
+    from fastinit.arrays.fileformat import is_ours
+    from fastinit.arrays.probe import probe_path
     return probe_path(path, is_ours)
 
 
