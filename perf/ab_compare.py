@@ -104,6 +104,29 @@ def compare(a: dict[str, float], b: dict[str, float]) -> list[tuple[str, float]]
             if kind(path) == "time"]
 
 
+def against_memset(runs: dict) -> list[tuple[str, float]]:
+    """B/A of each time divided by the memset time of its own run (where the benchmark
+    measures memset in the same run): load that slows a run slows its memset too."""
+    def normalized(figures: dict[str, float]) -> dict[str, float]:
+        def split(path: str) -> tuple[str, str]:
+            return tuple(path.rsplit(".", 1)) if "." in path else ("", path)
+        memsets = {split(path)[0]: v for path, v in figures.items()
+                   if split(path)[1] == "memset_ms"}
+        out = {}
+        for path, value in figures.items():
+            row, last = split(path)
+            memset = memsets.get(row, memsets.get(""))
+            if memset and kind(path) == "time" and last != "memset_ms":
+                out[path] = value / memset
+        return out
+    best_a, best_b = ({}, {})
+    for label, kept in (("A", best_a), ("B", best_b)):
+        for figures in runs[label]:
+            for path, value in normalized(figures).items():
+                kept[path] = min(kept.get(path, value), value)
+    return [(path, best_b[path] / best_a[path]) for path in sorted(best_a.keys() & best_b.keys())]
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("a", type=Path, help="tree A (e.g. before a change)")
@@ -134,7 +157,12 @@ def main():
         for path, ratio in ratios:
             print(f"    {path}: A {a[path]:.4g}  B {b[path]:.4g}  B/A {ratio:.3f}")
         report[name] = {"geomean": mean, "load": load, "a": a, "b": b,
-                        "ratios": dict(ratios)}
+                        "ratios": dict(ratios), "runs": runs}
+        normalized = against_memset(runs)
+        if normalized:
+            print(f"    each time over the same run's memset, best of {args.rounds}: "
+                  + ", ".join(f"{path} B/A {ratio:.3f}" for path, ratio in normalized))
+            report[name]["over_memset"] = dict(normalized)
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=2))
 
