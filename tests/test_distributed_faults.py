@@ -47,6 +47,14 @@ def _wait_for(predicate, seconds: float, what: str):
     raise AssertionError(f"no {what} within {seconds} s")
 
 
+def _written(path: str) -> bool:
+    try:
+        with open(path) as info:
+            return "address" in json.load(info)
+    except (OSError, ValueError):
+        return False
+
+
 def _start_cluster(folder: Path, workers: int) -> tuple[list, str]:
     """``(processes, scheduler file)``: ``dask scheduler`` and ``workers`` x ``dask worker
     --nthreads 1 --memory-limit 4GiB`` on loopback, as users start them."""
@@ -56,7 +64,8 @@ def _start_cluster(folder: Path, workers: int) -> tuple[list, str]:
                                    "--scheduler-file", scheduler_file] + common,
                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
     try:
-        _wait_for(lambda: os.path.exists(scheduler_file), 60, "scheduler file")
+        # Written in place, not renamed: it exists (empty) before its address is in it.
+        _wait_for(lambda: _written(scheduler_file), 60, "scheduler file")
         for _ in range(workers):
             processes.append(subprocess.Popen(
                 [DASK, "worker", "--scheduler-file", scheduler_file, "--nthreads", "1",
