@@ -1,7 +1,7 @@
 """Same-run A/B of the README's benchmarks between two checkouts of fastinit.
 
 Each tree runs its own code with its own virtualenv (``TREE/.venv/bin/python``, an
-editable install of that tree). The benchmarks run alternately, A, B, A, B, ... so that
+editable install of that tree). The benchmarks run alternately, A, B, B, A, A, B ... so that
 the load of a shared machine falls on both alike; for every figure a benchmark prints
 (its JSON), the best of the rounds is kept for each tree, and the table gives B/A. A time
 (a key in ms, us or seconds) is best smallest, a rate (GB/s, speedup) best largest; B/A
@@ -142,8 +142,11 @@ def main():
     for name in args.only or BENCHMARKS:
         runs = {"A": [], "B": []}
         began = time.perf_counter()
-        for _ in range(args.rounds):
-            for label, tree in (("A", args.a), ("B", args.b)):
+        for round_ in range(args.rounds):
+            # A, B then B, A: whatever the first run of a pair leaves the second (huge
+            # pages taken, caches) falls on both trees alike.
+            pair = [("A", args.a), ("B", args.b)]
+            for label, tree in pair if round_ % 2 == 0 else pair[::-1]:
                 runs[label].append(run_once(tree, name))
         a, b = best(runs["A"]), best(runs["B"])
         ratios = compare(a, b)
