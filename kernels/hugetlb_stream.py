@@ -29,14 +29,14 @@ from fastinit.kernels._jit import PFNS, inline_helper, kernel
 from fastinit.kernels.descriptors import descriptor_index, lru_address, page_address
 from fastinit.kernels.compound import (HPG_VMEMMAP_OPTIMIZED, HUGETLB_PAGE_DTOR, PG_HEAD,
                                        TAIL_MAPPING)
+from fastinit.kernels.streaming import DESCRIPTOR_STRIDE as _STRIDE
+from fastinit.kernels.streaming import DESCRIPTOR_WORDS as _WORDS
+from fastinit.kernels.streaming import WORD6_TAIL as _WORD6
+from fastinit.kernels.streaming import ZERO_WORD as _ZERO
 from fastinit.kernels.streaming import WORDS, store_fence, store_record_nt
-from fastinit.layout import MAPCOUNT_NONE, PAGE_DTYPE
 
-# Words 6-7 of a tail: mapcount -1 (low half), refcount 0 (high half); memcg_data 0.
-_WORD6 = np.uint64(MAPCOUNT_NONE & 0xFFFFFFFF)
-_ZERO = np.uint64(0)
-_STRIDE = np.uint64(PAGE_DTYPE.itemsize)
-_WORDS = PAGE_DTYPE.itemsize // 8
+# Words 6-7 of a tail: mapcount -1 (low half), refcount 0 (high half); memcg_data 0, the
+# same words the streaming free path writes (one definition, in kernels/streaming.py).
 _LOW16 = np.uint64(0xFFFF)
 _LOW32 = np.uint64(0xFFFFFFFF)
 

@@ -38,11 +38,11 @@ _VECTOR = ir.VectorType(ir.IntType(64), 8)
 _X86 = platform.machine().lower() in ("x86_64", "amd64")
 
 # Word 6 of a descriptor is mapcount (low half) and refcount (high half), both final.
-_WORD6_TAIL = np.uint64(MAPCOUNT_NONE & 0xFFFFFFFF)
+WORD6_TAIL = np.uint64(MAPCOUNT_NONE & 0xFFFFFFFF)
 _WORD6_HEAD = np.uint64(PAGE_BUDDY_MAPCOUNT & 0xFFFFFFFF)
-_ZERO = np.uint64(0)
-_STRIDE = np.uint64(PAGE_DTYPE.itemsize)
-_WORDS = PAGE_DTYPE.itemsize // 8
+ZERO_WORD = np.uint64(0)
+DESCRIPTOR_STRIDE = np.uint64(PAGE_DTYPE.itemsize)
+DESCRIPTOR_WORDS = PAGE_DTYPE.itemsize // 8
 _BLOCK_BYTES = np.uint64(MAX_ORDER_NR_PAGES * PAGE_DTYPE.itemsize)
 
 
@@ -111,19 +111,21 @@ def stream_max_order_blocks(words, pageblock_mt, slots, base_pfn, spfn, epfn, li
         lru = lru_address(block)
         following = head if block + MAX_ORDER_NR_PAGES >= epfn else \
             lru + _BLOCK_BYTES
-        store_record_nt(words, i * _WORDS, (links, following, previous, _ZERO, _ZERO,
-                                            np.uint64(MAX_ORDER), _WORD6_HEAD, _ZERO))
+        store_record_nt(words, i * DESCRIPTOR_WORDS,
+                        (links, following, previous, ZERO_WORD, ZERO_WORD,
+                         np.uint64(MAX_ORDER), _WORD6_HEAD, ZERO_WORD))
         # The other pages: no branch, one 64-byte streaming store each.
         for j in range(i + 1, i + MAX_ORDER_NR_PAGES):
-            lru += _STRIDE
-            store_record_nt(words, j * _WORDS, (links, lru, lru, _ZERO, _ZERO, _ZERO,
-                                                _WORD6_TAIL, _ZERO))
+            lru += DESCRIPTOR_STRIDE
+            store_record_nt(words, j * DESCRIPTOR_WORDS,
+                            (links, lru, lru, ZERO_WORD, ZERO_WORD, ZERO_WORD,
+                             WORD6_TAIL, ZERO_WORD))
         previous = lru_address(block)
     if last >= 0:
         # The earlier tail now points at this run: a plain store to a line this thread
         # streamed, ordered after that streaming store by the fence.
         store_fence()
-        words[descriptor_index(slots, base_pfn, last) * _WORDS + 1] = lru_address(spfn)
+        words[descriptor_index(slots, base_pfn, last) * DESCRIPTOR_WORDS + 1] = lru_address(spfn)
 
 
 @kernel(types.int64(PAGES, WORDS, PAGEBLOCK_TYPES, PFNS, types.int64, PFN_RANGES, types.int64,

@@ -11,6 +11,7 @@ pytest.importorskip("distributed")
 
 import fastinit  # noqa: E402
 from fastinit.cli import main  # noqa: E402
+from fastinit.distributed import registry  # noqa: E402
 from fastinit.distributed import worker as on_worker  # noqa: E402
 from fastinit.distributed.api import boot  # noqa: E402
 from fastinit.distributed.cluster import check_workers, connected  # noqa: E402
@@ -65,7 +66,7 @@ def test_every_node_ran_on_a_worker_of_the_cluster_and_none_keeps_a_shard(client
     assert {s.worker for s in result.shards} == workers  # balanced: both used
     pids = client.run(os.getpid)
     assert all(pids[s.worker] == s.pid for s in result.shards)
-    assert all(held == [] for held in client.run(on_worker.shards_held).values())
+    assert all(held == [] for held in client.run(registry.shards_held).values())
 
 
 def test_memmap_files_on_the_workers_disks_verify_later_node_by_node(client, tmp_path):
@@ -166,4 +167,27 @@ def test_a_node_task_returns_kilobytes_for_a_shard_of_megabytes():
     summary = on_worker.node_task("in-process", topology, 1, options, True, True)
     assert summary["memmap_bytes"] >= 128 << 20
     assert len(pickle.dumps(summary)) < 64 << 10
-    assert on_worker.shards_held() == []
+    assert registry.shards_held() == []
+
+
+def test_a_cleanup_that_fails_on_a_worker_is_said_not_dropped(client, tmp_path):
+    # A node number too long for a file name: remove_temporaries raises OSError
+    # (ENAMETOOLONG) on every worker, as a cleanup that fails there would; what the
+    # failed boot says must name each worker and its error, not drop them.
+    from fastinit.distributed import memmap_dir
+    from fastinit.distributed.files_left import worker_replies
+    problems: list[str] = []
+    replies = client.run(memmap_dir.remove_temporaries, str(tmp_path), [10 ** 300],
+                         on_error="return")
+    assert worker_replies(replies, "could not remove temporary files", problems) == []
+    workers = set(client.scheduler_info()["workers"])
+    assert sorted(problem.split(" ", 1)[0] for problem in problems) == sorted(workers)
+    assert all(" could not remove temporary files: OSError: " in problem
+               for problem in problems)
+    # Workers that answered: their answers, and nothing said.
+    fine: list[str] = []
+    replies = client.run(memmap_dir.remove_temporaries, str(tmp_path), [0],
+                         on_error="return")
+    assert worker_replies(replies, "could not remove temporary files", fine) == \
+        [[]] * len(workers)
+    assert fine == []

@@ -25,6 +25,7 @@ import cloudpickle  # noqa: E402
 
 import cluster_hooks  # noqa: E402
 from fastinit.cli import main  # noqa: E402
+from fastinit.distributed import registry  # noqa: E402
 from fastinit.distributed import worker as on_worker  # noqa: E402
 from fastinit.distributed.api import boot  # noqa: E402
 from fastinit.distributed.run import NodeFailedError  # noqa: E402
@@ -46,6 +47,14 @@ def _wait_for(predicate, seconds: float, what: str):
     raise AssertionError(f"no {what} within {seconds} s")
 
 
+def _written(path: str) -> bool:
+    try:
+        with open(path) as info:
+            return "address" in json.load(info)
+    except (OSError, ValueError):
+        return False
+
+
 def _start_cluster(folder: Path, workers: int) -> tuple[list, str]:
     """``(processes, scheduler file)``: ``dask scheduler`` and ``workers`` x ``dask worker
     --nthreads 1 --memory-limit 4GiB`` on loopback, as users start them."""
@@ -55,7 +64,8 @@ def _start_cluster(folder: Path, workers: int) -> tuple[list, str]:
                                    "--scheduler-file", scheduler_file] + common,
                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
     try:
-        _wait_for(lambda: os.path.exists(scheduler_file), 60, "scheduler file")
+        # Written in place, not renamed: it exists (empty) before its address is in it.
+        _wait_for(lambda: _written(scheduler_file), 60, "scheduler file")
         for _ in range(workers):
             processes.append(subprocess.Popen(
                 [DASK, "worker", "--scheduler-file", scheduler_file, "--nthreads", "1",
@@ -101,7 +111,7 @@ def client(cluster):
 def _nothing_left(client) -> None:
     """No node of any boot on any worker; no task executing there (dask counts a task
     until the worker has sent its end, a moment after our function returned)."""
-    assert all(held == [] for held in client.run(on_worker.shards_held).values())
+    assert all(held == [] for held in client.run(registry.shards_held).values())
     _wait_for(lambda: set(client.run(lambda dask_worker: dask_worker.state.executing_count)
                           .values()) == {0}, 10, "idle workers")
 

@@ -19,6 +19,7 @@ import cloudpickle  # noqa: E402
 import cluster_hooks  # noqa: E402
 
 from fastinit.cli import main  # noqa: E402
+from fastinit.distributed import registry  # noqa: E402
 from fastinit.distributed import worker as on_worker  # noqa: E402
 from fastinit.distributed.api import boot  # noqa: E402
 from fastinit.distributed.cluster import connected  # noqa: E402
@@ -74,7 +75,7 @@ def test_a_spread_count_is_split_as_in_one_process_with_hvo_and_verify(client):
     assert [c.name for c in report.checks] == [c.name for c in expected.checks]
     pools, alone = report.checks[-1].summary, expected.checks[-1].summary
     assert pools.split("; HVO")[0] == alone.split("; HVO")[0]
-    assert all(held == [] for held in client.run(on_worker.shards_held).values())
+    assert all(held == [] for held in client.run(registry.shards_held).values())
     text = "\n".join(cluster_boot_lines(result))
     assert "HugeTLB: registered 2.00 MiB page size, pre-allocated 1200 pages" in text
     assert "node 0 HugeTLB: allocation took" in text and "node 1 HugeTLB: allocation" in text
@@ -110,14 +111,14 @@ def test_a_node_waiting_for_its_share_stops_when_another_node_fails(client, tmp_
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
         future = pool.submit(boot, topology, cluster=client, chunk_hook=hook)
         # Node 0 reports its room and waits for the split, which node 1 never lets come.
-        while not any(phase == "rooms" for held in client.run(on_worker.shards_held).values()
+        while not any(phase == "rooms" for held in client.run(registry.shards_held).values()
                       for _, nid, phase, _ in held):
             assert not future.done(), future.exception()
             time.sleep(0.05)
         open(release, "w").close()
         with pytest.raises(NodeFailedError, match="node 1 failed .* fails on purpose"):
             future.result()
-    assert all(held == [] for held in client.run(on_worker.shards_held).values())
+    assert all(held == [] for held in client.run(registry.shards_held).values())
 
 
 def test_a_node_lost_before_the_split_is_booted_again_and_gets_its_share(client, tmp_path):
@@ -132,7 +133,7 @@ def test_a_node_lost_before_the_split_is_booted_again_and_gets_its_share(client,
         future = pool.submit(boot, topology, cluster=client, chunk_hook=hook, retries=1,
                              verify=True)
         while not ((markers / "node1").exists() and any(
-                phase == "rooms" for held in client.run(on_worker.shards_held).values()
+                phase == "rooms" for held in client.run(registry.shards_held).values()
                 for _, _, phase, _ in held)):
             assert not future.done(), future.exception()
             time.sleep(0.05)
@@ -205,7 +206,7 @@ def test_workers_that_cannot_hold_every_node_at_once_are_refused_before_a_node_s
     with pytest.raises(ValueError, match="holds every node's shard at once"):
         run_boot(client, plan, identities, {"split_pools": True}, verify=False,
                  digests=False, retries=0)
-    assert all(held == [] for held in client.run(on_worker.shards_held).values())
+    assert all(held == [] for held in client.run(registry.shards_held).values())
 
 
 def test_the_issues_command_gives_the_same_counts_on_a_cluster(client, capsys):

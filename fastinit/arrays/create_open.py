@@ -11,7 +11,6 @@ for the format and `fastinit.arrays.atomic` for the replace and locking rules.
 from __future__ import annotations
 
 import datetime
-import hashlib
 import mmap
 import os
 from contextlib import ExitStack
@@ -23,11 +22,11 @@ from fastinit.arrays.checksum import NAME as CHECKSUM_NAME, data_checksum
 from fastinit.arrays.errors import (DamagedMemmapError, IncompleteMemmapError,
                                     MemmapFileError)
 from fastinit.arrays.handle import MemmapFile
+from fastinit.arrays.header_checks import REDO as _REDO, checked_header as _checked_header
 from fastinit.engine.interrupts import interrupts_deferred
 from fastinit.validate import check_bool
 from fastinit.units import gib
 
-_REDO = "write it again (the old one is replaced only with force=True)"
 _UNFINISHED = {
     fmt.INITIALIZING: "the run that wrote it did not finish (killed or still running)",
     fmt.FAILED: "the run that wrote it stopped with an error",
@@ -197,39 +196,6 @@ def open_file(path, mode: str = "r", *, kind: str | None = None,
         handle.close()
         raise
     return handle
-
-
-def _checked_header(shown: str, fd: int, kind: str | None):
-    """``(header, raw metadata, document, array specs, layout)`` of the open file ``fd``,
-    each checked against the others and the file's size before anything is mapped."""
-    size = os.fstat(fd).st_size
-    header = fmt.read_header(shown, fd, size, _REDO)
-    meta_at = size - fmt.HEADER_BYTES - header.meta_len
-    raw = os.pread(fd, header.meta_len, meta_at) if meta_at >= 0 else b""
-    if len(raw) != header.meta_len or hashlib.sha256(raw).digest() != header.meta_sha256:
-        raise MemmapFileError(f"{shown} has a damaged header (metadata checksum "
-                              f"mismatch); {_REDO}")
-    try:
-        document, specs, data_bytes = fmt.decode_metadata(raw)
-    except (ValueError, TypeError, OverflowError, KeyError, IndexError) as error:
-        raise MemmapFileError(f"{shown} has metadata this fastinit cannot use: "
-                              f"{error}; {_REDO}") from None
-    if document["checksum"] != CHECKSUM_NAME:
-        raise MemmapFileError(f"{shown} has a data checksum of kind "
-                              f"{document['checksum'][:40]!r}, this fastinit computes "
-                              f"{CHECKSUM_NAME!r}; {_REDO}")
-    if kind is not None and document["kind"] != kind:
-        raise MemmapFileError(f"{shown} holds {document['kind'][:64]!r}, not {kind!r}; "
-                              f"name a {kind} file")
-    lay = fmt.layout(specs, data_bytes, header.meta_len)
-    if size != lay.total:
-        what = "is truncated" if size < lay.total else "is longer than its header says"
-        raise MemmapFileError(f"{shown} {what}: {size} bytes where its header needs "
-                              f"{lay.total}; {_REDO}")
-    if os.pread(fd, lay.data_offset, 0) != lay.npy:  # no checksum covers it
-        raise MemmapFileError(f"{shown} has a damaged header (its NumPy header is not "
-                              f"the one its metadata describes); {_REDO}")
-    return header, raw, document, specs, lay
 
 
 def _map(shown: str, fd: int, total: int, mode: str, lease) -> mmap.mmap:

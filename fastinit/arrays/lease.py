@@ -24,20 +24,16 @@ read and so the same clean error.
 
 from __future__ import annotations
 
-import ctypes
 import fcntl
 import mmap
 import signal
 import threading
 
 from fastinit.arrays.errors import MemmapChangedError
+from fastinit.host.libc import MAP_FIXED, libc
 
 _SIGNAL = signal.SIGRTMIN + 4  # a real-time signal: queued, and ours alone
 _HELD: list[ReadLease] = []
-_libc = ctypes.CDLL(None, use_errno=True)
-_libc.mmap.restype = ctypes.c_void_p
-_libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int,
-                       ctypes.c_int, ctypes.c_long]
 
 
 class ReadLease:
@@ -59,8 +55,8 @@ class ReadLease:
         if self in _HELD:
             _HELD.remove(self)
         if self.broken and self.length:
-            _libc.mmap(self.address, self.length, mmap.PROT_READ,
-                       mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | 0x10, -1, 0)  # MAP_FIXED
+            libc.mmap(self.address, self.length, mmap.PROT_READ,
+                      mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | MAP_FIXED, -1, 0)
         try:
             fcntl.fcntl(self.fd, fcntl.F_SETLEASE, fcntl.F_UNLCK)
         except OSError:

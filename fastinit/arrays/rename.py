@@ -15,15 +15,10 @@ import ctypes
 import errno
 import os
 
+from fastinit.host.libc import renameat2 as _renameat2
+
 RENAME_NOREPLACE = 1
 RENAME_EXCHANGE = 2
-
-_libc = ctypes.CDLL(None, use_errno=True)
-_renameat2 = getattr(_libc, "renameat2", None)
-if _renameat2 is not None:
-    _renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p,
-                           ctypes.c_uint]
-    _renameat2.restype = ctypes.c_int
 
 
 def _call(dfd: int, old: str, new: str, flags: int) -> bool:

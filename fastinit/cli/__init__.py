@@ -5,12 +5,11 @@ from __future__ import annotations
 # Only what takes the signals is imported here: the program's first act is to take them
 # (a Ctrl-C while the rest is imported must stop it without a traceback), and the
 # commands and what they need are imported after, inside main().
-import os
 import signal
-import stat
 import sys
 
-from fastinit.engine.interrupts import Stopper, stop_on_signals
+from fastinit.cli.stopped import Run, Target
+from fastinit.engine.interrupts import stop_on_signals
 
 DESCRIPTION = """\
 fastinit simulates how Linux initializes struct page for every page of memory at boot
@@ -191,7 +190,7 @@ def main(argv: list[str] | None = None, *, exiting: bool = False,
     again once this run's handlers take them.
     """
     with stop_on_signals(exiting=exiting) as stopper:
-        run = _Run(stopper)
+        run = Run(stopper)
         try:
             for signum in early or ():
                 signal.raise_signal(signum)  # its handler runs before the next line
@@ -222,70 +221,7 @@ def run(early: list[int] | None = None) -> int:
     return status
 
 
-class _Run:
-    """What an interrupt needs to know: the command, and the file it writes."""
-
-    def __init__(self, stopper: Stopper):
-        self.stopper = stopper
-        self.command = "fastinit"
-        self.target: _Target | None = None
-
-    def stopped(self, stop: BaseException) -> int:
-        """Say why the run stopped; its exit status: 128 + the signal when the path keeps
-        what it had, 0 when the new file was in place first (the boot's work is done)."""
-        from fastinit.cli.output import say
-        signum = self.stopper.first or signal.SIGINT
-        how = "terminated (SIGTERM)" if signum == signal.SIGTERM else "interrupted"
-        if self.target is not None and self.target.replaced():
-            from fastinit.arrays.handle import completed_note
-            say(f"{self.command}: {how}; {completed_note(self.target.path)}")
-            return 0
-        notes = "".join(f"; {note}" for note in getattr(stop, "__notes__", ()))
-        say(f"{self.command}: {how}; every thread was stopped{notes}")
-        return 128 + signum
-
-
-class _Target:
-    """The file a boot writes (--memmap-file), as it was before the boot: after an
-    interrupt, whether the path holds the old contents or the new, complete file."""
-
-    def __init__(self, path):
-        self.path = path
-        self.before = self._identity()
-
-    def _identity(self):
-        try:
-            info = os.lstat(self.path)
-        except (OSError, ValueError):
-            return None
-        return info.st_dev, info.st_ino
-
-    def replaced(self) -> bool:
-        """Whether another file, complete, is at the path now (the boot's commit renames
-        only a complete file into place; a file's inode is its identity)."""
-        now = self._identity()
-        return now is not None and now != self.before and _complete_file(self.path)
-
-
-def _complete_file(path) -> bool:
-    from fastinit.arrays import fileformat as fmt
-    from fastinit.arrays.errors import MemmapFileError
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-    except OSError:
-        return False
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            return False
-        header = fmt.read_header(str(path), fd, os.fstat(fd).st_size, "")
-        return header.state == fmt.COMPLETE
-    except (OSError, MemmapFileError):
-        return False
-    finally:
-        os.close(fd)
-
-
-def _main(argv: list[str] | None, run: _Run) -> int:
+def _main(argv: list[str] | None, run: Run) -> int:
     import errno
     import warnings
     from fastinit.cli.cluster import cmd_cluster, wants_cluster
@@ -300,7 +236,7 @@ def _main(argv: list[str] | None, run: _Run) -> int:
         args = parser.parse_args(argv)
         run.command = f"fastinit {args.command}" if args.command else run.command
         if args.command == "boot" and args.memmap_file is not None:
-            run.target = _Target(args.memmap_file)
+            run.target = Target(args.memmap_file)
         if args.command is None:
             parser.print_help()
             status = 0

@@ -61,14 +61,8 @@ def problems(directory: str, nids: list[int], force: bool) -> list[str]:
 
 def _is_memmap_file(path: str) -> bool:
     from fastinit.arrays.fileformat import is_ours
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-    except OSError:
-        return False
-    try:
-        return is_ours(fd)
-    finally:
-        os.close(fd)
+    from fastinit.arrays.probe import probe_path
+    return probe_path(path, is_ours)
 
 
 def remove_temporaries(directory: str, nids: list[int]) -> list[str]:

@@ -49,8 +49,8 @@ def rooms_of(result) -> list[tuple]:
 
 def await_share(shard, result, poll: float) -> None:
     """After a node's deferred init, on its worker: report its room (phase ``rooms``),
-    wait for the client's split (`fastinit.distributed.worker.give_pools`), and boot its
-    pools from its share. ``shard`` is the node's `fastinit.distributed.worker._Shard`;
+    wait for the client's split (`fastinit.distributed.registry.give_pools`), and boot its
+    pools from its share. ``shard`` is the node's `fastinit.distributed.registry.Shard`;
     its cancel event is looked at every ``poll`` seconds."""
     from fastinit.engine.padata import JobCancelled
     with shard.lock:

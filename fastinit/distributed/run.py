@@ -18,9 +18,10 @@ import time
 import uuid
 from collections.abc import Callable
 
-from fastinit.distributed import memmap_dir
+from fastinit.distributed import registry
 from fastinit.distributed import worker as on_worker
 from fastinit.distributed.cluster import worker_problem
+from fastinit.distributed.files_left import files_left
 from fastinit.distributed.ledger import Ledger
 from fastinit.distributed.placement import shard_bytes
 from fastinit.distributed.pools import split_pools
@@ -59,7 +60,7 @@ class Watcher:
 
     def live(self) -> dict[str, dict]:
         """Workers that answer, with this boot's nodes on each (phase, pages, running)."""
-        found = self.client.run(on_worker.status, self.boot_id, on_error="return")
+        found = self.client.run(registry.status, self.boot_id, on_error="return")
         return {address: nodes for address, nodes in found.items()
                 if not isinstance(nodes, BaseException)}
 
@@ -192,7 +193,7 @@ class _Runner(Watcher):
             return
         if self.pools is None:
             for address in sorted(waiting):
-                found = self.client.run(on_worker.rooms, self.boot_id, workers=[address],
+                found = self.client.run(registry.rooms, self.boot_id, workers=[address],
                                         on_error="return").get(address)
                 if isinstance(found, dict):
                     self.rooms.update(found)
@@ -204,7 +205,7 @@ class _Runner(Watcher):
                 raise NodeFailedError(str(error)) from None
         shares = {node.nid: self.pools.of_node(node.nid) for node in self.plan.nodes}
         for address in sorted(waiting):
-            self.client.run(on_worker.give_pools, self.boot_id, shares, workers=[address],
+            self.client.run(registry.give_pools, self.boot_id, shares, workers=[address],
                             on_error="return")
 
     def start_ready(self) -> None:
@@ -244,9 +245,9 @@ class _Runner(Watcher):
             for future, _, _ in self.tasks.values():
                 future.cancel()
             deadline = time.monotonic() + STOP_WAIT
-            self.client.run(on_worker.cancel, self.boot_id, on_error="ignore")
+            self.client.run(registry.cancel, self.boot_id, on_error="ignore")
             while time.monotonic() < deadline:
-                left = self.client.run(on_worker.running, self.boot_id, on_error="ignore")
+                left = self.client.run(registry.running, self.boot_id, on_error="ignore")
                 if not any(left.values()):
                     self.finished |= {nid for nid, (future, _, _) in self.tasks.items()
                                       if future.status == "finished"}
@@ -256,54 +257,6 @@ class _Runner(Watcher):
             return f"the scheduler went away while the nodes were stopped ({error})"
         return (f"node jobs still running on workers after {STOP_WAIT:g} s: "
                 f"{ {a: n for a, n in left.items() if n} }")
-
-    def files_left(self) -> str:
-        """After a failure: which node files of this boot are complete, and the
-        temporary files that lost workers left, removed."""
-        directory = self.options.get("memmap_dir")
-        if not directory:
-            return ""
-        nids = [node.nid for node in self.plan.nodes]
-        removed, finished = set(), set(self.finished)
-        if not self.lost_scheduler:
-            try:
-                # The client may not have heard of a node that ended as it failed.
-                for nodes in self.client.run(on_worker.committed, self.boot_id,
-                                             on_error="return").values():
-                    finished |= set(nodes) if isinstance(nodes, list) else set()
-                cleaned = self.client.run(memmap_dir.remove_temporaries, directory,
-                                          sorted(set(nids) - finished), on_error="return")
-                removed = {name for names in cleaned.values()
-                           if not isinstance(names, BaseException) for name in names}
-            except (OSError, TimeoutError):
-                pass
-        unsure = set()
-        if self.lost_scheduler:
-            # Seen past its commit: complete. Still running: its worker may have renamed
-            # its file into place before it learned of the loss (nobody can ask it now).
-            finished |= {nid for nid, phase in self.phases.items()
-                         if phase in on_worker.COMMITTED_PHASES}
-            unsure = set(self.tasks) - finished
-        done = [memmap_dir.node_file_name(nid) for nid in sorted(finished)]
-        when = " when it was lost" if self.lost_scheduler else ""
-        said = (f"node files complete from this boot{when}: {', '.join(done)} in "
-                f"{directory}" if done else
-                f"no node file of this boot was {'known ' if unsure else ''}complete{when}")
-        if unsure:
-            names = [memmap_dir.node_file_name(nid) for nid in sorted(unsure)]
-            said += (f"; {', '.join(names)} {'was' if len(names) == 1 else 'were'} not "
-                     f"reported back: each is either complete from this boot (its worker "
-                     f"committed it before it saw the scheduler go) or as it was, never "
-                     f"half-written (fastinit verify --memmap-dir shows each file's "
-                     f"created time)")
-        if not done and not unsure:
-            said += f"; {directory} keeps what it had"
-        elif set(nids) - finished - unsure:
-            said += "; the others keep what they had"
-        if removed:
-            said += f"; removed the temporary files lost workers left for " \
-                    f"{', '.join(sorted(removed))}"
-        return said
 
 
 def run_boot(client, plan, identities: dict, options: dict, *, verify: bool,
@@ -325,7 +278,7 @@ def run_boot(client, plan, identities: dict, options: dict, *, verify: bool,
     try:
         shards = runner.boot(retries, verify, digests)
     except NodeFailedError as error:
-        said = [str(error), runner.stop(), runner.files_left()]
+        said = [str(error), runner.stop(), files_left(runner)]
         raise NodeFailedError("; ".join(part for part in said if part)) from error.__cause__
     except BaseException:
         runner.stop()

@@ -1,10 +1,10 @@
-"""What runs inside a dask worker: a node's life (boot, verify, digests), and the registry.
+"""What runs inside a dask worker: a node's life (boot, verify, digests).
 
 A shard (one node's memmap and zones) lives in the task that boots it, never in dask's
 managed memory: the task returns only a small summary (numbers, short strings, the
 verify report), so dask has nothing large to spill, pickle or send, and the shard is gone
-when the task ends. The registry holds what the client may ask about a running node
-(phase, pages done) and its cancel event. The worker counts the shard as its process
+when the task ends. The registry (`fastinit.distributed.registry`) holds what the client
+may ask about a running node (phase, pages done) and its cancel event. The worker counts the shard as its process
 memory ("unmanaged"), which is why the runner keeps every worker's running shards under
 its pause threshold (`fastinit.distributed.placement`).
 
@@ -21,12 +21,13 @@ import os
 import re
 import threading
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 
 import fastinit
 from fastinit.distributed.digest import node_digest
 from fastinit.distributed.memmap_dir import node_file_name
 from fastinit.distributed.pools import await_share, pool_figures
+from fastinit.distributed.registry import CANCELLED, COMMITTED, LOCK, SHARDS, Shard
 from fastinit.arrays.touch import advise
 from fastinit.host.memory import available_memory
 from fastinit.layout import align_up
@@ -35,39 +36,9 @@ from fastinit.mm.memmap_meta import descriptor_layout
 # Exactly the names node_file_name writes: ASCII digits, no leading zero (str.isdigit
 # takes "²", which int() refuses, and "node01" would stand for node 1 beside "node1").
 _NODE_FILE = re.compile(r"node(0|[1-9][0-9]*)\.memmap")
-# Registry of this process: (boot id, nid) -> _Shard; and the boots cancelled here (a
-# node task dask starts after its boot was cancelled must not start the node).
-_SHARDS: dict[tuple[str, int], "_Shard"] = {}
-_CANCELLED: set[str] = set()
-# The nodes whose memmap file each boot completed here (boot id -> nids).
-_COMMITTED: dict[str, set[int]] = {}
-_LOCK = threading.Lock()
-# The phases of a node whose memmap file is complete (`status` reports the phase).
-COMMITTED_PHASES = ("committed", "verify")
 # Seconds between a running node's looks at its worker: one that is closing (it lost
 # the scheduler, or is told to stop) cancels the node instead of finishing it unseen.
 WATCH = 0.1
-
-
-@dataclass
-class _Shard:
-    """One node of one boot on this worker, from its task's start until released."""
-
-    nid: int
-    cancel: threading.Event = field(default_factory=threading.Event)
-    phase: str = "sparse_init"
-    pages: int = 0
-    running: bool = True
-    lock: threading.Lock = field(default_factory=threading.Lock)
-    # HugeTLB pools: the room the node reports, and its share once the client sent it.
-    rooms: list | None = None
-    pools: object = None
-    pools_given: threading.Event = field(default_factory=threading.Event)
-
-    def add_pages(self, done: int, total: int) -> None:
-        """The node boot's ``progress(done, total)``: pages done so far."""
-        with self.lock:  # chunks finish on several threads
-            self.pages = done
 
 
 def identity(dask_worker=None) -> dict:
@@ -120,11 +91,11 @@ def node_task(boot_id: str, topology, nid: int, options: dict, verify: bool,
     """
     from fastinit.engine.padata import JobCancelled
     from fastinit.mm.run import boot
-    shard = _Shard(nid)
-    with _LOCK:
-        if boot_id in _CANCELLED:
+    shard = Shard(nid)
+    with LOCK:
+        if boot_id in CANCELLED:
             raise JobCancelled(f"node {nid}: its boot was cancelled before it started")
-        _SHARDS[(boot_id, nid)] = shard
+        SHARDS[(boot_id, nid)] = shard
     _watch_worker(shard)
     began = time.perf_counter()
     try:
@@ -140,8 +111,8 @@ def node_task(boot_id: str, topology, nid: int, options: dict, verify: bool,
                       before_pools=(lambda booted: await_share(shard, booted, WATCH))
                       if options.get("split_pools") else None)
         if path is not None:
-            with _LOCK:
-                _COMMITTED.setdefault(boot_id, set()).add(nid)
+            with LOCK:
+                COMMITTED.setdefault(boot_id, set()).add(nid)
                 shard.phase = "committed"
         booted = time.time()
         try:
@@ -158,12 +129,12 @@ def node_task(boot_id: str, topology, nid: int, options: dict, verify: bool,
         summary["task_seconds"] = time.perf_counter() - began
         return summary
     finally:
-        with _LOCK:
-            _SHARDS.pop((boot_id, nid), None)
+        with LOCK:
+            SHARDS.pop((boot_id, nid), None)
         shard.running = False
 
 
-def _watch_worker(shard: _Shard) -> None:
+def _watch_worker(shard: Shard) -> None:
     """Cancel ``shard``'s node if its worker starts to close while it runs (a worker that
     lost its scheduler closes: the node's file must then fail, not complete unseen)."""
     try:
@@ -264,62 +235,3 @@ def node_files(directory: str) -> dict[int, str]:
             if named:
                 found[int(named.group(1))] = os.path.join(directory, name)
     return found
-
-
-def status(boot_id: str) -> dict[int, tuple[str, int, bool]]:
-    """Each node of the boot here: phase, pages initialized, still running."""
-    with _LOCK:
-        return {nid: (shard.phase, shard.pages, shard.running)
-                for (bid, nid), shard in _SHARDS.items() if bid == boot_id}
-
-
-def rooms(boot_id: str) -> dict[int, list]:
-    """The boot's nodes here that wait for their share of the HugeTLB pools, with the
-    room each reported (`fastinit.distributed.pools.rooms_of`)."""
-    with _LOCK:
-        return {nid: shard.rooms for (bid, nid), shard in _SHARDS.items()
-                if bid == boot_id and shard.rooms is not None and
-                not shard.pools_given.is_set()}
-
-
-def give_pools(boot_id: str, shares: dict) -> list[int]:
-    """Hand each waiting node of the boot here its pools (``{nid: PoolPlan}``, the
-    client's split); returns the nodes given theirs."""
-    given = []
-    with _LOCK:
-        for (bid, nid), shard in _SHARDS.items():
-            if bid == boot_id and nid in shares and shard.rooms is not None and \
-                    not shard.pools_given.is_set():
-                shard.pools = shares[nid]
-                shard.pools_given.set()
-                given.append(nid)
-    return given
-
-
-def cancel(boot_id: str) -> list[int]:
-    """Stop the boot's node jobs here (their tasks end with JobCancelled), and any of its
-    tasks that would start later; returns the nodes still running."""
-    with _LOCK:
-        _CANCELLED.add(boot_id)
-        shards = [s for (bid, _), s in _SHARDS.items() if bid == boot_id]
-    for shard in shards:
-        shard.cancel.set()
-    return [shard.nid for shard in shards if shard.running]
-
-
-def committed(boot_id: str) -> list[int]:
-    """The boot's nodes whose memmap file was completed here."""
-    with _LOCK:
-        return sorted(_COMMITTED.get(boot_id, ()))
-
-
-def running(boot_id: str) -> list[int]:
-    """The boot's nodes whose task still runs here."""
-    with _LOCK:
-        return [nid for (bid, nid), s in _SHARDS.items() if bid == boot_id and s.running]
-
-
-def shards_held() -> list[tuple[str, int, str, bool]]:
-    """Every shard this worker holds: boot id, node, phase, running (for checks)."""
-    with _LOCK:
-        return [(bid, nid, s.phase, s.running) for (bid, nid), s in _SHARDS.items()]

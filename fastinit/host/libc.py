@@ -4,7 +4,7 @@ ctypes releases the GIL for the call, which is why threads first-touch memory, m
 and remap it this way rather than through Python's ``mmap`` module. A call without
 declared argument types would pass a Python int as a C ``int``, cutting an address above
 4 GiB: every function used is declared here, with its prototype from ``<sys/mman.h>``,
-``<string.h>`` or ``<fcntl.h>``, and nowhere else. ``CDLL(None)`` is the process's own
+``<string.h>``, ``<fcntl.h>`` or ``<stdio.h>``, and nowhere else. ``CDLL(None)`` is the process's own
 symbols (the C library CPython runs on), found without the subprocess
 ``ctypes.util.find_library`` starts. Errors: the functions set errno, read with
 ``ctypes.get_errno()``.
@@ -35,6 +35,13 @@ libc.memset.argtypes = (ctypes.c_void_p, ctypes.c_int, ctypes.c_size_t)
 # int fallocate(int fd, int mode, off_t offset, off_t len)
 libc.fallocate.restype = ctypes.c_int
 libc.fallocate.argtypes = (ctypes.c_int, ctypes.c_int, ctypes.c_long, ctypes.c_long)
+# int renameat2(int olddirfd, const char *oldpath, int newdirfd, const char *newpath,
+#               unsigned int flags): glibc 2.28 and later; None where the C library lacks it.
+if hasattr(libc, "renameat2"):
+    libc.renameat2.restype = ctypes.c_int
+    libc.renameat2.argtypes = (ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p,
+                               ctypes.c_uint)
+renameat2 = getattr(libc, "renameat2", None)
 
 # What mmap returns on failure, (void *) -1, as ctypes gives a c_void_p back.
 MAP_FAILED = ctypes.c_void_p(-1).value

@@ -81,11 +81,15 @@ def topology_json(topology: Topology) -> dict:
     }
 
 
+def booted_summary(plan, memmap) -> str:
+    """The first line of a boot's report: the machine, where its memmap lives, the arch."""
+    return f"{machine_summary(plan.topology, memmap.nbytes)} in {memmap.storage}, arch {plan.arch}"
+
+
 def boot_lines(result: BootResult, verification: VerifyReport | None) -> list[str]:
     """Kernel-style deferred-init lines, a per-node table and per-zone buddy state."""
     plan, memmap = result.plan, result.memmap
-    lines = [f"{machine_summary(plan.topology, memmap.nbytes)} in {memmap.storage}, "
-             f"arch {plan.arch}, {plan.topology.kernel.describe()}",
+    lines = [f"{booted_summary(plan, memmap)}, {plan.topology.kernel.describe()}",
              *reservation_lines(plan.topology),
              *(f"note: {note}" for note in plan.topology.notes),
              f"sparse_init: memmap allocated and first touched in "

@@ -5,7 +5,8 @@ from __future__ import annotations
 from fastinit.distributed.result import DistributedBootResult
 from fastinit.layout import PAGE_DTYPE
 from fastinit.report import hugetlb as hugetlb_report
-from fastinit.report.boot import boot_json, machine_summary, verify_lines, zone_lines
+from fastinit.report.boot import (boot_json, booted_summary, machine_summary, verify_lines,
+                                  zone_lines)
 
 
 def _ms(seconds: float) -> str:
@@ -38,8 +39,7 @@ def cluster_boot_lines(result: DistributedBootResult, digests: bool = False) -> 
     if all(shard.node is None for shard in result.shards):
         return node_files_lines(result, digests)
     plan, timings = result.plan, result.timings
-    lines = [f"{machine_summary(plan.topology, result.memmap.nbytes)} in "
-             f"{result.memmap.storage}, arch {plan.arch}",
+    lines = [booted_summary(plan, result.memmap),
              f"cluster: {result.workers} workers, reached and checked in "
              f"{_ms(timings.get('connect', 0))}; nodes booted in {_ms(timings.get('boot', 0))}"
              + (f", verified in {_ms(timings['verify'])}" if "verify" in timings else "")]
