@@ -149,12 +149,8 @@ class Remapper:
             _libc.munmap(address, size)
             got = _libc.mmap(address, size, prot, flags, -1, 0)
         if got != address:
-            error = ctypes.get_errno()
             # The descriptors are gone: nothing may read them; stop the boot, clearly.
-            raise MemoryError(f"HVO could neither remap nor restore the memmap at "
-                              f"{address:#x} ({os.strerror(error)}): the process is out of "
-                              f"mappings (vm.max_map_count); boot with "
-                              f"hugetlb_free_vmemmap=off")
+            raise unrestorable(f"the memmap at {address:#x}")
         start = address - self.base
         self.memmap.raw[start:start + PAGE_SIZE] = np.frombuffer(kept, np.uint8)
         if tails is not None:
@@ -292,3 +288,12 @@ def zone_pieces(plan, start: int, end: int):
             if lo < hi:
                 yield (node.nid, zone.zid), (lo, hi)
         return
+
+
+def unrestorable(what: str) -> MemoryError:
+    """The error for descriptors HVO could neither remap nor restore (``what``), with the
+    errno of the mapping call that just failed."""
+    error = ctypes.get_errno()
+    return MemoryError(f"HVO could neither remap nor restore {what} "
+                       f"({os.strerror(error)}): the process is out of mappings "
+                       f"(vm.max_map_count); boot with hugetlb_free_vmemmap=off")

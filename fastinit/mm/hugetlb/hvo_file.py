@@ -42,7 +42,7 @@ import numpy as np
 from fastinit.layout import DESCRIPTORS_PER_PAGE, PAGE_DTYPE, PAGE_SIZE
 from fastinit.mm.hugetlb import hvo_budget
 from fastinit.host.libc import MAP_FAILED as _MAP_FAILED, MAP_FIXED as _MAP_FIXED, libc as _libc
-from fastinit.mm.hugetlb.hvo import _remapped, file_ident, file_mappings
+from fastinit.mm.hugetlb.hvo import _remapped, file_ident, file_mappings, unrestorable
 
 # One row per remapped huge page: its first descriptor page (in pages of the memmap) and
 # how many pages of descriptors it has (the first kept, the others aliases of it).
@@ -100,12 +100,8 @@ class FileRemapper:
     def _linear(self, first: int, count: int) -> None:
         """The pages after ``first`` mapped as the file lays them out again."""
         if not self._mmap(first + 1, count - 1, self.writable, first + 1):
-            error = ctypes.get_errno()
             # The descriptors are unreadable now: stop the boot, clearly.
-            raise MemoryError(f"HVO could neither remap nor restore the memmap file's "
-                              f"pages at {first + 1} ({os.strerror(error)}): the process "
-                              f"is out of mappings (vm.max_map_count); boot with "
-                              f"hugetlb_free_vmemmap=off")
+            raise unrestorable(f"the memmap file's pages at {first + 1}")
 
     def remap(self, head_index: int, order: int, keep_tails: bool = True) -> bool:
         """Alias the descriptor pages of the huge page whose head is at ``head_index``
