@@ -132,6 +132,19 @@ ACPI: SRAT: Node 1 PXM 1 [mem 0x40000000-0x7fffffff] hotplug
     assert topology.nodes[1].ranges == ((0x40000, 0x7FFE0),)
 
 
+def test_without_srat_apic_lines_the_announce_lines_place_the_cpus():
+    # 6.12 on: no "PXM -> APIC -> Node" lines; a memoryless node's CPUs show only in
+    # x86's announce lines, and it must count as online for hugepages=N:M.
+    srat = ("ACPI: SRAT: Node 0 PXM 0 [mem 0x00000000-0x3fffffff]\n"
+            "ACPI: SRAT: Node 1 PXM 1 [mem 0x40000000-0x7fffffff]\n")
+    announce = ".... node  #2, CPUs:      #1 #2\n"
+    topology = parse_bootlog(BIOS_MAP + srat + announce + "smp: Brought up 2 nodes, 3 CPUs\n")
+    assert [(n.nid, n.cpus) for n in topology.nodes] == [(0, 1), (1, 0), (2, 2)]
+    # A CPU count the announced CPUs do not make up: the even share, as before.
+    topology = parse_bootlog(BIOS_MAP + srat + announce + "smp: Brought up 2 nodes, 4 CPUs\n")
+    assert [(n.nid, n.cpus) for n in topology.nodes] == [(0, 2), (1, 2)]
+
+
 def test_faking_a_node_ignores_srat():
     text = BIOS_MAP + ("SRAT: Node 0 PXM 0 [mem 0x00000000-0x3fffffff]\n"
                        "No NUMA configuration found\nFaking a node at [mem 0x0-0x7ffdffff]\n")

@@ -38,6 +38,9 @@ _SRAT_MEM = re.compile(rf"SRAT: Node (\d+) PXM (\d+) {MEM_RANGE}(.*)")
 # garbled) must not be skipped, or the machine would silently lose memory or a node.
 _MEMORY_LINE = re.compile(rf"{STARTS}|SRAT: Node \d+ PXM \d+ \[mem")
 _SRAT_CPU = re.compile(r"SRAT: PXM (\d+) -> (?:x2)?APIC (0x[0-9a-fA-F]+) -> Node (\d+)")
+# x86 announce_cpu(): each secondary CPU as it comes up, under its node's heading. From 6.12
+# the SRAT APIC lines are pr_debug, so these are the log's only word on which node a CPU is.
+_ANNOUNCE = re.compile(r"\.\.\.\. node  +#(\d+), CPUs:((?: +#\d+)*)")
 _CPUS_UP = re.compile(r"(?:smp: Brought up|x86: Booted up) (\d+) nodes?, (\d+) CPUs")
 _CPUS_ALLOWED = re.compile(r"(?:smpboot|CPU topo): Allowing (\d+) (?:present )?CPUs"
                            r"(?:,| plus) (\d+) hotplug CPUs")
@@ -66,6 +69,8 @@ class BootLog:
     srat: list[SratBlock] = field(default_factory=list)
     apic_nodes: dict[int, set[int]] = field(default_factory=dict)
     apic_count: int = 0
+    # Secondary CPU -> node, from the "... node  #N, CPUs: #a #b" lines.
+    announced: dict[int, int] = field(default_factory=dict)
     cpus_up: int | None = None
     numa_off: bool = False
     reserved: list[tuple[int, int]] = field(default_factory=list)
@@ -135,7 +140,13 @@ def _scan_srat(log: BootLog, line: str, number: int) -> None:
 
 
 def _scan_cpus(log: BootLog, line: str, number: int) -> None:
-    if (match := _CPUS_UP.search(line)) is not None:
+    if (match := _ANNOUNCE.search(line)) is not None:
+        nid = bounded_decimal(match.group(1), MAX_NUMNODES - 1, "node", log.source, number,
+                              line)
+        for cpu in match.group(2).split():
+            log.announced[bounded_decimal(cpu[1:], NR_CPUS - 1, "CPU", log.source, number,
+                                          line)] = nid
+    elif (match := _CPUS_UP.search(line)) is not None:
         log.cpus_up = bounded_decimal(match.group(2), NR_CPUS, "CPU count", log.source,
                                       number, line)
     elif (match := _CPUS_ALLOWED.search(line)) is not None and log.cpus_up is None:
@@ -170,6 +181,21 @@ def _scan_reserved(log: BootLog, line: str, number: int) -> None:
             return
 
 
+def announced_nodes(log: BootLog) -> dict[int, set[int]]:
+    """Each node's CPUs from the secondary CPUs' announce lines, for a log without SRAT's
+    APIC lines (6.12 on). The boot CPU is never announced: it is taken to be on the lowest
+    node the log names (SRAT gives the boot CPU's PXM the first node on QEMU and on the
+    usual firmware). Empty (fall back to an even share) unless the announced CPUs and the
+    boot CPU make up every CPU brought up."""
+    if not log.announced or log.cpus_up != len(log.announced) + 1 or 0 in log.announced:
+        return {}
+    named = {block.nid for block in log.srat} | set(log.announced.values())
+    nodes: dict[int, set[int]] = {min(named): {0}}
+    for cpu, nid in log.announced.items():
+        nodes.setdefault(nid, set()).add(cpu)
+    return nodes
+
+
 def parse_bootlog(text: str, source: str = "dmesg",
                   kernel: KernelRules | None = None) -> Topology:
     """Build a `Topology` from the text of a kernel boot log.
@@ -199,7 +225,8 @@ def parse_bootlog(text: str, source: str = "dmesg",
     image = kernel_image_pfns(text, cmdline, source)
     rules = kernel if kernel is not None else rules_in_log(text)
     reserved = log.reserved + log.e820_log.late_reserved + ([image] if image else [])
-    firmware = Firmware(table, log.srat, log.apic_nodes, log.cpus_up, log.numa_off,
+    firmware = Firmware(table, log.srat, log.apic_nodes or announced_nodes(log),
+                        log.cpus_up, log.numa_off,
                         log.e820_log.user_map, reserved, crash_logged=True)
     notes = []
     if log.e820_log.kernel_not_ram:
