@@ -28,6 +28,9 @@ READER = textwrap.dedent("""
     from fastinit.mm.verify import verify
     path, how = sys.argv[1], sys.argv[2]
     if how == "nobody":
+        # Numba's typeof imports numpy.ma lazily, at the first array it types: import it
+        # while this process may still read the environment (CI's venv is private, 0700).
+        import numpy.ma
         os.setgid(%d); os.setuid(%d)
     box = []
     if how == "thread":
