@@ -98,7 +98,18 @@ def connected(cluster, *, timeout: float = CONNECT_TIMEOUT, memory_limit=None):
                              f"with 'dask worker {cluster}'") from None
         yield client
     finally:
+        _close(client)
+
+
+def _close(client) -> None:
+    """Close ``client``. Once its scheduler is lost, distributed's own close can fail
+    (``RuntimeError: Cannot change state of expiring Timeout`` from its connection pool,
+    seen with one CPU): that must not replace the error that says the scheduler was lost,
+    and there is nothing left to close."""
+    try:
         client.close()
+    except (OSError, RuntimeError, TimeoutError):
+        pass
 
 
 def _handshake(address: str, timeout: float) -> None:
