@@ -1,6 +1,10 @@
 """What every test needs from the process it runs in."""
 
 import signal
+import subprocess
+import sys
+
+import pytest
 
 
 def pytest_configure(config):
@@ -17,3 +21,15 @@ def pytest_configure(config):
     if usable_cpus() < 2:
         config.addinivalue_line("filterwarnings",
                                 "ignore::fastinit.engine.padata.OversubscriptionWarning")
+
+
+@pytest.fixture(scope="session")
+def page_file(tmp_path_factory) -> bytes:
+    """The bytes of a complete page memmap file (1x2G), booted once by the command line;
+    a test writes its own copy where it needs one."""
+    path = tmp_path_factory.mktemp("page_file") / "p.bin"
+    done = subprocess.run([sys.executable, "-m", "fastinit.cli", "boot", "--spec", "1x2G",
+                           "--memmap-file", str(path), "--no-progress"],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    return path.read_bytes()

@@ -37,16 +37,6 @@ VERIFIER = textwrap.dedent("""
 TRUNCATE = "import os, sys; os.truncate(sys.argv[1], 4096)"  # blocks while a lease is held
 
 
-@pytest.fixture(scope="module")
-def page_file(tmp_path_factory):
-    path = tmp_path_factory.mktemp("lease") / "p.bin"
-    done = subprocess.run(CLI + ["boot", "--spec", "1x2G", "--memmap-file", str(path),
-                                 "--no-progress"], capture_output=True, text=True,
-                          timeout=300)
-    assert done.returncode == 0, done.stderr
-    return path.read_bytes()
-
-
 def test_a_file_truncated_during_verify_stops_it_cleanly_naming_the_file(tmp_path,
                                                                          page_file):
     path = tmp_path / "p.bin"

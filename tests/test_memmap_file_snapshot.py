@@ -47,16 +47,6 @@ READER = textwrap.dedent("""
 """ % (NOBODY, NOBODY))
 
 
-@pytest.fixture(scope="module")
-def page_file(tmp_path_factory):
-    path = tmp_path_factory.mktemp("snapshot") / "p.bin"
-    done = subprocess.run(CLI + ["boot", "--spec", "1x2G", "--memmap-file", str(path),
-                                 "--no-progress"], capture_output=True, text=True,
-                          timeout=300)
-    assert done.returncode == 0, done.stderr
-    return path.read_bytes()
-
-
 @pytest.fixture
 def shared_dir():
     """A directory anyone may write (sticky, as /tmp), for a reader that is not root."""
