@@ -187,35 +187,33 @@ def test_the_cycle_finder_finds_a_lazy_import_cycle(tmp_path, monkeypatch):
     assert import_cycles() == [["fastinit.a", "fastinit.b"]]
 
 
+def imported_of(modules: str, condition: str) -> list[str]:
+    """The modules a fresh interpreter holds after ``import modules`` for which the
+    expression ``condition`` (of ``m``, a module name) is true."""
+    program = (f"import sys, {modules}\n"
+               f"print(sorted(m for m in sys.modules if {condition}))")
+    done = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True,
+                          check=True)
+    return ast.literal_eval(done.stdout)
+
+
 def test_a_boot_without_verify_or_pools_compiles_none_of_their_kernels():
     # Each of these kernel groups costs about 5 s to compile on a cold Numba cache: a plain
     # boot and its report must not import them (the report types live in verify_report).
-    program = ("import sys, fastinit.cli.commands, fastinit.report.boot, fastinit.mm.run\n"
-               "print(sorted(m for m in sys.modules if m in ("
-               "'fastinit.mm.verify', 'fastinit.kernels.check_sections', "
-               "'fastinit.mm.hugetlb.jobs', 'fastinit.mm.hugetlb.verify', "
-               "'fastinit.kernels.compound', 'fastinit.kernels.buddy_alloc')))")
-    done = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True,
-                          check=True)
-    assert done.stdout.strip() == "[]"
+    assert imported_of("fastinit.cli.commands, fastinit.report.boot, fastinit.mm.run",
+                       "m in ('fastinit.mm.verify', 'fastinit.kernels.check_sections', "
+                       "'fastinit.mm.hugetlb.jobs', 'fastinit.mm.hugetlb.verify', "
+                       "'fastinit.kernels.compound', 'fastinit.kernels.buddy_alloc')") == []
 
 
 def test_the_reports_import_no_dask():
     # A cluster's report reads its result types only; dask is the optional extra.
-    program = ("import sys, fastinit.report.boot, fastinit.report.cluster, "
-               "fastinit.report.hugetlb\n"
-               "print(sorted(m for m in sys.modules if m.split('.')[0] in "
-               "('dask', 'distributed')))")
-    done = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True,
-                          check=True)
-    assert done.stdout.strip() == "[]"
+    assert imported_of("fastinit.report.boot, fastinit.report.cluster, "
+                       "fastinit.report.hugetlb",
+                       "m.split('.')[0] in ('dask', 'distributed')") == []
 
 
 def test_verify_of_a_boot_without_pools_compiles_none_of_the_pool_kernels():
-    program = ("import sys, fastinit.mm.verify\n"
-               "print(sorted(m for m in sys.modules if m in ("
-               "'fastinit.mm.hugetlb.verify', 'fastinit.kernels.compound', "
-               "'fastinit.kernels.buddy_alloc')))")
-    done = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True,
-                          check=True)
-    assert done.stdout.strip() == "[]"
+    assert imported_of("fastinit.mm.verify",
+                       "m in ('fastinit.mm.hugetlb.verify', 'fastinit.kernels.compound', "
+                       "'fastinit.kernels.buddy_alloc')") == []
